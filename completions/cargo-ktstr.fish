@@ -1,0 +1,137 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_cargo_ktstr_global_optspecs
+    string join \n v/verbose q/quiet cache-dir= h/help V/version
+end
+
+function __fish_cargo_ktstr_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_cargo_ktstr_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_cargo_ktstr_using_subcommand
+    set -l cmd (__fish_cargo_ktstr_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory)' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -s q -l quiet -d 'Only errors on stderr'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -s h -l help -d 'Print help'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -s V -l version -d 'Print version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "clean" -d 'Remove debris left by dead processes; with --all, also every entry not in use'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "template" -d 'Build, clone and list disk templates'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "kernel" -d 'Build and list guest kernels'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "generate" -d 'Write shell completions or man pages generated from this command line'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory)' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l all -d 'After the debris, remove every published entry no process holds'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l stale -d 'After the debris, remove entries made by another formatter version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l dry-run -d 'List what would be removed; change nothing'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l json -d 'Print one JSON document on stdout'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -s q -l quiet -d 'Only errors on stderr'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -s h -l help -d 'Print help'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -s V -l version -d 'Print version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and not __fish_seen_subcommand_from build clone list help" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory)' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and not __fish_seen_subcommand_from build clone list help" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and not __fish_seen_subcommand_from build clone list help" -s q -l quiet -d 'Only errors on stderr'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and not __fish_seen_subcommand_from build clone list help" -s h -l help -d 'Print help'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and not __fish_seen_subcommand_from build clone list help" -s V -l version -d 'Print version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and not __fish_seen_subcommand_from build clone list help" -f -a "build" -d 'Build a template (or find it) and print its path'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and not __fish_seen_subcommand_from build clone list help" -f -a "clone" -d 'Give DEST its own copy-on-write clone of a template, building it on a miss'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and not __fish_seen_subcommand_from build clone list help" -f -a "list" -d 'List published templates and count debris'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and not __fish_seen_subcommand_from build clone list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l fs -d 'The filesystem to format' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l capacity -d 'Disk capacity: 256M, 256MiB, 1G, 1GiB or bytes [default: 256M; 300M for xfs]' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l kernel -d 'The guest kernel (bzImage) [default: $KTSTR_KERNEL, else the newest cached kernel]' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l vmm -d 'Which VMM boots the template guest' -r -f -a "auto\t'The built-in VMM where KVM can boot a stock kernel, else QEMU'
+kvm\t'The built-in VMM'
+qemu\t'qemu-system-x86_64 -M microvm'"
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l timeout -d 'Seconds the guest may run before it is stopped' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l memory -d 'Guest memory in MiB' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l lock-timeout -d 'Seconds to wait for another process building the same template' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory)' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l force -d 'Rebuild and replace the entry even when it exists'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l json -d 'Print key, path, fs, capacity, built-or-found and seconds as JSON'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -s q -l quiet -d 'Only errors on stderr'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -s V -l version -d 'Print version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l fs -d 'The filesystem to format' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l capacity -d 'Disk capacity: 256M, 256MiB, 1G, 1GiB or bytes [default: 256M; 300M for xfs]' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l kernel -d 'The guest kernel (bzImage) [default: $KTSTR_KERNEL, else the newest cached kernel]' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l vmm -d 'Which VMM boots the template guest' -r -f -a "auto\t'The built-in VMM where KVM can boot a stock kernel, else QEMU'
+kvm\t'The built-in VMM'
+qemu\t'qemu-system-x86_64 -M microvm'"
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l timeout -d 'Seconds the guest may run before it is stopped' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l memory -d 'Guest memory in MiB' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l lock-timeout -d 'Seconds to wait for another process building the same template' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l reflink -d 'How to copy: FICLONE only, FICLONE else a sparse copy, or a sparse copy' -r -f -a "auto\t'FICLONE, else a sparse copy'
+always\t'FICLONE only; fail where the filesystem cannot'
+never\t'A sparse copy of the data extents'"
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory)' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -s q -l quiet -d 'Only errors on stderr'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -s V -l version -d 'Print version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from list" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory)' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document on stdout'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Only errors on stderr'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "build" -d 'Build a template (or find it) and print its path'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "clone" -d 'Give DEST its own copy-on-write clone of a template, building it on a miss'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "list" -d 'List published templates and count debris'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory)' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -s q -l quiet -d 'Only errors on stderr'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -s h -l help -d 'Print help'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -s V -l version -d 'Print version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -f -a "build" -d 'Build a guest bzImage from a kernel source tree or tarball and cache it'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -f -a "list" -d 'List cached kernels'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -l source -d 'A kernel source directory or tarball (e.g. /usr/src/linux-source-6.12.tar.xz)' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -s j -l jobs -d 'Parallel make jobs [default: the number of CPUs]' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory)' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -l force -d 'Rebuild even when the cache has this kernel'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -s q -l quiet -d 'Only errors on stderr'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -s h -l help -d 'Print help'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -s V -l version -d 'Print version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from list" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory)' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document on stdout'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Only errors on stderr'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "build" -d 'Build a guest bzImage from a kernel source tree or tarball and cache it'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "list" -d 'List cached kernels'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand generate" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory)' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand generate" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand generate" -s q -l quiet -d 'Only errors on stderr'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand generate" -s h -l help -d 'Print help'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand generate" -s V -l version -d 'Print version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and not __fish_seen_subcommand_from clean template kernel generate help" -f -a "clean" -d 'Remove debris left by dead processes; with --all, also every entry not in use'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and not __fish_seen_subcommand_from clean template kernel generate help" -f -a "template" -d 'Build, clone and list disk templates'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and not __fish_seen_subcommand_from clean template kernel generate help" -f -a "kernel" -d 'Build and list guest kernels'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and not __fish_seen_subcommand_from clean template kernel generate help" -f -a "generate" -d 'Write shell completions or man pages generated from this command line'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and not __fish_seen_subcommand_from clean template kernel generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "build" -d 'Build a template (or find it) and print its path'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "clone" -d 'Give DEST its own copy-on-write clone of a template, building it on a miss'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "list" -d 'List published templates and count debris'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "build" -d 'Build a guest bzImage from a kernel source tree or tarball and cache it'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "list" -d 'List cached kernels'

@@ -1,0 +1,1 @@
+//! FICLONE, or a sparse copy of the data extents.

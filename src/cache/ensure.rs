@@ -1,0 +1,1 @@
+//! The lifecycle: lookup, lock, look again, build, publish.

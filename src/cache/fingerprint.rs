@@ -1,0 +1,1 @@
+//! The formatter fingerprint: SHA-256 of its version output.

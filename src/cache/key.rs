@@ -1,0 +1,246 @@
+//! A template's key, `<fs>-<MiB>m-<fingerprint>`, and the capacity in it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use super::filesystem::Filesystem;
+
+const MIB: u64 = 1 << 20;
+const MIN_MIB: u64 = 16;
+const MAX_MIB: u64 = 16 << 20; // 16 TiB
+/// Hex characters of the formatter fingerprint kept in a key.
+pub const FINGERPRINT_LEN: usize = 16;
+
+/// A disk capacity: a whole number of MiB, 16 MiB to 16 TiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Capacity {
+    mib: u64,
+}
+
+impl Capacity {
+    pub fn from_mib(mib: u64) -> Result<Self, String> {
+        if !(MIN_MIB..=MAX_MIB).contains(&mib) {
+            return Err(format!(
+                "capacity {mib} MiB is out of range: it must be at least 16 MiB and at most 16 TiB"
+            ));
+        }
+        Ok(Capacity { mib })
+    }
+
+    pub fn mib(self) -> u64 {
+        self.mib
+    }
+
+    pub fn bytes(self) -> u64 {
+        self.mib * MIB
+    }
+
+    /// Rejects a capacity the filesystem's formatter would refuse, before any work.
+    pub fn check_for(self, fs: Filesystem) -> Result<(), String> {
+        let min = fs.min_capacity_mib();
+        if self.mib < min {
+            return Err(format!(
+                "{fs} needs at least {min} MiB (mkfs.{fs} refuses smaller devices); got {} MiB",
+                self.mib
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Capacity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mib % 1024 == 0 {
+            write!(f, "{}GiB", self.mib / 1024)
+        } else {
+            write!(f, "{}MiB", self.mib)
+        }
+    }
+}
+
+impl FromStr for Capacity {
+    type Err = String;
+
+    /// Accepts `256M`, `256MiB`, `1G`, `1GiB` or a number of bytes.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let accepted = "write it as 256M, 256MiB, 1G, 1GiB or a number of bytes, \
+                        a whole number of MiB from 16 MiB to 16 TiB";
+        let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (number, unit) = s.split_at(digits_end);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("invalid capacity `{s}`: {accepted}"))?;
+        let scale = match unit {
+            "" => 1,
+            "M" | "MiB" => MIB,
+            "G" | "GiB" => 1024 * MIB,
+            _ => {
+                return Err(format!(
+                    "invalid capacity `{s}`: unknown unit `{unit}`; {accepted}"
+                ));
+            }
+        };
+        let bytes = number
+            .checked_mul(scale)
+            .ok_or_else(|| format!("capacity `{s}` is too large: {accepted}"))?;
+        if bytes % MIB != 0 {
+            return Err(format!(
+                "capacity `{s}` is not a whole number of MiB: {accepted}"
+            ));
+        }
+        Capacity::from_mib(bytes / MIB).map_err(|e| format!("{e}; {accepted}"))
+    }
+}
+
+/// The key of one template: filesystem, capacity, formatter fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub fs: Filesystem,
+    pub capacity: Capacity,
+    /// The first [`FINGERPRINT_LEN`] hex characters of the formatter's
+    /// version fingerprint.
+    pub fingerprint: String,
+}
+
+impl Key {
+    pub fn new(fs: Filesystem, capacity: Capacity, fingerprint: &str) -> Self {
+        Key {
+            fs,
+            capacity,
+            fingerprint: fingerprint[..FINGERPRINT_LEN.min(fingerprint.len())].to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}-{}m-{}",
+            self.fs,
+            self.capacity.mib(),
+            self.fingerprint
+        )
+    }
+}
+
+impl FromStr for Key {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not a template key (<fs>-<MiB>m-<16 hex>)");
+        let mut parts = s.splitn(3, '-');
+        let (fs, cap, fp) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => return Err(bad()),
+        };
+        let fs: Filesystem = fs.parse().map_err(|_| bad())?;
+        let mib = cap
+            .strip_suffix('m')
+            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse::<u64>().ok())
+            .ok_or_else(bad)?;
+        let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if fp.len() != FINGERPRINT_LEN || !fp.bytes().all(hex) {
+            return Err(bad());
+        }
+        let capacity = Capacity::from_mib(mib).map_err(|_| bad())?;
+        Ok(Key::new(fs, capacity, fp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn capacity_accepts_the_documented_forms() {
+        for (text, mib) in [
+            ("256M", 256),
+            ("256MiB", 256),
+            ("1G", 1024),
+            ("1GiB", 1024),
+            ("268435456", 256),
+            ("16M", 16),
+            ("16384G", 16 << 20),
+        ] {
+            assert_eq!(text.parse::<Capacity>().unwrap().mib(), mib, "{text}");
+        }
+    }
+
+    #[test]
+    fn capacity_rejects_everything_else_and_says_what_is_accepted() {
+        for text in [
+            "",
+            "M",
+            "15M",
+            "0",
+            "1000",
+            "1.5G",
+            "256m",
+            "256 M",
+            "256MB",
+            "1T",
+            "-1G",
+            "16385G",
+            "99999999999999999999G",
+        ] {
+            let err = text.parse::<Capacity>().unwrap_err();
+            assert!(err.contains("256M, 256MiB, 1G, 1GiB"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn xfs_minimum_is_enforced() {
+        let small: Capacity = "256M".parse().unwrap();
+        assert!(
+            small
+                .check_for(Filesystem::Xfs)
+                .unwrap_err()
+                .contains("300 MiB")
+        );
+        assert!(small.check_for(Filesystem::Btrfs).is_ok());
+        assert!(
+            "300M"
+                .parse::<Capacity>()
+                .unwrap()
+                .check_for(Filesystem::Xfs)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn key_renders_like_ktstr_and_rotates_with_the_fingerprint() {
+        let cap = Capacity::from_mib(256).unwrap();
+        let a = Key::new(Filesystem::Btrfs, cap, "a1b2c3d4e5f6a7b8c9d0");
+        assert_eq!(a.to_string(), "btrfs-256m-a1b2c3d4e5f6a7b8");
+        let b = Key::new(Filesystem::Btrfs, cap, "0000c3d4e5f6a7b8c9d0");
+        assert_ne!(a.to_string(), b.to_string());
+    }
+
+    #[test]
+    fn key_parse_rejects_near_misses() {
+        for s in [
+            "btrfs-256m",
+            "btrfs-256-a1b2c3d4e5f6a7b8",
+            "zfs-256m-a1b2c3d4e5f6a7b8",
+            "btrfs-256m-A1B2C3D4E5F6A7B8",
+            "btrfs-256m-a1b2c3d4e5f6a7b",
+            "btrfs-m-a1b2c3d4e5f6a7b8",
+            "btrfs-+256m-a1b2c3d4e5f6a7b8",
+        ] {
+            assert!(s.parse::<Key>().is_err(), "{s}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn key_round_trips(fs in 0usize..3, mib in 16u64..=(16 << 20), fp in "[0-9a-f]{16}") {
+            let key = Key::new(Filesystem::ALL[fs], Capacity::from_mib(mib).unwrap(), &fp);
+            prop_assert_eq!(key.to_string().parse::<Key>().unwrap(), key);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! `template list`: published entries and a count of debris.

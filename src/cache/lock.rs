@@ -1,0 +1,217 @@
+//! flock(2) helpers: try, say who holds it, wait with a deadline.
+//!
+//! The protocol these serve is told once, in [`crate::cache`]. Every flock in
+//! the crate goes through here.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use super::names;
+
+/// Shared (readers: cloners) or exclusive (builders, `clean --all`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Shared,
+    Exclusive,
+}
+
+impl Mode {
+    fn nonblocking(self) -> FlockArg {
+        match self {
+            Mode::Shared => FlockArg::LockSharedNonblock,
+            Mode::Exclusive => FlockArg::LockExclusiveNonblock,
+        }
+    }
+}
+
+/// A held flock; released on drop (closing the file releases it).
+#[derive(Debug)]
+pub struct Locked {
+    _flock: Flock<File>,
+    path: PathBuf,
+}
+
+impl Locked {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Takes `mode` on an already open file without blocking: `Ok(None)` when
+/// another open file description holds a conflicting lock.
+pub fn try_lock_file(file: File, mode: Mode) -> Result<Option<Flock<File>>> {
+    match Flock::lock(file, mode.nonblocking()) {
+        Ok(flock) => Ok(Some(flock)),
+        Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, errno)) => Err(errno).context("flock failed"),
+    }
+}
+
+/// The lockfile of `key` under `root`: `<root>/.locks/<key>.lock`.
+pub fn key_lock_path(root: &Path, key: &str) -> PathBuf {
+    root.join(names::LOCKS_DIR).join(names::lock_file(key))
+}
+
+fn open_lockfile(path: &Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create lock directory `{}`", dir.display()))?;
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("failed to open lockfile `{}`", path.display()))
+}
+
+/// Takes the lock at `path` (creating the lockfile) without blocking.
+pub fn try_lock(path: &Path, mode: Mode) -> Result<Option<Locked>> {
+    let file = open_lockfile(path)?;
+    Ok(try_lock_file(file, mode)
+        .with_context(|| format!("failed to lock `{}`", path.display()))?
+        .map(|flock| Locked {
+            _flock: flock,
+            path: path.to_owned(),
+        }))
+}
+
+/// Takes the lock at `path`, waiting up to `timeout`.
+///
+/// Tries first; only on contention does it say, once, that it is waiting and
+/// for whom, as cargo does with "Blocking waiting for file lock".
+pub fn lock_with_timeout(path: &Path, mode: Mode, timeout: Duration, what: &str) -> Result<Locked> {
+    if let Some(locked) = try_lock(path, mode)? {
+        return Ok(locked);
+    }
+    tracing::warn!(
+        "waiting for the lock on {what} held by {}",
+        describe_holders(path)
+    );
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        if let Some(locked) = try_lock(path, mode)? {
+            return Ok(locked);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "timed out after {}s waiting for the lock on {what}, held by {} (lockfile `{}`); \
+                 wait for that process to finish, or raise --lock-timeout",
+                timeout.as_secs_f64(),
+                describe_holders(path),
+                path.display()
+            );
+        }
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// One process holding a lock, as /proc/locks tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: i32,
+    pub exclusive: bool,
+}
+
+/// The processes holding a flock on `path`, from /proc/locks. Empty when it
+/// cannot be told (no /proc, or a holder in another pid namespace).
+pub fn holders(path: &Path) -> Vec<Holder> {
+    let (Ok(meta), Ok(locks)) = (
+        std::fs::metadata(path),
+        std::fs::read_to_string("/proc/locks"),
+    ) else {
+        return Vec::new();
+    };
+    let dev = meta.dev();
+    // /proc/locks writes the device as "%02x:%02x:%lu" (major, minor, inode).
+    let want = format!(
+        "{:02x}:{:02x}:{}",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev),
+        meta.ino()
+    );
+    parse_proc_locks(&locks, &want)
+}
+
+fn parse_proc_locks(text: &str, device_inode: &str) -> Vec<Holder> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Waiters are listed as "N: -> FLOCK ..."; only holders count.
+            if fields.get(1) != Some(&"FLOCK") || fields.get(5) != Some(&device_inode) {
+                return None;
+            }
+            let pid = fields.get(4)?.parse().ok()?;
+            Some(Holder {
+                pid,
+                exclusive: fields.get(3) == Some(&"WRITE"),
+            })
+        })
+        .collect()
+}
+
+/// "pid 123" / "pids 123, 456" / "an unknown process".
+pub fn describe_holders(path: &Path) -> String {
+    let pids: Vec<String> = holders(path).iter().map(|h| h.pid.to_string()).collect();
+    match pids.len() {
+        0 => "an unknown process (not visible in /proc/locks)".to_owned(),
+        1 => format!("pid {}", pids[0]),
+        _ => format!("pids {}", pids.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_locks_lines_are_matched_by_device_and_inode() {
+        let text = "1: FLOCK  ADVISORY  WRITE 4242 00:2a:1234 0 EOF\n\
+                    1: -> FLOCK  ADVISORY  WRITE 4343 00:2a:1234 0 EOF\n\
+                    2: FLOCK  ADVISORY  READ 77 00:2a:1234 0 EOF\n\
+                    3: POSIX  ADVISORY  WRITE 88 00:2a:1234 0 EOF\n\
+                    4: FLOCK  ADVISORY  WRITE 99 00:2a:9999 0 EOF\n";
+        assert_eq!(
+            parse_proc_locks(text, "00:2a:1234"),
+            vec![
+                Holder {
+                    pid: 4242,
+                    exclusive: true
+                },
+                Holder {
+                    pid: 77,
+                    exclusive: false
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_held_lock_names_this_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_lock_path(dir.path(), "btrfs-256m-0000000000000000");
+        let held = try_lock(&path, Mode::Exclusive)
+            .unwrap()
+            .expect("free lock");
+        // A second open file description conflicts even within one process.
+        assert!(try_lock(&path, Mode::Shared).unwrap().is_none());
+        let me = std::process::id() as i32;
+        assert!(holders(&path).iter().any(|h| h.pid == me && h.exclusive));
+        let err = lock_with_timeout(&path, Mode::Exclusive, Duration::from_millis(50), "k")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("pid {me}")), "{err}");
+        drop(held);
+        assert!(try_lock(&path, Mode::Exclusive).unwrap().is_some());
+    }
+}

@@ -1,0 +1,1 @@
+//! Find a published entry and check its superblock magic.

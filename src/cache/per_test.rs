@@ -1,0 +1,1 @@
+//! A test's own writable clone, removed when dropped.

@@ -1,0 +1,1 @@
+//! Atomic publication: stage in `<key>.tmp.<pid>/`, fsync, rename onto `<key>/`.

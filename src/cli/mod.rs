@@ -1,0 +1,130 @@
+//! The command-line model. Help, man pages and completions all come from
+//! [`Cli`]; the handlers beside it only parse and call the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::cache::filesystem::Filesystem;
+use crate::cache::key::Capacity;
+
+pub mod clean;
+pub mod generate;
+pub mod kernel;
+pub mod template;
+
+/// Disk templates for VM-based sched_ext tests: a cache of pre-formatted
+/// images, a copy-on-write clone for every test, and cleanup.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo-ktstr",
+    bin_name = "cargo ktstr",
+    version,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// The template root to use instead of `<ktstr cache>/disk_templates`
+    /// (for instance a ktstr 0.15 cache directory).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Remove debris left by dead processes; with --all, also every entry not in use.
+    Clean(clean::CleanArgs),
+    /// Build, clone and list disk templates.
+    #[command(subcommand)]
+    Template(template::TemplateCommand),
+    /// Build and list guest kernels.
+    #[command(subcommand)]
+    Kernel(kernel::KernelCommand),
+    /// Write shell completions or man pages generated from this command line.
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
+}
+
+/// Which filesystem and how large.
+#[derive(Debug, Clone, Args)]
+pub struct TemplateSpec {
+    /// The filesystem to format.
+    #[arg(long = "fs", value_name = "FS", default_value = "btrfs", value_parser = parse_fs)]
+    pub fs: Filesystem,
+
+    /// Disk capacity: 256M, 256MiB, 1G, 1GiB or bytes [default: 256M; 300M for xfs].
+    #[arg(long, value_name = "SIZE", value_parser = parse_capacity)]
+    pub capacity: Option<Capacity>,
+}
+
+/// How a missing template gets built.
+#[derive(Debug, Clone, Args)]
+pub struct BuildOptions {
+    /// The guest kernel (bzImage) [default: $KTSTR_KERNEL, else the newest cached kernel].
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+
+    /// Which VMM boots the template guest.
+    #[arg(long, value_enum, default_value_t = VmmChoice::Auto)]
+    pub vmm: VmmChoice,
+
+    /// Seconds the guest may run before it is stopped.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub timeout: u64,
+
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pub memory: u32,
+
+    /// Seconds to wait for another process building the same template.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub lock_timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VmmChoice {
+    /// The built-in VMM where KVM can boot a stock kernel, else QEMU.
+    Auto,
+    /// The built-in VMM.
+    Kvm,
+    /// qemu-system-x86_64 -M microvm.
+    Qemu,
+}
+
+fn parse_fs(s: &str) -> Result<Filesystem, String> {
+    s.parse()
+}
+
+fn parse_capacity(s: &str) -> Result<Capacity, String> {
+    s.parse()
+}
+
+/// Runs a parsed command line; the exit status follows README: 0 success,
+/// 1 runtime failure (usage errors, 2, are clap's).
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let Cli { global, command } = cli;
+    match command {
+        Command::Clean(args) => clean::run(&global, args),
+        Command::Template(cmd) => template::run(&global, cmd),
+        Command::Kernel(cmd) => kernel::run(&global, cmd),
+        Command::Generate(args) => generate::run(args),
+    }
+}

@@ -1,0 +1,2 @@
+//! Guest kernels: build one from a source tree, keep it in the cache, and
+//! resolve which one a template build uses.

@@ -1,0 +1,49 @@
+//! `cargo-ktstr`: parse, call the library, print the error chain, exit 0/1/2.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cargo_ktstr::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    // In the template guest this binary is PID 1: it is the init, not the CLI.
+    if std::process::id() == 1 {
+        cargo_ktstr::guest::init::run();
+    }
+    let mut args: Vec<_> = std::env::args_os().collect();
+    // `cargo ktstr clean` runs `cargo-ktstr ktstr clean`.
+    if args.get(1).is_some_and(|a| a == "ktstr") {
+        args.remove(1);
+    }
+    let cli = Cli::parse_from(args);
+    init_logging(cli.global.verbose, cli.global.quiet);
+    match cli::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    // RUST_LOG applies unless a flag asked for a level, so a user can aim it
+    // at one module.
+    let from_env = (!quiet && verbose == 0).then(|| EnvFilter::try_from_default_env().ok());
+    let filter = from_env.flatten().unwrap_or_else(|| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,1 @@
+//! The built-in VMM as a [`super::GuestRunner`].

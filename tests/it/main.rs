@@ -1,0 +1,5 @@
+//! One integration binary, a module per area. Each runs the real
+//! `cargo-ktstr` binary against a temporary cache root.
+
+mod cli;
+mod util;
