@@ -94,7 +94,7 @@ mod tests {
             PathBuf::from("/x/ktstr")
         );
         assert_eq!(
-            base(&[home.clone()]).unwrap(),
+            base(std::slice::from_ref(&home)).unwrap(),
             PathBuf::from("/h/.cache/ktstr")
         );
         let empty = ("KTSTR_CACHE_DIR", OsString::new());
