@@ -3,3 +3,4 @@
 
 mod cli;
 mod util;
+mod vmm_guests;
