@@ -1,5 +1,9 @@
 //! One integration binary, a module per area. Each runs the real
 //! `cargo-ktstr` binary against a temporary cache root.
 
+mod cache;
 mod cli;
+mod clone;
+mod lock;
+mod loopfs;
 mod util;
