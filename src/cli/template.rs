@@ -68,10 +68,23 @@ pub struct ListArgs {
     pub json: bool,
 }
 
-pub fn run(_global: &GlobalArgs, cmd: TemplateCommand) -> Result<ExitCode> {
+pub fn run(global: &GlobalArgs, cmd: TemplateCommand) -> Result<ExitCode> {
     match cmd {
         TemplateCommand::Build(_) => bail!("`template build` is not wired yet"),
         TemplateCommand::Clone(_) => bail!("`template clone` is not wired yet"),
-        TemplateCommand::List(_) => bail!("`template list` is not wired yet"),
+        TemplateCommand::List(args) => list(global, args),
     }
+}
+
+/// `template list`: the table (or JSON) of [`crate::cache::list::list`].
+fn list(global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
+    let root = crate::cache::root::template_root(global.cache_dir.clone())?;
+    let report = crate::cache::list::list(&root)?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else {
+        report.render()
+    };
+    super::clean::print_stdout(&text)?;
+    Ok(ExitCode::SUCCESS)
 }
