@@ -11,7 +11,7 @@
 //!   .per-test-<pid>-<ns>-<rnd>.img          debris: a per-test clone
 //! ```
 //!
-//! `key` is `<fs>-<MiB>m-<16 hex>` ([`key::Key`]); the hex is a fingerprint of
+//! `key` is `<fs>-<MiB>m-<16 hex>` ([`crate::cache::key::Key`]); the hex is a fingerprint of
 //! the formatter's version output, so a new mkfs gives new keys.
 //!
 //! # Lock protocol
@@ -30,7 +30,7 @@
 //! * Publication is one rename of a complete, fsynced `<key>.tmp.<pid>/` onto
 //!   `<key>/`, so nothing half-written is ever visible under `<key>/`.
 //!
-//! The lifecycle is in [`ensure`].
+//! The lifecycle is in [`crate::cache::ensure`].
 
 pub mod cleanup;
 pub mod clone;
