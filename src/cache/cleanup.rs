@@ -3,9 +3,9 @@
 //!
 //! The sweep reads the root once, then:
 //!
-//! 1. debris ([`debris`]): a piece goes only when its owner's pid is dead and
+//! 1. debris (`debris.rs`): a piece goes only when its owner's pid is dead and
 //!    its own flock is free (held while it is removed);
-//! 2. with `--all` or `--stale`, published entries ([`entries`]): an entry
+//! 2. with `--all` or `--stale`, published entries (`entries.rs`): an entry
 //!    goes only while this process holds its key lock exclusively, taken
 //!    without blocking, so one under a builder or a cloner is kept.
 //!
