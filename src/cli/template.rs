@@ -77,7 +77,7 @@ pub fn run(global: &GlobalArgs, cmd: TemplateCommand) -> Result<ExitCode> {
     match cmd {
         TemplateCommand::Build(_) => bail!("`template build` is not wired yet"),
         TemplateCommand::Clone(args) => clone(global, args),
-        TemplateCommand::List(_) => bail!("`template list` is not wired yet"),
+        TemplateCommand::List(args) => list(global, args),
     }
 }
 
@@ -143,5 +143,18 @@ fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
         }
     );
     println!("{}", args.dest.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `template list`: the table (or JSON) of [`crate::cache::list::list`].
+fn list(global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
+    let root = crate::cache::root::template_root(global.cache_dir.clone())?;
+    let report = crate::cache::list::list(&root)?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else {
+        report.render()
+    };
+    super::clean::print_stdout(&text)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use cargo_ktstr::cache::fingerprint;
 use cargo_ktstr::cache::key::{Capacity, Key};
 
 use crate::clone::same_bytes;
-use crate::util::{ktstr, populate, stderr, stdout};
+use crate::util::{ktstr_cmd, populate, stderr, stdout};
 
 fn key(fs: Filesystem, mib: u64) -> Key {
     Key::new(
@@ -32,7 +32,7 @@ fn names(dir: &Path) -> Vec<String> {
 fn a_miss_names_the_key_and_the_build_command_and_leaves_no_debris() {
     let (root, out_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let dest = out_dir.path().join("d.img");
-    let out = ktstr(root.path())
+    let out = ktstr_cmd(root.path())
         .args(["template", "clone", "--fs", "ext4", "--capacity", "64M"])
         .arg(&dest)
         .output()
@@ -61,7 +61,7 @@ fn a_zero_filled_entry_is_a_miss_with_a_warning() {
         vec![0u8; 1 << 20],
     )
     .unwrap();
-    let out = ktstr(root.path())
+    let out = ktstr_cmd(root.path())
         .args(["template", "clone"])
         .arg(out_dir.path().join("d.img"))
         .output()
@@ -81,7 +81,7 @@ fn a_hit_is_cloned_and_dest_is_printed() {
     let template = populate(root.path(), Filesystem::Xfs, 300).path;
     let dest = out_dir.path().join("d.img");
     // xfs defaults to 300 MiB.
-    let out = ktstr(root.path())
+    let out = ktstr_cmd(root.path())
         .args(["template", "clone", "--fs", "xfs"])
         .arg(&dest)
         .output()
@@ -97,7 +97,7 @@ fn an_existing_dest_is_an_error_and_is_never_overwritten() {
     populate(root.path(), Filesystem::Ext4, 64);
     let dest = out_dir.path().join("d.img");
     std::fs::write(&dest, b"precious").unwrap();
-    let out = ktstr(root.path())
+    let out = ktstr_cmd(root.path())
         .args(["template", "clone", "--fs", "ext4", "--capacity", "64M"])
         .arg(&dest)
         .output()
@@ -112,7 +112,7 @@ fn an_existing_dest_is_an_error_and_is_never_overwritten() {
 fn xfs_below_300_mib_is_refused_before_any_work() {
     let base = tempfile::tempdir().unwrap();
     let root = base.path().join("root");
-    let out = ktstr(&root)
+    let out = ktstr_cmd(&root)
         .args(["template", "clone", "--fs", "xfs", "--capacity", "256M"])
         .arg(base.path().join("d.img"))
         .output()

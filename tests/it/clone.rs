@@ -14,7 +14,7 @@ use cargo_ktstr::cache::key::Capacity;
 use cargo_ktstr::cache::per_test::PerTestImage;
 
 use crate::loopfs::LoopFs;
-use crate::util::{Spawned, ktstr, populate, stderr, stdout};
+use crate::util::{Spawned, ktstr_cmd, populate, stderr, stdout};
 
 /// Whether two files hold the same bytes.
 pub fn same_bytes(a: &Path, b: &Path) -> bool {
@@ -49,7 +49,7 @@ fn clone_cli(
     reflink: &str,
     dest: &Path,
 ) -> std::process::Output {
-    ktstr(root)
+    ktstr_cmd(root)
         .args([
             "-v",
             "template",
@@ -221,7 +221,7 @@ fn eight_processes_clone_one_template_at_once() {
     let kids: Vec<Spawned> = dests
         .iter()
         .map(|dest| {
-            let mut cmd = ktstr(&root);
+            let mut cmd = ktstr_cmd(&root);
             cmd.args(["template", "clone", "--reflink", "always"])
                 .arg(dest);
             Spawned::new(cmd)

@@ -13,7 +13,7 @@ use cargo_ktstr::cache::fingerprint;
 use cargo_ktstr::cache::key::{Capacity, Key};
 use serde::{Deserialize, Serialize};
 
-use crate::util::{CHILD_ENV, Spawned, child, ktstr, stderr};
+use crate::util::{CHILD_ENV, Spawned, child, ktstr_cmd, stderr};
 
 const FS: Filesystem = Filesystem::Ext4;
 const MIB: u64 = 64;
@@ -165,7 +165,7 @@ fn a_lock_timeout_names_the_holder_and_the_lockfile() {
     let (root, marks) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, gate) = holder(root.path(), marks.path());
     let dest = marks.path().join("dest.img");
-    let out = ktstr(root.path())
+    let out = ktstr_cmd(root.path())
         .args([
             "template",
             "clone",

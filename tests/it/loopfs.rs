@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::require;
+use crate::util::prerequisite;
 
 /// A mounted filesystem on a loop device; torn down on drop.
 #[derive(Debug)]
@@ -26,10 +26,10 @@ impl LoopFs {
     /// cannot; under CI a missing prerequisite fails the test instead.
     pub fn new(fs: &str, size_mib: u64) -> Option<LoopFs> {
         if !nix::unistd::geteuid().is_root() {
-            return require(false, "loop-mounted filesystems need root");
+            return missing("root (to mount loop devices)");
         }
         if !Path::new("/dev/loop-control").exists() {
-            return require(false, "no /dev/loop-control: loop devices are unavailable");
+            return missing("/dev/loop-control (loop devices)");
         }
         let dir = tempfile::tempdir().expect("temporary directory");
         let backing = dir.path().join("backing.img");
@@ -67,15 +67,17 @@ fn run(cmd: &mut Command) -> Option<String> {
     let what = format!("{cmd:?}");
     match cmd.output() {
         Ok(out) if out.status.success() => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
-        Ok(out) => require(
-            false,
-            &format!(
-                "{what} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ),
-        Err(e) => require(false, &format!("{what} could not run: {e}")),
+        Ok(out) => missing(&format!(
+            "a working {what} (it failed: {})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => missing(&format!("{what} (it could not run: {e})")),
     }
+}
+
+fn missing<T>(what: &str) -> Option<T> {
+    prerequisite(what, false);
+    None
 }
 
 impl Drop for LoopFs {

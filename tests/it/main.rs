@@ -2,8 +2,10 @@
 //! `cargo-ktstr` binary against a temporary cache root.
 
 mod cache;
+mod clean;
 mod cli;
 mod clone;
+mod list;
 mod lock;
 mod loopfs;
 mod util;

@@ -1,10 +1,11 @@
 //! Shared helpers: run the binary in a temporary cache.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cargo_ktstr::cache::ensure::{self, EnsureOptions, Ensured, HostMkfsBuilder};
 use cargo_ktstr::cache::filesystem::Filesystem;
@@ -19,25 +20,172 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Runs the binary on the template root `root` with `args`, killing it if it
+/// runs longer than a minute (a sweep that blocks is a failure, not a hang).
+pub fn ktstr(root: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(bin())
+        .arg("--cache-dir")
+        .arg(root)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cargo-ktstr");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("cargo-ktstr {args:?} hung; stderr: {}", stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Returns `None` after printing why a test skips when `present` is false;
-/// under CI (`$CI` set) a missing prerequisite fails the test instead.
-pub fn require<T>(present: bool, why: &str) -> Option<T> {
+/// Like [`ktstr`], but the run must succeed; returns its stdout.
+pub fn ktstr_ok(root: &Path, args: &[&str]) -> String {
+    let out = ktstr(root, args);
     assert!(
-        present || std::env::var_os("CI").is_none(),
-        "CI must have every prerequisite: {why}"
+        out.status.success(),
+        "cargo-ktstr {args:?} failed: {}",
+        stderr(&out)
     );
-    if !present {
-        eprintln!("skipped: {why}");
-    }
-    None
+    String::from_utf8(out.stdout).unwrap()
 }
 
-/// The binary with `--cache-dir root`.
-pub fn ktstr(root: &Path) -> Command {
+/// A live child process (`sleep`), killed and reaped when dropped.
+#[derive(Debug)]
+pub struct LiveProcess(Child);
+
+impl LiveProcess {
+    pub fn spawn() -> Self {
+        LiveProcess(Command::new("sleep").arg("600").spawn().unwrap())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for LiveProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The pid of a child that has exited and been reaped: a real dead owner.
+pub fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// A child process holding a real flock on a file or directory (util-linux
+/// `flock`), until dropped: then its process group is killed and it is reaped.
+#[derive(Debug)]
+pub struct FlockHolder(Child);
+
+impl FlockHolder {
+    pub fn exclusive(path: &Path) -> Self {
+        Self::hold(path, "-x")
+    }
+
+    pub fn shared(path: &Path) -> Self {
+        Self::hold(path, "-s")
+    }
+
+    fn hold(path: &Path, mode: &str) -> Self {
+        // `-o` keeps the lock in flock itself (the pid /proc/locks names);
+        // the command says when the lock is taken.
+        let mut child = Command::new("flock")
+            .args([mode, "-o"])
+            .arg(path)
+            .args(["sh", "-c", "echo locked; exec sleep 600"])
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn flock (util-linux)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "locked\n", "flock {mode} {} failed", path.display());
+        FlockHolder(child)
+    }
+
+    /// The pid that holds the lock.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for FlockHolder {
+    fn drop(&mut self) {
+        // SAFETY: killpg only sends a signal to the group this child leads.
+        unsafe { libc::killpg(self.0.id() as i32, libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether a test's prerequisite is there. Missing, it skips the test with a
+/// line saying why, except in CI (`CI` set), where it fails.
+pub fn prerequisite(what: &str, available: bool) -> bool {
+    if !available {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{what} is missing, and CI must run every test"
+        );
+        eprintln!("skipped: {what} is missing");
+    }
+    available
+}
+
+/// Formats `path` as a real `fs` image of `mib` MiB with the host's mkfs.
+/// `false` (after [`prerequisite`]) when the formatter is not installed.
+pub fn mkfs_image(path: &Path, fs: Filesystem, mib: u64) -> bool {
+    let Ok(mkfs) = cargo_ktstr::cache::fingerprint::find_formatter(fs) else {
+        return prerequisite(fs.mkfs(), false);
+    };
+    std::fs::File::create(path)
+        .unwrap()
+        .set_len(mib << 20)
+        .unwrap();
+    let out = Command::new(mkfs)
+        .args(fs.mkfs_args())
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}: {}", fs.mkfs(), stderr(&out));
+    true
+}
+
+/// Writes a sparse image of `mib` MiB carrying `fs`'s superblock magic and
+/// `data` bytes of real data at its start (so it has allocated blocks).
+pub fn magic_image(path: &Path, fs: Filesystem, mib: u64, data: usize) {
+    let mut file = std::fs::File::create(path).unwrap();
+    file.set_len(mib << 20).unwrap();
+    file.write_all(&vec![0xa5; data]).unwrap();
+    let (offset, magic) = fs.magic();
+    file.seek(SeekFrom::Start(offset)).unwrap();
+    file.write_all(magic).unwrap();
+    file.sync_all().unwrap();
+}
+
+/// The installed formatter's key for `fs` and `mib`.
+pub fn current_key(fs: Filesystem, mib: u64) -> String {
+    let fp = cargo_ktstr::cache::fingerprint::fingerprint(fs).unwrap();
+    format!("{fs}-{mib}m-{}", &fp[..16])
+}
+
+/// The binary with `--cache-dir root`, to add arguments to and spawn.
+pub fn ktstr_cmd(root: &Path) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("--cache-dir").arg(root);
     cmd
