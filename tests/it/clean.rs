@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use cargo_ktstr::cache::filesystem::Filesystem;
 use serde_json::Value;
 
 use crate::util::{
-    FlockHolder, LiveProcess, current_key, dead_pid, ktstr, ktstr_ok, magic_image, mkfs_image,
-    stderr,
+    FlockHolder, LiveProcess, LoopMount, current_key, dead_pid, ktstr, ktstr_ok, magic_image,
+    mkfs_image, prerequisite, stderr,
 };
 
 const KEY: &str = "btrfs-256m-a1b2c3d4e5f6a7b8";
@@ -361,4 +362,93 @@ fn a_missing_root_is_empty_and_an_unreadable_one_fails() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Makes a file impossible to unlink, even for root, until dropped.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(path: &Path) -> Option<Self> {
+        let ok = Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        prerequisite("chattr +i (root, on ext4, xfs, btrfs or tmpfs)", ok)
+            .then(|| Immutable(path.to_owned()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_piece_that_cannot_be_removed_is_a_warning_and_the_sweep_goes_on() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let dead = dead_pid();
+    let stuck = root.join(format!("{KEY}.tmp.{dead}"));
+    fs::create_dir(&stuck).unwrap();
+    fs::write(stuck.join("template.img"), b"x").unwrap();
+    let Some(_immutable) = Immutable::set(&stuck.join("template.img")) else {
+        return;
+    };
+    let gone = root.join(format!(".per-test-{dead}-1-2.img"));
+    fs::write(&gone, b"x").unwrap();
+
+    let out = ktstr(root, &["clean", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("could not remove `{}`", stuck.display())));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["failed"][0]["path"], stuck.to_str().unwrap());
+    assert_eq!(doc["totals"]["removed_debris"], 1);
+    assert!(!gone.exists() && stuck.exists());
+    let text = ktstr_ok(root, &["clean"]);
+    assert!(
+        text.contains("failed to remove 1 (see the warnings)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn freed_space_leaves_out_blocks_a_reflink_clone_still_shares() {
+    let Some(mount) = LoopMount::new(Filesystem::Btrfs, 512) else {
+        return;
+    };
+    let root = mount.path();
+    publish(&root, KEY);
+    let template = root.join(KEY).join("template.img");
+    fs::write(&template, vec![0x5a; 64 << 20]).unwrap();
+    let dead = dead_pid();
+    // A per-test clone shares all its blocks with the template; the staging
+    // image owns its own.
+    let clone = root.join(format!(".per-test-{dead}-1-2.img"));
+    let out = Command::new("cp")
+        .arg("--reflink=always")
+        .arg(&template)
+        .arg(&clone)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    fs::write(
+        root.join(format!("template.img.in-flight.{KEY}.{dead}")),
+        vec![0xa5; 32 << 20],
+    )
+    .unwrap();
+    Command::new("sync").status().unwrap();
+
+    let doc: Value = serde_json::from_str(&ktstr_ok(&root, &["clean", "--json"])).unwrap();
+    let totals = &doc["totals"];
+    assert_eq!(totals["removed_debris"], 2, "{doc:#}");
+    let removed = totals["removed_bytes"].as_u64().unwrap();
+    let freed = totals["freed_bytes"].as_u64().unwrap();
+    assert!(removed >= 96 << 20, "{doc:#}");
+    assert!(
+        (24 << 20..48 << 20).contains(&freed),
+        "freed {freed} of {removed}"
+    );
+    assert!(template.exists());
 }
