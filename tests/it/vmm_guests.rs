@@ -10,7 +10,9 @@ use cargo_ktstr::vmm::{self, VmConfig};
 #[path = "../guests/mod.rs"]
 mod guests;
 
-use crate::util::{kvm_usable, prerequisite};
+use crate::util::{CHILD_ENV, child, kvm_usable, prerequisite};
+
+const KVM: &str = "a read-write /dev/kvm";
 
 fn boot(guest: &str, initramfs: &[u8], cmdline: &str, timeout: Duration) -> RunOutcome {
     let kernel = guests::build(guest);
@@ -26,7 +28,7 @@ fn boot(guest: &str, initramfs: &[u8], cmdline: &str, timeout: Duration) -> RunO
 
 #[test]
 fn hello_prints_and_resets() {
-    if !prerequisite("hello_prints_and_resets", kvm_usable()) {
+    if !prerequisite(KVM, kvm_usable()) {
         return;
     }
     let out = boot("hello", &[], "console=ttyS0", Duration::from_secs(10));
@@ -38,7 +40,7 @@ fn hello_prints_and_resets() {
 
 #[test]
 fn a_triple_fault_is_a_shutdown() {
-    if !prerequisite("a_triple_fault_is_a_shutdown", kvm_usable()) {
+    if !prerequisite(KVM, kvm_usable()) {
         return;
     }
     let out = boot("triple_fault", &[], "", Duration::from_secs(10));
@@ -48,10 +50,7 @@ fn a_triple_fault_is_a_shutdown() {
 
 #[test]
 fn a_guest_that_never_ends_times_out_at_the_deadline() {
-    if !prerequisite(
-        "a_guest_that_never_ends_times_out_at_the_deadline",
-        kvm_usable(),
-    ) {
+    if !prerequisite(KVM, kvm_usable()) {
         return;
     }
     let deadline = Duration::from_millis(1500);
@@ -68,7 +67,7 @@ fn a_guest_that_never_ends_times_out_at_the_deadline() {
 
 #[test]
 fn the_guest_reads_the_zero_page_the_vmm_wrote() {
-    if !prerequisite("the_guest_reads_the_zero_page_the_vmm_wrote", kvm_usable()) {
+    if !prerequisite(KVM, kvm_usable()) {
         return;
     }
     let cmdline = "console=ttyS0 ktstr.test=zero-page quiet";
@@ -107,9 +106,6 @@ fn the_guest_reads_the_zero_page_the_vmm_wrote() {
     assert_eq!(lines[2..], e820);
 }
 
-/// Set in the child process that does the counting.
-const LEAK_CHILD: &str = "KTSTR_VMM_LEAK_CHILD";
-
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
@@ -123,24 +119,17 @@ fn mappings() -> usize {
 
 #[test]
 fn a_hundred_runs_leave_no_fd_or_mapping_behind() {
-    if !prerequisite("a_hundred_runs_leave_no_fd_or_mapping_behind", kvm_usable()) {
+    if !prerequisite(KVM, kvm_usable()) {
         return;
     }
     // Other tests in this process open fds at any moment, so the counting
     // happens in a child running only this test.
-    if std::env::var_os(LEAK_CHILD).is_none() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "vmm_guests::a_hundred_runs_leave_no_fd_or_mapping_behind",
-                "--exact",
-            ])
-            .args(["--nocapture", "--test-threads=1"])
-            .env(LEAK_CHILD, "1")
-            .output()
-            .unwrap();
+    let name = "vmm_guests::a_hundred_runs_leave_no_fd_or_mapping_behind";
+    if std::env::var_os(CHILD_ENV).is_none() {
+        let out = child(name, "count").output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{text}");
-        assert!(text.contains("1 passed"), "the child ran nothing: {text}");
+        assert!(text.contains("counted"), "the child ran nothing: {text}");
         return;
     }
     let kernel = guests::build("hello");
@@ -159,4 +148,5 @@ fn a_hundred_runs_leave_no_fd_or_mapping_behind() {
     }
     assert_eq!(open_fds(), fds, "fds leaked");
     assert_eq!(mappings(), maps, "mappings leaked");
+    println!("counted {fds} fds and {maps} mappings before and after");
 }
