@@ -16,7 +16,7 @@
 //!
 //! # Lock protocol
 //!
-//! * [`ensure::ensure_template`] looks the key up without a lock (a hit
+//! * [`crate::cache::ensure::ensure_template`] looks the key up without a lock (a hit
 //!   needs none). On a miss it takes `.locks/<key>.lock` exclusively, waiting
 //!   behind peers up to a deadline; on contention it says once whom it waits
 //!   for, and a timeout names the holders (from /proc/locks) and the lockfile.

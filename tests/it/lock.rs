@@ -11,7 +11,10 @@ use cargo_ktstr::cache::ensure::{self, EnsureOptions, HostMkfsBuilder, TemplateB
 use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::fingerprint;
 use cargo_ktstr::cache::key::{Capacity, Key};
+use cargo_ktstr::cache::lock;
+use cargo_ktstr::cache::publish::{self, IfValid};
 use serde::{Deserialize, Serialize};
+use std::os::unix::fs::MetadataExt;
 
 use crate::util::{CHILD_ENV, Spawned, child, ktstr_cmd, stderr};
 
@@ -28,6 +31,8 @@ struct Job {
     gate: Option<PathBuf>,
     /// Clone to here after ensuring.
     dest: Option<PathBuf>,
+    /// Ensure with `force` (rebuild even on a hit).
+    force: bool,
 }
 
 /// Formats with the host mkfs, after announcing itself and waiting for a gate.
@@ -60,7 +65,7 @@ fn child_body() {
     let cap = Capacity::from_mib(MIB).unwrap();
     let opts = EnsureOptions {
         lock_timeout: Duration::from_secs(120),
-        force: false,
+        force: job.force,
     };
     let result = match &job.dest {
         None => ensure::ensure_template(&job.root, FS, cap, &Gated(&job), &opts),
@@ -109,7 +114,7 @@ fn holder(root: &Path, marks: &Path) -> (Spawned, PathBuf) {
         root: root.to_owned(),
         started: Some(started.clone()),
         gate: Some(gate.clone()),
-        dest: None,
+        ..Job::default()
     };
     let a = spawn(&job);
     wait_until(|| started.exists());
@@ -212,4 +217,41 @@ fn eight_processes_race_on_a_miss_and_one_builds() {
         let clone = std::fs::read(marks.path().join(format!("clone{i}.img"))).unwrap();
         assert!(clone == template, "clone {i} differs from the template");
     }
+}
+
+#[test]
+fn a_forced_build_counts_a_peers_publish_during_its_wait_as_done() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let k = key();
+    crate::util::populate(root, FS, MIB);
+    // This process plays the peer: it holds the lock, lets the forced child
+    // see the old entry and wait, then publishes a fresh build.
+    let lockfile = lock::key_lock_path(root, &k.to_string());
+    let held = lock::try_lock(&lockfile, lock::Mode::Exclusive)
+        .unwrap()
+        .unwrap();
+    let mut forced = spawn(&Job {
+        root: root.to_owned(),
+        force: true,
+        ..Job::default()
+    });
+    forced.wait_for_stderr("waiting for the lock");
+    let staged = root.join("fresh.img");
+    std::fs::File::create(&staged)
+        .unwrap()
+        .set_len(MIB << 20)
+        .unwrap();
+    HostMkfsBuilder.build(&k, &staged).unwrap();
+    let (path, outcome) = publish::publish(root, &k, &staged, IfValid::Replace).unwrap();
+    assert_eq!(outcome, publish::Outcome::Replaced);
+    let fresh = std::fs::metadata(&path).unwrap().ino();
+    drop(held);
+    let out = succeeded(forced);
+    assert!(out.contains("built=false"), "{out}");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().ino(),
+        fresh,
+        "the fresh entry was kept"
+    );
 }
