@@ -336,7 +336,7 @@ fn clean_stale_removes_only_entries_of_another_formatter_version() {
         "{stdout}"
     );
     assert!(stdout.contains(&format!("in use by pid {}", holder.pid())));
-    assert!(stdout.contains("skipped not-a-key: `not-a-key` is not a template key"));
+    assert!(stdout.contains("skipped not-a-key: not named like a template key"));
     assert!(!root.join(stale).exists());
     for kept in [current.as_str(), stale_in_use, "not-a-key"] {
         assert!(root.join(kept).exists(), "{kept} removed");
