@@ -9,3 +9,4 @@ mod list;
 mod lock;
 mod loopfs;
 mod util;
+mod vmm_guests;

@@ -341,3 +341,12 @@ impl Drop for LoopMount {
         let _ = Command::new("umount").arg("-l").arg(self.path()).status();
     }
 }
+
+/// Whether `/dev/kvm` opens read-write (for the VMM tests).
+pub fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
