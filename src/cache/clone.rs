@@ -142,9 +142,10 @@ pub fn clone_into(
                 return Err(reflink_error(e, src_path, dst_path, mode));
             }
             Err(e) => tracing::info!(
-                "warning: cannot reflink `{}` to `{}` ({e}; cache on {}, destination on {}): making a sparse copy",
+                "warning: cannot reflink `{}` to `{}` ({}; cache on {}, destination on {}): making a sparse copy",
                 src_path.display(),
                 dst_path.display(),
+                describe(e),
                 fs_type_name(src_path),
                 fs_type_name(dst_path)
             ),
@@ -185,17 +186,24 @@ fn reflink_error(e: Errno, src: &Path, dst: &Path, mode: Reflink) -> anyhow::Err
             format!("the filesystem is {a}, which cannot reflink")
         };
         return anyhow::anyhow!(
-            "cannot reflink `{}` to `{}` ({e}): {place}; put the cache (--cache-dir) and DEST on one \
+            "cannot reflink `{}` to `{}` ({}): {place}; put the cache (--cache-dir) and DEST on one \
              btrfs or xfs filesystem, or use --reflink auto to fall back to a sparse copy",
             src.display(),
-            dst.display()
+            dst.display(),
+            describe(e)
         );
     }
     anyhow::anyhow!(
-        "failed to reflink `{}` to `{}` on {b}: {e}",
+        "failed to reflink `{}` to `{}` on {b}: {}",
         src.display(),
-        dst.display()
+        dst.display(),
+        describe(e)
     )
+}
+
+/// The C library's wording ("Operation not supported (os error 95)").
+fn describe(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
 }
 
 /// Copies the data extents of `src` into `dst` at the same offsets, then sets
