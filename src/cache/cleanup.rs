@@ -240,8 +240,15 @@ impl CleanReport {
         };
         let space = if self.dry_run {
             format!("{} allocated", space::human_bytes(t.removed_bytes))
-        } else {
+        } else if t.freed_bytes >= t.removed_bytes {
             format!("{} freed", space::human_bytes(t.freed_bytes))
+        } else {
+            // Reflink clones still share the rest, or other writers took it.
+            format!(
+                "{} freed of {} allocated",
+                space::human_bytes(t.freed_bytes),
+                space::human_bytes(t.removed_bytes)
+            )
         };
         let mut line = format!("{verb} {what} ({space})");
         if t.kept_in_use > 0 {
@@ -386,6 +393,18 @@ mod tests {
         assert_eq!(
             r.summary(),
             "removed 2 templates and 3 debris entries (1.2 GiB freed); kept 1 in use"
+        );
+    }
+
+    #[test]
+    fn shared_blocks_show_as_freed_of_allocated() {
+        let mut r = report(CleanMode::Debris, false);
+        r.removed = vec![removed(ItemKind::PerTest, 64 << 20)];
+        r.removed.push(removed(ItemKind::InFlight, 32 << 20));
+        r.finish(32 << 20);
+        assert_eq!(
+            r.summary(),
+            "removed 2 debris entries (32 MiB freed of 96 MiB allocated)"
         );
     }
 
