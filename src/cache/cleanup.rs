@@ -38,6 +38,7 @@ pub enum CleanMode {
     Stale,
 }
 
+/// How [`clean`] sweeps.
 #[derive(Debug, Clone, Copy)]
 pub struct CleanOptions {
     pub mode: CleanMode,
@@ -66,6 +67,7 @@ impl From<DebrisKind> for ItemKind {
 }
 
 impl ItemKind {
+    /// A word or two for people: `template`, `staging image`, ...
     pub fn describe(self) -> &'static str {
         match self {
             ItemKind::Template => "template",
@@ -117,6 +119,7 @@ pub struct Failed {
     pub error: String,
 }
 
+/// Counts over the report's lists, and the space figures.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Totals {
     pub removed_templates: usize,
@@ -197,6 +200,7 @@ fn read_root(root: &Path) -> Result<Option<Vec<std::ffi::OsString>>> {
 }
 
 impl CleanReport {
+    /// Fills in the totals once the lists are complete.
     fn finish(&mut self, freed_bytes: u64) {
         let templates = self
             .removed
