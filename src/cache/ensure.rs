@@ -128,7 +128,8 @@ pub fn ensure_key(
     // Look again: a peer may have published while we waited. Under --force,
     // an entry that is not the one we saw before waiting is a peer's fresh
     // build, which is what we were asked for.
-    if let Some(path) = lookup::find(root, key)? {
+    // (Quietly: an invalid entry was already reported.)
+    if let lookup::Entry::Valid(path) = lookup::lookup(root, key)? {
         if !opts.force || Some(identity(&path)?) != seen_id {
             return Ok(done(path, false));
         }
