@@ -61,6 +61,7 @@ pub struct DebrisCount {
     pub bytes: u64,
 }
 
+/// What `template list` shows: entries by name, debris by shape.
 #[derive(Debug, Clone, Serialize)]
 pub struct ListReport {
     pub root: PathBuf,
@@ -138,11 +139,14 @@ impl DebrisCount {
         self.bytes += space::allocated_bytes(path).unwrap_or(0);
     }
 
+    /// All debris, whatever its shape.
     pub fn total(&self) -> usize {
         self.in_flight + self.staging_dir + self.per_test
     }
 }
 
+/// Judges one entry directory. Invalid beats in use beats stale: a broken
+/// entry is worth knowing about even while someone holds its lock.
 fn examine(root: &Path, name: &str, stale: &mut StaleCheck, notes: &mut Vec<String>) -> ListEntry {
     let path = root.join(name);
     let image = path.join(names::TEMPLATE_FILE);
@@ -220,6 +224,7 @@ fn lock_holders(path: &Path) -> Vec<i32> {
     }
 }
 
+/// `pid 7`, `pids 7, 9`; a holder in another pid namespace shows as 0.
 fn describe_pids(pids: &[i32]) -> String {
     let known: Vec<String> = pids
         .iter()
@@ -233,6 +238,8 @@ fn describe_pids(pids: &[i32]) -> String {
     }
 }
 
+/// Seconds since `path` was last modified; `None` if it cannot be told or
+/// lies in the future (a skewed clock).
 fn age(path: &Path) -> Option<u64> {
     let modified = fs::symlink_metadata(path).ok()?.modified().ok()?;
     Some(SystemTime::now().duration_since(modified).ok()?.as_secs())
@@ -268,6 +275,7 @@ impl ListReport {
         out
     }
 
+    /// Left-aligned columns as wide as their widest cell.
     fn table(&self) -> String {
         let mut rows =
             vec![["KEY", "FS", "CAPACITY", "ALLOCATED", "STATE", "AGE"].map(String::from)];

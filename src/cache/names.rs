@@ -119,6 +119,12 @@ pub fn staging_dir(key: &Key, pid: u32) -> String {
     format!("{key}{STAGING_DIR_INFIX}{pid}")
 }
 
+/// `<key>.old.tmp.<pid>`: a replaced entry moved aside where the filesystem
+/// cannot exchange two names; the staging-directory debris shape.
+pub fn replaced_dir(key: &Key, pid: u32) -> String {
+    format!("{key}.old{STAGING_DIR_INFIX}{pid}")
+}
+
 /// `.per-test-<pid>-<ns>-<rnd>.img`
 pub fn per_test(pid: u32, nanos: u128, rnd: u64) -> String {
     format!("{PER_TEST_PREFIX}{pid}-{nanos}-{rnd:016x}{PER_TEST_SUFFIX}")
@@ -231,6 +237,10 @@ mod tests {
             );
             prop_assert_eq!(
                 classify(OsStr::new(&staging_dir(&key, pid))),
+                RootName::Debris { kind: DebrisKind::StagingDir, pid: want }
+            );
+            prop_assert_eq!(
+                classify(OsStr::new(&replaced_dir(&key, pid))),
                 RootName::Debris { kind: DebrisKind::StagingDir, pid: want }
             );
             prop_assert_eq!(

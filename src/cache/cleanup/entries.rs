@@ -38,6 +38,8 @@ impl StaleCheck {
     }
 }
 
+/// Removes every entry directory among `names` that no process holds (with
+/// `--stale`, only stale ones), after making sure `.locks/` is sound.
 pub(super) fn sweep(
     root: &Path,
     names: &[OsString],
