@@ -16,6 +16,7 @@
 mod debris;
 pub(crate) mod entries;
 pub mod space;
+mod writable;
 
 use std::fs;
 use std::io;
@@ -320,7 +321,7 @@ impl CleanReport {
         if !self.dry_run {
             // remove_dir_all never follows symlinks inside the tree.
             let result = if is_dir {
-                fs::remove_dir_all(&path)
+                writable::remove_tree(&path)
             } else {
                 fs::remove_file(&path)
             };

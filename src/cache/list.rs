@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::cleanup::entries::StaleCheck;
-use super::cleanup::space;
+use super::cleanup::{Skipped, space};
 use super::filesystem::Filesystem;
 use super::key::Key;
 use super::lock::{self, Mode};
@@ -69,6 +69,8 @@ pub struct ListReport {
     pub debris: DebrisCount,
     /// Why some staleness could not be told (a formatter is missing).
     pub notes: Vec<String>,
+    /// Names that are neither entries nor debris, and why they were not examined.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Lists `root`. A missing root lists nothing; an unreadable one is an error.
@@ -78,6 +80,7 @@ pub fn list(root: &Path) -> Result<ListReport> {
         entries: Vec::new(),
         debris: DebrisCount::default(),
         notes: Vec::new(),
+        skipped: Vec::new(),
     };
     let mut names: Vec<OsString> = match fs::read_dir(root) {
         Ok(dir) => dir
@@ -93,17 +96,37 @@ pub fn list(root: &Path) -> Result<ListReport> {
         let path = root.join(name);
         match names::classify(name) {
             RootName::Debris { kind, .. } => report.debris.add(kind, &path),
-            RootName::Other => {
-                let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
-                if let (true, Some(name)) = (is_dir, name.to_str()) {
-                    let entry = examine(root, name, &mut stale, &mut report.notes);
+            RootName::Other => match fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => {
+                    // Other names are UTF-8: classify said so.
+                    let name = name.to_string_lossy();
+                    let entry = examine(root, &name, &mut stale, &mut report.notes);
                     report.entries.push(entry);
                 }
-            }
-            RootName::Locks | RootName::NotUtf8 => {}
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    report.skip(path, "a symlink, not an entry directory; not followed")
+                }
+                Ok(_) => report.skip(path, "not a directory, so not an entry"),
+                Err(_) => {}
+            },
+            RootName::NotUtf8 => report.skip(path, "the name is not UTF-8; not examined"),
+            RootName::Locks => {}
         }
     }
     Ok(report)
+}
+
+impl ListReport {
+    /// Records a name left alone; a name that is not UTF-8 is shown (and its
+    /// path given) lossily, so the JSON form can still be written.
+    fn skip(&mut self, path: PathBuf, reason: &str) {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        self.skipped.push(Skipped {
+            path: self.root.join(&*name),
+            name: name.into_owned(),
+            reason: reason.to_owned(),
+        });
+    }
 }
 
 impl DebrisCount {
@@ -241,6 +264,9 @@ impl ListReport {
         } else {
             out += &self.table();
         }
+        for s in &self.skipped {
+            out += &format!("skipped {}: {}\n", names::shown(&s.name), s.reason);
+        }
         for note in &self.notes {
             out += &format!("note: staleness unknown: {note}\n");
         }
@@ -255,7 +281,7 @@ impl ListReport {
             vec![["KEY", "FS", "CAPACITY", "ALLOCATED", "STATE", "AGE"].map(String::from)];
         for e in &self.entries {
             rows.push([
-                e.name.clone(),
+                names::shown(&e.name).into_owned(),
                 e.fs.map_or("-".into(), |fs| fs.to_string()),
                 e.capacity_mib
                     .map_or("-".into(), |mib| format!("{mib} MiB")),
@@ -381,6 +407,7 @@ mod tests {
                 bytes: 3 << 20,
             },
             notes: Vec::new(),
+            skipped: Vec::new(),
         };
         assert!(report.debris_line().starts_with(
             "debris: 1 staging image, 2 staging directories, 0 per-test images (3.0 MiB)"

@@ -3,6 +3,7 @@
 //! The three debris shapes carry their owner's pid so `clean` can tell a dead
 //! writer's leftovers from a live one's work in progress.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 
 use serde::Serialize;
@@ -134,6 +135,16 @@ pub fn lock_file(key: &str) -> String {
     format!("{key}.lock")
 }
 
+/// `name` for a line of text output, its control characters escaped (`\n`):
+/// a newline in a name must not forge a line of a report.
+pub fn shown(name: &str) -> Cow<'_, str> {
+    if name.chars().any(char::is_control) {
+        Cow::Owned(name.escape_debug().to_string())
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +208,15 @@ mod tests {
         use std::os::unix::ffi::OsStrExt;
         let name = OsStr::from_bytes(b"template.img.in-flight.\xff.12");
         assert_eq!(classify(name), RootName::NotUtf8);
+    }
+
+    #[test]
+    fn shown_names_keep_one_line() {
+        assert_eq!(
+            shown("btrfs-256m-a1b2c3d4e5f6a7b8"),
+            "btrfs-256m-a1b2c3d4e5f6a7b8"
+        );
+        assert_eq!(shown("a\nkept b: forged"), "a\\nkept b: forged");
     }
 
     proptest! {

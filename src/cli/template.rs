@@ -81,7 +81,9 @@ pub fn run(global: &GlobalArgs, cmd: TemplateCommand) -> Result<ExitCode> {
     }
 }
 
-/// The builder a miss uses.
+/// The builder a miss uses. It is made before the lookup, so it must not
+/// fail for lack of what only a build needs (a kernel, a VMM): check those
+/// in `build`, and a hit works without them.
 fn builder_for(_opts: &BuildOptions) -> Result<Box<dyn TemplateBuilder>> {
     Ok(Box::new(NotBuiltHere))
 }

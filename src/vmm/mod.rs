@@ -1,13 +1,13 @@
 //! A small VMM on the rust-vmm crates (kvm-ioctls, vm-memory, linux-loader,
 //! virtio-queue, vm-superio) that boots the template-building guest.
 //!
-//! One [`run`](crate::vmm::run) is one VM: map guest RAM
-//! ([`memory`](crate::vmm::memory)), create the in-kernel irqchip and PIT,
+//! One [`run`] is one VM: map guest RAM
+//! ([`memory`]), create the in-kernel irqchip and PIT,
 //! load the kernel, initramfs and command line with a zero page
-//! ([`boot`](crate::vmm::boot)), write the MP table and the 64-bit entry
-//! state ([`x86_64`](crate::vmm::x86_64)), wire the devices
-//! ([`devices`](crate::vmm::devices)) to the [`bus`](crate::vmm::bus), then
-//! run the one vCPU on its own thread ([`vcpu`](crate::vmm::vcpu)) until the
+//! ([`boot`]), write the MP table and the 64-bit entry
+//! state ([`x86_64`]), wire the devices
+//! ([`devices`]) to the [`bus`], then
+//! run the one vCPU on its own thread ([`vcpu`]) until the
 //! guest resets, shuts down (a triple fault included) or the deadline
 //! passes. Everything (VM, vCPU, eventfds, the disk, guest RAM) is owned by
 //! that call and released when it returns, however the run ended.

@@ -5,6 +5,7 @@ mod cache;
 mod clean;
 mod cli;
 mod clone;
+mod hostile;
 mod list;
 mod lock;
 mod loopfs;
