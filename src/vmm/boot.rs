@@ -209,7 +209,7 @@ mod tests {
         assert_eq!({ hdr.cmdline_size }, "console=ttyS0 quiet".len() as u32 + 1);
         let top = 64u64 << 20;
         assert_eq!(loaded.initramfs, ((top - 5000) & !0xfff, 5000));
-        assert_eq!(u64::from({ hdr.ramdisk_image }), loaded.initramfs.0);
+        assert_eq!(u64::from(hdr.ramdisk_image), loaded.initramfs.0);
         assert_eq!({ hdr.ramdisk_size }, 5000);
         assert_eq!(zp.e820_entries, 3);
         let last = zp.e820_table[2];
