@@ -177,7 +177,7 @@ fn a_polling_driver_uses_the_virtio_blk_disk() {
     let out = vmm::run(&config).unwrap();
     assert_eq!(out.end, RunEnd::Reset, "console: {}", out.console_text());
     let want = [
-        "features=0x0000000100000200".to_owned(),
+        "features=0x0000000100000204".to_owned(),
         format!("capacity={sectors:#018x}"),
         "write status=0".into(),
         "read matches status=0".into(),
