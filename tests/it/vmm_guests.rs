@@ -211,3 +211,13 @@ fn a_polling_driver_uses_the_virtio_blk_disk() {
             .all(|b| *b == 0)
     );
 }
+
+#[test]
+fn the_serial_interrupt_reaches_the_guest_through_the_ioapic() {
+    if !prerequisite(KVM, kvm_usable()) {
+        return;
+    }
+    let out = boot("interrupts", &[], "", Duration::from_secs(10));
+    assert_eq!(out.end, RunEnd::Reset, "console: {}", out.console_text());
+    assert_eq!(out.console_text(), "armed\ninterrupt received\n");
+}
