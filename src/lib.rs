@@ -13,6 +13,8 @@ pub mod cli;
 pub mod guest;
 /// Guest kernels: build from a source tree, cache, resolve which one to use.
 pub mod kernel;
+/// Progress lines (and a spinner on a terminal) on stderr.
+pub mod progress;
 /// Boot a guest once: the runner trait, QEMU and the built-in VMM behind it.
 pub mod runner;
 /// The built-in VMM on the rust-vmm crates.
