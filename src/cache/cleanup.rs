@@ -1,2 +1,435 @@
 //! `clean`, `clean --all` and `clean --stale`: sweep dead writers' debris,
 //! then entries no live process holds.
+//!
+//! The sweep reads the root once, then:
+//!
+//! 1. debris (`debris.rs`): a piece goes only when its owner's pid is dead and
+//!    its own flock is free (held while it is removed);
+//! 2. with `--all` or `--stale`, published entries (`entries.rs`): an entry
+//!    goes only while this process holds its key lock exclusively, taken
+//!    without blocking, so one under a builder or a cloner is kept.
+//!
+//! Nothing is ever followed through a symlink, and nothing outside the root
+//! is touched. An entry that cannot be removed is a warning and a line of the
+//! report; the sweep goes on. Only an unreadable root is an error.
+
+mod debris;
+pub(crate) mod entries;
+pub mod space;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::names::DebrisKind;
+
+/// What to sweep besides debris.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CleanMode {
+    /// Debris of dead writers only.
+    Debris,
+    /// Debris, then every entry not in use.
+    All,
+    /// Debris, then entries made by another formatter version.
+    Stale,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CleanOptions {
+    pub mode: CleanMode,
+    /// Report what would go; change nothing.
+    pub dry_run: bool,
+}
+
+/// What a swept name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ItemKind {
+    Template,
+    InFlight,
+    StagingDir,
+    PerTest,
+}
+
+impl From<DebrisKind> for ItemKind {
+    fn from(kind: DebrisKind) -> Self {
+        match kind {
+            DebrisKind::InFlight => ItemKind::InFlight,
+            DebrisKind::StagingDir => ItemKind::StagingDir,
+            DebrisKind::PerTest => ItemKind::PerTest,
+        }
+    }
+}
+
+impl ItemKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ItemKind::Template => "template",
+            ItemKind::InFlight => DebrisKind::InFlight.describe(),
+            ItemKind::StagingDir => DebrisKind::StagingDir.describe(),
+            ItemKind::PerTest => DebrisKind::PerTest.describe(),
+        }
+    }
+}
+
+/// Removed (or, in a dry run, would be).
+#[derive(Debug, Clone, Serialize)]
+pub struct Removed {
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: ItemKind,
+    /// Allocated bytes before removal.
+    pub bytes: u64,
+}
+
+/// Left in place because something may still need it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Kept {
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: ItemKind,
+    pub reason: String,
+    /// The process it was kept for, where known.
+    pub pid: Option<i32>,
+    /// Kept because a live process owns or holds it (rather than because it
+    /// could not be judged).
+    pub in_use: bool,
+}
+
+/// Not judged at all: not ours to touch, or the sweep could not decide.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub name: String,
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Meant to go, but the removal failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failed {
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: ItemKind,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    pub removed_templates: usize,
+    pub removed_debris: usize,
+    /// Allocated bytes of what was (or would be) removed.
+    pub removed_bytes: u64,
+    /// What the filesystem got back, by statvfs before and after; less than
+    /// `removed_bytes` where reflink clones still share the blocks. Zero in
+    /// a dry run.
+    pub freed_bytes: u64,
+    pub kept_in_use: usize,
+    pub kept: usize,
+    pub skipped: usize,
+    pub failed: usize,
+}
+
+/// The outcome of one sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct CleanReport {
+    pub root: PathBuf,
+    pub mode: CleanMode,
+    pub dry_run: bool,
+    pub removed: Vec<Removed>,
+    pub kept: Vec<Kept>,
+    pub skipped: Vec<Skipped>,
+    pub failed: Vec<Failed>,
+    pub totals: Totals,
+}
+
+/// Sweeps `root` as `options` say. A missing root is an empty report.
+pub fn clean(root: &Path, options: CleanOptions) -> Result<CleanReport> {
+    let mut report = CleanReport {
+        root: root.to_owned(),
+        mode: options.mode,
+        dry_run: options.dry_run,
+        removed: Vec::new(),
+        kept: Vec::new(),
+        skipped: Vec::new(),
+        failed: Vec::new(),
+        totals: Totals::default(),
+    };
+    let Some(names) = read_root(root)? else {
+        report.finish(0);
+        return Ok(report);
+    };
+    let before = space::free_bytes(root).ok();
+    debris::sweep(root, &names, &mut report);
+    if options.mode != CleanMode::Debris {
+        entries::sweep(root, &names, options, &mut report);
+    }
+    let mut freed = 0;
+    if !options.dry_run && !report.removed.is_empty() {
+        if let Err(e) = space::commit(root) {
+            tracing::debug!("syncfs `{}`: {e}", root.display());
+        }
+        if let (Some(before), Ok(after)) = (before, space::free_bytes(root)) {
+            freed = after.saturating_sub(before);
+        }
+    }
+    report.finish(freed);
+    Ok(report)
+}
+
+/// The root's names, sorted; `None` when the root does not exist.
+fn read_root(root: &Path) -> Result<Option<Vec<std::ffi::OsString>>> {
+    let context = || format!("failed to read the cache root `{}`", root.display());
+    let dir = match fs::read_dir(root) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(context),
+    };
+    let mut names = Vec::new();
+    for entry in dir {
+        names.push(entry.with_context(context)?.file_name());
+    }
+    names.sort();
+    Ok(Some(names))
+}
+
+impl CleanReport {
+    fn finish(&mut self, freed_bytes: u64) {
+        let templates = self
+            .removed
+            .iter()
+            .filter(|r| r.kind == ItemKind::Template)
+            .count();
+        self.totals = Totals {
+            removed_templates: templates,
+            removed_debris: self.removed.len() - templates,
+            removed_bytes: self.removed.iter().map(|r| r.bytes).sum(),
+            freed_bytes,
+            kept_in_use: self.kept.iter().filter(|k| k.in_use).count(),
+            kept: self.kept.len(),
+            skipped: self.skipped.len(),
+            failed: self.failed.len(),
+        };
+    }
+
+    /// One line: `removed 2 templates and 3 debris entries (1.2 GiB freed);
+    /// kept 1 in use`.
+    pub fn summary(&self) -> String {
+        let t = &self.totals;
+        let verb = if self.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        let debris = count(t.removed_debris, "debris entry", "debris entries");
+        let what = match self.mode {
+            CleanMode::Debris => debris,
+            CleanMode::All | CleanMode::Stale => {
+                let noun = match self.mode {
+                    CleanMode::Stale => ("stale template", "stale templates"),
+                    _ => ("template", "templates"),
+                };
+                format!(
+                    "{} and {debris}",
+                    count(t.removed_templates, noun.0, noun.1)
+                )
+            }
+        };
+        let space = if self.dry_run {
+            format!("{} allocated", space::human_bytes(t.removed_bytes))
+        } else {
+            format!("{} freed", space::human_bytes(t.freed_bytes))
+        };
+        let mut line = format!("{verb} {what} ({space})");
+        if t.kept_in_use > 0 {
+            line += &format!("; kept {} in use", t.kept_in_use);
+        }
+        if t.kept > t.kept_in_use {
+            line += &format!("; kept {} that could not be judged", t.kept - t.kept_in_use);
+        }
+        if t.skipped > 0 {
+            line += &format!("; skipped {}", t.skipped);
+        }
+        if t.failed > 0 {
+            line += &format!("; failed to remove {} (see the warnings)", t.failed);
+        }
+        line
+    }
+
+    fn path_of(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    fn keep(&mut self, name: &str, kind: ItemKind, reason: String, pid: Option<i32>, in_use: bool) {
+        tracing::debug!("keeping {name}: {reason}");
+        let path = self.path_of(name);
+        self.kept.push(Kept {
+            name: name.to_owned(),
+            path,
+            kind,
+            reason,
+            pid,
+            in_use,
+        });
+    }
+
+    fn skip(&mut self, name: &str, reason: String) {
+        tracing::debug!("skipping {name}: {reason}");
+        let path = self.path_of(name);
+        self.skipped.push(Skipped {
+            name: name.to_owned(),
+            path,
+            reason,
+        });
+    }
+
+    fn fail(&mut self, name: &str, kind: ItemKind, error: String) {
+        let path = self.path_of(name);
+        tracing::warn!("could not remove `{}`: {error}", path.display());
+        self.failed.push(Failed {
+            name: name.to_owned(),
+            path,
+            kind,
+            error,
+        });
+    }
+
+    /// Removes `name` (a directory recursively, anything else as a link or
+    /// file), or only records it in a dry run. The caller holds whatever lock
+    /// makes that safe.
+    fn remove(&mut self, name: &str, kind: ItemKind, is_dir: bool) {
+        let path = self.path_of(name);
+        let bytes = space::allocated_bytes(&path).unwrap_or_else(|e| {
+            tracing::debug!("cannot size `{}`: {e}", path.display());
+            0
+        });
+        if !self.dry_run {
+            // remove_dir_all never follows symlinks inside the tree.
+            let result = if is_dir {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match result {
+                Ok(()) => {}
+                // Someone else removed it first: done all the same.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return self.fail(name, kind, e.to_string()),
+            }
+            tracing::info!(
+                "removed {} ({}, {})",
+                path.display(),
+                kind.describe(),
+                space::human_bytes(bytes)
+            );
+        }
+        self.removed.push(Removed {
+            name: name.to_owned(),
+            path,
+            kind,
+            bytes,
+        });
+    }
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(mode: CleanMode, dry_run: bool) -> CleanReport {
+        CleanReport {
+            root: PathBuf::from("/r"),
+            mode,
+            dry_run,
+            removed: Vec::new(),
+            kept: Vec::new(),
+            skipped: Vec::new(),
+            failed: Vec::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    fn removed(kind: ItemKind, bytes: u64) -> Removed {
+        Removed {
+            name: "n".into(),
+            path: "/r/n".into(),
+            kind,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn summaries_read_like_the_issue() {
+        let mut r = report(CleanMode::Debris, false);
+        r.removed = vec![removed(ItemKind::InFlight, 1); 3];
+        r.finish(412 << 20);
+        assert_eq!(r.summary(), "removed 3 debris entries (412 MiB freed)");
+
+        let mut r = report(CleanMode::All, false);
+        r.removed = vec![removed(ItemKind::Template, 1); 2];
+        r.removed.extend(vec![removed(ItemKind::PerTest, 1); 3]);
+        r.keep(
+            "k",
+            ItemKind::Template,
+            "in use by pid 7".into(),
+            Some(7),
+            true,
+        );
+        r.finish(1288490189);
+        assert_eq!(
+            r.summary(),
+            "removed 2 templates and 3 debris entries (1.2 GiB freed); kept 1 in use"
+        );
+    }
+
+    #[test]
+    fn dry_runs_say_would_and_count_allocated_bytes() {
+        let mut r = report(CleanMode::Stale, true);
+        r.removed = vec![removed(ItemKind::Template, 3 << 20)];
+        r.removed.push(removed(ItemKind::StagingDir, 1 << 20));
+        r.skip("x", "pid field is not a positive number".into());
+        r.finish(0);
+        assert_eq!(
+            r.summary(),
+            "would remove 1 stale template and 1 debris entry (4.0 MiB allocated); skipped 1"
+        );
+    }
+
+    #[test]
+    fn a_missing_root_is_an_empty_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = CleanOptions {
+            mode: CleanMode::All,
+            dry_run: false,
+        };
+        let r = clean(&dir.path().join("nope"), options).unwrap();
+        assert!(r.removed.is_empty() && r.failed.is_empty());
+        assert_eq!(
+            r.summary(),
+            "removed 0 templates and 0 debris entries (0 B freed)"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_root_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, b"").unwrap();
+        let options = CleanOptions {
+            mode: CleanMode::Debris,
+            dry_run: true,
+        };
+        let err = format!("{:#}", clean(&file, options).unwrap_err());
+        assert!(
+            err.contains("failed to read the cache root") && err.contains("file"),
+            "{err}"
+        );
+    }
+}

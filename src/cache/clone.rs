@@ -1,1 +1,348 @@
 //! FICLONE, or a sparse copy of the data extents.
+//!
+//! A clone shares the template's extents copy-on-write, so it costs the same
+//! for any capacity. Where the filesystem cannot (ext4, tmpfs, or the cache
+//! and the destination on two filesystems), `--reflink auto` copies only the
+//! data extents, found with SEEK_DATA/SEEK_HOLE, so a mostly empty image stays
+//! mostly unallocated.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::sys::statfs;
+use nix::unistd::{Whence, lseek};
+
+use super::ensure::{self, EnsureOptions, Ensured, TemplateBuilder};
+use super::filesystem::Filesystem;
+use super::key::Capacity;
+use super::lock::{self, Mode};
+use super::lookup;
+
+/// How to copy a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reflink {
+    /// FICLONE, else a sparse copy (as `cp --reflink=auto`).
+    Auto,
+    /// FICLONE only.
+    Always,
+    /// A sparse copy only.
+    Never,
+}
+
+/// How a clone was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Reflink,
+    SparseCopy,
+}
+
+/// A finished `template clone`.
+#[derive(Debug, Clone)]
+pub struct Cloned {
+    pub ensured: Ensured,
+    pub method: Method,
+}
+
+/// Ensures the template for (`fs`, `capacity`) and clones it to `dest`,
+/// which must not exist. On failure `dest` is removed.
+pub fn clone_template(
+    root: &Path,
+    fs: Filesystem,
+    capacity: Capacity,
+    builder: &dyn TemplateBuilder,
+    opts: &EnsureOptions,
+    dest: &Path,
+    mode: Reflink,
+) -> Result<Cloned> {
+    let (ensured, method) = with_entry_shared(root, fs, capacity, builder, opts, |e| {
+        clone_file(&e.path, dest, mode)
+    })?;
+    Ok(Cloned { ensured, method })
+}
+
+/// Ensures the template, then runs `f` on it while holding its key's lock
+/// shared, so `clean --all` cannot remove it meanwhile.
+pub fn with_entry_shared<T>(
+    root: &Path,
+    fs: Filesystem,
+    capacity: Capacity,
+    builder: &dyn TemplateBuilder,
+    opts: &EnsureOptions,
+    mut f: impl FnMut(&Ensured) -> Result<T>,
+) -> Result<(Ensured, T)> {
+    let mut opts = opts.clone();
+    // The entry can vanish between ensure and the shared lock (`clean --all`
+    // won the race); then ensure again.
+    for _ in 0..3 {
+        let ensured = ensure::ensure_template(root, fs, capacity, builder, &opts)?;
+        opts.force = false;
+        let name = ensured.key.to_string();
+        let _shared = lock::lock_with_timeout(
+            &lock::key_lock_path(root, &name),
+            Mode::Shared,
+            opts.lock_timeout,
+            &name,
+        )?;
+        if let Some(path) = lookup::find(root, &ensured.key)? {
+            let ensured = Ensured { path, ..ensured };
+            let out = f(&ensured)?;
+            return Ok((ensured, out));
+        }
+    }
+    bail!(
+        "the template for {fs} {capacity} was removed three times before it could be used; \
+         is `cargo ktstr clean --all` running in a loop?"
+    )
+}
+
+/// Clones `template` to a new file `dest` (O_CREAT|O_EXCL: an existing one
+/// is never overwritten). A failure removes what was written.
+pub fn clone_file(template: &Path, dest: &Path, mode: Reflink) -> Result<Method> {
+    let src =
+        File::open(template).with_context(|| format!("failed to open `{}`", template.display()))?;
+    let dst = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(dest)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+                "`{}` already exists; a clone never overwrites: remove it or choose another path",
+                dest.display()
+            ),
+            _ => anyhow::Error::new(e).context(format!("failed to create `{}`", dest.display())),
+        })?;
+    let result = clone_into(&src, template, &dst, dest, mode);
+    if result.is_err() {
+        drop(dst);
+        let _ = std::fs::remove_file(dest);
+    }
+    result
+}
+
+/// Clones the open `src` into the open, empty `dst` as `mode` says. The
+/// paths are only for messages.
+pub fn clone_into(
+    src: &File,
+    src_path: &Path,
+    dst: &File,
+    dst_path: &Path,
+    mode: Reflink,
+) -> Result<Method> {
+    if mode != Reflink::Never {
+        match ficlone(src, dst) {
+            Ok(()) => return Ok(Method::Reflink),
+            Err(e) if mode == Reflink::Always || !reflink_unsupported(e) => {
+                return Err(reflink_error(e, src_path, dst_path, mode));
+            }
+            Err(e) => tracing::info!(
+                "warning: cannot reflink `{}` to `{}` ({}; cache on {}, destination on {}): making a sparse copy",
+                src_path.display(),
+                dst_path.display(),
+                describe(e),
+                fs_type_name(src_path),
+                fs_type_name(dst_path)
+            ),
+        }
+    }
+    sparse_copy(src, dst).with_context(|| {
+        format!(
+            "failed to copy `{}` to `{}`",
+            src_path.display(),
+            dst_path.display()
+        )
+    })?;
+    Ok(Method::SparseCopy)
+}
+
+/// Shares all of `src`'s extents with `dst` (ioctl FICLONE).
+pub fn ficlone(src: &File, dst: &File) -> Result<(), Errno> {
+    // SAFETY: FICLONE takes the source fd as its argument and reads no
+    // memory of ours; both fds are open for the duration of the call.
+    let rc = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
+    Errno::result(rc).map(drop)
+}
+
+/// The errors that mean "this pair of files cannot share extents".
+fn reflink_unsupported(e: Errno) -> bool {
+    matches!(
+        e,
+        Errno::EOPNOTSUPP | Errno::EXDEV | Errno::EINVAL | Errno::ENOTTY | Errno::ENOSYS
+    )
+}
+
+fn reflink_error(e: Errno, src: &Path, dst: &Path, mode: Reflink) -> anyhow::Error {
+    let (a, b) = (fs_type_name(src), fs_type_name(dst));
+    if mode == Reflink::Always && reflink_unsupported(e) {
+        let place = if e == Errno::EXDEV {
+            format!("the cache is on {a} and DEST on another filesystem ({b})")
+        } else {
+            format!("the filesystem is {a}, which cannot reflink")
+        };
+        return anyhow::anyhow!(
+            "cannot reflink `{}` to `{}` ({}): {place}; put the cache (--cache-dir) and DEST on one \
+             btrfs or xfs filesystem, or use --reflink auto to fall back to a sparse copy",
+            src.display(),
+            dst.display(),
+            describe(e)
+        );
+    }
+    anyhow::anyhow!(
+        "failed to reflink `{}` to `{}` on {b}: {}",
+        src.display(),
+        dst.display(),
+        describe(e)
+    )
+}
+
+/// The C library's wording ("Operation not supported (os error 95)").
+fn describe(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// Copies the data extents of `src` into `dst` at the same offsets, then sets
+/// `dst`'s length, leaving the holes unallocated.
+pub fn sparse_copy(src: &File, dst: &File) -> io::Result<()> {
+    let len = src.metadata()?.len();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    while pos < len {
+        let data = match lseek(src, pos as i64, Whence::SeekData) {
+            Ok(off) => off as u64,
+            // ENXIO: no data past `pos`, only a trailing hole.
+            Err(Errno::ENXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let hole = (lseek(src, data as i64, Whence::SeekHole)? as u64).min(len);
+        copy_range(src, dst, data, hole, &mut buf)?;
+        pos = hole;
+    }
+    dst.set_len(len)
+}
+
+fn copy_range(src: &File, dst: &File, mut from: u64, to: u64, buf: &mut [u8]) -> io::Result<()> {
+    while from < to {
+        let want = buf.len().min((to - from) as usize);
+        let n = src.read_at(&mut buf[..want], from)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the template shrank while being copied",
+            ));
+        }
+        dst.write_all_at(&buf[..n], from)?;
+        from += n as u64;
+    }
+    Ok(())
+}
+
+/// The name of the filesystem type `path` is on, for messages.
+pub fn fs_type_name(path: &Path) -> String {
+    // A path not created yet is judged by its directory.
+    let probe = if path.exists() {
+        path
+    } else {
+        path.parent().unwrap_or(path)
+    };
+    let probe = if probe.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        probe
+    };
+    let Ok(st) = statfs::statfs(probe) else {
+        return "an unknown filesystem".to_owned();
+    };
+    let magic = st.filesystem_type().0 as u64;
+    let name = match magic {
+        0x9123_683e => "btrfs",
+        0x5846_5342 => "xfs",
+        0xef53 => "ext4",
+        0x0102_1994 => "tmpfs",
+        0x794c_7630 => "overlayfs",
+        0x6969 => "nfs",
+        0x2fc1_2fc1 => "zfs",
+        0xf2f5_2010 => "f2fs",
+        0xca45_1a4e => "bcachefs",
+        0x6573_5546 => "fuse",
+        _ => return format!("a filesystem of type {magic:#x}"),
+    };
+    name.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// A file with data at 0 and at 9 MiB, holes between and after.
+    fn holey(path: &Path) -> File {
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .unwrap();
+        f.write_all_at(&[7u8; 4096], 0).unwrap();
+        f.write_all_at(&[9u8; 8192], 9 << 20).unwrap();
+        f.set_len(64 << 20).unwrap();
+        f
+    }
+
+    #[test]
+    fn sparse_copy_keeps_bytes_and_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        holey(&a);
+        assert_eq!(
+            clone_file(&a, &b, Reflink::Never).unwrap(),
+            Method::SparseCopy
+        );
+        assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
+        let blocks = std::fs::metadata(&b).unwrap().blocks() * 512;
+        assert!(
+            blocks < 1 << 20,
+            "{blocks} bytes allocated for 12 KiB of data"
+        );
+    }
+
+    #[test]
+    fn an_existing_dest_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        holey(&a);
+        std::fs::write(&b, b"precious").unwrap();
+        let err = clone_file(&a, &b, Reflink::Auto).unwrap_err().to_string();
+        assert!(err.contains("already exists"), "{err}");
+        assert_eq!(std::fs::read(&b).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn a_failed_clone_removes_dest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        holey(&a);
+        // A directory can be opened but not cloned or read from.
+        let err = clone_file(dir.path(), &b, Reflink::Never).unwrap_err();
+        assert!(format!("{err:#}").contains("failed to copy"), "{err:#}");
+        assert!(!b.exists());
+    }
+
+    #[test]
+    fn fs_type_names_the_common_ones() {
+        assert_eq!(
+            fs_type_name(Path::new("/proc/self")),
+            "a filesystem of type 0x9fa0"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let magic = statfs::statfs(dir.path()).unwrap().filesystem_type();
+        if magic == statfs::EXT4_SUPER_MAGIC {
+            assert_eq!(fs_type_name(&dir.path().join("not-there")), "ext4");
+        }
+    }
+}

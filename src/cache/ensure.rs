@@ -1,8 +1,21 @@
 //! The lifecycle: lookup, lock, look again, build, publish.
 
-use std::path::Path;
+use std::fs::File;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
-use super::key::Key;
+use anyhow::{Context, Result, anyhow, bail};
+use nix::fcntl::Flock;
+
+use super::filesystem::Filesystem;
+use super::fingerprint;
+use super::key::{Capacity, Key};
+use super::lock::{self, Mode};
+use super::lookup;
+use super::names;
+use super::publish::{self, IfValid};
 
 /// Formats a staging image. The VM runners implement it through the
 /// template-building guest; tests plug in a host-side one.
@@ -10,4 +23,302 @@ pub trait TemplateBuilder {
     /// Formats `staging`, a sparse file of `key.capacity` bytes that the
     /// caller created and holds under its flock, with `key.fs`.
     fn build(&self, key: &Key, staging: &Path) -> anyhow::Result<()>;
+}
+
+/// Formats with the host's own formatter, found as the fingerprint finds it.
+/// The key's fingerprint is the host formatter's, so the result matches it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HostMkfsBuilder;
+
+impl TemplateBuilder for HostMkfsBuilder {
+    fn build(&self, key: &Key, staging: &Path) -> Result<()> {
+        let mkfs = fingerprint::find_formatter(key.fs)?;
+        let out = Command::new(&mkfs)
+            .args(key.fs.mkfs_args())
+            .arg(staging)
+            .output()
+            .with_context(|| format!("failed to run `{}`", mkfs.display()))?;
+        if !out.status.success() {
+            bail!(
+                "`{} {}` failed ({}): {}",
+                mkfs.display(),
+                staging.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// How [`ensure_template`] behaves.
+#[derive(Debug, Clone)]
+pub struct EnsureOptions {
+    /// How long to wait for a peer that holds the key's lock.
+    pub lock_timeout: Duration,
+    /// Build and replace the entry even when it exists.
+    pub force: bool,
+}
+
+impl Default for EnsureOptions {
+    fn default() -> Self {
+        EnsureOptions {
+            lock_timeout: Duration::from_secs(600),
+            force: false,
+        }
+    }
+}
+
+/// A template that is now published.
+#[derive(Debug, Clone)]
+pub struct Ensured {
+    pub key: Key,
+    /// `<root>/<key>/template.img`.
+    pub path: PathBuf,
+    /// Whether this call built it (else it was found, perhaps after waiting).
+    pub built: bool,
+    pub elapsed: Duration,
+}
+
+/// Finds the template for (`fs`, `capacity`) under `root`, or builds it with
+/// `builder` and publishes it. The protocol is told in [`crate::cache`].
+pub fn ensure_template(
+    root: &Path,
+    fs: Filesystem,
+    capacity: Capacity,
+    builder: &dyn TemplateBuilder,
+    opts: &EnsureOptions,
+) -> Result<Ensured> {
+    let start = Instant::now();
+    capacity.check_for(fs).map_err(|e| anyhow!(e))?;
+    let key = Key::new(fs, capacity, &fingerprint::fingerprint(fs)?);
+    ensure_key(root, &key, builder, opts, start)
+}
+
+/// [`ensure_template`] for a key already computed.
+pub fn ensure_key(
+    root: &Path,
+    key: &Key,
+    builder: &dyn TemplateBuilder,
+    opts: &EnsureOptions,
+    start: Instant,
+) -> Result<Ensured> {
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("failed to create the template root `{}`", root.display()))?;
+    let done = |path: PathBuf, built: bool| Ensured {
+        key: key.clone(),
+        path,
+        built,
+        elapsed: start.elapsed(),
+    };
+    let seen = lookup::find(root, key)?;
+    if let (Some(path), false) = (&seen, opts.force) {
+        return Ok(done(path.clone(), false));
+    }
+    let seen_id = seen.as_deref().map(identity).transpose()?;
+
+    let name = key.to_string();
+    let _lock = lock::lock_with_timeout(
+        &lock::key_lock_path(root, &name),
+        Mode::Exclusive,
+        opts.lock_timeout,
+        &name,
+    )?;
+    // Look again: a peer may have published while we waited. Under --force,
+    // an entry that is not the one we saw before waiting is a peer's fresh
+    // build, which is what we were asked for.
+    if let Some(path) = lookup::find(root, key)? {
+        if !opts.force || Some(identity(&path)?) != seen_id {
+            return Ok(done(path, false));
+        }
+    }
+
+    let staging = StagingImage::create(root, key)?;
+    builder
+        .build(key, &staging.path)
+        .with_context(|| format!("failed to build the template {key}"))?;
+    staging.verify(key)?;
+    let if_valid = if opts.force {
+        IfValid::Replace
+    } else {
+        IfValid::Keep
+    };
+    let (path, _) = publish::publish(root, key, &staging.path, if_valid)?;
+    tracing::info!(
+        "built the template {key} in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(done(path, true))
+}
+
+/// Tells one published image from its successor: a new build is a new file.
+fn identity(path: &Path) -> Result<(u64, u64, i64, i64)> {
+    let m =
+        std::fs::metadata(path).with_context(|| format!("failed to stat `{}`", path.display()))?;
+    Ok((m.dev(), m.ino(), m.ctime(), m.ctime_nsec()))
+}
+
+/// `template.img.in-flight.<key>.<pid>`: a sparse file of the key's capacity,
+/// flocked while we live and removed when dropped unless it was published.
+struct StagingImage {
+    path: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl StagingImage {
+    fn create(root: &Path, key: &Key) -> Result<Self> {
+        let path = root.join(names::in_flight(key, std::process::id()));
+        // Ours by name; the key lock we hold excludes any live twin.
+        publish::remove_any(&path)?;
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)
+            .with_context(|| format!("failed to create the staging image `{}`", path.display()))?;
+        let lock = lock::try_lock_file(file, Mode::Exclusive)
+            .with_context(|| format!("failed to lock `{}`", path.display()))?
+            .with_context(|| format!("`{}` is locked by another process", path.display()))?;
+        let staging = StagingImage { path, _lock: lock };
+        staging
+            ._lock
+            .set_len(key.capacity.bytes())
+            .with_context(|| format!("failed to size `{}`", staging.path.display()))?;
+        Ok(staging)
+    }
+
+    fn verify(&self, key: &Key) -> Result<()> {
+        let ok = key
+            .fs
+            .path_has_magic(&self.path)
+            .with_context(|| format!("failed to read `{}`", self.path.display()))?;
+        if !ok {
+            bail!(
+                "the builder finished but `{}` has no {} superblock magic; nothing was published",
+                self.path.display(),
+                key.fs
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StagingImage {
+    fn drop(&mut self) {
+        // After a publish the name is gone and this is a no-op.
+        if let Err(e) = publish::remove_any(&self.path) {
+            tracing::warn!("{e:#}; `cargo ktstr clean` will remove it once this process exits");
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A key with a made-up fingerprint: the name matters, not the value.
+    pub(crate) fn test_key(fs: Filesystem, mib: u64) -> Key {
+        Key::new(fs, Capacity::from_mib(mib).unwrap(), "0123456789abcdef")
+    }
+
+    /// Real mkfs output of `key`'s filesystem and capacity at `path`.
+    pub(crate) fn formatted_image(key: &Key, path: &Path) {
+        File::create(path)
+            .unwrap()
+            .set_len(key.capacity.bytes())
+            .unwrap();
+        HostMkfsBuilder.build(key, path).unwrap();
+    }
+
+    struct Failing;
+    impl TemplateBuilder for Failing {
+        fn build(&self, _key: &Key, staging: &Path) -> Result<()> {
+            std::fs::write(staging, b"half")?;
+            bail!("mkfs exploded")
+        }
+    }
+
+    struct Counting(std::cell::Cell<u32>);
+    impl TemplateBuilder for Counting {
+        fn build(&self, key: &Key, staging: &Path) -> Result<()> {
+            self.0.set(self.0.get() + 1);
+            HostMkfsBuilder.build(key, staging)
+        }
+    }
+
+    fn ensure(root: &Path, key: &Key, b: &dyn TemplateBuilder, force: bool) -> Result<Ensured> {
+        let opts = EnsureOptions {
+            force,
+            ..Default::default()
+        };
+        ensure_key(root, key, b, &opts, Instant::now())
+    }
+
+    #[test]
+    fn builds_once_then_finds() {
+        let root = tempfile::tempdir().unwrap();
+        let key = test_key(Filesystem::Ext4, 16);
+        let builder = Counting(0.into());
+        let first = ensure(root.path(), &key, &builder, false).unwrap();
+        assert!(first.built);
+        assert_eq!(first.path, lookup::image_path(root.path(), &key));
+        let second = ensure(root.path(), &key, &builder, false).unwrap();
+        assert!(!second.built);
+        assert_eq!(builder.0.get(), 1);
+        let forced = ensure(root.path(), &key, &builder, true).unwrap();
+        assert!(forced.built);
+        assert_eq!(builder.0.get(), 2);
+    }
+
+    #[test]
+    fn a_failed_build_leaves_nothing_but_the_lockfile() {
+        let root = tempfile::tempdir().unwrap();
+        let key = test_key(Filesystem::Btrfs, 128);
+        let err = ensure(root.path(), &key, &Failing, false).unwrap_err();
+        assert!(format!("{err:#}").contains("mkfs exploded"), "{err:#}");
+        let left: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [names::LOCKS_DIR]);
+    }
+
+    #[test]
+    fn a_builder_that_writes_no_magic_publishes_nothing() {
+        struct Zeros;
+        impl TemplateBuilder for Zeros {
+            fn build(&self, _key: &Key, _staging: &Path) -> Result<()> {
+                Ok(())
+            }
+        }
+        let root = tempfile::tempdir().unwrap();
+        let key = test_key(Filesystem::Xfs, 300);
+        let err = ensure(root.path(), &key, &Zeros, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no xfs superblock magic"), "{err}");
+        assert_eq!(
+            lookup::lookup(root.path(), &key).unwrap(),
+            lookup::Entry::Absent
+        );
+    }
+
+    #[test]
+    fn capacity_below_the_minimum_fails_before_any_work() {
+        let root = tempfile::tempdir().unwrap();
+        let missing = root.path().join("never-created");
+        let cap = Capacity::from_mib(256).unwrap();
+        let err = ensure_template(
+            &missing,
+            Filesystem::Xfs,
+            cap,
+            &Failing,
+            &EnsureOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("at least 300 MiB"), "{err}");
+        assert!(!missing.exists());
+    }
 }

@@ -1,1 +1,381 @@
 //! `template list`: published entries and a count of debris.
+//!
+//! Listing only looks. Whether an entry is in use is read from /proc/locks;
+//! only where that cannot be read is the key lock tried, shared and without
+//! blocking, and released at once, so a builder is never held up.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::cleanup::entries::StaleCheck;
+use super::cleanup::space;
+use super::filesystem::Filesystem;
+use super::key::Key;
+use super::lock::{self, Mode};
+use super::names::{self, DebrisKind, RootName};
+
+/// An entry's state, most serious first: invalid, in use, stale, ok.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EntryState {
+    Ok,
+    InUse,
+    Stale,
+    Invalid,
+}
+
+/// One directory of the root that is (or looks like) a published entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListEntry {
+    pub name: String,
+    pub path: PathBuf,
+    /// From the key; `None` when the name is not a key.
+    pub fs: Option<Filesystem>,
+    pub capacity_mib: Option<u64>,
+    /// Allocated bytes of the whole entry directory.
+    pub allocated_bytes: u64,
+    pub state: EntryState,
+    /// Why it is invalid, or who holds it.
+    pub detail: Option<String>,
+    /// Processes holding its key lock, where /proc/locks tells.
+    pub holders: Vec<i32>,
+    /// `None` when it cannot be told (no formatter, or not a key).
+    pub stale: Option<bool>,
+    /// Seconds since `template.img` (else the directory) was last written.
+    pub age_secs: Option<u64>,
+}
+
+/// Debris by shape, with its allocated bytes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DebrisCount {
+    pub in_flight: usize,
+    pub staging_dir: usize,
+    pub per_test: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ListReport {
+    pub root: PathBuf,
+    pub entries: Vec<ListEntry>,
+    pub debris: DebrisCount,
+    /// Why some staleness could not be told (a formatter is missing).
+    pub notes: Vec<String>,
+}
+
+/// Lists `root`. A missing root lists nothing; an unreadable one is an error.
+pub fn list(root: &Path) -> Result<ListReport> {
+    let mut report = ListReport {
+        root: root.to_owned(),
+        entries: Vec::new(),
+        debris: DebrisCount::default(),
+        notes: Vec::new(),
+    };
+    let mut names: Vec<OsString> = match fs::read_dir(root) {
+        Ok(dir) => dir
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(report),
+        Err(e) => Err(e),
+    }
+    .with_context(|| format!("failed to read the cache root `{}`", root.display()))?;
+    names.sort();
+    let mut stale = StaleCheck::default();
+    for name in &names {
+        let path = root.join(name);
+        match names::classify(name) {
+            RootName::Debris { kind, .. } => report.debris.add(kind, &path),
+            RootName::Other => {
+                let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+                if let (true, Some(name)) = (is_dir, name.to_str()) {
+                    let entry = examine(root, name, &mut stale, &mut report.notes);
+                    report.entries.push(entry);
+                }
+            }
+            RootName::Locks | RootName::NotUtf8 => {}
+        }
+    }
+    Ok(report)
+}
+
+impl DebrisCount {
+    fn add(&mut self, kind: DebrisKind, path: &Path) {
+        match kind {
+            DebrisKind::InFlight => self.in_flight += 1,
+            DebrisKind::StagingDir => self.staging_dir += 1,
+            DebrisKind::PerTest => self.per_test += 1,
+        }
+        self.bytes += space::allocated_bytes(path).unwrap_or(0);
+    }
+
+    pub fn total(&self) -> usize {
+        self.in_flight + self.staging_dir + self.per_test
+    }
+}
+
+fn examine(root: &Path, name: &str, stale: &mut StaleCheck, notes: &mut Vec<String>) -> ListEntry {
+    let path = root.join(name);
+    let image = path.join(names::TEMPLATE_FILE);
+    let key: Option<Key> = name.parse().ok();
+    let holders = lock_holders(&lock::key_lock_path(root, name));
+    let is_stale = key.as_ref().and_then(|key| match stale.is_stale(key) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            if !notes.contains(&e) {
+                notes.push(e);
+            }
+            None
+        }
+    });
+    let invalid = match &key {
+        None => Some("not a template key (<fs>-<MiB>m-<16 hex>)".to_owned()),
+        Some(key) => image_problem(&image, key.fs),
+    };
+    let (state, detail) = match (invalid, holders.is_empty(), is_stale) {
+        (Some(why), _, _) => (EntryState::Invalid, Some(why)),
+        (None, false, _) => (EntryState::InUse, Some(describe_pids(&holders))),
+        (None, true, Some(true)) => (EntryState::Stale, None),
+        (None, true, _) => (EntryState::Ok, None),
+    };
+    ListEntry {
+        name: name.to_owned(),
+        fs: key.as_ref().map(|k| k.fs),
+        capacity_mib: key.as_ref().map(|k| k.capacity.mib()),
+        allocated_bytes: space::allocated_bytes(&path).unwrap_or(0),
+        state,
+        detail,
+        holders: holders.into_iter().filter(|pid| *pid > 0).collect(),
+        stale: is_stale,
+        age_secs: age(&image).or_else(|| age(&path)),
+        path,
+    }
+}
+
+/// Why `image` is not a valid `fs` template, if it is not.
+fn image_problem(image: &Path, fs: Filesystem) -> Option<String> {
+    match fs::symlink_metadata(image) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Some("template.img is not a regular file".to_owned()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Some("template.img is missing".to_owned());
+        }
+        Err(e) => return Some(format!("cannot examine template.img: {e}")),
+    }
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(image);
+    match opened.and_then(|mut file| fs.has_magic(&mut file)) {
+        Ok(true) => None,
+        Ok(false) => Some(format!("no {fs} superblock magic")),
+        Err(e) => Some(format!("cannot read template.img: {e}")),
+    }
+}
+
+/// Pids holding the key lock at `path`; `[0]` for a holder that cannot be
+/// named. Empty when the lockfile does not exist or nobody holds it.
+fn lock_holders(path: &Path) -> Vec<i32> {
+    if !path.exists() {
+        return Vec::new();
+    }
+    let pids: Vec<i32> = lock::holders(path).iter().map(|h| h.pid).collect();
+    if !pids.is_empty() || Path::new("/proc/locks").exists() {
+        return pids;
+    }
+    // No /proc: a shared try fails only under an exclusive holder (a builder
+    // or a sweep); it is released at once.
+    match File::open(path).map(|f| lock::try_lock_file(f, Mode::Shared)) {
+        Ok(Ok(None)) => vec![0],
+        _ => Vec::new(),
+    }
+}
+
+fn describe_pids(pids: &[i32]) -> String {
+    let known: Vec<String> = pids
+        .iter()
+        .filter(|p| **p > 0)
+        .map(|p| p.to_string())
+        .collect();
+    match known.len() {
+        0 => "held by an unknown process".to_owned(),
+        1 => format!("pid {}", known[0]),
+        _ => format!("pids {}", known.join(", ")),
+    }
+}
+
+fn age(path: &Path) -> Option<u64> {
+    let modified = fs::symlink_metadata(path).ok()?.modified().ok()?;
+    Some(SystemTime::now().duration_since(modified).ok()?.as_secs())
+}
+
+/// `40s`, `12m`, `5h`, `3d`: the largest unit that fits.
+pub fn human_age(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+impl ListReport {
+    /// The table of entries, then the debris line, for a terminal.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if self.entries.is_empty() {
+            out += &format!("no templates in `{}`\n", self.root.display());
+        } else {
+            out += &self.table();
+        }
+        for note in &self.notes {
+            out += &format!("note: staleness unknown: {note}\n");
+        }
+        out += &self.debris_line();
+        out.push('\n');
+        out
+    }
+
+    fn table(&self) -> String {
+        let mut rows =
+            vec![["KEY", "FS", "CAPACITY", "ALLOCATED", "STATE", "AGE"].map(String::from)];
+        for e in &self.entries {
+            rows.push([
+                e.name.clone(),
+                e.fs.map_or("-".into(), |fs| fs.to_string()),
+                e.capacity_mib
+                    .map_or("-".into(), |mib| format!("{mib} MiB")),
+                space::human_bytes(e.allocated_bytes),
+                e.state_text(),
+                e.age_secs.map_or("-".into(), human_age),
+            ]);
+        }
+        let mut widths = [0; 6];
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for row in &rows {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            out += cells.join("  ").trim_end();
+            out.push('\n');
+        }
+        out
+    }
+
+    /// `debris: 1 staging image, 0 staging directories, 2 per-test images (3.0 MiB)`.
+    pub fn debris_line(&self) -> String {
+        let d = &self.debris;
+        let shape = |n: usize, kind: DebrisKind| {
+            let what = kind.describe();
+            match (n, what.strip_suffix('y')) {
+                (1, _) => format!("1 {what}"),
+                (_, Some(stem)) => format!("{n} {stem}ies"),
+                (_, None) => format!("{n} {what}s"),
+            }
+        };
+        let mut line = format!(
+            "debris: {}, {}, {} ({})",
+            shape(d.in_flight, DebrisKind::InFlight),
+            shape(d.staging_dir, DebrisKind::StagingDir),
+            shape(d.per_test, DebrisKind::PerTest),
+            space::human_bytes(d.bytes)
+        );
+        if d.total() > 0 {
+            line += "; `cargo ktstr clean` removes what dead processes left";
+        }
+        line
+    }
+}
+
+impl ListEntry {
+    /// `ok`, `in use (pid 7)`, `stale`, `invalid: no btrfs superblock magic`.
+    pub fn state_text(&self) -> String {
+        let detail = self.detail.as_deref().unwrap_or_default();
+        match self.state {
+            EntryState::Ok => "ok".to_owned(),
+            EntryState::Stale => "stale".to_owned(),
+            EntryState::InUse if self.stale == Some(true) => format!("in use ({detail}), stale"),
+            EntryState::InUse => format!("in use ({detail})"),
+            EntryState::Invalid => format!("invalid: {detail}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_use_the_largest_unit() {
+        assert_eq!(human_age(59), "59s");
+        assert_eq!(human_age(60), "1m");
+        assert_eq!(human_age(7200), "2h");
+        assert_eq!(human_age(3 * 86400 + 5), "3d");
+    }
+
+    #[test]
+    fn image_problems_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("template.img");
+        let fs = Filesystem::Ext4;
+        assert_eq!(
+            image_problem(&image, fs).unwrap(),
+            "template.img is missing"
+        );
+        fs::create_dir(&image).unwrap();
+        assert!(
+            image_problem(&image, fs)
+                .unwrap()
+                .contains("not a regular file")
+        );
+        fs::remove_dir(&image).unwrap();
+        fs::write(&image, vec![0u8; 4096]).unwrap();
+        assert_eq!(
+            image_problem(&image, fs).unwrap(),
+            "no ext4 superblock magic"
+        );
+        let mut bytes = vec![0u8; 4096];
+        bytes[0x438..0x43a].copy_from_slice(&[0x53, 0xEF]);
+        fs::write(&image, bytes).unwrap();
+        assert_eq!(image_problem(&image, fs), None);
+        // A symlink to a valid image is not followed.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&image, &link).unwrap();
+        assert!(
+            image_problem(&link, fs)
+                .unwrap()
+                .contains("not a regular file")
+        );
+    }
+
+    #[test]
+    fn the_debris_line_counts_each_shape() {
+        let report = ListReport {
+            root: "/r".into(),
+            entries: Vec::new(),
+            debris: DebrisCount {
+                in_flight: 1,
+                staging_dir: 2,
+                per_test: 0,
+                bytes: 3 << 20,
+            },
+            notes: Vec::new(),
+        };
+        assert!(report.debris_line().starts_with(
+            "debris: 1 staging image, 2 staging directories, 0 per-test images (3.0 MiB)"
+        ));
+    }
+}

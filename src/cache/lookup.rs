@@ -1,1 +1,201 @@
 //! Find a published entry and check its superblock magic.
+//!
+//! An entry counts only when `<key>/template.img` is a regular file that
+//! carries its filesystem's magic. Anything else under `<key>/` is reported
+//! as invalid, so the next build replaces it; only a missing entry and an
+//! invalid one are misses, and any other stat error is an error.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::key::Key;
+use super::names;
+
+/// What sits at a key's place in the template root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A published image with its magic: the path of `template.img`.
+    Valid(PathBuf),
+    /// Something is there but is no usable template; the reason says what.
+    Invalid(String),
+    /// Nothing is there.
+    Absent,
+}
+
+/// `<root>/<key>`.
+pub fn entry_dir(root: &Path, key: &Key) -> PathBuf {
+    root.join(key.to_string())
+}
+
+/// `<root>/<key>/template.img`.
+pub fn image_path(root: &Path, key: &Key) -> PathBuf {
+    entry_dir(root, key).join(names::TEMPLATE_FILE)
+}
+
+/// Looks `key` up under `root` and validates what it finds.
+pub fn lookup(root: &Path, key: &Key) -> Result<Entry> {
+    let dir = entry_dir(root, key);
+    let image = image_path(root, key);
+    let meta = match std::fs::symlink_metadata(&image) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // `<key>/` may still exist, empty or holding something else.
+            return match std::fs::symlink_metadata(&dir) {
+                Ok(_) => Ok(Entry::Invalid(format!(
+                    "`{}` has no {}",
+                    dir.display(),
+                    names::TEMPLATE_FILE
+                ))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Entry::Absent),
+                Err(e) => Err(e).with_context(|| format!("failed to stat `{}`", dir.display())),
+            };
+        }
+        // `<key>` is a file, not a directory.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            return Ok(Entry::Invalid(format!(
+                "`{}` is not a directory",
+                dir.display()
+            )));
+        }
+        Err(e) => return Err(e).with_context(|| format!("failed to stat `{}`", image.display())),
+    };
+    if !meta.file_type().is_file() {
+        return Ok(Entry::Invalid(format!(
+            "`{}` is not a regular file",
+            image.display()
+        )));
+    }
+    // O_NOFOLLOW: the stat above saw a regular file; refuse a swapped-in link.
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&image)
+        .with_context(|| format!("failed to open `{}`", image.display()))?;
+    let has_magic = key
+        .fs
+        .has_magic(&mut file)
+        .with_context(|| format!("failed to read `{}`", image.display()))?;
+    if !has_magic {
+        return Ok(Entry::Invalid(format!(
+            "`{}` ({} bytes) has no {} superblock magic (zero-filled or truncated?)",
+            image.display(),
+            meta.len(),
+            key.fs
+        )));
+    }
+    Ok(Entry::Valid(image))
+}
+
+/// The valid entry's image, or `None` on a miss; an invalid entry is a miss
+/// with a warning, so the next build replaces it.
+pub fn find(root: &Path, key: &Key) -> Result<Option<PathBuf>> {
+    match lookup(root, key)? {
+        Entry::Valid(path) => Ok(Some(path)),
+        Entry::Invalid(why) => {
+            tracing::warn!("ignoring the cached template {key}: {why}; it will be rebuilt");
+            Ok(None)
+        }
+        Entry::Absent => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::ensure::tests::{formatted_image, test_key};
+    use crate::cache::filesystem::Filesystem;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn absent_invalid_and_valid() {
+        let root = tempfile::tempdir().unwrap();
+        let key = test_key(Filesystem::Ext4, 16);
+        assert_eq!(lookup(root.path(), &key).unwrap(), Entry::Absent);
+
+        let dir = entry_dir(root.path(), &key);
+        std::fs::create_dir(&dir).unwrap();
+        assert!(matches!(
+            lookup(root.path(), &key).unwrap(),
+            Entry::Invalid(_)
+        ));
+
+        // Zero-filled, then truncated: both misses.
+        let image = image_path(root.path(), &key);
+        std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+        let Entry::Invalid(why) = lookup(root.path(), &key).unwrap() else {
+            panic!("zeros accepted")
+        };
+        assert!(why.contains("no ext4 superblock magic"), "{why}");
+        std::fs::write(&image, b"").unwrap();
+        assert!(matches!(
+            lookup(root.path(), &key).unwrap(),
+            Entry::Invalid(_)
+        ));
+        assert_eq!(find(root.path(), &key).unwrap(), None);
+
+        // Real mkfs output is a hit.
+        formatted_image(&key, &image);
+        assert_eq!(lookup(root.path(), &key).unwrap(), Entry::Valid(image));
+    }
+
+    #[test]
+    fn a_file_or_a_symlink_in_place_is_invalid() {
+        let root = tempfile::tempdir().unwrap();
+        let key = test_key(Filesystem::Ext4, 16);
+        std::fs::write(entry_dir(root.path(), &key), b"x").unwrap();
+        assert!(matches!(
+            lookup(root.path(), &key).unwrap(),
+            Entry::Invalid(_)
+        ));
+
+        let other = root.path().join("elsewhere.img");
+        formatted_image(&key, &other);
+        std::fs::remove_file(entry_dir(root.path(), &key)).unwrap();
+        std::fs::create_dir(entry_dir(root.path(), &key)).unwrap();
+        std::os::unix::fs::symlink(&other, image_path(root.path(), &key)).unwrap();
+        let Entry::Invalid(why) = lookup(root.path(), &key).unwrap() else {
+            panic!("symlink accepted")
+        };
+        assert!(why.contains("not a regular file"), "{why}");
+    }
+
+    #[test]
+    fn permission_denied_is_an_error_not_a_miss() {
+        let root = tempfile::tempdir().unwrap();
+        let key = test_key(Filesystem::Ext4, 16);
+        let dir = entry_dir(root.path(), &key);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let err = as_nobody(|| lookup(root.path(), &key)).unwrap_err();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("failed to stat") && err.contains("denied"),
+            "{err}"
+        );
+    }
+
+    /// Runs `f` on a thread without root's privileges, so EACCES can be
+    /// staged when the tests run as root (CI does).
+    fn as_nobody<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                if nix::unistd::geteuid().is_root() {
+                    // SAFETY: the raw syscall changes only this thread's
+                    // credentials (glibc's wrapper would change every
+                    // thread's); dropping every uid 0 also drops the
+                    // thread's capabilities.
+                    let rc = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+                    assert_eq!(rc, 0, "setresuid: {}", io::Error::last_os_error());
+                }
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+}

@@ -11,14 +11,22 @@
 //!   .per-test-<pid>-<ns>-<rnd>.img          debris: a per-test clone
 //! ```
 //!
-//! `key` is `<fs>-<MiB>m-<16 hex>` ([`key::Key`]); the hex is a fingerprint of
+//! `key` is `<fs>-<MiB>m-<16 hex>` ([`crate::cache::key::Key`]); the hex is a fingerprint of
 //! the formatter's version output, so a new mkfs gives new keys.
 //!
 //! # Lock protocol
 //!
-//! * A builder holds `.locks/<key>.lock` exclusively from its second lookup
-//!   until the entry is published, waiting (with a deadline) behind peers.
-//! * A cloner holds the same lock shared while it clones.
+//! * [`crate::cache::ensure::ensure_template`] looks the key up without a lock (a hit
+//!   needs none). On a miss it takes `.locks/<key>.lock` exclusively, waiting
+//!   behind peers up to a deadline; on contention it says once whom it waits
+//!   for, and a timeout names the holders (from /proc/locks) and the lockfile.
+//! * Holding it, it looks again: a peer may have published while we waited.
+//!   Under `--force` an entry other than the one seen before waiting is such
+//!   a peer's fresh build and counts as done.
+//! * It then creates the staging image, has the builder format it, checks
+//!   its superblock magic and publishes, still holding the lock.
+//! * A cloner holds the same lock shared while it clones, so the entry stays
+//!   put under it; an entry gone by then (`clean --all` won) is ensured again.
 //! * `clean --all` and `clean --stale` take it exclusive and non-blocking, and
 //!   remove an entry only while holding it: an entry under a builder or a
 //!   cloner is kept.
@@ -27,10 +35,14 @@
 //!   removes debris only when its pid is dead *and* that flock is free, since
 //!   a pid alone says little across pid namespaces. ktstr's own debris carries
 //!   no such lock and falls back to the pid test.
-//! * Publication is one rename of a complete, fsynced `<key>.tmp.<pid>/` onto
-//!   `<key>/`, so nothing half-written is ever visible under `<key>/`.
-//!
-//! The lifecycle is in [`ensure`].
+//! * Publication moves the staging image into `<key>.tmp.<pid>/`, fsyncs both,
+//!   and renames the directory onto `<key>/` (`RENAME_NOREPLACE`, or
+//!   `RENAME_EXCHANGE` over an invalid entry, whose remains are then removed
+//!   under the staging name), then fsyncs the root: nothing half-written is
+//!   ever visible under `<key>/`.
+//! * A per-test image is an unnamed O_TMPFILE file where the filesystem
+//!   allows, so nothing of it outlives its process; elsewhere it is the named,
+//!   flocked debris shape above.
 
 pub mod cleanup;
 pub mod clone;

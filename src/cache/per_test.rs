@@ -1,1 +1,267 @@
 //! A test's own writable clone, removed when dropped.
+//!
+//! Where the filesystem has O_TMPFILE, the image is an unnamed file in the
+//! template root (cloned into with FICLONE, else a sparse copy): it has no
+//! name to leave behind, even after a crash. Elsewhere it is
+//! `.per-test-<pid>-<ns>-<rnd>.img`, flocked while we live, the debris shape
+//! `clean` sweeps once the owner is dead.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use nix::fcntl::Flock;
+
+use super::clone::{self, Reflink};
+use super::ensure::{EnsureOptions, TemplateBuilder};
+use super::filesystem::Filesystem;
+use super::key::{Capacity, Key};
+use super::lock::{self, Mode};
+use super::names;
+
+/// An open, writable clone of a template for one test.
+#[derive(Debug)]
+pub struct PerTestImage {
+    backing: Backing,
+    key: Key,
+}
+
+#[derive(Debug)]
+enum Backing {
+    /// O_TMPFILE: no name at all.
+    Unnamed(File),
+    /// A named file under its own flock, unlinked on drop.
+    Named { lock: Flock<File>, path: PathBuf },
+}
+
+impl PerTestImage {
+    /// Ensures the template for (`fs`, `capacity`) under `root` and clones it
+    /// for one test, holding the key's lock shared while it clones.
+    pub fn create(
+        root: &Path,
+        fs: Filesystem,
+        capacity: Capacity,
+        builder: &dyn TemplateBuilder,
+        opts: &EnsureOptions,
+    ) -> Result<Self> {
+        let (ensured, backing) =
+            clone::with_entry_shared(root, fs, capacity, builder, opts, |e| {
+                match unnamed(root, &e.path)? {
+                    Some(file) => Ok(Backing::Unnamed(file)),
+                    None => named(root, &e.path),
+                }
+            })?;
+        Ok(PerTestImage {
+            backing,
+            key: ensured.key,
+        })
+    }
+
+    /// Like [`PerTestImage::create`] but always named, for a VMM that needs
+    /// a real path.
+    pub fn create_named(
+        root: &Path,
+        fs: Filesystem,
+        capacity: Capacity,
+        builder: &dyn TemplateBuilder,
+        opts: &EnsureOptions,
+    ) -> Result<Self> {
+        let (ensured, backing) =
+            clone::with_entry_shared(root, fs, capacity, builder, opts, |e| named(root, &e.path))?;
+        Ok(PerTestImage {
+            backing,
+            key: ensured.key,
+        })
+    }
+
+    /// The open image, readable and writable.
+    pub fn file(&self) -> &File {
+        match &self.backing {
+            Backing::Unnamed(file) => file,
+            Backing::Named { lock, .. } => lock,
+        }
+    }
+
+    /// A path another process (a VMM) can open: the file's own, or
+    /// `/proc/<pid>/fd/<fd>` for the unnamed one, valid while `self` lives.
+    pub fn path(&self) -> PathBuf {
+        match &self.backing {
+            Backing::Unnamed(file) => PathBuf::from(format!(
+                "/proc/{}/fd/{}",
+                std::process::id(),
+                file.as_raw_fd()
+            )),
+            Backing::Named { path, .. } => path.clone(),
+        }
+    }
+
+    /// Whether the image has a name in the template root.
+    pub fn is_named(&self) -> bool {
+        matches!(self.backing, Backing::Named { .. })
+    }
+
+    /// The template it was cloned from.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+}
+
+impl Drop for PerTestImage {
+    fn drop(&mut self) {
+        // Unlink while the flock is still held, so `clean` never sees the
+        // name unlocked while we live.
+        if let Backing::Named { path, .. } = &self.backing {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(
+                    "failed to remove the per-test image `{}`: {e}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+/// An O_TMPFILE clone in `root`, or `None` where the filesystem has none.
+fn unnamed(root: &Path, template: &Path) -> Result<Option<File>> {
+    let file = match File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(root)
+    {
+        Ok(file) => file,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!("failed to create an unnamed file in `{}`", root.display())
+            });
+        }
+    };
+    let src =
+        File::open(template).with_context(|| format!("failed to open `{}`", template.display()))?;
+    clone::clone_into(&src, template, &file, root, Reflink::Auto)?;
+    Ok(Some(file))
+}
+
+/// `<root>/.per-test-<pid>-<ns>-<rnd>.img`, flocked, cloned into.
+fn named(root: &Path, template: &Path) -> Result<Backing> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let path = root.join(names::per_test(std::process::id(), nanos, rand::random()));
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("failed to create `{}`", path.display()))?;
+    let guard = RemoveOnError(Some(path.clone()));
+    let lock = lock::try_lock_file(file, Mode::Exclusive)
+        .with_context(|| format!("failed to lock `{}`", path.display()))?
+        .with_context(|| format!("`{}` is locked by another process", path.display()))?;
+    let src =
+        File::open(template).with_context(|| format!("failed to open `{}`", template.display()))?;
+    clone::clone_into(&src, template, &lock, &path, Reflink::Auto)?;
+    guard.disarm();
+    Ok(Backing::Named { lock, path })
+}
+
+/// Removes a half-made per-test image unless disarmed.
+struct RemoveOnError(Option<PathBuf>);
+
+impl RemoveOnError {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnError {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::ensure::HostMkfsBuilder;
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    fn small(root: &Path, named: bool) -> PerTestImage {
+        let cap = Capacity::from_mib(64).unwrap();
+        let opts = EnsureOptions::default();
+        let make = if named {
+            PerTestImage::create_named
+        } else {
+            PerTestImage::create
+        };
+        make(root, Filesystem::Ext4, cap, &HostMkfsBuilder, &opts).unwrap()
+    }
+
+    fn root_names(root: &Path) -> Vec<String> {
+        let mut v: Vec<_> = std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn unnamed_image_is_a_writable_copy_that_leaves_no_name() {
+        let root = tempfile::tempdir().unwrap();
+        let img = small(root.path(), false);
+        assert!(!img.is_named(), "a temporary directory has O_TMPFILE");
+        let before = root_names(root.path());
+        // Through the /proc path, as a VMM would open it.
+        let mut via_path = File::options()
+            .read(true)
+            .write(true)
+            .open(img.path())
+            .unwrap();
+        let mut head = [0u8; 2];
+        via_path.seek(SeekFrom::Start(0x438)).unwrap();
+        via_path.read_exact(&mut head).unwrap();
+        assert_eq!(head, [0x53, 0xef]);
+        via_path.seek(SeekFrom::Start(0x438)).unwrap();
+        via_path.write_all(&[0, 0]).unwrap();
+        let template = crate::cache::lookup::image_path(root.path(), img.key());
+        assert!(
+            Filesystem::Ext4.path_has_magic(&template).unwrap(),
+            "template untouched"
+        );
+        drop((via_path, img));
+        assert_eq!(root_names(root.path()), before);
+    }
+
+    #[test]
+    fn named_image_is_locked_while_alive_and_removed_on_drop() {
+        let root = tempfile::tempdir().unwrap();
+        let img = small(root.path(), true);
+        let path = img.path();
+        assert!(path.exists() && img.is_named());
+        let other = File::open(&path).unwrap();
+        assert!(
+            lock::try_lock_file(other, Mode::Exclusive)
+                .unwrap()
+                .is_none()
+        );
+        drop(img);
+        assert!(!path.exists());
+    }
+}

@@ -1,1 +1,272 @@
 //! Atomic publication: stage in `<key>.tmp.<pid>/`, fsync, rename onto `<key>/`.
+//!
+//! The caller holds the key's lock exclusively (see [`crate::cache`]), so the
+//! only concurrent writers are tools that ignore it; the renames below stay
+//! safe against those too: a valid entry is never clobbered by accident, and
+//! `<key>/` only ever names a complete, fsynced directory.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+
+use super::key::Key;
+use super::lock::{self, Mode};
+use super::lookup::{self, Entry};
+use super::names;
+
+/// What to do when a valid entry is already published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfValid {
+    /// Keep it and discard ours: by construction the two are equivalent.
+    Keep,
+    /// Replace it (`template build --force`).
+    Replace,
+}
+
+/// How publication ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Ours is now the entry; nothing was there.
+    Published,
+    /// Ours replaced an invalid entry, or a valid one under [`IfValid::Replace`].
+    Replaced,
+    /// A valid entry was there and was kept; ours was discarded.
+    KeptExisting,
+}
+
+/// Publishes the finished image at `staging` as `key`'s entry under `root`
+/// and returns the entry's image path. The staging file is moved, never copied.
+pub fn publish(
+    root: &Path,
+    key: &Key,
+    staging: &Path,
+    if_valid: IfValid,
+) -> Result<(PathBuf, Outcome)> {
+    check_same_filesystem(root, staging)?;
+    let dir = StagingDir::create(root, key)?;
+    let staged_image = dir.path.join(names::TEMPLATE_FILE);
+    std::fs::rename(staging, &staged_image).with_context(|| {
+        format!(
+            "failed to move `{}` to `{}`",
+            staging.display(),
+            staged_image.display()
+        )
+    })?;
+    File::open(&staged_image)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("failed to fsync `{}`", staged_image.display()))?;
+    dir.lock
+        .sync_all()
+        .with_context(|| format!("failed to fsync `{}`", dir.path.display()))?;
+
+    let outcome = rename_into_place(root, key, &dir.path, if_valid)?;
+    sync_dir(root)?;
+    Ok((lookup::image_path(root, key), outcome))
+}
+
+/// Renames the staging directory onto `<key>/` as `if_valid` says.
+fn rename_into_place(root: &Path, key: &Key, staged: &Path, if_valid: IfValid) -> Result<Outcome> {
+    let target = lookup::entry_dir(root, key);
+    // Two rounds: an entry may appear between the lookup and the rename when
+    // a tool that ignores the lock publishes too.
+    for _ in 0..2 {
+        let existing = lookup::lookup(root, key)?;
+        let flags = match (&existing, if_valid) {
+            (Entry::Valid(_), IfValid::Keep) => return Ok(Outcome::KeptExisting),
+            (Entry::Absent, _) => RenameFlags::RENAME_NOREPLACE,
+            (Entry::Invalid(why), _) => {
+                tracing::warn!("replacing the invalid cached template {key}: {why}");
+                RenameFlags::RENAME_EXCHANGE
+            }
+            (Entry::Valid(_), IfValid::Replace) => RenameFlags::RENAME_EXCHANGE,
+        };
+        match renameat2(AT_FDCWD, staged, AT_FDCWD, &target, flags) {
+            Ok(()) if flags == RenameFlags::RENAME_NOREPLACE => return Ok(Outcome::Published),
+            // The old entry now sits under our staging name; StagingDir's
+            // drop removes it.
+            Ok(()) => return Ok(Outcome::Replaced),
+            Err(Errno::EEXIST | Errno::ENOENT) => continue,
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "failed to rename `{}` onto `{}`",
+                        staged.display(),
+                        target.display()
+                    )
+                });
+            }
+        }
+    }
+    bail!(
+        "`{}` kept changing while it was being published; is another tool writing to the cache without taking `{}`?",
+        target.display(),
+        lock::key_lock_path(root, &key.to_string()).display()
+    )
+}
+
+/// Refuses, up front, a staging image a rename cannot move into `root`.
+fn check_same_filesystem(root: &Path, staging: &Path) -> Result<()> {
+    let dev = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.dev())
+            .with_context(|| format!("failed to stat `{}`", p.display()))
+    };
+    let (root_dev, staging_dev) = (dev(root)?, dev(staging)?);
+    if root_dev != staging_dev {
+        bail!(
+            "the staging image `{}` is on another filesystem than the template root `{}` \
+             (device {staging_dev:#x} vs {root_dev:#x}), so it cannot be renamed into place; \
+             create staging images inside the template root",
+            staging.display(),
+            root.display()
+        );
+    }
+    Ok(())
+}
+
+/// fsyncs a directory, making the renames in it durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("failed to fsync `{}`", dir.display()))
+}
+
+/// `<key>.tmp.<pid>/`, flocked while we live, removed with whatever is in it
+/// when dropped (our image after a failure or a kept entry, or the replaced
+/// old entry).
+struct StagingDir {
+    path: PathBuf,
+    lock: nix::fcntl::Flock<File>,
+}
+
+impl StagingDir {
+    fn create(root: &Path, key: &Key) -> Result<Self> {
+        let path = root.join(names::staging_dir(key, std::process::id()));
+        // A leftover under our own pid is a dead twin's or our own failed
+        // attempt's: the key lock we hold excludes every live one.
+        remove_any(&path)?;
+        std::fs::create_dir(&path)
+            .with_context(|| format!("failed to create `{}`", path.display()))?;
+        let file =
+            File::open(&path).with_context(|| format!("failed to open `{}`", path.display()))?;
+        let lock = lock::try_lock_file(file, Mode::Exclusive)
+            .with_context(|| format!("failed to lock `{}`", path.display()))?
+            .with_context(|| format!("`{}` is locked by another process", path.display()))?;
+        Ok(StagingDir { path, lock })
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        if let Err(e) = remove_any(&self.path) {
+            tracing::warn!("{e:#}; `cargo ktstr clean` will remove it once this process exits");
+        }
+    }
+}
+
+/// Removes a file or a directory tree; a missing one is fine.
+pub(crate) fn remove_any(path: &Path) -> Result<()> {
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match result {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("failed to remove `{}`", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::ensure::tests::{formatted_image, test_key};
+    use crate::cache::filesystem::Filesystem;
+
+    fn staged(root: &Path, key: &Key, name: &str) -> PathBuf {
+        let path = root.join(name);
+        formatted_image(key, &path);
+        path
+    }
+
+    fn ino(path: &Path) -> u64 {
+        std::fs::metadata(path).unwrap().ino()
+    }
+
+    #[test]
+    fn publish_is_idempotent_and_leaves_no_debris() {
+        let root = tempfile::tempdir().unwrap();
+        let key = test_key(Filesystem::Ext4, 16);
+        let first = staged(root.path(), &key, "a");
+        let first_ino = ino(&first);
+        let (path, outcome) = publish(root.path(), &key, &first, IfValid::Keep).unwrap();
+        assert_eq!(outcome, Outcome::Published);
+        assert_eq!(
+            ino(&path),
+            first_ino,
+            "the staging file is moved, not copied"
+        );
+
+        let second = staged(root.path(), &key, "b");
+        let (again, outcome) = publish(root.path(), &key, &second, IfValid::Keep).unwrap();
+        assert_eq!((again.clone(), outcome), (path, Outcome::KeptExisting));
+        assert_eq!(ino(&again), first_ino, "the first entry wins");
+        let left: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(
+            left,
+            [key.to_string()],
+            "staging files and directories are gone"
+        );
+    }
+
+    #[test]
+    fn an_invalid_entry_is_replaced_and_a_valid_one_on_request() {
+        let root = tempfile::tempdir().unwrap();
+        let key = test_key(Filesystem::Ext4, 16);
+        let dir = lookup::entry_dir(root.path(), &key);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join(names::TEMPLATE_FILE), vec![0u8; 4096]).unwrap();
+        let image = staged(root.path(), &key, "a");
+        let (path, outcome) = publish(root.path(), &key, &image, IfValid::Keep).unwrap();
+        assert_eq!(outcome, Outcome::Replaced);
+        assert!(matches!(
+            lookup::lookup(root.path(), &key).unwrap(),
+            Entry::Valid(_)
+        ));
+
+        let newer = staged(root.path(), &key, "b");
+        let newer_ino = ino(&newer);
+        let (_, outcome) = publish(root.path(), &key, &newer, IfValid::Replace).unwrap();
+        assert_eq!(outcome, Outcome::Replaced);
+        assert_eq!(ino(&path), newer_ino);
+        let names: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "the old entry is gone: {names:?}");
+    }
+
+    #[test]
+    fn staging_on_another_filesystem_is_refused_up_front() {
+        let root = tempfile::tempdir().unwrap();
+        let key = test_key(Filesystem::Ext4, 16);
+        // /proc is never the filesystem of a temporary directory.
+        let err = publish(
+            root.path(),
+            &key,
+            Path::new("/proc/self/status"),
+            IfValid::Keep,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("another filesystem"), "{err}");
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+}

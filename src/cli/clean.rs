@@ -1,11 +1,14 @@
 //! `cargo ktstr clean`: parse and call [`crate::cache::cleanup`].
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
 use super::GlobalArgs;
+use crate::cache::cleanup::{self, CleanMode, CleanOptions, CleanReport, space};
+use crate::cache::root;
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {
@@ -26,6 +29,53 @@ pub struct CleanArgs {
     pub json: bool,
 }
 
-pub fn run(_global: &GlobalArgs, _args: CleanArgs) -> Result<ExitCode> {
-    bail!("`clean` is not wired yet")
+pub fn run(global: &GlobalArgs, args: CleanArgs) -> Result<ExitCode> {
+    let root = root::template_root(global.cache_dir.clone())?;
+    let mode = match (args.all, args.stale) {
+        (true, _) => CleanMode::All,
+        (false, true) => CleanMode::Stale,
+        (false, false) => CleanMode::Debris,
+    };
+    let options = CleanOptions {
+        mode,
+        dry_run: args.dry_run,
+    };
+    let report = cleanup::clean(&root, options)?;
+    if args.json {
+        print_stdout(&(serde_json::to_string_pretty(&report)? + "\n"))?;
+    } else {
+        print_stdout(&render(&report))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text form: what a dry run would remove, what was kept or skipped and
+/// why, then the summary. Removals themselves are logged at -v.
+fn render(report: &CleanReport) -> String {
+    let mut out = String::new();
+    if report.dry_run {
+        for r in &report.removed {
+            let size = space::human_bytes(r.bytes);
+            out += &format!("would remove {} ({}, {size})\n", r.name, r.kind.describe());
+        }
+    }
+    for k in &report.kept {
+        out += &format!("kept {}: {}\n", k.name, k.reason);
+    }
+    for s in &report.skipped {
+        out += &format!("skipped {}: {}\n", s.name, s.reason);
+    }
+    out + &report.summary() + "\n"
+}
+
+/// Writes a result to stdout; a reader that went away (`| head`) is not an
+/// error worth a panic.
+pub(super) fn print_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("failed to write to stdout")
+        }
+        _ => Ok(()),
+    }
 }

@@ -1,8 +1,10 @@
 //! The built-in VMM as a [`super::GuestRunner`].
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
+use super::detect::kvm_boot_support;
 use super::{GuestRunner, GuestSpec, RunOutcome};
+use crate::vmm::{self, VmConfig};
 
 /// Boots guests with the built-in VMM ([`crate::vmm`]).
 #[derive(Debug, Default)]
@@ -13,7 +15,52 @@ impl GuestRunner for KvmRunner {
         "kvm"
     }
 
-    fn run(&self, _spec: &GuestSpec) -> anyhow::Result<RunOutcome> {
-        bail!("the built-in VMM is not wired yet: use --vmm qemu")
+    fn run(&self, spec: &GuestSpec) -> anyhow::Result<RunOutcome> {
+        // Fail before any boot: a kernel that cannot start would only sit
+        // out the whole timeout.
+        if let Err(why) = kvm_boot_support() {
+            bail!(
+                "the built-in VMM (--vmm kvm) cannot boot a kernel on this host: {why}\n\
+                 Note: use `--vmm qemu`, or `--vmm auto` to pick a runner that works here"
+            );
+        }
+        let config = VmConfig {
+            kernel: &spec.kernel,
+            initramfs: &spec.initramfs,
+            cmdline: &spec.cmdline,
+            memory_mib: spec.memory_mib,
+            timeout: spec.timeout,
+        };
+        vmm::run(&config)
+            .with_context(|| format!("booting `{}` in the built-in VMM", spec.kernel.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn a_host_that_cannot_boot_a_kernel_fails_at_once_naming_the_alternatives() {
+        let Err(why) = kvm_boot_support() else {
+            eprintln!("skipped: this host's KVM can boot a kernel, so there is nothing to refuse");
+            return;
+        };
+        let spec = GuestSpec {
+            kernel: "/nonexistent/bzImage".into(),
+            initramfs: Vec::new(),
+            cmdline: String::new(),
+            disk: "/nonexistent/disk.img".into(),
+            memory_mib: 256,
+            timeout: Duration::from_secs(120),
+        };
+        let start = Instant::now();
+        let err = format!("{:#}", KvmRunner.run(&spec).unwrap_err());
+        assert!(start.elapsed() < Duration::from_secs(1));
+        for needle in [why.as_str(), "--vmm qemu", "--vmm auto"] {
+            assert!(err.contains(needle), "{needle:?} missing from: {err}");
+        }
     }
 }

@@ -2,5 +2,12 @@
 //! `cargo-ktstr` binary against a temporary cache root.
 
 mod build_e2e;
+mod cache;
+mod clean;
 mod cli;
+mod clone;
+mod list;
+mod lock;
+mod loopfs;
 mod util;
+mod vmm_guests;

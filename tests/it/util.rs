@@ -1,7 +1,15 @@
 //! Shared helpers: run the binary in a temporary cache.
 
-use std::path::PathBuf;
-use std::process::Output;
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use cargo_ktstr::cache::ensure::{self, EnsureOptions, Ensured, HostMkfsBuilder};
+use cargo_ktstr::cache::filesystem::Filesystem;
+use cargo_ktstr::cache::key::Capacity;
 
 /// The `cargo-ktstr` binary built for these tests.
 pub fn bin() -> PathBuf {
@@ -12,33 +20,346 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Whether a test can use `what`; when it cannot, says why and skips, except
-/// in CI (env `CI` set), where every prerequisite is installed and a
-/// missing one is a failure.
-pub fn prerequisite(what: &str, missing: Option<String>) -> bool {
-    let Some(why) = missing else {
-        return true;
-    };
-    if std::env::var_os("CI").is_some() {
-        panic!("{what} is required in CI: {why}");
+/// Runs the binary on the template root `root` with `args`, killing it if it
+/// runs longer than a minute (a sweep that blocks is a failure, not a hang).
+pub fn ktstr(root: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(bin())
+        .arg("--cache-dir")
+        .arg(root)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cargo-ktstr");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("cargo-ktstr {args:?} hung; stderr: {}", stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    eprintln!("skipped: {what}: {why}");
-    false
+    child.wait_with_output().unwrap()
 }
 
-/// The guest kernel tests boot, resolved as the CLI does ($KTSTR_KERNEL, else
-/// the newest cached kernel); `None` after saying why it skips.
-pub fn guest_kernel() -> Option<PathBuf> {
-    match cargo_ktstr::kernel::resolve::resolve_from_env(None) {
-        Ok(kernel) => Some(kernel),
-        Err(e) => {
-            prerequisite("a guest kernel", Some(format!("{e:#}")));
-            None
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Like [`ktstr`], but the run must succeed; returns its stdout.
+pub fn ktstr_ok(root: &Path, args: &[&str]) -> String {
+    let out = ktstr(root, args);
+    assert!(
+        out.status.success(),
+        "cargo-ktstr {args:?} failed: {}",
+        stderr(&out)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A live child process (`sleep`), killed and reaped when dropped.
+#[derive(Debug)]
+pub struct LiveProcess(Child);
+
+impl LiveProcess {
+    pub fn spawn() -> Self {
+        LiveProcess(Command::new("sleep").arg("600").spawn().unwrap())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for LiveProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The pid of a child that has exited and been reaped: a real dead owner.
+pub fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// A child process holding a real flock on a file or directory (util-linux
+/// `flock`), until dropped: then its process group is killed and it is reaped.
+#[derive(Debug)]
+pub struct FlockHolder(Child);
+
+impl FlockHolder {
+    pub fn exclusive(path: &Path) -> Self {
+        Self::hold(path, "-x")
+    }
+
+    pub fn shared(path: &Path) -> Self {
+        Self::hold(path, "-s")
+    }
+
+    fn hold(path: &Path, mode: &str) -> Self {
+        // `-o` keeps the lock in flock itself (the pid /proc/locks names);
+        // the command says when the lock is taken.
+        let mut child = Command::new("flock")
+            .args([mode, "-o"])
+            .arg(path)
+            .args(["sh", "-c", "echo locked; exec sleep 600"])
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn flock (util-linux)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "locked\n", "flock {mode} {} failed", path.display());
+        FlockHolder(child)
+    }
+
+    /// The pid that holds the lock.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for FlockHolder {
+    fn drop(&mut self) {
+        // SAFETY: killpg only sends a signal to the group this child leads.
+        unsafe { libc::killpg(self.0.id() as i32, libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether a test's prerequisite is there. Missing, it skips the test with a
+/// line saying why, except in CI (`CI` set), where it fails.
+pub fn prerequisite(what: &str, available: bool) -> bool {
+    if !available {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{what} is missing, and CI must run every test"
+        );
+        eprintln!("skipped: {what} is missing");
+    }
+    available
+}
+
+/// Formats `path` as a real `fs` image of `mib` MiB with the host's mkfs.
+/// `false` (after [`prerequisite`]) when the formatter is not installed.
+pub fn mkfs_image(path: &Path, fs: Filesystem, mib: u64) -> bool {
+    let Ok(mkfs) = cargo_ktstr::cache::fingerprint::find_formatter(fs) else {
+        return prerequisite(fs.mkfs(), false);
+    };
+    std::fs::File::create(path)
+        .unwrap()
+        .set_len(mib << 20)
+        .unwrap();
+    let out = Command::new(mkfs)
+        .args(fs.mkfs_args())
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}: {}", fs.mkfs(), stderr(&out));
+    true
+}
+
+/// Writes a sparse image of `mib` MiB carrying `fs`'s superblock magic and
+/// `data` bytes of real data at its start (so it has allocated blocks).
+pub fn magic_image(path: &Path, fs: Filesystem, mib: u64, data: usize) {
+    let mut file = std::fs::File::create(path).unwrap();
+    file.set_len(mib << 20).unwrap();
+    file.write_all(&vec![0xa5; data]).unwrap();
+    let (offset, magic) = fs.magic();
+    file.seek(SeekFrom::Start(offset)).unwrap();
+    file.write_all(magic).unwrap();
+    file.sync_all().unwrap();
+}
+
+/// The installed formatter's key for `fs` and `mib`.
+pub fn current_key(fs: Filesystem, mib: u64) -> String {
+    let fp = cargo_ktstr::cache::fingerprint::fingerprint(fs).unwrap();
+    format!("{fs}-{mib}m-{}", &fp[..16])
+}
+
+/// The binary with `--cache-dir root`, to add arguments to and spawn.
+pub fn ktstr_cmd(root: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg("--cache-dir").arg(root);
+    cmd
+}
+
+/// Publishes a real template (host mkfs) under `root`, as a cache hit for
+/// the CLI tests.
+pub fn populate(root: &Path, fs: Filesystem, mib: u64) -> Ensured {
+    let cap = Capacity::from_mib(mib).unwrap();
+    ensure::ensure_template(root, fs, cap, &HostMkfsBuilder, &EnsureOptions::default()).unwrap()
+}
+
+/// The environment variable that turns a test of this binary into a child
+/// process's body; see [`child`].
+pub const CHILD_ENV: &str = "KTSTR_IT_CHILD";
+
+/// This test binary running only the test `name`, with `arg` in
+/// [`CHILD_ENV`]: a second process that links the library, as cargo's own
+/// test suite does, so no helper binary is shipped.
+pub fn child(name: &str, arg: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        name,
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+        "--quiet",
+    ])
+    .env(CHILD_ENV, arg)
+    .env_remove("RUST_LOG");
+    cmd
+}
+
+/// A child process, killed (SIGKILL) if still running when dropped, whose
+/// stderr lines arrive on a channel as they are written.
+#[derive(Debug)]
+pub struct Spawned {
+    pub child: Child,
+    pub stderr: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Spawned {
+    pub fn new(mut cmd: Command) -> Spawned {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Spawned {
+            child,
+            stderr: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to a minute for a stderr line containing `needle`.
+    pub fn wait_for_stderr(&mut self, needle: &str) -> String {
+        loop {
+            match self.stderr.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => self.seen.push(line),
+                Err(e) => panic!("no `{needle}` on stderr ({e}); saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Waits for the exit; returns the status, stdout and all of stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+        let mut out = String::new();
+        use std::io::Read;
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        let mut err = std::mem::take(&mut self.seen);
+        // Ends when the child's stderr closes.
+        err.extend(self.stderr.iter());
+        (status, out, err.join("\n"))
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
 
-/// Whether this process runs as root (loop devices, mounts).
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+/// A filesystem of `fs` on a loop device, mounted in a temporary directory
+/// (needs root); unmounted and its backing file removed when dropped.
+#[derive(Debug)]
+pub struct LoopMount {
+    dir: tempfile::TempDir,
+}
+
+impl LoopMount {
+    /// `None` (after [`prerequisite`]) where this cannot be done: not root,
+    /// no formatter, no loop devices.
+    pub fn new(fs: Filesystem, mib: u64) -> Option<Self> {
+        if !prerequisite("root (for a loop mount)", nix::unistd::geteuid().is_root()) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("fs.img");
+        if !mkfs_image(&image, fs, mib) {
+            return None;
+        }
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let out = Command::new("mount")
+            .args(["-o", "loop", "-t", fs.name()])
+            .arg(&image)
+            .arg(&mnt)
+            .output()
+            .unwrap();
+        let mounted = prerequisite(
+            &format!("a loop mount of {fs} ({})", stderr(&out).trim()),
+            out.status.success(),
+        );
+        mounted.then_some(LoopMount { dir })
+    }
+
+    /// The mounted filesystem's root.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        // Lazy, so a test that failed with files open still cleans up; the
+        // loop device goes with the last reference.
+        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+    }
+}
+
+/// Whether `/dev/kvm` opens read-write (for the VMM tests).
+pub fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// The guest kernel tests boot, resolved as the CLI does ($KTSTR_KERNEL, else
+/// the newest cached kernel); `None` (after [`prerequisite`]) without one.
+pub fn guest_kernel() -> Option<PathBuf> {
+    match cargo_ktstr::kernel::resolve::resolve_from_env(None) {
+        Ok(kernel) => Some(kernel),
+        Err(e) => {
+            eprintln!("{e:#}");
+            prerequisite("a guest kernel", false);
+            None
+        }
+    }
 }

@@ -1,0 +1,147 @@
+//! The debris sweep: a piece goes when its owner is dead and its flock free.
+
+use std::ffi::OsString;
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+use super::{CleanReport, ItemKind};
+use crate::cache::lock::{self, Mode};
+use crate::cache::names::{self, RootName};
+
+/// Whether `pid` may still be running. Only ESRCH says it is gone: EPERM is a
+/// live process of another user, and any other errno is no proof of death.
+pub(super) fn owner_alive(pid: i32) -> bool {
+    !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH))
+}
+
+/// Sweeps every debris-shaped name among `names`; a dry run (the report's
+/// flag) tests everything and removes nothing.
+pub(super) fn sweep(root: &Path, names: &[OsString], report: &mut CleanReport) {
+    for name in names {
+        let (kind, pid) = match names::classify(name) {
+            RootName::Debris { kind, pid } => (ItemKind::from(kind), pid),
+            RootName::NotUtf8 => {
+                let shown = name.to_string_lossy();
+                report.skip(&shown, "the name is not UTF-8; left alone".into());
+                continue;
+            }
+            RootName::Locks | RootName::Other => continue,
+        };
+        // Debris names are UTF-8: classify said so.
+        let name = name.to_string_lossy();
+        let Some(pid) = pid else {
+            report.skip(
+                &name,
+                "debris-shaped, but its pid field is not a positive number; left alone".into(),
+            );
+            continue;
+        };
+        sweep_one(root, &name, kind, pid, report);
+    }
+}
+
+fn sweep_one(root: &Path, name: &str, kind: ItemKind, pid: i32, report: &mut CleanReport) {
+    let path = root.join(name);
+    let meta = match fs::symlink_metadata(&path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(e) => return report.fail(name, kind, format!("cannot stat it: {e}")),
+    };
+    if owner_alive(pid) {
+        let reason = format!("owner pid {pid} is alive");
+        return report.keep(name, kind, reason, Some(pid), true);
+    }
+    let file_type = meta.file_type();
+    if !file_type.is_file() && !file_type.is_dir() {
+        // A symlink, FIFO, socket or device node: none of our writers makes
+        // one, none carries our flock, and opening one could follow it, block
+        // or wake a device. Its name goes; a link's target is untouched.
+        tracing::debug!("{name} is a {}", describe_type(&meta));
+        return report.remove(name, kind, false);
+    }
+    let file = match open_no_follow(&path, &meta) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(e) => {
+            let error = format!("cannot open it to test its flock: {e}");
+            return report.fail(name, kind, error);
+        }
+    };
+    // The name may have been swapped between lstat and open.
+    match file.metadata() {
+        Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => {}
+        _ => return report.skip(name, "it changed while being examined; left alone".into()),
+    }
+    match lock::try_lock_file(file, Mode::Exclusive) {
+        Ok(Some(held)) => {
+            report.remove(name, kind, meta.is_dir());
+            drop(held);
+        }
+        Ok(None) => {
+            let holder = lock::holders(&path).first().map(|h| h.pid);
+            let reason = format!(
+                "owner pid {pid} is gone but its flock is held by {}",
+                lock::describe_holders(&path)
+            );
+            report.keep(name, kind, reason, holder, true);
+        }
+        Err(e) => report.fail(name, kind, format!("cannot test its flock: {e:#}")),
+    }
+}
+
+/// Opens a regular file or directory for a flock test without following a
+/// symlink, without blocking (a FIFO swapped in), and not leaking into children.
+fn open_no_follow(path: &Path, meta: &Metadata) -> io::Result<File> {
+    let mut flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    if meta.is_dir() {
+        flags |= libc::O_DIRECTORY;
+    }
+    OpenOptions::new().read(true).custom_flags(flags).open(path)
+}
+
+fn describe_type(meta: &Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_symlink() {
+        "symlink"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "device node"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_reaped_child_is_not() {
+        assert!(owner_alive(std::process::id() as i32));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert!(!owner_alive(pid));
+        // pid 1 belongs to root; as another user kill() says EPERM: alive.
+        assert!(owner_alive(1));
+    }
+
+    #[test]
+    fn opening_refuses_to_follow_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs::write(&target, b"x").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let meta = fs::metadata(&target).unwrap();
+        let err = open_no_follow(&link, &meta).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
+    }
+}

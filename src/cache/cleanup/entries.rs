@@ -1,0 +1,165 @@
+//! `--all` and `--stale`: published entries, each removed only while this
+//! process holds its key lock exclusively (taken without blocking).
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io;
+use std::path::Path;
+
+use anyhow::Context;
+use nix::fcntl::Flock;
+
+use super::{CleanMode, CleanOptions, CleanReport, ItemKind};
+use crate::cache::filesystem::Filesystem;
+use crate::cache::fingerprint;
+use crate::cache::key::{FINGERPRINT_LEN, Key};
+use crate::cache::lock::{self, Mode};
+use crate::cache::names::{self, RootName};
+
+/// Whether an entry is stale, memoising the installed formatters'
+/// fingerprints (an error is the reason staleness cannot be told).
+#[derive(Debug, Default)]
+pub(crate) struct StaleCheck {
+    installed: HashMap<Filesystem, Result<String, String>>,
+}
+
+impl StaleCheck {
+    /// `Ok(true)` when `key` was made by another formatter version than the
+    /// one installed.
+    pub(crate) fn is_stale(&mut self, key: &Key) -> Result<bool, String> {
+        let installed = self.installed.entry(key.fs).or_insert_with(|| {
+            fingerprint::fingerprint(key.fs)
+                .map(|fp| fp[..FINGERPRINT_LEN].to_owned())
+                .map_err(|e| format!("{e:#}"))
+        });
+        installed.clone().map(|fp| fp != key.fingerprint)
+    }
+}
+
+pub(super) fn sweep(
+    root: &Path,
+    names: &[OsString],
+    options: CleanOptions,
+    report: &mut CleanReport,
+) {
+    if !locks_dir_ready(root, report) {
+        return;
+    }
+    let mut stale = StaleCheck::default();
+    for name in names {
+        if names::classify(name) != RootName::Other {
+            continue;
+        }
+        let Some(name) = name.to_str() else { continue };
+        // Only real directories are entries: plain files and symlinks named
+        // like one are not ours to judge.
+        match fs::symlink_metadata(root.join(name)) {
+            Ok(meta) if meta.is_dir() => {}
+            _ => continue,
+        }
+        if options.mode == CleanMode::Stale && !judge_stale(name, &mut stale, report) {
+            continue;
+        }
+        remove_if_unused(root, name, report);
+    }
+}
+
+/// Whether `--stale` should try to remove `name`; records why not when it
+/// cannot tell.
+fn judge_stale(name: &str, stale: &mut StaleCheck, report: &mut CleanReport) -> bool {
+    let key: Key = match name.parse() {
+        Ok(key) => key,
+        Err(e) => {
+            report.skip(name, e);
+            return false;
+        }
+    };
+    match stale.is_stale(&key) {
+        Ok(is_stale) => is_stale,
+        Err(e) => {
+            let reason = format!("cannot tell whether it is stale: {e}");
+            report.keep(name, ItemKind::Template, reason, None, false);
+            false
+        }
+    }
+}
+
+fn remove_if_unused(root: &Path, name: &str, report: &mut CleanReport) {
+    let lock_path = lock::key_lock_path(root, name);
+    let held = if report.dry_run {
+        probe_lock(&lock_path)
+    } else {
+        lock::try_lock(&lock_path, Mode::Exclusive).map(|h| h.map(|l| Held::Key { _lock: l }))
+    };
+    match held {
+        Ok(Some(held)) => {
+            // Held across the removal: a builder or cloner that comes now
+            // waits, then finds no entry and builds afresh.
+            report.remove(name, ItemKind::Template, true);
+            drop(held);
+        }
+        Ok(None) => {
+            let pid = lock::holders(&lock_path).first().map(|h| h.pid);
+            let reason = format!("in use by {}", lock::describe_holders(&lock_path));
+            report.keep(name, ItemKind::Template, reason, pid, true);
+        }
+        Err(e) => report.fail(name, ItemKind::Template, format!("{e:#}")),
+    }
+}
+
+/// A key lock this sweep holds: the real one, or a dry run's probe.
+#[derive(Debug)]
+enum Held {
+    Key { _lock: lock::Locked },
+    Probe { _flock: Option<Flock<File>> },
+}
+
+/// A dry run's test of a key lock: the same non-blocking exclusive try, but on
+/// an existing lockfile only, so nothing is created. A missing one is free.
+fn probe_lock(path: &Path) -> anyhow::Result<Option<Held>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Some(Held::Probe { _flock: None }));
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("failed to open lockfile `{}`", path.display()));
+        }
+    };
+    let flock = lock::try_lock_file(file, Mode::Exclusive)
+        .with_context(|| format!("failed to lock `{}`", path.display()))?;
+    Ok(flock.map(|f| Held::Probe { _flock: Some(f) }))
+}
+
+/// Makes sure `.locks/` is a directory of the root (creating it unless this
+/// is a dry run). Anything else there (a file, a symlink that could lead the
+/// lockfiles out of the root) is left alone and no entry is removed.
+fn locks_dir_ready(root: &Path, report: &mut CleanReport) -> bool {
+    let path = root.join(names::LOCKS_DIR);
+    let problem = match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_dir() => return true,
+        Ok(_) => "it is not a directory".to_owned(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if report.dry_run {
+                return true;
+            }
+            match fs::create_dir(&path) {
+                Ok(()) => return true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return locks_dir_ready(root, report);
+                }
+                Err(e) => format!("it cannot be created: {e}"),
+            }
+        }
+        Err(e) => format!("it cannot be examined: {e}"),
+    };
+    let reason = format!(
+        "`{}` is needed to lock entries, but {problem}; no entry was removed. \
+         Move it out of the way and run again",
+        path.display()
+    );
+    tracing::warn!("{reason}");
+    report.skip(names::LOCKS_DIR, reason);
+    false
+}

@@ -1,0 +1,160 @@
+//! Load a kernel the way the Linux x86 boot protocol wants
+//! (Documentation/arch/x86/boot.rst): the image, the command line, the
+//! initramfs at the top of RAM, and the zero page that tells the kernel
+//! where each is and what the memory map looks like.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use linux_loader::configurator::linux::LinuxBootConfigurator;
+use linux_loader::configurator::{BootConfigurator, BootParams};
+use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
+use linux_loader::loader::{BzImage, Cmdline, Elf, KernelLoader, load_cmdline};
+use vm_memory::{Bytes, GuestAddress};
+
+use super::VmmError;
+use super::layout::ZERO_PAGE_START;
+use super::layout::{CMDLINE_MAX_SIZE, CMDLINE_START, EBDA_END, EBDA_START, HIMEM_START};
+use super::memory::{GuestMem, ram_end};
+
+const E820_RAM: u32 = 1;
+const E820_RESERVED: u32 = 2;
+const BOOT_FLAG_MAGIC: u16 = 0xaa55;
+const HDR_MAGIC: u32 = 0x5372_6448; // "HdrS"
+/// type_of_loader "undefined": we are not a registered boot loader.
+const LOADER_UNDEFINED: u8 = 0xff;
+/// A bzImage's 64-bit entry point, relative to where it is loaded.
+const BZIMAGE_64BIT_ENTRY: u64 = 0x200;
+/// The highest initramfs address a kernel without initrd_addr_max accepts.
+const DEFAULT_INITRD_ADDR_MAX: u64 = 0x7fff_ffff;
+const PAGE: u64 = 4096;
+
+/// Where the loaded pieces are; what the zero page records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loaded {
+    /// The 64-bit entry point, for RIP.
+    pub entry: u64,
+    /// Where the initramfs was put and its size (0, 0 without one).
+    pub initramfs: (u64, u64),
+}
+
+/// Loads `kernel` (bzImage or ELF vmlinux), `initramfs` and `cmdline`, and
+/// writes the zero page at [`ZERO_PAGE_START`].
+pub fn load(
+    mem: &GuestMem,
+    kernel: &Path,
+    initramfs: &[u8],
+    cmdline: &str,
+) -> Result<Loaded, VmmError> {
+    let kernel_err = |source| VmmError::KernelFile {
+        path: kernel.to_owned(),
+        source,
+    };
+    let mut file = File::open(kernel).map_err(kernel_err)?;
+    let mut magic = [0u8; 4];
+    file.read_exact(&mut magic).map_err(kernel_err)?;
+    let himem = Some(GuestAddress(HIMEM_START));
+    let (entry, kernel_end, mut hdr) = if magic == *b"\x7fELF" {
+        let r = Elf::load(mem, None, &mut file, himem).map_err(VmmError::KernelLoad)?;
+        (r.kernel_load.0, r.kernel_end, elf_setup_header())
+    } else {
+        let r = BzImage::load(mem, None, &mut file, himem).map_err(VmmError::KernelLoad)?;
+        let hdr = r
+            .setup_header
+            .ok_or(VmmError::NotAKernel(kernel.to_owned()))?;
+        (r.kernel_load.0 + BZIMAGE_64BIT_ENTRY, r.kernel_end, hdr)
+    };
+
+    let cmdline = Cmdline::try_from(cmdline, CMDLINE_MAX_SIZE).map_err(VmmError::Cmdline)?;
+    load_cmdline(mem, GuestAddress(CMDLINE_START), &cmdline).map_err(VmmError::KernelLoad)?;
+    let cmdline_len = cmdline
+        .as_cstring()
+        .map_err(VmmError::Cmdline)?
+        .as_bytes()
+        .len();
+
+    let initramfs_at = place_initramfs(mem, &hdr, kernel_end, initramfs)?;
+    hdr.type_of_loader = LOADER_UNDEFINED;
+    hdr.cmd_line_ptr = CMDLINE_START as u32;
+    hdr.cmdline_size = cmdline_len as u32 + 1;
+    hdr.ramdisk_image = initramfs_at.0 as u32;
+    hdr.ramdisk_size = initramfs_at.1 as u32;
+    write_zero_page(mem, hdr)?;
+    Ok(Loaded {
+        entry,
+        initramfs: initramfs_at,
+    })
+}
+
+/// An ELF vmlinux has no setup header; this is the one a bzImage of the
+/// same kernel would carry, minus what only real-mode code reads.
+fn elf_setup_header() -> setup_header {
+    setup_header {
+        boot_flag: BOOT_FLAG_MAGIC,
+        header: HDR_MAGIC,
+        kernel_alignment: 0x100_0000,
+        ..Default::default()
+    }
+}
+
+/// Copies the initramfs as high as RAM and the kernel allow, page-aligned.
+fn place_initramfs(
+    mem: &GuestMem,
+    hdr: &setup_header,
+    kernel_end: u64,
+    initramfs: &[u8],
+) -> Result<(u64, u64), VmmError> {
+    if initramfs.is_empty() {
+        return Ok((0, 0));
+    }
+    let addr_max = match hdr.initrd_addr_max {
+        0 => DEFAULT_INITRD_ADDR_MAX,
+        max => u64::from(max),
+    };
+    let top = ram_end(mem).min(addr_max + 1);
+    let size = initramfs.len() as u64;
+    let addr = top.checked_sub(size).map(|a| a & !(PAGE - 1));
+    match addr {
+        Some(addr) if addr >= kernel_end => {
+            mem.write_slice(initramfs, GuestAddress(addr))
+                .map_err(VmmError::Memory)?;
+            Ok((addr, size))
+        }
+        _ => Err(VmmError::InitramfsTooBig {
+            size,
+            ram: ram_end(mem),
+        }),
+    }
+}
+
+/// The BIOS-style memory map: conventional memory up to the EBDA, the EBDA
+/// (holding the MP table) reserved, and high memory up to the end of RAM.
+pub fn e820_map(ram_end: u64) -> [boot_e820_entry; 3] {
+    let entry = |addr, size, r#type| boot_e820_entry { addr, size, r#type };
+    [
+        entry(0, EBDA_START, E820_RAM),
+        entry(EBDA_START, EBDA_END - EBDA_START, E820_RESERVED),
+        entry(HIMEM_START, ram_end - HIMEM_START, E820_RAM),
+    ]
+}
+
+fn write_zero_page(mem: &GuestMem, mut hdr: setup_header) -> Result<(), VmmError> {
+    hdr.boot_flag = BOOT_FLAG_MAGIC;
+    hdr.header = HDR_MAGIC;
+    let mut params = boot_params {
+        hdr,
+        ..Default::default()
+    };
+    let map = e820_map(ram_end(mem));
+    params.e820_table[..map.len()].copy_from_slice(&map);
+    params.e820_entries = map.len() as u8;
+    let zero_page = BootParams::new(&params, GuestAddress(ZERO_PAGE_START));
+    LinuxBootConfigurator::write_bootparams(&zero_page, mem).map_err(VmmError::ZeroPage)
+}
+
+/// Reads the zero page back (for tests and diagnostics).
+pub fn read_zero_page(mem: &GuestMem) -> Result<boot_params, VmmError> {
+    mem.read_obj(GuestAddress(ZERO_PAGE_START))
+        .map_err(VmmError::Memory)
+}

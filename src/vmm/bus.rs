@@ -1,0 +1,108 @@
+//! Routes port I/O and MMIO exits to the device that owns the address.
+//!
+//! Unclaimed ports read as all ones, like an empty ISA bus, and writes to
+//! them are dropped: Linux probes legacy ports (other COM ports, the RTC,
+//! PCI config) and must see "nothing here", not a crash.
+
+use super::devices::i8042::{I8042, I8042Event};
+use super::devices::serial::{Console, SerialDevice};
+use super::layout::{I8042_COMMAND_PORT, I8042_DATA_PORT, SERIAL_PORT, SERIAL_PORT_LEN};
+
+/// What an access asked the machine to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusEvent {
+    None,
+    /// The guest pulsed the reset line.
+    Reset,
+}
+
+/// The devices of one VM.
+#[derive(Debug)]
+pub struct Bus {
+    serial: SerialDevice,
+    i8042: I8042,
+}
+
+impl Bus {
+    pub fn new(serial: SerialDevice) -> Self {
+        Bus {
+            serial,
+            i8042: I8042::default(),
+        }
+    }
+
+    /// Legacy devices take byte accesses only; wider ones float high.
+    pub fn pio_read(&mut self, port: u16, data: &mut [u8]) {
+        data.fill(0xff);
+        let [byte] = data else { return };
+        if let Some(offset) = serial_offset(port) {
+            *byte = self.serial.read(offset);
+        } else if is_i8042(port) {
+            *byte = self.i8042.read(port);
+        }
+    }
+
+    pub fn pio_write(&mut self, port: u16, data: &[u8]) -> BusEvent {
+        let &[value] = data else {
+            return BusEvent::None;
+        };
+        if let Some(offset) = serial_offset(port) {
+            self.serial.write(offset, value);
+        } else if is_i8042(port) && self.i8042.write(port, value) == I8042Event::Reset {
+            return BusEvent::Reset;
+        }
+        BusEvent::None
+    }
+
+    /// No MMIO device claims `addr`: reads see zeros.
+    pub fn mmio_read(&mut self, _addr: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+
+    pub fn mmio_write(&mut self, _addr: u64, _data: &[u8]) {}
+
+    pub fn console(&self) -> &Console {
+        self.serial.console()
+    }
+
+    pub fn into_console(self) -> Console {
+        self.serial.into_console()
+    }
+}
+
+fn is_i8042(port: u16) -> bool {
+    port == I8042_DATA_PORT || port == I8042_COMMAND_PORT
+}
+
+fn serial_offset(port: u16) -> Option<u8> {
+    let offset = port.checked_sub(SERIAL_PORT)?;
+    (offset < SERIAL_PORT_LEN).then_some(offset as u8)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::vmm::devices::IrqLine;
+
+    pub(crate) fn test_bus() -> Bus {
+        let serial =
+            SerialDevice::new(IrqLine::new(None, 4).unwrap(), Console::new(Instant::now()));
+        Bus::new(serial)
+    }
+
+    #[test]
+    fn ports_reach_their_devices_and_unclaimed_ones_float_high() {
+        let mut bus = test_bus();
+        assert_eq!(bus.pio_write(SERIAL_PORT, b"A"), BusEvent::None);
+        assert_eq!(bus.console().bytes(), b"A");
+        let mut byte = [0u8; 1];
+        bus.pio_read(0x2f8, &mut byte);
+        assert_eq!(byte, [0xff]);
+        bus.pio_read(SERIAL_PORT + 5, &mut byte);
+        assert_ne!(byte[0] & 0x20, 0, "LSR says THR empty");
+        assert_eq!(bus.pio_write(0x80, &[0x12]), BusEvent::None);
+        assert_eq!(bus.pio_write(I8042_COMMAND_PORT, &[0xfe]), BusEvent::Reset);
+    }
+}

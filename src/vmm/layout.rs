@@ -1,0 +1,53 @@
+//! Every guest-physical address the VMM uses, in one place.
+//!
+//! Low memory (below 1 MiB) holds the boot structures; the kernel loads at
+//! 1 MiB (bzImage) or wherever its ELF headers say; the initramfs sits at
+//! the top of RAM. RAM ends below [`MMIO_GAP_START`], where the IOAPIC,
+//! the local APIC and the virtio-mmio device live.
+
+/// The GDT the vCPU starts with.
+pub const GDT_START: u64 = 0x500;
+/// An empty IDT: Linux installs its own before it enables interrupts.
+pub const IDT_START: u64 = 0x520;
+/// The zero page (`struct boot_params`); RSI points here at entry.
+pub const ZERO_PAGE_START: u64 = 0x7000;
+/// The initial stack grows down from here.
+pub const BOOT_STACK_POINTER: u64 = 0x8ff0;
+/// The identity-mapping page tables: PML4, one PDPT, four page directories.
+pub const PML4_START: u64 = 0x9000;
+pub const PDPT_START: u64 = 0xa000;
+pub const PD_START: u64 = 0xb000;
+/// How much the boot page tables map one to one: all of the low 4 GiB, so
+/// RAM and the MMIO devices are reachable at entry.
+pub const IDENTITY_MAPPED: u64 = 4 << 30;
+/// The kernel command line.
+pub const CMDLINE_START: u64 = 0x2_0000;
+/// Room for the command line, NUL included (Linux's COMMAND_LINE_SIZE).
+pub const CMDLINE_MAX_SIZE: usize = 2048;
+/// The extended BIOS data area, where the MP table goes; e820 reserves it.
+pub const EBDA_START: u64 = 0x9_fc00;
+/// Where conventional memory ends.
+pub const EBDA_END: u64 = 0xa_0000;
+/// The first byte of high memory: a bzImage's protected-mode code loads here.
+pub const HIMEM_START: u64 = 0x10_0000;
+
+/// RAM must end below this; everything above, up to 4 GiB, is devices.
+pub const MMIO_GAP_START: u64 = 0xc000_0000;
+/// The virtio-mmio block device's register window.
+pub const VIRTIO_MMIO_START: u64 = 0xd000_0000;
+pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
+/// The IOAPIC and the local APIC (the in-kernel irqchip serves both).
+pub const IOAPIC_START: u64 = 0xfec0_0000;
+pub const APIC_START: u64 = 0xfee0_0000;
+/// Where KVM may put the real-mode TSS and identity map it needs on Intel.
+pub const KVM_TSS_START: u64 = 0xfffb_d000;
+
+/// The COM1 16550 and its ISA interrupt.
+pub const SERIAL_PORT: u16 = 0x3f8;
+pub const SERIAL_PORT_LEN: u16 = 8;
+pub const SERIAL_IRQ: u32 = 4;
+/// The i8042 keyboard controller: data and command/status ports.
+pub const I8042_DATA_PORT: u16 = 0x60;
+pub const I8042_COMMAND_PORT: u16 = 0x64;
+/// The virtio-blk interrupt (an ISA line free on this machine).
+pub const VIRTIO_BLK_IRQ: u32 = 5;

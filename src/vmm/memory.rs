@@ -1,0 +1,68 @@
+//! Guest RAM: one anonymous mapping from guest-physical 0, handed to KVM as
+//! memory slot 0.
+
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::VmFd;
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+use super::VmmError;
+use super::layout::MMIO_GAP_START;
+
+/// Guest memory as the VMM and its devices see it.
+pub type GuestMem = GuestMemoryMmap;
+
+/// Maps `mib` MiB of guest RAM. Pages are touched only when used, so a big
+/// guest costs only what it writes.
+pub fn create(mib: u32) -> Result<GuestMem, VmmError> {
+    let bytes = u64::from(mib) << 20;
+    // One flat region keeps the e820 map simple; devices live above it.
+    if mib < 16 || bytes > MMIO_GAP_START {
+        return Err(VmmError::MemorySize {
+            mib,
+            max_mib: (MMIO_GAP_START >> 20) as u32,
+        });
+    }
+    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), bytes as usize)]).map_err(VmmError::MemoryMap)
+}
+
+/// Registers every region of `mem` with the VM.
+pub fn register(vm: &VmFd, mem: &GuestMem) -> Result<(), VmmError> {
+    for (slot, region) in mem.iter().enumerate() {
+        let host = region
+            .get_host_address(vm_memory::MemoryRegionAddress(0))
+            .map_err(VmmError::Memory)?;
+        let desc = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the region is a live mapping of `memory_size` bytes owned by
+        // `mem`, which the caller keeps alive for as long as the VM exists
+        // (both are dropped together at the end of a run).
+        unsafe { vm.set_user_memory_region(desc) }.map_err(|source| VmmError::Kvm {
+            what: "KVM_SET_USER_MEMORY_REGION",
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The end of RAM (exclusive).
+pub fn ram_end(mem: &GuestMem) -> u64 {
+    mem.last_addr().0 + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_outside_the_flat_region_are_refused() {
+        assert!(matches!(create(8), Err(VmmError::MemorySize { .. })));
+        assert!(matches!(create(4096), Err(VmmError::MemorySize { .. })));
+        let mem = create(64).unwrap();
+        assert_eq!(ram_end(&mem), 64 << 20);
+    }
+}

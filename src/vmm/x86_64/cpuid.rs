@@ -1,0 +1,90 @@
+//! CPUID for the guest: what KVM supports on this host, with the topology
+//! and identity fields a one-vCPU guest must see.
+
+use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES, kvm_cpuid_entry2};
+use kvm_ioctls::{Kvm, VcpuFd};
+
+use crate::vmm::VmmError;
+
+/// Leaf 1, ECX: "running under a hypervisor".
+const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
+
+/// Sets KVM_GET_SUPPORTED_CPUID, normalized for vCPU `id`, on `vcpu`.
+pub fn setup_cpuid(kvm: &Kvm, vcpu: &VcpuFd, id: u8) -> Result<(), VmmError> {
+    let mut cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(|source| VmmError::Kvm {
+            what: "KVM_GET_SUPPORTED_CPUID",
+            source,
+        })?;
+    normalize(cpuid.as_mut_slice(), id);
+    set(vcpu, &cpuid)
+}
+
+fn set(vcpu: &VcpuFd, cpuid: &CpuId) -> Result<(), VmmError> {
+    vcpu.set_cpuid2(cpuid).map_err(|source| VmmError::Kvm {
+        what: "KVM_SET_CPUID2",
+        source,
+    })
+}
+
+/// Rewrites the per-CPU fields: APIC ids, one logical CPU per package, and
+/// the hypervisor bit.
+pub fn normalize(entries: &mut [kvm_cpuid_entry2], id: u8) {
+    for e in entries {
+        match e.function {
+            1 => {
+                // EBX: APIC id in 31:24, one logical processor in 23:16,
+                // CLFLUSH line size (8 quadwords) in 15:8.
+                e.ebx = (u32::from(id) << 24) | (1 << 16) | (8 << 8);
+                e.ecx |= LEAF1_ECX_HYPERVISOR;
+            }
+            4 => {
+                // EAX 31:26: cores per package - 1; 25:14: sharing threads - 1.
+                e.eax &= 0x3fff;
+            }
+            0xb | 0x1f => {
+                // One thread per core, one core per package.
+                e.ebx = if e.index <= 1 { 1 } else { 0 };
+                e.edx = u32::from(id);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(function: u32, index: u32) -> kvm_cpuid_entry2 {
+        kvm_cpuid_entry2 {
+            function,
+            index,
+            eax: !0,
+            ebx: !0,
+            ecx: 0,
+            edx: !0,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn per_cpu_fields_describe_one_cpu_with_its_apic_id() {
+        let mut entries = [
+            leaf(1, 0),
+            leaf(4, 0),
+            leaf(0xb, 0),
+            leaf(0xb, 2),
+            leaf(7, 0),
+        ];
+        normalize(&mut entries, 3);
+        assert_eq!(entries[0].ebx >> 24, 3);
+        assert_eq!((entries[0].ebx >> 16) & 0xff, 1);
+        assert_ne!(entries[0].ecx & LEAF1_ECX_HYPERVISOR, 0);
+        assert_eq!(entries[1].eax >> 14, 0);
+        assert_eq!((entries[2].ebx, entries[2].edx), (1, 3));
+        assert_eq!(entries[3].ebx, 0);
+        assert_eq!(entries[4].ebx, !0, "other leaves are left alone");
+    }
+}

@@ -1,0 +1,236 @@
+//! `template clone` on real btrfs, xfs and ext4 filesystems mounted from loop
+//! devices: constant-time reflinks, isolation, the ext4 fallback and its
+//! refusal under `--reflink always`, and many cloners at once.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cargo_ktstr::cache::clone::{self, Method, Reflink};
+use cargo_ktstr::cache::ensure::{EnsureOptions, HostMkfsBuilder};
+use cargo_ktstr::cache::filesystem::Filesystem;
+use cargo_ktstr::cache::key::Capacity;
+use cargo_ktstr::cache::per_test::PerTestImage;
+
+use crate::loopfs::LoopFs;
+use crate::util::{Spawned, ktstr_cmd, populate, stderr, stdout};
+
+/// Whether two files hold the same bytes.
+pub fn same_bytes(a: &Path, b: &Path) -> bool {
+    let (mut fa, mut fb) = (
+        std::fs::File::open(a).unwrap(),
+        std::fs::File::open(b).unwrap(),
+    );
+    if fa.metadata().unwrap().len() != fb.metadata().unwrap().len() {
+        return false;
+    }
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = fa.read(&mut ba).unwrap();
+        fb.read_exact(&mut bb[..n]).unwrap();
+        if n == 0 {
+            return true;
+        }
+        if ba[..n] != bb[..n] {
+            return false;
+        }
+    }
+}
+
+fn allocated(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+fn clone_cli(
+    root: &Path,
+    fs: &str,
+    capacity: &str,
+    reflink: &str,
+    dest: &Path,
+) -> std::process::Output {
+    ktstr_cmd(root)
+        .args([
+            "-v",
+            "template",
+            "clone",
+            "--fs",
+            fs,
+            "--capacity",
+            capacity,
+            "--reflink",
+            reflink,
+        ])
+        .arg(dest)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_4gib_template_clones_in_constant_time_on_btrfs_and_xfs() {
+    for fs in ["btrfs", "xfs"] {
+        let Some(disk) = LoopFs::new(fs, 1024) else {
+            return;
+        };
+        let root = disk.path().join("cache");
+        let template = populate(&root, fs.parse().unwrap(), 4096).path;
+        let mut times: Vec<Duration> = (0..5)
+            .map(|i| {
+                let dest = disk.path().join(format!("clone{i}.img"));
+                let start = Instant::now();
+                let method = clone::clone_file(&template, &dest, Reflink::Always).unwrap();
+                let took = start.elapsed();
+                assert_eq!(method, Method::Reflink);
+                took
+            })
+            .collect();
+        times.sort();
+        eprintln!(
+            "{fs}: a 4 GiB template clones in {:?} (median of 5; all {times:?})",
+            times[2]
+        );
+        assert!(times[2] < Duration::from_millis(50), "{fs}: {times:?}");
+
+        let dest = disk.path().join("cli.img");
+        let out = clone_cli(&root, fs, "4G", "always", &dest);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), format!("{}\n", dest.display()));
+        assert_eq!(std::fs::metadata(&dest).unwrap().len(), 4 << 30);
+    }
+}
+
+#[test]
+fn a_clone_starts_byte_equal_and_never_changes_the_template() {
+    for (fs, capacity) in [("btrfs", "256M"), ("xfs", "300M")] {
+        let Some(disk) = LoopFs::new(fs, 1024) else {
+            return;
+        };
+        let root = disk.path().join("cache");
+        let mib = capacity.trim_end_matches('M').parse().unwrap();
+        let template = populate(&root, fs.parse().unwrap(), mib).path;
+        let (mine, witness) = (
+            disk.path().join("mine.img"),
+            disk.path().join("witness.img"),
+        );
+        for dest in [&mine, &witness] {
+            let out = clone_cli(&root, fs, capacity, "auto", dest);
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert!(!stderr(&out).contains("sparse copy"), "{fs} must reflink");
+        }
+        assert!(same_bytes(&template, &mine), "{fs}: clone differs at birth");
+
+        let f = std::fs::OpenOptions::new().write(true).open(&mine).unwrap();
+        let (magic_at, _) = Filesystem::Xfs.magic();
+        for offset in [magic_at, 0x10040, 100 << 20] {
+            f.write_all_at(b"scribbled over by a test", offset).unwrap();
+        }
+        f.sync_all().unwrap();
+        assert!(!same_bytes(&template, &mine));
+        assert!(
+            same_bytes(&template, &witness),
+            "{fs}: the template changed"
+        );
+    }
+}
+
+#[test]
+fn per_test_images_on_btrfs_are_unnamed_reflinks() {
+    let Some(disk) = LoopFs::new("btrfs", 512) else {
+        return;
+    };
+    let root = disk.path().join("cache");
+    let cap = Capacity::from_mib(256).unwrap();
+    let opts = EnsureOptions::default();
+    let img = PerTestImage::create(&root, Filesystem::Btrfs, cap, &HostMkfsBuilder, &opts).unwrap();
+    assert!(!img.is_named());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(img.path())
+        .unwrap();
+    f.write_all(&[0u8; 1 << 20]).unwrap();
+    f.sync_all().unwrap();
+    let template = root.join(img.key().to_string()).join("template.img");
+    assert!(Filesystem::Btrfs.path_has_magic(&template).unwrap());
+    let named =
+        PerTestImage::create_named(&root, Filesystem::Btrfs, cap, &HostMkfsBuilder, &opts).unwrap();
+    assert!(same_bytes(&template, &named.path()));
+}
+
+#[test]
+fn ext4_refuses_always_and_falls_back_to_a_sparse_copy_under_auto() {
+    let Some(disk) = LoopFs::new("ext4", 1024) else {
+        return;
+    };
+    let root = disk.path().join("cache");
+    let template = populate(&root, Filesystem::Ext4, 1024).path;
+
+    let refused = disk.path().join("refused.img");
+    let out = clone_cli(&root, "ext4", "1G", "always", &refused);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the filesystem is ext4") && err.contains("one btrfs or xfs filesystem"),
+        "{err}"
+    );
+    assert!(!refused.exists(), "a failed clone leaves no DEST");
+
+    let copy = disk.path().join("copy.img");
+    let out = clone_cli(&root, "ext4", "1G", "auto", &copy);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("making a sparse copy"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(same_bytes(&template, &copy));
+    let (have, base) = (allocated(&copy), allocated(&template));
+    eprintln!("ext4 fallback: template allocates {base} bytes, its copy {have}, capacity 1 GiB");
+    assert!(have <= base + (1 << 20), "copy {have} vs template {base}");
+    assert!(have < (1 << 30) / 16, "the copy is not sparse: {have}");
+}
+
+#[test]
+fn reflink_always_across_filesystems_names_both() {
+    let Some(disk) = LoopFs::new("btrfs", 512) else {
+        return;
+    };
+    let root = disk.path().join("cache");
+    populate(&root, Filesystem::Btrfs, 256);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let dest = elsewhere.path().join("x.img");
+    let out = clone_cli(&root, "btrfs", "256M", "always", &dest);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the cache is on btrfs and DEST on another filesystem"),
+        "{err}"
+    );
+    assert!(!dest.exists());
+}
+
+#[test]
+fn eight_processes_clone_one_template_at_once() {
+    let Some(disk) = LoopFs::new("btrfs", 512) else {
+        return;
+    };
+    let root = disk.path().join("cache");
+    let template = populate(&root, Filesystem::Btrfs, 256).path;
+    let dests: Vec<_> = (0..8)
+        .map(|i| disk.path().join(format!("c{i}.img")))
+        .collect();
+    let kids: Vec<Spawned> = dests
+        .iter()
+        .map(|dest| {
+            let mut cmd = ktstr_cmd(&root);
+            cmd.args(["template", "clone", "--reflink", "always"])
+                .arg(dest);
+            Spawned::new(cmd)
+        })
+        .collect();
+    for (kid, dest) in kids.into_iter().zip(&dests) {
+        let (status, out, err) = kid.finish();
+        assert!(status.success(), "{err}");
+        assert_eq!(out, format!("{}\n", dest.display()));
+        assert!(same_bytes(&template, dest));
+    }
+}
