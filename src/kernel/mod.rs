@@ -1,7 +1,7 @@
 //! Guest kernels: build one from a source tree, keep it in the cache, and
 //! resolve which one a template build uses.
 //!
-//! A kernel is tinyconfig plus [`FRAGMENT`], so a cached kernel is named by
+//! A kernel is tinyconfig plus [`crate::kernel::FRAGMENT`], so a cached kernel is named by
 //! the source's version and a hash of the fragment: a new fragment gives a
 //! new entry instead of silently reusing a kernel that lacks an option.
 

@@ -37,7 +37,7 @@ pub fn select_runner(choice: VmmChoice) -> Result<Box<dyn GuestRunner>> {
     let accel = if kvm.is_ok() { Accel::Kvm } else { Accel::Tcg };
     match choice {
         VmmChoice::Kvm => match kvm {
-            Ok(()) => Ok(Box::new(KvmRunner::default())),
+            Ok(()) => Ok(Box::new(KvmRunner)),
             Err(why) => bail!(
                 "--vmm kvm cannot boot the template guest here: {why}; use --vmm qemu, \
                  or --vmm auto to pick what works"
@@ -46,7 +46,7 @@ pub fn select_runner(choice: VmmChoice) -> Result<Box<dyn GuestRunner>> {
         VmmChoice::Qemu => Ok(Box::new(QemuRunner::find(accel)?)),
         VmmChoice::Auto => {
             if kvm.is_ok() {
-                return Ok(Box::new(KvmRunner::default()));
+                return Ok(Box::new(KvmRunner));
             }
             match QemuRunner::find(accel) {
                 Ok(qemu) => {
