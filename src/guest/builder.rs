@@ -8,7 +8,7 @@
 //! caller then removes the staging image.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
@@ -91,9 +91,16 @@ impl TemplateBuilder for GuestBuilder {
             Some(f) => f.clone(),
             None => find_formatter(key.fs)?,
         };
+        let packed = Instant::now();
+        let initramfs = template_initramfs(&self.init, &formatter, key.fs)?;
+        tracing::info!(
+            "initramfs: {} KiB in {}",
+            initramfs.len() / 1024,
+            secs(packed.elapsed())
+        );
         let spec = GuestSpec {
             kernel: self.kernel.clone(),
-            initramfs: template_initramfs(&self.init, &formatter, key.fs)?,
+            initramfs,
             cmdline: cmdline(key.fs, self.reboot_arg()),
             disk: staging.to_owned(),
             memory_mib: self.memory_mib,

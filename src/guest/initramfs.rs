@@ -13,7 +13,7 @@ use cpio::newc::{self, ModeFileType};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use super::libs::shared_objects;
+use super::libs::{read_program, shared_objects};
 use super::protocol::formatter_path;
 use crate::cache::filesystem::Filesystem;
 
@@ -46,44 +46,6 @@ pub fn template_initramfs(init: &Path, formatter: &Path, fs: Filesystem) -> Resu
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))
-}
-
-/// A program's bytes, without what only debuggers read (see [`trim_elf`]).
-fn read_program(path: &Path) -> Result<Vec<u8>> {
-    Ok(trim_elf(read(path)?))
-}
-
-/// Cuts a 64-bit little-endian ELF file after its last segment, dropping
-/// debug info, symbol tables and section headers, none of which the kernel
-/// or the loader reads. A debug build of this binary shrinks from ~40 MiB
-/// to ~6 MiB. Anything else is returned unchanged.
-pub fn trim_elf(mut bytes: Vec<u8>) -> Vec<u8> {
-    const EI_CLASS64_LE: [u8; 6] = [0x7f, b'E', b'L', b'F', 2, 1];
-    if !bytes.starts_with(&EI_CLASS64_LE) {
-        return bytes;
-    }
-    let Ok(elf) = goblin::elf::Elf::parse(&bytes) else {
-        return bytes;
-    };
-    let phdrs_end =
-        elf.header.e_phoff + u64::from(elf.header.e_phnum) * u64::from(elf.header.e_phentsize);
-    let end = elf
-        .program_headers
-        .iter()
-        .map(|ph| ph.p_offset + ph.p_filesz)
-        .fold(phdrs_end, u64::max);
-    let Ok(end) = usize::try_from(end) else {
-        return bytes;
-    };
-    if end >= bytes.len() {
-        return bytes;
-    }
-    bytes.truncate(end);
-    // e_shoff (8 bytes at 0x28), e_shnum and e_shstrndx (2 bytes each at
-    // 0x3c and 0x3e): no section headers now.
-    bytes[0x28..0x30].fill(0);
-    bytes[0x3c..0x40].fill(0);
-    bytes
 }
 
 /// A newc archive under construction; parents are added before children.
@@ -216,10 +178,10 @@ mod tests {
         assert_eq!((console.mode & 0o170000, console.rdev), (0o020000, (5, 1)));
         let init_entry = find("init").unwrap();
         assert_eq!(init_entry.mode, 0o100755);
-        assert_eq!(init_entry.body, trim_elf(fs::read(&init).unwrap()));
+        assert_eq!(init_entry.body, read_program(&init).unwrap());
         assert_eq!(
             find("sbin/mkfs.btrfs").unwrap().body,
-            trim_elf(fs::read(&formatter).unwrap())
+            read_program(&formatter).unwrap()
         );
         for object in shared_objects(&[&init, &formatter]).unwrap() {
             let name = object.guest.to_string_lossy();
@@ -245,41 +207,5 @@ mod tests {
         assert!(entries.iter().any(|e| e.name == "sbin/mkfs.ext4"));
         let has_conf = entries.iter().any(|e| e.name == "etc/mke2fs.conf");
         assert_eq!(has_conf, Path::new(MKE2FS_CONF).is_file());
-    }
-
-    #[test]
-    fn trimming_keeps_every_segment_and_drops_the_rest() {
-        let exe = std::env::current_exe().unwrap();
-        let full = fs::read(&exe).unwrap();
-        let trimmed = trim_elf(full.clone());
-        assert!(
-            trimmed.len() < full.len(),
-            "a test binary carries debug info"
-        );
-        let elf = goblin::elf::Elf::parse(&trimmed).unwrap();
-        assert_eq!(elf.header.e_shnum, 0);
-        // The same bytes but for the section header fields just cleared.
-        let mut expected = full.clone();
-        expected[0x28..0x30].fill(0);
-        expected[0x3c..0x40].fill(0);
-        for ph in &elf.program_headers {
-            let range = ph.p_offset as usize..(ph.p_offset + ph.p_filesz) as usize;
-            assert!(trimmed[range.clone()] == expected[range], "{ph:?} changed");
-        }
-        assert_eq!(trim_elf(b"#!/bin/sh\n".to_vec()), b"#!/bin/sh\n");
-    }
-
-    #[test]
-    fn a_trimmed_program_still_runs() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("echo");
-        fs::write(&path, trim_elf(fs::read("/bin/echo").unwrap())).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-        let out = std::process::Command::new(&path)
-            .arg("still here")
-            .output()
-            .unwrap();
-        assert_eq!(out.stdout, b"still here\n");
     }
 }
