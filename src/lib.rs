@@ -3,19 +3,23 @@
 //! every test, and the guest that formats them with the kernel under test.
 //!
 //! The table of contents:
+//!
+//! * [`cache`]: where the cache lives, what its names mean, the lock
+//!   protocol, lookup, publish, clone, and cleanup.
+//! * [`cli`]: the command-line model (clap) and the thin handlers behind it.
+//! * [`guest`]: the template-building guest: its init (PID 1), initramfs and
+//!   result line.
+//! * [`kernel`]: guest kernels: build from a source tree, cache, resolve
+//!   which one to use.
+//! * [`progress`]: progress lines (and a spinner on a terminal) on stderr.
+//! * [`runner`]: boot a guest once: the runner trait, QEMU and the built-in
+//!   VMM behind it.
+//! * [`vmm`]: the built-in VMM on the rust-vmm crates.
 
-/// Where the cache lives, what its names mean, the lock protocol, lookup,
-/// publish, clone, and cleanup.
 pub mod cache;
-/// The command-line model (clap) and the thin handlers behind it.
 pub mod cli;
-/// The template-building guest: its init (PID 1), initramfs and result line.
 pub mod guest;
-/// Guest kernels: build from a source tree, cache, resolve which one to use.
 pub mod kernel;
-/// Progress lines (and a spinner on a terminal) on stderr.
 pub mod progress;
-/// Boot a guest once: the runner trait, QEMU and the built-in VMM behind it.
 pub mod runner;
-/// The built-in VMM on the rust-vmm crates.
 pub mod vmm;

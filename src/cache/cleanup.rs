@@ -16,6 +16,7 @@
 mod debris;
 pub(crate) mod entries;
 pub mod space;
+mod writable;
 
 use std::fs;
 use std::io;
@@ -38,6 +39,7 @@ pub enum CleanMode {
     Stale,
 }
 
+/// How [`clean`] sweeps.
 #[derive(Debug, Clone, Copy)]
 pub struct CleanOptions {
     pub mode: CleanMode,
@@ -66,6 +68,7 @@ impl From<DebrisKind> for ItemKind {
 }
 
 impl ItemKind {
+    /// A word or two for people: `template`, `staging image`, ...
     pub fn describe(self) -> &'static str {
         match self {
             ItemKind::Template => "template",
@@ -117,6 +120,7 @@ pub struct Failed {
     pub error: String,
 }
 
+/// Counts over the report's lists, and the space figures.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Totals {
     pub removed_templates: usize,
@@ -197,6 +201,7 @@ fn read_root(root: &Path) -> Result<Option<Vec<std::ffi::OsString>>> {
 }
 
 impl CleanReport {
+    /// Fills in the totals once the lists are complete.
     fn finish(&mut self, freed_bytes: u64) {
         let templates = self
             .removed
@@ -240,8 +245,15 @@ impl CleanReport {
         };
         let space = if self.dry_run {
             format!("{} allocated", space::human_bytes(t.removed_bytes))
-        } else {
+        } else if t.freed_bytes >= t.removed_bytes {
             format!("{} freed", space::human_bytes(t.freed_bytes))
+        } else {
+            // Reflink clones still share the rest, or other writers took it.
+            format!(
+                "{} freed of {} allocated",
+                space::human_bytes(t.freed_bytes),
+                space::human_bytes(t.removed_bytes)
+            )
         };
         let mut line = format!("{verb} {what} ({space})");
         if t.kept_in_use > 0 {
@@ -309,7 +321,7 @@ impl CleanReport {
         if !self.dry_run {
             // remove_dir_all never follows symlinks inside the tree.
             let result = if is_dir {
-                fs::remove_dir_all(&path)
+                writable::remove_tree(&path)
             } else {
                 fs::remove_file(&path)
             };
@@ -386,6 +398,18 @@ mod tests {
         assert_eq!(
             r.summary(),
             "removed 2 templates and 3 debris entries (1.2 GiB freed); kept 1 in use"
+        );
+    }
+
+    #[test]
+    fn shared_blocks_show_as_freed_of_allocated() {
+        let mut r = report(CleanMode::Debris, false);
+        r.removed = vec![removed(ItemKind::PerTest, 64 << 20)];
+        r.removed.push(removed(ItemKind::InFlight, 32 << 20));
+        r.finish(32 << 20);
+        assert_eq!(
+            r.summary(),
+            "removed 2 debris entries (32 MiB freed of 96 MiB allocated)"
         );
     }
 

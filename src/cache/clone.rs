@@ -59,6 +59,10 @@ pub fn clone_template(
     dest: &Path,
     mode: Reflink,
 ) -> Result<Cloned> {
+    // Fail before a possibly long build; O_EXCL below is the real guard.
+    if dest.symlink_metadata().is_ok() {
+        return Err(dest_exists(dest));
+    }
     let (ensured, method) = with_entry_shared(root, fs, capacity, builder, opts, |e| {
         clone_file(&e.path, dest, mode)
     })?;
@@ -112,10 +116,7 @@ pub fn clone_file(template: &Path, dest: &Path, mode: Reflink) -> Result<Method>
         .mode(0o644)
         .open(dest)
         .map_err(|e| match e.kind() {
-            io::ErrorKind::AlreadyExists => anyhow::anyhow!(
-                "`{}` already exists; a clone never overwrites: remove it or choose another path",
-                dest.display()
-            ),
+            io::ErrorKind::AlreadyExists => dest_exists(dest),
             _ => anyhow::Error::new(e).context(format!("failed to create `{}`", dest.display())),
         })?;
     let result = clone_into(&src, template, &dst, dest, mode);
@@ -124,6 +125,13 @@ pub fn clone_file(template: &Path, dest: &Path, mode: Reflink) -> Result<Method>
         let _ = std::fs::remove_file(dest);
     }
     result
+}
+
+fn dest_exists(dest: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "`{}` already exists; a clone never overwrites: remove it or choose another path",
+        dest.display()
+    )
 }
 
 /// Clones the open `src` into the open, empty `dst` as `mode` says. The

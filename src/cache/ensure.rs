@@ -115,6 +115,7 @@ pub fn ensure_key(
     if let (Some(path), false) = (&seen, opts.force) {
         return Ok(done(path.clone(), false));
     }
+    // Under --force, remember which entry we saw (if any) before waiting.
     let seen_id = seen.as_deref().map(identity).transpose()?;
 
     let name = key.to_string();
@@ -127,7 +128,8 @@ pub fn ensure_key(
     // Look again: a peer may have published while we waited. Under --force,
     // an entry that is not the one we saw before waiting is a peer's fresh
     // build, which is what we were asked for.
-    if let Some(path) = lookup::find(root, key)? {
+    // (Quietly: an invalid entry was already reported.)
+    if let lookup::Entry::Valid(path) = lookup::lookup(root, key)? {
         if !opts.force || Some(identity(&path)?) != seen_id {
             return Ok(done(path, false));
         }
@@ -162,7 +164,9 @@ fn identity(path: &Path) -> Result<(u64, u64, i64, i64)> {
 /// flocked while we live and removed when dropped unless it was published.
 struct StagingImage {
     path: PathBuf,
-    _lock: Flock<File>,
+    /// Held so `clean` knows a live writer owns the name, whatever its pid
+    /// means in `clean`'s pid namespace.
+    lock: Flock<File>,
 }
 
 impl StagingImage {
@@ -180,14 +184,17 @@ impl StagingImage {
         let lock = lock::try_lock_file(file, Mode::Exclusive)
             .with_context(|| format!("failed to lock `{}`", path.display()))?
             .with_context(|| format!("`{}` is locked by another process", path.display()))?;
-        let staging = StagingImage { path, _lock: lock };
+        let staging = StagingImage { path, lock };
+        // Sparse: the builder writes only what mkfs writes.
         staging
-            ._lock
+            .lock
             .set_len(key.capacity.bytes())
             .with_context(|| format!("failed to size `{}`", staging.path.display()))?;
         Ok(staging)
     }
 
+    /// Checks the builder's work by path: a builder may have replaced the
+    /// file rather than written into it.
     fn verify(&self, key: &Key) -> Result<()> {
         let ok = key
             .fs

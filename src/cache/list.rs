@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::cleanup::entries::StaleCheck;
-use super::cleanup::space;
+use super::cleanup::{Skipped, space};
 use super::filesystem::Filesystem;
 use super::key::Key;
 use super::lock::{self, Mode};
@@ -61,6 +61,7 @@ pub struct DebrisCount {
     pub bytes: u64,
 }
 
+/// What `template list` shows: entries by name, debris by shape.
 #[derive(Debug, Clone, Serialize)]
 pub struct ListReport {
     pub root: PathBuf,
@@ -68,6 +69,8 @@ pub struct ListReport {
     pub debris: DebrisCount,
     /// Why some staleness could not be told (a formatter is missing).
     pub notes: Vec<String>,
+    /// Names that are neither entries nor debris, and why they were not examined.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Lists `root`. A missing root lists nothing; an unreadable one is an error.
@@ -77,6 +80,7 @@ pub fn list(root: &Path) -> Result<ListReport> {
         entries: Vec::new(),
         debris: DebrisCount::default(),
         notes: Vec::new(),
+        skipped: Vec::new(),
     };
     let mut names: Vec<OsString> = match fs::read_dir(root) {
         Ok(dir) => dir
@@ -92,17 +96,37 @@ pub fn list(root: &Path) -> Result<ListReport> {
         let path = root.join(name);
         match names::classify(name) {
             RootName::Debris { kind, .. } => report.debris.add(kind, &path),
-            RootName::Other => {
-                let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
-                if let (true, Some(name)) = (is_dir, name.to_str()) {
-                    let entry = examine(root, name, &mut stale, &mut report.notes);
+            RootName::Other => match fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => {
+                    // Other names are UTF-8: classify said so.
+                    let name = name.to_string_lossy();
+                    let entry = examine(root, &name, &mut stale, &mut report.notes);
                     report.entries.push(entry);
                 }
-            }
-            RootName::Locks | RootName::NotUtf8 => {}
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    report.skip(path, "a symlink, not an entry directory; not followed")
+                }
+                Ok(_) => report.skip(path, "not a directory, so not an entry"),
+                Err(_) => {}
+            },
+            RootName::NotUtf8 => report.skip(path, "the name is not UTF-8; not examined"),
+            RootName::Locks => {}
         }
     }
     Ok(report)
+}
+
+impl ListReport {
+    /// Records a name left alone; a name that is not UTF-8 is shown (and its
+    /// path given) lossily, so the JSON form can still be written.
+    fn skip(&mut self, path: PathBuf, reason: &str) {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        self.skipped.push(Skipped {
+            path: self.root.join(&*name),
+            name: name.into_owned(),
+            reason: reason.to_owned(),
+        });
+    }
 }
 
 impl DebrisCount {
@@ -115,11 +139,14 @@ impl DebrisCount {
         self.bytes += space::allocated_bytes(path).unwrap_or(0);
     }
 
+    /// All debris, whatever its shape.
     pub fn total(&self) -> usize {
         self.in_flight + self.staging_dir + self.per_test
     }
 }
 
+/// Judges one entry directory. Invalid beats in use beats stale: a broken
+/// entry is worth knowing about even while someone holds its lock.
 fn examine(root: &Path, name: &str, stale: &mut StaleCheck, notes: &mut Vec<String>) -> ListEntry {
     let path = root.join(name);
     let image = path.join(names::TEMPLATE_FILE);
@@ -197,6 +224,7 @@ fn lock_holders(path: &Path) -> Vec<i32> {
     }
 }
 
+/// `pid 7`, `pids 7, 9`; a holder in another pid namespace shows as 0.
 fn describe_pids(pids: &[i32]) -> String {
     let known: Vec<String> = pids
         .iter()
@@ -210,6 +238,8 @@ fn describe_pids(pids: &[i32]) -> String {
     }
 }
 
+/// Seconds since `path` was last modified; `None` if it cannot be told or
+/// lies in the future (a skewed clock).
 fn age(path: &Path) -> Option<u64> {
     let modified = fs::symlink_metadata(path).ok()?.modified().ok()?;
     Some(SystemTime::now().duration_since(modified).ok()?.as_secs())
@@ -234,6 +264,9 @@ impl ListReport {
         } else {
             out += &self.table();
         }
+        for s in &self.skipped {
+            out += &format!("skipped {}: {}\n", names::shown(&s.name), s.reason);
+        }
         for note in &self.notes {
             out += &format!("note: staleness unknown: {note}\n");
         }
@@ -242,12 +275,13 @@ impl ListReport {
         out
     }
 
+    /// Left-aligned columns as wide as their widest cell.
     fn table(&self) -> String {
         let mut rows =
             vec![["KEY", "FS", "CAPACITY", "ALLOCATED", "STATE", "AGE"].map(String::from)];
         for e in &self.entries {
             rows.push([
-                e.name.clone(),
+                names::shown(&e.name).into_owned(),
                 e.fs.map_or("-".into(), |fs| fs.to_string()),
                 e.capacity_mib
                     .map_or("-".into(), |mib| format!("{mib} MiB")),
@@ -373,6 +407,7 @@ mod tests {
                 bytes: 3 << 20,
             },
             notes: Vec::new(),
+            skipped: Vec::new(),
         };
         assert!(report.debris_line().starts_with(
             "debris: 1 staging image, 2 staging directories, 0 per-test images (3.0 MiB)"

@@ -4,7 +4,7 @@
 //! the crate goes through here.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -64,11 +64,15 @@ fn open_lockfile(path: &Path) -> Result<File> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("failed to create lock directory `{}`", dir.display()))?;
     }
+    // O_NOFOLLOW: a lockfile swapped for a symlink must not create or lock
+    // a file outside the root; O_NONBLOCK: one swapped for a FIFO must not
+    // hang the open.
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .with_context(|| format!("failed to open lockfile `{}`", path.display()))
 }

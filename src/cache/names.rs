@@ -3,6 +3,7 @@
 //! The three debris shapes carry their owner's pid so `clean` can tell a dead
 //! writer's leftovers from a live one's work in progress.
 
+use std::borrow::Cow;
 use std::ffi::OsStr;
 
 use serde::Serialize;
@@ -118,6 +119,12 @@ pub fn staging_dir(key: &Key, pid: u32) -> String {
     format!("{key}{STAGING_DIR_INFIX}{pid}")
 }
 
+/// `<key>.old.tmp.<pid>`: a replaced entry moved aside where the filesystem
+/// cannot exchange two names; the staging-directory debris shape.
+pub fn replaced_dir(key: &Key, pid: u32) -> String {
+    format!("{key}.old{STAGING_DIR_INFIX}{pid}")
+}
+
 /// `.per-test-<pid>-<ns>-<rnd>.img`
 pub fn per_test(pid: u32, nanos: u128, rnd: u64) -> String {
     format!("{PER_TEST_PREFIX}{pid}-{nanos}-{rnd:016x}{PER_TEST_SUFFIX}")
@@ -126,6 +133,16 @@ pub fn per_test(pid: u32, nanos: u128, rnd: u64) -> String {
 /// `<key>.lock`, inside [`LOCKS_DIR`].
 pub fn lock_file(key: &str) -> String {
     format!("{key}.lock")
+}
+
+/// `name` for a line of text output, its control characters escaped (`\n`):
+/// a newline in a name must not forge a line of a report.
+pub fn shown(name: &str) -> Cow<'_, str> {
+    if name.chars().any(char::is_control) {
+        Cow::Owned(name.escape_debug().to_string())
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 #[cfg(test)]
@@ -193,6 +210,15 @@ mod tests {
         assert_eq!(classify(name), RootName::NotUtf8);
     }
 
+    #[test]
+    fn shown_names_keep_one_line() {
+        assert_eq!(
+            shown("btrfs-256m-a1b2c3d4e5f6a7b8"),
+            "btrfs-256m-a1b2c3d4e5f6a7b8"
+        );
+        assert_eq!(shown("a\nkept b: forged"), "a\\nkept b: forged");
+    }
+
     proptest! {
         #[test]
         fn generated_debris_parses_back_to_its_pid(
@@ -211,6 +237,10 @@ mod tests {
             );
             prop_assert_eq!(
                 classify(OsStr::new(&staging_dir(&key, pid))),
+                RootName::Debris { kind: DebrisKind::StagingDir, pid: want }
+            );
+            prop_assert_eq!(
+                classify(OsStr::new(&replaced_dir(&key, pid))),
                 RootName::Debris { kind: DebrisKind::StagingDir, pid: want }
             );
             prop_assert_eq!(

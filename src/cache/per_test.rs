@@ -255,6 +255,15 @@ mod tests {
         let img = small(root.path(), true);
         let path = img.path();
         assert!(path.exists() && img.is_named());
+        let shape = names::classify(path.file_name().unwrap());
+        let me = Some(std::process::id() as i32);
+        assert_eq!(
+            shape,
+            names::RootName::Debris {
+                kind: names::DebrisKind::PerTest,
+                pid: me
+            }
+        );
         let other = File::open(&path).unwrap();
         assert!(
             lock::try_lock_file(other, Mode::Exclusive)

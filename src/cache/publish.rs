@@ -91,6 +91,16 @@ fn rename_into_place(root: &Path, key: &Key, staged: &Path, if_valid: IfValid) -
             // drop removes it.
             Ok(()) => return Ok(Outcome::Replaced),
             Err(Errno::EEXIST | Errno::ENOENT) => continue,
+            // No renameat2 flags here (NFS, some FUSE): move the old entry
+            // aside under a debris name, then rename ours in. `<key>/` is
+            // briefly absent, which readers take for a miss.
+            Err(Errno::EINVAL) => {
+                let replace = flags == RenameFlags::RENAME_EXCHANGE;
+                match rename_portably(root, key, staged, &target, replace)? {
+                    Some(outcome) => return Ok(outcome),
+                    None => continue,
+                }
+            }
             Err(e) => {
                 return Err(e).with_context(|| {
                     format!(
@@ -107,6 +117,51 @@ fn rename_into_place(root: &Path, key: &Key, staged: &Path, if_valid: IfValid) -
         target.display(),
         lock::key_lock_path(root, &key.to_string()).display()
     )
+}
+
+/// [`rename_into_place`] with plain rename(2), which never replaces a
+/// non-empty directory (ENOTEMPTY), so a valid entry is never clobbered.
+/// `replace` moves the old entry aside first. `None`: an entry appeared
+/// meanwhile; look again.
+fn rename_portably(
+    root: &Path,
+    key: &Key,
+    staged: &Path,
+    target: &Path,
+    replace: bool,
+) -> Result<Option<Outcome>> {
+    let aside = root.join(names::replaced_dir(key, std::process::id()));
+    let context = |from: &Path, to: &Path| {
+        format!(
+            "failed to rename `{}` to `{}`",
+            from.display(),
+            to.display()
+        )
+    };
+    if replace {
+        remove_any(&aside)?;
+        match std::fs::rename(target, &aside) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| context(target, &aside));
+            }
+            _ => {}
+        }
+    }
+    let result = std::fs::rename(staged, target);
+    remove_any(&aside)?;
+    match result {
+        Ok(()) if replace => Ok(Some(Outcome::Replaced)),
+        Ok(()) => Ok(Some(Outcome::Published)),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOTEMPTY | libc::EEXIST | libc::ENOTDIR)
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| context(staged, target)),
+    }
 }
 
 /// Refuses, up front, a staging image a rename cannot move into `root`.
@@ -251,6 +306,31 @@ mod tests {
         assert_eq!(ino(&path), newer_ino);
         let names: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "the old entry is gone: {names:?}");
+    }
+
+    #[test]
+    fn the_portable_fallback_publishes_replaces_and_never_clobbers() {
+        let root = tempfile::tempdir().unwrap();
+        let key = test_key(Filesystem::Ext4, 16);
+        let target = lookup::entry_dir(root.path(), &key);
+        let stage = |name: &str| {
+            let dir = root.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            formatted_image(&key, &dir.join(names::TEMPLATE_FILE));
+            dir
+        };
+        let first = stage("a");
+        let got = rename_portably(root.path(), &key, &first, &target, false).unwrap();
+        assert_eq!(got, Some(Outcome::Published));
+        // Without `replace`, a (valid, non-empty) entry is never clobbered.
+        let second = stage("b");
+        let got = rename_portably(root.path(), &key, &second, &target, false).unwrap();
+        assert_eq!(got, None);
+        assert!(second.exists());
+        let got = rename_portably(root.path(), &key, &second, &target, true).unwrap();
+        assert_eq!(got, Some(Outcome::Replaced));
+        let left: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no aside copy is left: {left:?}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::GlobalArgs;
 use crate::cache::cleanup::{self, CleanMode, CleanOptions, CleanReport, space};
-use crate::cache::root;
+use crate::cache::{names, root};
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {
@@ -56,14 +56,15 @@ fn render(report: &CleanReport) -> String {
     if report.dry_run {
         for r in &report.removed {
             let size = space::human_bytes(r.bytes);
-            out += &format!("would remove {} ({}, {size})\n", r.name, r.kind.describe());
+            let name = names::shown(&r.name);
+            out += &format!("would remove {name} ({}, {size})\n", r.kind.describe());
         }
     }
     for k in &report.kept {
-        out += &format!("kept {}: {}\n", k.name, k.reason);
+        out += &format!("kept {}: {}\n", names::shown(&k.name), k.reason);
     }
     for s in &report.skipped {
-        out += &format!("skipped {}: {}\n", s.name, s.reason);
+        out += &format!("skipped {}: {}\n", names::shown(&s.name), s.reason);
     }
     out + &report.summary() + "\n"
 }

@@ -28,6 +28,7 @@ impl GuestRunner for KvmRunner {
             kernel: &spec.kernel,
             initramfs: &spec.initramfs,
             cmdline: &spec.cmdline,
+            disk: Some(&spec.disk),
             memory_mib: spec.memory_mib,
             timeout: spec.timeout,
         };

@@ -6,7 +6,10 @@
 
 use super::devices::i8042::{I8042, I8042Event};
 use super::devices::serial::{Console, SerialDevice};
+use super::devices::virtio::block::Block;
+use super::devices::virtio::mmio::MmioTransport;
 use super::layout::{I8042_COMMAND_PORT, I8042_DATA_PORT, SERIAL_PORT, SERIAL_PORT_LEN};
+use super::layout::{VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START};
 
 /// What an access asked the machine to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,13 +24,15 @@ pub enum BusEvent {
 pub struct Bus {
     serial: SerialDevice,
     i8042: I8042,
+    block: Option<MmioTransport<Block>>,
 }
 
 impl Bus {
-    pub fn new(serial: SerialDevice) -> Self {
+    pub fn new(serial: SerialDevice, block: Option<MmioTransport<Block>>) -> Self {
         Bus {
             serial,
             i8042: I8042::default(),
+            block,
         }
     }
 
@@ -54,12 +59,19 @@ impl Bus {
         BusEvent::None
     }
 
-    /// No MMIO device claims `addr`: reads see zeros.
-    pub fn mmio_read(&mut self, _addr: u64, data: &mut [u8]) {
-        data.fill(0);
+    /// Unclaimed MMIO reads as zeros.
+    pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
+        match (block_offset(addr), self.block.as_mut()) {
+            (Some(offset), Some(block)) => block.read(offset, data),
+            _ => data.fill(0),
+        }
     }
 
-    pub fn mmio_write(&mut self, _addr: u64, _data: &[u8]) {}
+    pub fn mmio_write(&mut self, addr: u64, data: &[u8]) {
+        if let (Some(offset), Some(block)) = (block_offset(addr), self.block.as_mut()) {
+            block.write(offset, data);
+        }
+    }
 
     pub fn console(&self) -> &Console {
         self.serial.console()
@@ -68,6 +80,11 @@ impl Bus {
     pub fn into_console(self) -> Console {
         self.serial.into_console()
     }
+}
+
+fn block_offset(addr: u64) -> Option<u64> {
+    let offset = addr.checked_sub(VIRTIO_MMIO_START)?;
+    (offset < VIRTIO_MMIO_SIZE).then_some(offset)
 }
 
 fn is_i8042(port: u16) -> bool {
@@ -89,7 +106,7 @@ pub(crate) mod tests {
     pub(crate) fn test_bus() -> Bus {
         let serial =
             SerialDevice::new(IrqLine::new(None, 4).unwrap(), Console::new(Instant::now()));
-        Bus::new(serial)
+        Bus::new(serial, None)
     }
 
     #[test]

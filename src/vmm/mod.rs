@@ -1,13 +1,13 @@
 //! A small VMM on the rust-vmm crates (kvm-ioctls, vm-memory, linux-loader,
 //! virtio-queue, vm-superio) that boots the template-building guest.
 //!
-//! One [`run`](crate::vmm::run) is one VM: map guest RAM
-//! ([`memory`](crate::vmm::memory)), create the in-kernel irqchip and PIT,
+//! One [`run`] is one VM: map guest RAM
+//! ([`memory`]), create the in-kernel irqchip and PIT,
 //! load the kernel, initramfs and command line with a zero page
-//! ([`boot`](crate::vmm::boot)), write the MP table and the 64-bit entry
-//! state ([`x86_64`](crate::vmm::x86_64)), wire the devices
-//! ([`devices`](crate::vmm::devices)) to the [`bus`](crate::vmm::bus), then
-//! run the one vCPU on its own thread ([`vcpu`](crate::vmm::vcpu)) until the
+//! ([`boot`]), write the MP table and the 64-bit entry
+//! state ([`x86_64`]), wire the devices
+//! ([`devices`]) to the [`bus`], then
+//! run the one vCPU on its own thread ([`vcpu`]) until the
 //! guest resets, shuts down (a triple fault included) or the deadline
 //! passes. Everything (VM, vCPU, eventfds, the disk, guest RAM) is owned by
 //! that call and released when it returns, however the run ended.
@@ -15,6 +15,7 @@
 //! This layer runs whatever guest it is given: it does not ask whether the
 //! host's KVM can boot a stock kernel ([`crate::runner::kvm`] does).
 
+use std::fs::OpenOptions;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,7 +35,10 @@ pub mod x86_64;
 
 use devices::IrqLine;
 use devices::serial::{Console, SerialDevice};
-use layout::{KVM_TSS_START, SERIAL_IRQ};
+use devices::virtio::block::Block;
+use devices::virtio::mmio::MmioTransport;
+use layout::{KVM_TSS_START, SERIAL_IRQ, VIRTIO_BLK_IRQ, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START};
+use memory::GuestMem;
 
 /// What went wrong setting up or running a VM.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +72,8 @@ pub enum VmmError {
     ZeroPage(linux_loader::configurator::Error),
     #[error("KVM refused to set MSR {0:#x}")]
     MsrRefused(u32),
+    #[error("cannot open disk `{}`: {source}", path.display())]
+    DiskFile { path: PathBuf, source: io::Error },
     #[error("cannot set up a device: {0}")]
     Device(io::Error),
     #[error(transparent)]
@@ -81,13 +87,56 @@ pub struct VmConfig<'a> {
     pub kernel: &'a Path,
     /// Loaded at the top of RAM and announced in the zero page; may be empty.
     pub initramfs: &'a [u8],
+    /// Without `virtio_mmio.device=`: the VMM announces its disk itself.
     pub cmdline: &'a str,
+    /// The file behind the virtio-blk disk, if the guest gets one.
+    pub disk: Option<&'a Path>,
     pub memory_mib: u32,
     pub timeout: Duration,
 }
 
 /// Boots `config` in a fresh VM and waits for the run to end.
 pub fn run(config: &VmConfig<'_>) -> Result<RunOutcome, VmmError> {
+    run_vm(config, false).map(|(outcome, _)| outcome)
+}
+
+/// What a run cost in memory, measured as its guest ended (before
+/// teardown), all in bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryUse {
+    /// The process's resident set before the run began.
+    pub rss_before: u64,
+    /// The process's resident set at the end of the run.
+    pub rss_at_end: u64,
+    /// How much of that was guest RAM (pages the guest or the VMM touched).
+    pub guest_resident: u64,
+}
+
+impl MemoryUse {
+    /// Everything resident in the process but guest RAM: code, libraries,
+    /// heap, stacks, the VMM's state. An upper bound on the VMM's own.
+    pub fn beyond_guest(&self) -> u64 {
+        self.rss_at_end.saturating_sub(self.guest_resident)
+    }
+
+    /// What the run added beyond the guest's pages.
+    pub fn added_by_run(&self) -> u64 {
+        let grew = self.rss_at_end.saturating_sub(self.rss_before);
+        grew.saturating_sub(self.guest_resident)
+    }
+}
+
+/// Like [`run`], and also measures [`MemoryUse`] (for the benchmark; the
+/// resident sizes come from smaps_rollup, which counts page by page).
+pub fn run_measured(config: &VmConfig<'_>) -> Result<(RunOutcome, MemoryUse), VmmError> {
+    run_vm(config, true)
+}
+
+fn run_vm(config: &VmConfig<'_>, measure: bool) -> Result<(RunOutcome, MemoryUse), VmmError> {
+    let mut usage = MemoryUse {
+        rss_before: measure.then(memory::process_rss).unwrap_or(0),
+        ..Default::default()
+    };
     let start = Instant::now();
     let deadline = start + config.timeout;
     let kvm = Kvm::new().map_err(VmmError::KvmOpen)?;
@@ -96,10 +145,18 @@ pub fn run(config: &VmConfig<'_>) -> Result<RunOutcome, VmmError> {
     memory::register(&vm, &mem)?;
     create_irqchip(&vm)?;
 
-    let loaded = boot::load(&mem, config.kernel, config.initramfs, config.cmdline)?;
+    let block = config
+        .disk
+        .map(|disk| block_device(&vm, &mem, disk))
+        .transpose()?;
+    let cmdline = match block {
+        Some(_) => format!("{} {}", config.cmdline, virtio_mmio_arg()),
+        None => config.cmdline.to_owned(),
+    };
+    let loaded = boot::load(&mem, config.kernel, config.initramfs, cmdline.trim_start())?;
     x86_64::mptable::write_mptable(&mem, 1)?;
     let serial_irq = IrqLine::new(Some(&vm), SERIAL_IRQ).map_err(VmmError::Device)?;
-    let bus = bus::Bus::new(SerialDevice::new(serial_irq, Console::new(start)));
+    let bus = bus::Bus::new(SerialDevice::new(serial_irq, Console::new(start)), block);
 
     let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
     x86_64::cpuid::setup_cpuid(&kvm, &vcpu, 0)?;
@@ -111,8 +168,37 @@ pub fn run(config: &VmConfig<'_>) -> Result<RunOutcome, VmmError> {
 
     let (end, bus) = vcpu::run_until(vcpu, bus, deadline)?;
     let total = start.elapsed();
-    let console = bus.into_console();
-    Ok(outcome(end, console, total))
+    if measure {
+        usage.rss_at_end = memory::process_rss();
+        usage.guest_resident = memory::resident_bytes(&mem);
+    }
+    Ok((outcome(end, bus.into_console(), total), usage))
+}
+
+/// The virtio-blk device on `disk`, its interrupt wired.
+fn block_device(vm: &VmFd, mem: &GuestMem, disk: &Path) -> Result<MmioTransport<Block>, VmmError> {
+    let disk_err = |source| VmmError::DiskFile {
+        path: disk.to_owned(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(disk)
+        .map_err(disk_err)?;
+    let block = Block::new(file).map_err(disk_err)?;
+    let irq = IrqLine::new(Some(vm), VIRTIO_BLK_IRQ).map_err(VmmError::Device)?;
+    Ok(MmioTransport::new(block, mem.clone(), irq))
+}
+
+/// How Linux learns of the device: `virtio_mmio.device=<size>@<base>:<irq>`.
+pub fn virtio_mmio_arg() -> String {
+    format!(
+        "virtio_mmio.device={}K@{:#x}:{}",
+        VIRTIO_MMIO_SIZE >> 10,
+        VIRTIO_MMIO_START,
+        VIRTIO_BLK_IRQ
+    )
 }
 
 fn outcome(end: RunEnd, console: Console, total: Duration) -> RunOutcome {

@@ -106,6 +106,13 @@ fn an_existing_dest_is_an_error_and_is_never_overwritten() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(std::fs::read(&dest).unwrap(), b"precious");
+    // Said before any build: a miss reports the same.
+    let out = ktstr_cmd(root.path())
+        .args(["template", "clone", "--fs", "ext4", "--capacity", "128M"])
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
 }
 
 #[test]

@@ -10,9 +10,10 @@ use std::process::Command;
 use cargo_ktstr::cache::filesystem::Filesystem;
 use serde_json::Value;
 
+use crate::loopfs::LoopFs;
 use crate::util::{
-    FlockHolder, LiveProcess, LoopMount, current_key, dead_pid, ktstr, ktstr_ok, magic_image,
-    mkfs_image, prerequisite, stderr,
+    FlockHolder, LiveProcess, current_key, dead_pid, ktstr, ktstr_ok, magic_image, mkfs_image,
+    prerequisite, stderr,
 };
 
 const KEY: &str = "btrfs-256m-a1b2c3d4e5f6a7b8";
@@ -336,7 +337,7 @@ fn clean_stale_removes_only_entries_of_another_formatter_version() {
         "{stdout}"
     );
     assert!(stdout.contains(&format!("in use by pid {}", holder.pid())));
-    assert!(stdout.contains("skipped not-a-key: `not-a-key` is not a template key"));
+    assert!(stdout.contains("skipped not-a-key: not named like a template key"));
     assert!(!root.join(stale).exists());
     for kept in [current.as_str(), stale_in_use, "not-a-key"] {
         assert!(root.join(kept).exists(), "{kept} removed");
@@ -415,10 +416,10 @@ fn a_piece_that_cannot_be_removed_is_a_warning_and_the_sweep_goes_on() {
 
 #[test]
 fn freed_space_leaves_out_blocks_a_reflink_clone_still_shares() {
-    let Some(mount) = LoopMount::new(Filesystem::Btrfs, 512) else {
+    let Some(mount) = LoopFs::new(Filesystem::Btrfs.name(), 512) else {
         return;
     };
-    let root = mount.path();
+    let root = mount.path().to_owned();
     publish(&root, KEY);
     let template = root.join(KEY).join("template.img");
     fs::write(&template, vec![0x5a; 64 << 20]).unwrap();

@@ -294,54 +294,6 @@ impl Drop for Spawned {
     }
 }
 
-/// A filesystem of `fs` on a loop device, mounted in a temporary directory
-/// (needs root); unmounted and its backing file removed when dropped.
-#[derive(Debug)]
-pub struct LoopMount {
-    dir: tempfile::TempDir,
-}
-
-impl LoopMount {
-    /// `None` (after [`prerequisite`]) where this cannot be done: not root,
-    /// no formatter, no loop devices.
-    pub fn new(fs: Filesystem, mib: u64) -> Option<Self> {
-        if !prerequisite("root (for a loop mount)", nix::unistd::geteuid().is_root()) {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join("fs.img");
-        if !mkfs_image(&image, fs, mib) {
-            return None;
-        }
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
-        let out = Command::new("mount")
-            .args(["-o", "loop", "-t", fs.name()])
-            .arg(&image)
-            .arg(&mnt)
-            .output()
-            .unwrap();
-        let mounted = prerequisite(
-            &format!("a loop mount of {fs} ({})", stderr(&out).trim()),
-            out.status.success(),
-        );
-        mounted.then_some(LoopMount { dir })
-    }
-
-    /// The mounted filesystem's root.
-    pub fn path(&self) -> PathBuf {
-        self.dir.path().join("mnt")
-    }
-}
-
-impl Drop for LoopMount {
-    fn drop(&mut self) {
-        // Lazy, so a test that failed with files open still cleans up; the
-        // loop device goes with the last reference.
-        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
-    }
-}
-
 /// Whether `/dev/kvm` opens read-write (for the VMM tests).
 pub fn kvm_usable() -> bool {
     std::fs::OpenOptions::new()

@@ -20,6 +20,7 @@ fn boot(guest: &str, initramfs: &[u8], cmdline: &str, timeout: Duration) -> RunO
         kernel: &kernel,
         initramfs,
         cmdline,
+        disk: None,
         memory_mib: 256,
         timeout,
     };
@@ -137,6 +138,7 @@ fn a_hundred_runs_leave_no_fd_or_mapping_behind() {
         kernel: &kernel,
         initramfs: &[1, 2, 3],
         cmdline: "",
+        disk: None,
         memory_mib: 256,
         timeout: Duration::from_secs(10),
     };
@@ -149,4 +151,63 @@ fn a_hundred_runs_leave_no_fd_or_mapping_behind() {
     assert_eq!(open_fds(), fds, "fds leaked");
     assert_eq!(mappings(), maps, "mappings leaked");
     println!("counted {fds} fds and {maps} mappings before and after");
+}
+
+#[test]
+fn a_polling_driver_uses_the_virtio_blk_disk() {
+    if !prerequisite(KVM, kvm_usable()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.img");
+    let sectors = 2048u64;
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(sectors * 512)
+        .unwrap();
+    let kernel = guests::build("virtio_blk");
+    let config = VmConfig {
+        kernel: &kernel,
+        initramfs: &[],
+        cmdline: "console=ttyS0",
+        disk: Some(&disk),
+        memory_mib: 256,
+        timeout: Duration::from_secs(10),
+    };
+    let out = vmm::run(&config).unwrap();
+    assert_eq!(out.end, RunEnd::Reset, "console: {}", out.console_text());
+    let want = [
+        "features=0x0000000100000200".to_owned(),
+        format!("capacity={sectors:#018x}"),
+        "write status=0".into(),
+        "read matches status=0".into(),
+        "flush status=0".into(),
+        "get-id status=0".into(),
+        "id=ktstr-template".into(),
+        "past-end status=1".into(),
+        "straddling-end status=1".into(),
+        "unknown-type status=2".into(),
+        "short-header status=1".into(),
+        "broken-chain used=0x0000000000000000 untouched".into(),
+        "write-after status=0".into(),
+        "interrupt=0x0000000000000001".into(),
+    ];
+    assert_eq!(out.console_text().lines().collect::<Vec<_>>(), want);
+
+    // What the guest wrote is in the file, and nothing else changed.
+    let bytes = std::fs::read(&disk).unwrap();
+    assert_eq!(bytes.len() as u64, sectors * 512);
+    let pattern = |seed: u8, n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
+            .collect()
+    };
+    assert_eq!(&bytes[3 * 512..5 * 512], &pattern(1, 1024)[..]);
+    assert_eq!(&bytes[5 * 512..6 * 512], &pattern(0xa5, 512)[..]);
+    assert!(
+        bytes[..3 * 512]
+            .iter()
+            .chain(&bytes[6 * 512..])
+            .all(|b| *b == 0)
+    );
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::Context;
@@ -37,6 +38,8 @@ impl StaleCheck {
     }
 }
 
+/// Removes every entry directory among `names` that no process holds (with
+/// `--stale`, only stale ones), after making sure `.locks/` is sound.
 pub(super) fn sweep(
     root: &Path,
     names: &[OsString],
@@ -52,30 +55,46 @@ pub(super) fn sweep(
             continue;
         }
         let Some(name) = name.to_str() else { continue };
-        // Only real directories are entries: plain files and symlinks named
-        // like one are not ours to judge.
-        match fs::symlink_metadata(root.join(name)) {
-            Ok(meta) if meta.is_dir() => {}
-            _ => continue,
-        }
-        if options.mode == CleanMode::Stale && !judge_stale(name, &mut stale, report) {
+        let key = match entry_key(root, name) {
+            Ok(Some(key)) => key,
+            Ok(None) => continue,
+            Err(why) => {
+                report.skip(name, why);
+                continue;
+            }
+        };
+        if options.mode == CleanMode::Stale && !judge_stale(name, &key, &mut stale, report) {
             continue;
         }
         remove_if_unused(root, name, report);
     }
 }
 
+/// `name`'s key when it is an entry to judge, `Ok(None)` when it vanished,
+/// `Err` with the reason when it is not one. Only a real directory named
+/// like a key is: a symlink or file named like one is not ours to judge, and
+/// a `--cache-dir` pointed at the wrong place (a home directory) must not
+/// lose its other directories.
+fn entry_key(root: &Path, name: &str) -> Result<Option<Key>, String> {
+    match fs::symlink_metadata(root.join(name)) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err("a symlink, not an entry directory; left alone".into());
+        }
+        Ok(_) => return Err("not a directory, so not an entry; left alone".into()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot examine it: {e}; left alone")),
+    }
+    match name.parse::<Key>() {
+        Ok(key) => Ok(Some(key)),
+        Err(_) => Err("not named like a template key (<fs>-<MiB>m-<16 hex>); left alone".into()),
+    }
+}
+
 /// Whether `--stale` should try to remove `name`; records why not when it
 /// cannot tell.
-fn judge_stale(name: &str, stale: &mut StaleCheck, report: &mut CleanReport) -> bool {
-    let key: Key = match name.parse() {
-        Ok(key) => key,
-        Err(e) => {
-            report.skip(name, e);
-            return false;
-        }
-    };
-    match stale.is_stale(&key) {
+fn judge_stale(name: &str, key: &Key, stale: &mut StaleCheck, report: &mut CleanReport) -> bool {
+    match stale.is_stale(key) {
         Ok(is_stale) => is_stale,
         Err(e) => {
             let reason = format!("cannot tell whether it is stale: {e}");
@@ -118,7 +137,11 @@ enum Held {
 /// A dry run's test of a key lock: the same non-blocking exclusive try, but on
 /// an existing lockfile only, so nothing is created. A missing one is free.
 fn probe_lock(path: &Path) -> anyhow::Result<Option<Held>> {
-    let file = match File::open(path) {
+    let opened = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(Some(Held::Probe { _flock: None }));

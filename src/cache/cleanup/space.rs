@@ -42,7 +42,8 @@ pub fn free_bytes(root: &Path) -> io::Result<u64> {
 }
 
 /// Commits the filesystem holding `root`, so statvfs shows what removals
-/// gave back: btrfs returns freed extents only when its transaction commits.
+/// gave back: btrfs and ext4 count freed blocks as free only once their
+/// transaction or journal commits.
 pub fn commit(root: &Path) -> io::Result<()> {
     let dir = fs::File::open(root)?;
     nix::unistd::syncfs(dir.as_fd())?;

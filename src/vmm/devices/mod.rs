@@ -9,6 +9,7 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 pub mod i8042;
 pub mod serial;
+pub mod virtio;
 
 /// An interrupt line wired to a GSI through KVM_IRQFD.
 #[derive(Debug)]

@@ -1,0 +1,362 @@
+//! virtio-blk (virtio 1.2, 5.2) backed by a host file.
+//!
+//! A request is a descriptor chain: a 16-byte device-readable header (type,
+//! reserved, sector), data buffers (device-writable for IN and GET_ID,
+//! device-readable for OUT), and a last device-writable buffer whose final
+//! byte receives the status. A chain that breaks these rules, reaches past
+//! the end of the disk or of guest RAM, or names an unknown type gets an
+//! error status; a chain with nowhere to put a status is returned unused.
+//! Nothing a guest writes into a queue can make the VMM fail.
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
+
+use virtio_bindings::virtio_blk::{
+    VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK,
+    VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
+    VIRTIO_BLK_T_OUT,
+};
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Address, Bytes};
+
+use super::VirtioDevice;
+use crate::vmm::memory::GuestMem;
+
+pub const SECTOR_SIZE: u64 = 512;
+const HEADER_LEN: u32 = 16;
+/// What GET_ID returns (NUL-padded to 20 bytes).
+pub const DISK_ID: &[u8] = b"ktstr-template";
+
+/// Why a request failed; each maps to a status byte.
+#[derive(Debug, thiserror::Error)]
+pub enum VirtioBlockError {
+    #[error("malformed descriptor chain: {0}")]
+    Malformed(&'static str),
+    #[error("request past the end of the disk")]
+    PastEnd,
+    #[error("request type {0} is not supported")]
+    Unsupported(u32),
+    #[error("guest memory: {0}")]
+    Memory(#[from] vm_memory::GuestMemoryError),
+    #[error("disk I/O: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl VirtioBlockError {
+    fn status(&self) -> u8 {
+        match self {
+            VirtioBlockError::Unsupported(_) => VIRTIO_BLK_S_UNSUPP as u8,
+            _ => VIRTIO_BLK_S_IOERR as u8,
+        }
+    }
+}
+
+/// The block device: a file and its size in sectors.
+#[derive(Debug)]
+pub struct Block {
+    disk: File,
+    sectors: u64,
+}
+
+impl Block {
+    /// Serves `disk`; its size (rounded down to whole sectors) is the capacity.
+    pub fn new(disk: File) -> io::Result<Self> {
+        let sectors = disk.metadata()?.len() / SECTOR_SIZE;
+        Ok(Block { disk, sectors })
+    }
+
+    pub fn sectors(&self) -> u64 {
+        self.sectors
+    }
+
+    /// Serves one chain; returns how many bytes it wrote into guest memory
+    /// (for the used ring), or None when the chain has no status byte.
+    fn serve(&mut self, mem: &GuestMem, descs: &[Descriptor]) -> Option<u32> {
+        let (status_desc, body) = descs.split_last()?;
+        if !status_desc.is_write_only() || status_desc.len() == 0 {
+            return None;
+        }
+        let (written, status) = match self.execute(mem, body) {
+            Ok(written) => (written, VIRTIO_BLK_S_OK as u8),
+            Err(e) => {
+                tracing::debug!("virtio-blk: {e}");
+                (0, e.status())
+            }
+        };
+        let status_addr = status_desc
+            .addr()
+            .checked_add(u64::from(status_desc.len()) - 1)?;
+        mem.write_obj(status, status_addr).ok()?;
+        Some(written + 1)
+    }
+
+    fn execute(&mut self, mem: &GuestMem, body: &[Descriptor]) -> Result<u32, VirtioBlockError> {
+        let (header, data) = body
+            .split_first()
+            .ok_or(VirtioBlockError::Malformed("no header"))?;
+        if header.is_write_only() || header.len() < HEADER_LEN {
+            return Err(VirtioBlockError::Malformed(
+                "header not a readable 16 bytes",
+            ));
+        }
+        let kind: u32 = mem.read_obj(header.addr())?;
+        let sector: u64 = mem.read_obj(header.addr().unchecked_add(8))?;
+        match kind {
+            VIRTIO_BLK_T_IN => self.transfer(mem, data, sector, true),
+            VIRTIO_BLK_T_OUT => self.transfer(mem, data, sector, false).map(|_| 0),
+            VIRTIO_BLK_T_FLUSH => self.disk.sync_all().map(|_| 0).map_err(Into::into),
+            VIRTIO_BLK_T_GET_ID => get_id(mem, data),
+            other => Err(VirtioBlockError::Unsupported(other)),
+        }
+    }
+
+    /// Moves whole sectors between the disk and the data buffers; returns
+    /// the bytes moved.
+    fn transfer(
+        &mut self,
+        mem: &GuestMem,
+        data: &[Descriptor],
+        sector: u64,
+        read: bool,
+    ) -> Result<u32, VirtioBlockError> {
+        if data.iter().any(|d| d.is_write_only() != read) {
+            return Err(VirtioBlockError::Malformed(
+                "data buffer of the wrong direction",
+            ));
+        }
+        let total: u64 = data.iter().map(|d| u64::from(d.len())).sum();
+        let end = sector
+            .checked_mul(SECTOR_SIZE)
+            .and_then(|start| start.checked_add(total))
+            .ok_or(VirtioBlockError::PastEnd)?;
+        if total % SECTOR_SIZE != 0 {
+            return Err(VirtioBlockError::Malformed(
+                "length not a whole number of sectors",
+            ));
+        }
+        if end > self.sectors * SECTOR_SIZE {
+            return Err(VirtioBlockError::PastEnd);
+        }
+        self.disk.seek(SeekFrom::Start(sector * SECTOR_SIZE))?;
+        for d in data {
+            let len = d.len() as usize;
+            if read {
+                mem.read_exact_volatile_from(d.addr(), &mut self.disk, len)?;
+            } else {
+                mem.write_all_volatile_to(d.addr(), &mut self.disk, len)?;
+            }
+        }
+        Ok(total as u32)
+    }
+}
+
+/// Writes the disk id, NUL-padded, into the first data buffer.
+fn get_id(mem: &GuestMem, data: &[Descriptor]) -> Result<u32, VirtioBlockError> {
+    let buf = data
+        .first()
+        .ok_or(VirtioBlockError::Malformed("GET_ID without a buffer"))?;
+    if !buf.is_write_only() {
+        return Err(VirtioBlockError::Malformed("GET_ID buffer not writable"));
+    }
+    let mut id = [0u8; VIRTIO_BLK_ID_BYTES as usize];
+    id[..DISK_ID.len()].copy_from_slice(DISK_ID);
+    let len = id.len().min(buf.len() as usize);
+    mem.write_slice(&id[..len], buf.addr())?;
+    Ok(len as u32)
+}
+
+impl VirtioDevice for Block {
+    fn device_type(&self) -> u32 {
+        VIRTIO_ID_BLOCK
+    }
+
+    fn features(&self) -> u64 {
+        (1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_BLK_F_FLUSH)
+    }
+
+    /// The config space starts with the capacity in sectors (le64).
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        let config = self.sectors.to_le_bytes();
+        let start = offset.min(8) as usize;
+        let n = data.len().min(8 - start);
+        data[..n].copy_from_slice(&config[start..start + n]);
+    }
+
+    fn process_queue(&mut self, mem: &GuestMem, queue: &mut Queue) -> bool {
+        let mut used = false;
+        while let Some(chain) = queue.pop_descriptor_chain(mem) {
+            let head = chain.head_index();
+            let descs: Vec<Descriptor> = chain.collect();
+            let written = self.serve(mem, &descs).unwrap_or(0);
+            if let Err(e) = queue.add_used(mem, head, written) {
+                tracing::debug!("virtio-blk: cannot return chain {head}: {e}");
+                break;
+            }
+            used = true;
+        }
+        used
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::os::unix::fs::FileExt;
+
+    use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+    use virtio_queue::desc::RawDescriptor;
+    use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+    use super::*;
+
+    pub(crate) const HEADER: u64 = 0x10_0000;
+    pub(crate) const DATA: u64 = 0x20_0000;
+    pub(crate) const STATUS: u64 = 0x30_0000;
+    const DISK_SECTORS: u64 = 128;
+
+    pub(crate) fn disk() -> (tempfile::NamedTempFile, Block) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        file.as_file().set_len(DISK_SECTORS * SECTOR_SIZE).unwrap();
+        let block = Block::new(file.reopen().unwrap()).unwrap();
+        (file, block)
+    }
+
+    pub(crate) fn memory() -> GuestMem {
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap()
+    }
+
+    /// Descriptors as (addr, len, device-writable), chained in order.
+    pub(crate) fn chain(parts: &[(u64, u32, bool)]) -> Vec<RawDescriptor> {
+        parts
+            .iter()
+            .enumerate()
+            .map(|(i, &(addr, len, writable))| {
+                let mut flags = if writable { VRING_DESC_F_WRITE } else { 0 };
+                if i + 1 < parts.len() {
+                    flags |= VRING_DESC_F_NEXT;
+                }
+                RawDescriptor::from(Descriptor::new(addr, len, flags as u16, i as u16 + 1))
+            })
+            .collect()
+    }
+
+    pub(crate) fn write_header(mem: &GuestMem, kind: u32, sector: u64) {
+        mem.write_obj(kind, GuestAddress(HEADER)).unwrap();
+        mem.write_obj(sector, GuestAddress(HEADER + 8)).unwrap();
+    }
+
+    /// Submits one chain and serves it; returns (status byte, used length).
+    fn submit(block: &mut Block, mem: &GuestMem, descs: &[RawDescriptor]) -> (u8, u32) {
+        mem.write_obj(0xeeu8, GuestAddress(STATUS)).unwrap();
+        let vq = MockSplitQueue::create(mem, GuestAddress(0), 16);
+        vq.add_desc_chains(descs, 0).unwrap();
+        let mut queue: Queue = vq.create_queue().unwrap();
+        assert!(block.process_queue(mem, &mut queue));
+        let used = vq.used().ring().ref_at(0).unwrap().load();
+        (mem.read_obj(GuestAddress(STATUS)).unwrap(), used.len())
+    }
+
+    /// Header, one data buffer, status.
+    fn request(len: u32, writable: bool) -> Vec<RawDescriptor> {
+        chain(&[
+            (HEADER, 16, false),
+            (DATA, len, writable),
+            (STATUS, 1, true),
+        ])
+    }
+
+    const OK: u8 = VIRTIO_BLK_S_OK as u8;
+    const IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
+
+    #[test]
+    fn out_then_in_round_trips_through_the_disk_file() {
+        let (file, mut block) = disk();
+        let mem = memory();
+        let pattern: Vec<u8> = (0..1024u32).map(|i| (i * 7 + 1) as u8).collect();
+        mem.write_slice(&pattern, GuestAddress(DATA)).unwrap();
+        write_header(&mem, VIRTIO_BLK_T_OUT, 3);
+        assert_eq!(submit(&mut block, &mem, &request(1024, false)), (OK, 1));
+        let mut on_disk = vec![0u8; 1024];
+        file.as_file()
+            .read_exact_at(&mut on_disk, 3 * SECTOR_SIZE)
+            .unwrap();
+        assert_eq!(on_disk, pattern);
+
+        mem.write_slice(&[0u8; 1024], GuestAddress(DATA)).unwrap();
+        write_header(&mem, VIRTIO_BLK_T_IN, 3);
+        assert_eq!(submit(&mut block, &mem, &request(1024, true)), (OK, 1025));
+        let mut back = vec![0u8; 1024];
+        mem.read_slice(&mut back, GuestAddress(DATA)).unwrap();
+        assert_eq!(back, pattern);
+    }
+
+    #[test]
+    fn flush_and_get_id_succeed() {
+        let (_file, mut block) = disk();
+        let mem = memory();
+        write_header(&mem, VIRTIO_BLK_T_FLUSH, 0);
+        let flush = chain(&[(HEADER, 16, false), (STATUS, 1, true)]);
+        assert_eq!(submit(&mut block, &mem, &flush), (OK, 1));
+        write_header(&mem, VIRTIO_BLK_T_GET_ID, 0);
+        assert_eq!(submit(&mut block, &mem, &request(20, true)), (OK, 21));
+        let mut id = [0u8; 20];
+        mem.read_slice(&mut id, GuestAddress(DATA)).unwrap();
+        assert_eq!(&id[..DISK_ID.len()], DISK_ID);
+        assert!(id[DISK_ID.len()..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn requests_past_the_end_fail_with_ioerr() {
+        let (_file, mut block) = disk();
+        let mem = memory();
+        for (sector, len) in [
+            (DISK_SECTORS, 512),
+            (DISK_SECTORS - 1, 1024),
+            (u64::MAX / 2, 512),
+        ] {
+            write_header(&mem, VIRTIO_BLK_T_IN, sector);
+            let (status, _) = submit(&mut block, &mem, &request(len, true));
+            assert_eq!(status, IOERR, "sector {sector} len {len}");
+        }
+        write_header(&mem, VIRTIO_BLK_T_IN, DISK_SECTORS - 1);
+        assert_eq!(submit(&mut block, &mem, &request(512, true)).0, OK);
+    }
+
+    #[test]
+    fn unknown_types_are_unsupported() {
+        let (_file, mut block) = disk();
+        let mem = memory();
+        write_header(&mem, 0x99, 0);
+        let status = submit(&mut block, &mem, &request(512, true)).0;
+        assert_eq!(status, VIRTIO_BLK_S_UNSUPP as u8);
+    }
+
+    #[test]
+    fn malformed_chains_get_an_error_or_are_returned_unused() {
+        let (_file, mut block) = disk();
+        let mem = memory();
+        write_header(&mem, VIRTIO_BLK_T_IN, 0);
+        let short_header = chain(&[(HEADER, 8, false), (DATA, 512, true), (STATUS, 1, true)]);
+        let wrong_way = chain(&[(HEADER, 16, false), (DATA, 512, false), (STATUS, 1, true)]);
+        let odd_length = chain(&[(HEADER, 16, false), (DATA, 100, true), (STATUS, 1, true)]);
+        let outside_ram = chain(&[(HEADER, 16, false), (1 << 40, 512, true), (STATUS, 1, true)]);
+        let status_only = chain(&[(STATUS, 1, true)]);
+        for descs in [
+            short_header,
+            wrong_way,
+            odd_length,
+            outside_ram,
+            status_only,
+        ] {
+            assert_eq!(submit(&mut block, &mem, &descs), (IOERR, 1));
+        }
+        // No writable status byte at all: returned with nothing written.
+        let no_status = chain(&[(HEADER, 16, false)]);
+        assert_eq!(submit(&mut block, &mem, &no_status), (0xee, 0));
+        // And the device goes on serving.
+        assert_eq!(submit(&mut block, &mem, &request(512, true)).0, OK);
+    }
+}
