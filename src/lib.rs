@@ -11,6 +11,7 @@
 //!   result line.
 //! * [`kernel`]: guest kernels: build from a source tree, cache, resolve
 //!   which one to use.
+//! * [`progress`]: progress lines (and a spinner on a terminal) on stderr.
 //! * [`runner`]: boot a guest once: the runner trait, QEMU and the built-in
 //!   VMM behind it.
 //! * [`vmm`]: the built-in VMM on the rust-vmm crates.
@@ -19,5 +20,6 @@ pub mod cache;
 pub mod cli;
 pub mod guest;
 pub mod kernel;
+pub mod progress;
 pub mod runner;
 pub mod vmm;

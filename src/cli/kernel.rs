@@ -3,10 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
+use crate::kernel::build;
+use crate::kernel::store::KernelStore;
+use crate::progress::Progress;
 
 #[derive(Debug, Subcommand)]
 pub enum KernelCommand {
@@ -38,9 +41,37 @@ pub struct KernelListArgs {
     pub json: bool,
 }
 
-pub fn run(_global: &GlobalArgs, cmd: KernelCommand) -> Result<ExitCode> {
+pub fn run(global: &GlobalArgs, cmd: KernelCommand) -> Result<ExitCode> {
+    let store = KernelStore::from_env()?;
     match cmd {
-        KernelCommand::Build(_) => bail!("`kernel build` is not wired yet"),
-        KernelCommand::List(_) => bail!("`kernel list` is not wired yet"),
+        KernelCommand::Build(args) => {
+            let jobs = args
+                .jobs
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let progress = Progress::new(global.quiet);
+            let built = build::build(&store, &args.source, jobs, args.force, &progress)?;
+            println!("{}", built.image.display());
+        }
+        KernelCommand::List(args) => {
+            let kernels = store.list()?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&kernels)?);
+            } else if kernels.is_empty() {
+                eprintln!(
+                    "no cached kernels in `{}`: build one with `cargo ktstr kernel build --source PATH`",
+                    store.dir().display()
+                );
+            } else {
+                for k in kernels {
+                    println!(
+                        "{}\t{:.1} MiB\t{}",
+                        k.name,
+                        k.size as f64 / (1 << 20) as f64,
+                        k.image.display()
+                    );
+                }
+            }
+        }
     }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,5 @@
 //! The command-line model. Help, man pages and completions all come from
-//! [`Cli`]; the handlers beside it only parse and call the library.
+//! [`crate::cli::Cli`]; the handlers beside it only parse and call the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

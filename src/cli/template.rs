@@ -4,14 +4,20 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
 
 use super::{BuildOptions, GlobalArgs, TemplateSpec};
 use crate::cache::clone::{self, Reflink};
-use crate::cache::ensure::{EnsureOptions, TemplateBuilder};
+use crate::cache::ensure::{EnsureOptions, TemplateBuilder, ensure_template};
+use crate::cache::filesystem::Filesystem;
 use crate::cache::key::{Capacity, Key};
 use crate::cache::root;
+use crate::guest::builder::GuestBuilder;
+use crate::kernel::resolve::resolve_from_env;
+use crate::progress::{Progress, secs};
+use crate::runner::detect::select_runner;
 
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
@@ -75,31 +81,98 @@ pub struct ListArgs {
 
 pub fn run(global: &GlobalArgs, cmd: TemplateCommand) -> Result<ExitCode> {
     match cmd {
-        TemplateCommand::Build(_) => bail!("`template build` is not wired yet"),
+        TemplateCommand::Build(args) => build(global, args),
         TemplateCommand::Clone(args) => clone(global, args),
         TemplateCommand::List(args) => list(global, args),
     }
 }
 
-/// The builder a miss uses. It is made before the lookup, so it must not
-/// fail for lack of what only a build needs (a kernel, a VMM): check those
-/// in `build`, and a hit works without them.
-fn builder_for(_opts: &BuildOptions) -> Result<Box<dyn TemplateBuilder>> {
-    Ok(Box::new(NotBuiltHere))
+/// The builder a miss uses: the template guest, booted by the runner
+/// `--vmm` picks with the kernel `--kernel` resolves to. Both are resolved
+/// only on a miss, so a cache hit needs neither a kernel nor a VMM.
+fn builder_for(global: &GlobalArgs, opts: &BuildOptions) -> Result<Box<dyn TemplateBuilder>> {
+    Ok(Box::new(OnMiss {
+        opts: opts.clone(),
+        progress: Progress::new(global.quiet),
+    }))
 }
 
-/// Refuses to build, naming the key and the command that builds it.
-struct NotBuiltHere;
+/// A [`GuestBuilder`] made when the first build needs it.
+struct OnMiss {
+    opts: BuildOptions,
+    progress: Progress,
+}
 
-impl TemplateBuilder for NotBuiltHere {
-    fn build(&self, key: &Key, _staging: &Path) -> Result<()> {
-        bail!(
-            "the template {key} is not in the cache; build it with \
-             `cargo ktstr template build --fs {} --capacity {}`",
-            key.fs,
-            key.capacity
-        )
+impl TemplateBuilder for OnMiss {
+    fn build(&self, key: &Key, staging: &Path) -> Result<()> {
+        let kernel = resolve_from_env(self.opts.kernel.as_deref())?;
+        let runner = select_runner(self.opts.vmm)?;
+        // The guest's init is this very binary.
+        let init = std::env::current_exe()
+            .context("cannot find this program's own path, which the guest runs as its init")?;
+        GuestBuilder::new(runner, kernel, init)
+            .timeout(Duration::from_secs(self.opts.timeout))
+            .memory_mib(self.opts.memory)
+            .progress(self.progress)
+            .build(key, staging)
     }
+}
+
+/// What `template build --json` prints.
+#[derive(Debug, Serialize)]
+struct BuildReport {
+    key: String,
+    path: PathBuf,
+    fs: Filesystem,
+    capacity: String,
+    capacity_bytes: u64,
+    built: bool,
+    seconds: f64,
+}
+
+/// `template build`: ensure the template and print its path.
+fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
+    let root = root::template_root(global.cache_dir.clone())?;
+    let progress = Progress::new(global.quiet);
+    let capacity = args.spec.capacity_or_default()?;
+    progress.step(
+        "Looking up",
+        format!(
+            "{} {capacity} template in `{}`",
+            args.spec.fs,
+            root.display()
+        ),
+    );
+    let builder = builder_for(global, &args.build)?;
+    let opts = EnsureOptions {
+        lock_timeout: Duration::from_secs(args.build.lock_timeout),
+        force: args.force,
+    };
+    let ensured = ensure_template(&root, args.spec.fs, capacity, &*builder, &opts)?;
+    if ensured.built {
+        progress.step(
+            "Published",
+            format!("{} in {}", ensured.key, secs(ensured.elapsed)),
+        );
+    } else {
+        progress.step("Found", format!("{}", ensured.key));
+    }
+    let text = if args.json {
+        let report = BuildReport {
+            key: ensured.key.to_string(),
+            path: ensured.path,
+            fs: args.spec.fs,
+            capacity: capacity.to_string(),
+            capacity_bytes: capacity.bytes(),
+            built: ensured.built,
+            seconds: ensured.elapsed.as_secs_f64(),
+        };
+        serde_json::to_string_pretty(&report)? + "\n"
+    } else {
+        format!("{}\n", ensured.path.display())
+    };
+    super::clean::print_stdout(&text)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 impl TemplateSpec {
@@ -114,7 +187,7 @@ impl TemplateSpec {
 
 fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
     let root = root::template_root(global.cache_dir.clone())?;
-    let builder = builder_for(&args.build)?;
+    let builder = builder_for(global, &args.build)?;
     let opts = EnsureOptions {
         lock_timeout: Duration::from_secs(args.build.lock_timeout),
         force: false,

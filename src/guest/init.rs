@@ -1,7 +1,113 @@
-//! PID 1 in the template guest.
+//! PID 1 in the template guest: mount what mkfs needs, format `/dev/vda`,
+//! check the result, print one result line ([`super::protocol`]) and reboot.
+//!
+//! Every way out ends in a reboot, which the host sees as the end of the
+//! run: an error becomes a failed result line, a panic is printed by a hook
+//! that also prints a result line and reboots, and should `reboot(2)` itself
+//! fail, init exits, the kernel panics, and `panic=-1` resets the machine.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use nix::mount::{MsFlags, mount};
+use nix::sys::reboot::{RebootMode, reboot};
+
+use super::protocol::{DISK, TemplateResult, formatter_path, fs_from_cmdline};
+use crate::cache::filesystem::Filesystem;
+
+/// The status reported when init could not run the formatter at all, as a
+/// shell reports a command it cannot run.
+const STATUS_INIT_FAILED: i32 = 127;
 
 /// Runs as the guest's init; never returns.
 pub fn run() -> ! {
-    eprintln!("cargo-ktstr: the guest init is not wired yet");
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        report(&init_failed(format!("cargo-ktstr init panicked: {info}")));
+        power_cycle();
+    }));
+    let result = format_disk().unwrap_or_else(|e| init_failed(format!("{e:#}")));
+    report(&result);
+    power_cycle()
+}
+
+fn init_failed(output: String) -> TemplateResult {
+    TemplateResult {
+        status: STATUS_INIT_FAILED,
+        magic: false,
+        output,
+    }
+}
+
+/// Mounts, formats, syncs and checks; the result says how it went.
+fn format_disk() -> Result<TemplateResult> {
+    mount_pseudo("devtmpfs", "/dev")?;
+    mount_pseudo("proc", "/proc")?;
+    mount_pseudo("sysfs", "/sys")?;
+    let cmdline = fs::read_to_string("/proc/cmdline").context("failed to read /proc/cmdline")?;
+    let fs = fs_from_cmdline(&cmdline).map_err(anyhow::Error::msg)?;
+    let formatter = formatter_path(fs);
+    let out = Command::new(&formatter)
+        .args(fs.mkfs_args())
+        .arg(DISK)
+        .env_clear()
+        .env("PATH", "/sbin:/bin")
+        .output()
+        .with_context(|| format!("failed to run `{formatter}`"))?;
+    let status = out
+        .status
+        .code()
+        .or_else(|| out.status.signal().map(|s| 128 + s))
+        .unwrap_or(STATUS_INIT_FAILED);
+    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok(TemplateResult {
+        status,
+        magic: synced_magic(fs)?,
+        output,
+    })
+}
+
+fn mount_pseudo(fstype: &str, target: &str) -> Result<()> {
+    mount(
+        Some(fstype),
+        target,
+        Some(fstype),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(|| format!("failed to mount {fstype} on {target}"))
+}
+
+/// Flushes the disk, then reads its superblock magic back.
+fn synced_magic(fs: Filesystem) -> Result<bool> {
+    nix::unistd::sync();
+    File::open(DISK)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("failed to flush {DISK}"))?;
+    fs.path_has_magic(Path::new(DISK))
+        .with_context(|| format!("failed to read the superblock of {DISK}"))
+}
+
+/// Prints the result line on the console in one write, so kernel messages
+/// cannot land in the middle of it.
+fn report(result: &TemplateResult) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(result.render().as_bytes());
+    let _ = out.flush();
+}
+
+/// Syncs and resets the machine: with `reboot=t` or `reboot=k` and QEMU's
+/// `-no-reboot`, the VMM sees the reset and the run ends.
+fn power_cycle() -> ! {
+    nix::unistd::sync();
+    let _ = reboot(RebootMode::RB_AUTOBOOT);
+    // Only reached if reboot(2) failed: PID 1 exiting panics the kernel,
+    // and `panic=-1` turns that into the same reset.
     std::process::exit(1)
 }

@@ -2,8 +2,8 @@
 //!
 //! A runner boots kernel + initramfs + command line with one virtio-blk disk,
 //! captures the serial console, and stops at the guest's reset or shutdown or
-//! at a deadline. Two implementations: [`qemu`] and [`kvm`] (the built-in
-//! VMM); [`detect`] picks one for `--vmm auto`.
+//! at a deadline. Two implementations: [`crate::runner::qemu`] and [`crate::runner::kvm`] (the built-in
+//! VMM); [`crate::runner::detect`] picks one for `--vmm auto`.
 
 use std::fmt;
 use std::path::PathBuf;

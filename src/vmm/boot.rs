@@ -4,7 +4,7 @@
 //! where each is and what the memory map looks like.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::Path;
 
 use linux_loader::configurator::linux::LinuxBootConfigurator;
@@ -47,23 +47,29 @@ pub fn load(
     initramfs: &[u8],
     cmdline: &str,
 ) -> Result<Loaded, VmmError> {
-    let kernel_err = |source| VmmError::KernelFile {
-        path: kernel.to_owned(),
-        source,
+    let kernel_err = |source: io::Error| match source.kind() {
+        io::ErrorKind::UnexpectedEof => VmmError::NotAKernel(kernel.to_owned()),
+        _ => VmmError::KernelFile {
+            path: kernel.to_owned(),
+            source,
+        },
     };
     let mut file = File::open(kernel).map_err(kernel_err)?;
-    let mut magic = [0u8; 4];
-    file.read_exact(&mut magic).map_err(kernel_err)?;
+    // Enough to see either format's magic: ELF at 0, "HdrS" at 0x202.
+    let mut head = [0u8; 0x206];
+    file.read_exact(&mut head).map_err(kernel_err)?;
     let himem = Some(GuestAddress(HIMEM_START));
-    let (entry, kernel_end, mut hdr) = if magic == *b"\x7fELF" {
+    let (entry, kernel_end, mut hdr) = if head.starts_with(b"\x7fELF") {
         let r = Elf::load(mem, None, &mut file, himem).map_err(VmmError::KernelLoad)?;
         (r.kernel_load.0, r.kernel_end, elf_setup_header())
-    } else {
+    } else if head[0x202..] == HDR_MAGIC.to_le_bytes() {
         let r = BzImage::load(mem, None, &mut file, himem).map_err(VmmError::KernelLoad)?;
         let hdr = r
             .setup_header
             .ok_or(VmmError::NotAKernel(kernel.to_owned()))?;
         (r.kernel_load.0 + BZIMAGE_64BIT_ENTRY, r.kernel_end, hdr)
+    } else {
+        return Err(VmmError::NotAKernel(kernel.to_owned()));
     };
 
     let cmdline = Cmdline::try_from(cmdline, CMDLINE_MAX_SIZE).map_err(VmmError::Cmdline)?;
@@ -157,4 +163,86 @@ fn write_zero_page(mem: &GuestMem, mut hdr: setup_header) -> Result<(), VmmError
 pub fn read_zero_page(mem: &GuestMem) -> Result<boot_params, VmmError> {
     mem.read_obj(GuestAddress(ZERO_PAGE_START))
         .map_err(VmmError::Memory)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmm::memory;
+
+    /// A minimal bzImage: one setup sector after the boot sector, the
+    /// header fields the loader reads, then `payload` as the 32/64-bit part.
+    fn fake_bzimage(payload: &[u8]) -> tempfile::NamedTempFile {
+        let mut image = vec![0u8; 1024];
+        image[0x1f1] = 1; // setup_sects
+        image[0x1fe..0x200].copy_from_slice(&BOOT_FLAG_MAGIC.to_le_bytes());
+        image[0x202..0x206].copy_from_slice(&HDR_MAGIC.to_le_bytes());
+        image[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes()); // version
+        image[0x211] = 1; // loadflags: LOADED_HIGH
+        image[0x214..0x218].copy_from_slice(&(HIMEM_START as u32).to_le_bytes());
+        image[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        image.extend_from_slice(payload);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), image).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_bzimage_loads_at_1_mib_and_enters_at_its_64_bit_entry() {
+        let mem = memory::create(64).unwrap();
+        let payload: Vec<u8> = (0..8192u32).map(|i| (i % 253) as u8).collect();
+        let image = fake_bzimage(&payload);
+        let initramfs = vec![0x5a; 5000];
+        let loaded = load(&mem, image.path(), &initramfs, "console=ttyS0 quiet").unwrap();
+        assert_eq!(loaded.entry, HIMEM_START + 0x200);
+        let mut back = vec![0u8; payload.len()];
+        mem.read_slice(&mut back, GuestAddress(HIMEM_START))
+            .unwrap();
+        assert_eq!(back, payload);
+
+        let zp = read_zero_page(&mem).unwrap();
+        let hdr = zp.hdr;
+        assert_eq!({ hdr.header }, HDR_MAGIC);
+        assert_eq!({ hdr.boot_flag }, BOOT_FLAG_MAGIC);
+        assert_eq!(hdr.type_of_loader, LOADER_UNDEFINED);
+        assert_eq!({ hdr.cmd_line_ptr }, CMDLINE_START as u32);
+        assert_eq!({ hdr.cmdline_size }, "console=ttyS0 quiet".len() as u32 + 1);
+        let top = 64u64 << 20;
+        assert_eq!(loaded.initramfs, ((top - 5000) & !0xfff, 5000));
+        assert_eq!(u64::from(hdr.ramdisk_image), loaded.initramfs.0);
+        assert_eq!({ hdr.ramdisk_size }, 5000);
+        assert_eq!(zp.e820_entries, 3);
+        let last = zp.e820_table[2];
+        assert_eq!(
+            ({ last.addr }, { last.size }),
+            (HIMEM_START, top - HIMEM_START)
+        );
+    }
+
+    #[test]
+    fn other_files_are_refused_by_name() {
+        let mem = memory::create(16).unwrap();
+        let junk = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(junk.path(), vec![0x90; 4096]).unwrap();
+        let err = load(&mem, junk.path(), &[], "").unwrap_err();
+        assert!(matches!(err, VmmError::NotAKernel(_)), "{err}");
+        std::fs::write(junk.path(), b"tiny").unwrap();
+        assert!(matches!(
+            load(&mem, junk.path(), &[], ""),
+            Err(VmmError::NotAKernel(_))
+        ));
+        let missing = load(&mem, Path::new("/nonexistent/vmlinux"), &[], "").unwrap_err();
+        assert!(
+            missing.to_string().contains("/nonexistent/vmlinux"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn an_initramfs_too_big_for_ram_is_an_error() {
+        let mem = memory::create(16).unwrap();
+        let image = fake_bzimage(&[0; 512]);
+        let err = load(&mem, image.path(), &vec![0; 16 << 20], "").unwrap_err();
+        assert!(matches!(err, VmmError::InitramfsTooBig { .. }), "{err}");
+    }
 }

@@ -97,6 +97,46 @@ pub struct VmConfig<'a> {
 
 /// Boots `config` in a fresh VM and waits for the run to end.
 pub fn run(config: &VmConfig<'_>) -> Result<RunOutcome, VmmError> {
+    run_vm(config, false).map(|(outcome, _)| outcome)
+}
+
+/// What a run cost in memory, measured as its guest ended (before
+/// teardown), all in bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryUse {
+    /// The process's resident set before the run began.
+    pub rss_before: u64,
+    /// The process's resident set at the end of the run.
+    pub rss_at_end: u64,
+    /// How much of that was guest RAM (pages the guest or the VMM touched).
+    pub guest_resident: u64,
+}
+
+impl MemoryUse {
+    /// Everything resident in the process but guest RAM: code, libraries,
+    /// heap, stacks, the VMM's state. An upper bound on the VMM's own.
+    pub fn beyond_guest(&self) -> u64 {
+        self.rss_at_end.saturating_sub(self.guest_resident)
+    }
+
+    /// What the run added beyond the guest's pages.
+    pub fn added_by_run(&self) -> u64 {
+        let grew = self.rss_at_end.saturating_sub(self.rss_before);
+        grew.saturating_sub(self.guest_resident)
+    }
+}
+
+/// Like [`run`], and also measures [`MemoryUse`] (for the benchmark; the
+/// resident sizes come from smaps_rollup, which counts page by page).
+pub fn run_measured(config: &VmConfig<'_>) -> Result<(RunOutcome, MemoryUse), VmmError> {
+    run_vm(config, true)
+}
+
+fn run_vm(config: &VmConfig<'_>, measure: bool) -> Result<(RunOutcome, MemoryUse), VmmError> {
+    let mut usage = MemoryUse {
+        rss_before: measure.then(memory::process_rss).unwrap_or(0),
+        ..Default::default()
+    };
     let start = Instant::now();
     let deadline = start + config.timeout;
     let kvm = Kvm::new().map_err(VmmError::KvmOpen)?;
@@ -128,8 +168,11 @@ pub fn run(config: &VmConfig<'_>) -> Result<RunOutcome, VmmError> {
 
     let (end, bus) = vcpu::run_until(vcpu, bus, deadline)?;
     let total = start.elapsed();
-    let console = bus.into_console();
-    Ok(outcome(end, console, total))
+    if measure {
+        usage.rss_at_end = memory::process_rss();
+        usage.guest_resident = memory::resident_bytes(&mem);
+    }
+    Ok((outcome(end, bus.into_console(), total), usage))
 }
 
 /// The virtio-blk device on `disk`, its interrupt wired.

@@ -1,11 +1,13 @@
 //! One integration binary, a module per area. Each runs the real
 //! `cargo-ktstr` binary against a temporary cache root.
 
+mod build_e2e;
 mod cache;
 mod clean;
 mod cli;
 mod clone;
 mod hostile;
+mod kernel;
 mod list;
 mod lock;
 mod loopfs;

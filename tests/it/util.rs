@@ -302,3 +302,16 @@ pub fn kvm_usable() -> bool {
         .open("/dev/kvm")
         .is_ok()
 }
+
+/// The guest kernel tests boot, resolved as the CLI does ($KTSTR_KERNEL, else
+/// the newest cached kernel); `None` (after [`prerequisite`]) without one.
+pub fn guest_kernel() -> Option<PathBuf> {
+    match cargo_ktstr::kernel::resolve::resolve_from_env(None) {
+        Ok(kernel) => Some(kernel),
+        Err(e) => {
+            eprintln!("{e:#}");
+            prerequisite("a guest kernel", false);
+            None
+        }
+    }
+}

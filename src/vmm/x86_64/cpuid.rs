@@ -1,6 +1,8 @@
 //! CPUID for the guest: what KVM supports on this host, with the topology
 //! and identity fields a one-vCPU guest must see.
 
+use std::sync::OnceLock;
+
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES, kvm_cpuid_entry2};
 use kvm_ioctls::{Kvm, VcpuFd};
 
@@ -11,14 +13,25 @@ const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 
 /// Sets KVM_GET_SUPPORTED_CPUID, normalized for vCPU `id`, on `vcpu`.
 pub fn setup_cpuid(kvm: &Kvm, vcpu: &VcpuFd, id: u8) -> Result<(), VmmError> {
-    let mut cpuid = kvm
+    let mut cpuid = supported(kvm)?;
+    normalize(cpuid.as_mut_slice(), id);
+    set(vcpu, &cpuid)
+}
+
+/// The host's answer never changes, and asking costs a third of a
+/// millisecond per run, so it is asked once per process.
+fn supported(kvm: &Kvm) -> Result<CpuId, VmmError> {
+    static SUPPORTED: OnceLock<CpuId> = OnceLock::new();
+    if let Some(cpuid) = SUPPORTED.get() {
+        return Ok(cpuid.clone());
+    }
+    let cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(|source| VmmError::Kvm {
             what: "KVM_GET_SUPPORTED_CPUID",
             source,
         })?;
-    normalize(cpuid.as_mut_slice(), id);
-    set(vcpu, &cpuid)
+    Ok(SUPPORTED.get_or_init(|| cpuid).clone())
 }
 
 fn set(vcpu: &VcpuFd, cpuid: &CpuId) -> Result<(), VmmError> {

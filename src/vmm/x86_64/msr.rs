@@ -51,7 +51,8 @@ pub fn setup_msrs(vcpu: &VcpuFd) -> Result<(), VmmError> {
             ..Default::default()
         })
         .collect();
-    let msrs = Msrs::from_entries(&entries).map_err(|_| VmmError::MsrRefused(0))?;
+    // Eleven entries always fit (the limit is KVM_MAX_MSR_ENTRIES, 256).
+    let msrs = Msrs::from_entries(&entries).expect("the boot MSRs fit in one kvm_msrs");
     let set = vcpu.set_msrs(&msrs).map_err(|source| VmmError::Kvm {
         what: "KVM_SET_MSRS",
         source,

@@ -1,0 +1,211 @@
+//! The template guest's initramfs, built in memory: a gzip-compressed newc
+//! cpio archive holding the init (this very binary), the formatter, every
+//! shared object both need, `/dev/console`, and mount points for devtmpfs,
+//! proc and sysfs. No shell, no busybox.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use cpio::newc::{self, ModeFileType};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use super::libs::{read_program, shared_objects};
+use super::protocol::formatter_path;
+use crate::cache::filesystem::Filesystem;
+
+/// mke2fs reads its defaults from here; the guest's mkfs.ext4 should format
+/// exactly as the host's would.
+const MKE2FS_CONF: &str = "/etc/mke2fs.conf";
+
+/// Builds the initramfs that formats a disk with `fs`: `init` becomes
+/// `/init` and `formatter` becomes `/sbin/mkfs.<fs>`.
+pub fn template_initramfs(init: &Path, formatter: &Path, fs: Filesystem) -> Result<Vec<u8>> {
+    let mut archive = Archive::default();
+    for dir in ["dev", "proc", "sys", "tmp", "sbin", "etc"] {
+        archive.dir(dir);
+    }
+    // The kernel opens /dev/console as init's stdio before devtmpfs is
+    // mounted; Rust's runtime opens /dev/null for any stdio fd left closed.
+    archive.char_device("dev/console", 0o600, (5, 1));
+    archive.char_device("dev/null", 0o666, (1, 3));
+    archive.file("init", 0o755, &read_program(init)?)?;
+    archive.file(&formatter_path(fs), 0o755, &read_program(formatter)?)?;
+    for object in shared_objects(&[init, formatter])? {
+        let guest = object.guest.to_string_lossy().into_owned();
+        archive.file(&guest, 0o755, &read_program(&object.host)?)?;
+    }
+    if fs == Filesystem::Ext4 && Path::new(MKE2FS_CONF).is_file() {
+        archive.file(MKE2FS_CONF, 0o644, &read(Path::new(MKE2FS_CONF))?)?;
+    }
+    archive.finish()
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))
+}
+
+/// A newc archive under construction; parents are added before children.
+#[derive(Debug, Default)]
+struct Archive {
+    cpio: Vec<u8>,
+    dirs: BTreeSet<String>,
+    next_ino: u32,
+}
+
+impl Archive {
+    fn entry(&mut self, name: &str, mode: u32, kind: ModeFileType) -> newc::Builder {
+        self.next_ino += 1;
+        newc::Builder::new(name)
+            .ino(self.next_ino)
+            .mode(mode)
+            .set_mode_file_type(kind)
+    }
+
+    fn dir(&mut self, path: &str) {
+        let path = path.trim_start_matches('/');
+        if path.is_empty() || self.dirs.contains(path) {
+            return;
+        }
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            self.dir(parent);
+        }
+        self.dirs.insert(path.to_owned());
+        let entry = self.entry(path, 0o755, ModeFileType::Directory).nlink(2);
+        // Writing into a Vec cannot fail.
+        let _ = entry.write(&mut self.cpio, 0).finish();
+    }
+
+    fn char_device(&mut self, path: &str, mode: u32, (major, minor): (u32, u32)) {
+        let entry = self
+            .entry(path, mode, ModeFileType::Char)
+            .rdev_major(major)
+            .rdev_minor(minor);
+        let _ = entry.write(&mut self.cpio, 0).finish();
+    }
+
+    fn file(&mut self, path: &str, mode: u32, bytes: &[u8]) -> Result<()> {
+        let path = path.trim_start_matches('/');
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            self.dir(parent);
+        }
+        let Ok(size) = u32::try_from(bytes.len()) else {
+            bail!(
+                "`/{path}` is too large for a cpio archive ({} bytes)",
+                bytes.len()
+            );
+        };
+        let mut writer = self
+            .entry(path, mode, ModeFileType::Regular)
+            .write(&mut self.cpio, size);
+        writer.write_all(bytes)?;
+        writer.finish()?;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<u8>> {
+        newc::trailer(&mut self.cpio)?;
+        let mut gz = GzEncoder::new(
+            Vec::with_capacity(self.cpio.len() / 3),
+            Compression::default(),
+        );
+        gz.write_all(&self.cpio)?;
+        Ok(gz.finish()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::fingerprint::find_formatter;
+    use std::path::PathBuf;
+
+    /// One entry of an archive, read back.
+    struct Entry {
+        name: String,
+        mode: u32,
+        rdev: (u32, u32),
+        body: Vec<u8>,
+    }
+
+    fn read_back(gz: &[u8]) -> Vec<Entry> {
+        use std::io::Read;
+        let mut cpio = Vec::new();
+        flate2::read::GzDecoder::new(gz)
+            .read_to_end(&mut cpio)
+            .unwrap();
+        let mut rest: &[u8] = &cpio;
+        let mut entries = Vec::new();
+        loop {
+            let mut reader = newc::Reader::new(rest).unwrap();
+            if reader.entry().is_trailer() {
+                return entries;
+            }
+            let e = reader.entry();
+            let mut entry = Entry {
+                name: e.name().to_owned(),
+                mode: e.mode(),
+                rdev: (e.rdev_major(), e.rdev_minor()),
+                body: Vec::new(),
+            };
+            reader.read_to_end(&mut entry.body).unwrap();
+            entries.push(entry);
+            rest = reader.finish().unwrap();
+        }
+    }
+
+    /// A dynamically linked program that is surely here.
+    fn some_program() -> PathBuf {
+        PathBuf::from("/bin/true")
+    }
+
+    #[test]
+    fn the_archive_holds_init_formatter_libraries_and_mount_points() {
+        let fs = Filesystem::Btrfs;
+        let formatter = find_formatter(fs).unwrap_or_else(|_| some_program());
+        let init = some_program();
+        let gz = template_initramfs(&init, &formatter, fs).unwrap();
+        let entries = read_back(&gz);
+        let find = |name: &str| entries.iter().find(|e| e.name == name);
+        for dir in ["dev", "proc", "sys", "sbin"] {
+            let e = find(dir).unwrap_or_else(|| panic!("{dir} missing"));
+            assert_eq!(e.mode & 0o170000, 0o040000, "{dir} is not a directory");
+        }
+        let console = find("dev/console").unwrap();
+        assert_eq!((console.mode & 0o170000, console.rdev), (0o020000, (5, 1)));
+        let init_entry = find("init").unwrap();
+        assert_eq!(init_entry.mode, 0o100755);
+        assert_eq!(init_entry.body, read_program(&init).unwrap());
+        assert_eq!(
+            find("sbin/mkfs.btrfs").unwrap().body,
+            read_program(&formatter).unwrap()
+        );
+        for object in shared_objects(&[&init, &formatter]).unwrap() {
+            let name = object.guest.to_string_lossy();
+            assert!(
+                find(name.trim_start_matches('/')).is_some(),
+                "{name} missing"
+            );
+        }
+        // Every entry's parent directory comes before it.
+        let mut seen = BTreeSet::new();
+        for Entry { name, .. } in &entries {
+            if let Some((parent, _)) = name.rsplit_once('/') {
+                assert!(seen.contains(parent), "{name} before {parent}");
+            }
+            seen.insert(name.clone());
+        }
+    }
+
+    #[test]
+    fn ext4_gets_the_hosts_mke2fs_defaults() {
+        let gz = template_initramfs(&some_program(), &some_program(), Filesystem::Ext4).unwrap();
+        let entries = read_back(&gz);
+        assert!(entries.iter().any(|e| e.name == "sbin/mkfs.ext4"));
+        let has_conf = entries.iter().any(|e| e.name == "etc/mke2fs.conf");
+        assert_eq!(has_conf, Path::new(MKE2FS_CONF).is_file());
+    }
+}

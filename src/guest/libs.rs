@@ -1,0 +1,398 @@
+//! The shared objects a dynamically linked program needs, found the way
+//! the dynamic loader finds them: PT_INTERP, then each DT_NEEDED through
+//! DT_RPATH (when there is no DT_RUNPATH), DT_RUNPATH, the standard library
+//! directories, and the directories /etc/ld.so.conf names.
+//!
+//! Each object gets a path in the guest where the guest's loader, which has
+//! no ld.so.cache, looks: its host path when that is a standard directory or
+//! a run path, else `/lib/<name>`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use goblin::container::Ctx;
+use goblin::elf::Elf;
+use goblin::elf::program_header::ProgramHeader;
+
+/// Where the loader looks without a cache (glibc on Debian, x86_64), in its order.
+const STANDARD_DIRS: [&str; 6] = [
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+];
+/// Where a library found through ld.so.conf goes in the guest.
+const FALLBACK_GUEST_DIR: &str = "/lib";
+
+/// One file to copy into the guest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SharedObject {
+    /// Where it goes in the guest.
+    pub guest: PathBuf,
+    /// Where its bytes come from on the host (symlinks resolved).
+    pub host: PathBuf,
+}
+
+/// What the loader reads from one ELF file.
+#[derive(Debug, Clone, Default)]
+struct ElfInfo {
+    is_64: bool,
+    machine: u16,
+    interp: Option<String>,
+    needed: Vec<String>,
+    search: Vec<PathBuf>,
+}
+
+/// A program's bytes, without what only debuggers read (see [`trim_elf`]).
+pub fn read_program(path: &Path) -> Result<Vec<u8>> {
+    let bytes = fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+    Ok(trim_elf(bytes))
+}
+
+/// Cuts a 64-bit little-endian ELF file after its last segment, dropping
+/// debug info, symbol tables and section headers, none of which the kernel
+/// or the loader reads. A debug build of this binary shrinks from ~40 MiB
+/// to ~6 MiB. Anything else is returned unchanged.
+pub fn trim_elf(mut bytes: Vec<u8>) -> Vec<u8> {
+    const EI_CLASS64_LE: [u8; 6] = [0x7f, b'E', b'L', b'F', 2, 1];
+    if !bytes.starts_with(&EI_CLASS64_LE) {
+        return bytes;
+    }
+    let Some(end) = segments_end(&bytes) else {
+        return bytes;
+    };
+    if end >= bytes.len() {
+        return bytes;
+    }
+    bytes.truncate(end);
+    // e_shoff (8 bytes at 0x28), e_shnum and e_shstrndx (2 bytes each at
+    // 0x3c and 0x3e): no section headers now.
+    bytes[0x28..0x30].fill(0);
+    bytes[0x3c..0x40].fill(0);
+    bytes
+}
+
+/// Where the program header table and the last segment end; only the
+/// headers are parsed, so this is cheap even for a 40 MiB file.
+fn segments_end(bytes: &[u8]) -> Option<usize> {
+    let header = Elf::parse_header(bytes).ok()?;
+    let ctx = Ctx::new(header.container().ok()?, header.endianness().ok()?);
+    let phoff = usize::try_from(header.e_phoff).ok()?;
+    let phdrs = ProgramHeader::parse(bytes, phoff, usize::from(header.e_phnum), ctx).ok()?;
+    let table_end = header.e_phoff + u64::from(header.e_phnum) * u64::from(header.e_phentsize);
+    let end = phdrs
+        .iter()
+        .map(|ph| ph.p_offset.saturating_add(ph.p_filesz))
+        .fold(table_end, u64::max);
+    usize::try_from(end).ok()
+}
+
+fn read_elf(path: &Path) -> Result<ElfInfo> {
+    // Trimmed first: parsing a debug build's symbol tables would be slow.
+    let bytes = read_program(path)?;
+    let elf =
+        Elf::parse(&bytes).with_context(|| format!("`{}` is not an ELF file", path.display()))?;
+    let origin = path.parent().unwrap_or(Path::new("/"));
+    let expand = |list: &[&str]| -> Vec<PathBuf> {
+        list.iter()
+            .flat_map(|l| l.split(':'))
+            .filter(|d| !d.is_empty())
+            .map(|d| {
+                PathBuf::from(
+                    d.replace("${ORIGIN}", "$ORIGIN")
+                        .replace("$ORIGIN", &origin.to_string_lossy()),
+                )
+            })
+            .collect()
+    };
+    // DT_RPATH is ignored when DT_RUNPATH is present, as the loader does.
+    let search = if elf.runpaths.is_empty() {
+        expand(&elf.rpaths)
+    } else {
+        expand(&elf.runpaths)
+    };
+    Ok(ElfInfo {
+        is_64: elf.is_64,
+        machine: elf.header.e_machine,
+        interp: elf.interpreter.map(str::to_owned),
+        needed: elf.libraries.iter().map(|s| (*s).to_owned()).collect(),
+        search,
+    })
+}
+
+/// Whether `path` is an ELF file of the requester's class and machine
+/// (a 32-bit library of the same name may sit in /lib).
+fn loadable_by(path: &Path, requester: &ElfInfo) -> bool {
+    let mut head = [0u8; 64];
+    let read = fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
+    read.is_ok()
+        && Elf::parse_header(&head).is_ok_and(|h| {
+            (h.e_ident[4] == goblin::elf::header::ELFCLASS64) == requester.is_64
+                && h.e_machine == requester.machine
+        })
+}
+
+/// The directories /etc/ld.so.conf names, following its `include` lines.
+fn ld_so_conf_dirs(conf: &Path, depth: u32) -> Vec<PathBuf> {
+    let Ok(text) = fs::read_to_string(conf) else {
+        return Vec::new();
+    };
+    let mut dirs = Vec::new();
+    for line in text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+    {
+        if let Some(pattern) = line.strip_prefix("include") {
+            if depth < 4 {
+                for file in glob_conf(pattern.trim()) {
+                    dirs.extend(ld_so_conf_dirs(&file, depth + 1));
+                }
+            }
+        } else if line.starts_with('/') {
+            dirs.push(PathBuf::from(line));
+        }
+    }
+    dirs
+}
+
+/// The files a `dir/*.conf`-style include names (only `*` in the file name).
+fn glob_conf(pattern: &str) -> Vec<PathBuf> {
+    let path = Path::new(pattern);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let (prefix, suffix) = name.split_once('*').unwrap_or((name, ""));
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with(prefix) && n.ends_with(suffix) && (name.contains('*') || n == name)
+        })
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Finds library `name` for `requester`: its run path, then the standard
+/// directories, then ld.so.conf's.
+fn find_library(name: &str, requester: &ElfInfo, conf_dirs: &[PathBuf]) -> Option<SharedObject> {
+    let in_place = requester
+        .search
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(STANDARD_DIRS.iter().map(Path::new));
+    for dir in in_place {
+        let candidate = dir.join(name);
+        if loadable_by(&candidate, requester) {
+            return Some(SharedObject {
+                host: fs::canonicalize(&candidate).ok()?,
+                guest: candidate,
+            });
+        }
+    }
+    conf_dirs.iter().find_map(|dir| {
+        let candidate = dir.join(name);
+        if !loadable_by(&candidate, requester) {
+            return None;
+        }
+        Some(SharedObject {
+            host: fs::canonicalize(&candidate).ok()?,
+            guest: Path::new(FALLBACK_GUEST_DIR).join(name),
+        })
+    })
+}
+
+/// Every shared object (the interpreter included) that `programs` need,
+/// transitively, each once, sorted by guest path. A static program needs none.
+pub fn shared_objects(programs: &[&Path]) -> Result<Vec<SharedObject>> {
+    let conf_dirs = ld_so_conf_dirs(Path::new("/etc/ld.so.conf"), 0);
+    let mut found: BTreeMap<String, SharedObject> = BTreeMap::new();
+    let mut queue: VecDeque<(PathBuf, String)> = programs
+        .iter()
+        .map(|p| (p.to_path_buf(), p.display().to_string()))
+        .collect();
+    while let Some((path, label)) = queue.pop_front() {
+        let info = read_elf(&path)?;
+        if let Some(interp) = &info.interp {
+            if !found.contains_key(interp) {
+                let host = fs::canonicalize(interp).with_context(|| {
+                    format!("the loader `{interp}` that `{label}` names is not on this host")
+                })?;
+                found.insert(
+                    interp.clone(),
+                    SharedObject {
+                        guest: interp.into(),
+                        host,
+                    },
+                );
+            }
+        }
+        for name in &info.needed {
+            if found.contains_key(name) {
+                continue;
+            }
+            let Some(object) = find_library(name, &info, &conf_dirs) else {
+                bail!(
+                    "cannot find `{name}`, which `{label}` needs, in its run path, the standard \
+                     library directories or /etc/ld.so.conf's; install the package that ships it"
+                );
+            };
+            queue.push_back((object.host.clone(), name.clone()));
+            found.insert(name.clone(), object);
+        }
+    }
+    let mut objects: Vec<SharedObject> = found.into_values().collect();
+    objects.sort();
+    objects.dedup_by(|a, b| a.guest == b.guest);
+    Ok(objects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::filesystem::Filesystem;
+    use crate::cache::fingerprint::find_formatter;
+
+    fn names(objects: &[SharedObject]) -> Vec<String> {
+        objects
+            .iter()
+            .map(|o| o.guest.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn each_formatter_resolves_to_libc_and_the_loader() {
+        for fs in Filesystem::ALL {
+            let Ok(mkfs) = find_formatter(fs) else {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "{} missing in CI",
+                    fs.mkfs()
+                );
+                eprintln!("skipped {fs}: {} is not installed", fs.mkfs());
+                continue;
+            };
+            let objects = shared_objects(&[&mkfs]).unwrap();
+            let names = names(&objects);
+            assert!(names.contains(&"libc.so.6".to_owned()), "{fs}: {names:?}");
+            assert!(
+                names.iter().any(|n| n.starts_with("ld-linux")),
+                "{fs}: {names:?}"
+            );
+            // Every formatter here links libblkid and libuuid.
+            assert!(
+                names.contains(&"libblkid.so.1".to_owned()),
+                "{fs}: {names:?}"
+            );
+            for o in &objects {
+                assert!(o.host.is_file() && o.guest.is_absolute(), "{o:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_closure_is_transitive_and_matches_ldd() {
+        // ldd lists the whole closure, loader included; ours must equal it.
+        let mkfs = match find_formatter(Filesystem::Ext4) {
+            Ok(p) => p,
+            Err(e) => return eprintln!("skipped: {e}"),
+        };
+        let ours: std::collections::BTreeSet<String> = names(&shared_objects(&[&mkfs]).unwrap())
+            .into_iter()
+            .collect();
+        let ldd = std::process::Command::new("ldd")
+            .arg(&mkfs)
+            .output()
+            .unwrap();
+        let theirs: std::collections::BTreeSet<String> = String::from_utf8_lossy(&ldd.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| !n.starts_with("linux-vdso"))
+            .map(|n| {
+                Path::new(n)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn a_missing_library_names_itself_and_its_user() {
+        let info = ElfInfo {
+            is_64: true,
+            machine: goblin::elf::header::EM_X86_64,
+            ..Default::default()
+        };
+        assert!(find_library("libdoesnotexist.so.9", &info, &[]).is_none());
+        let err = read_elf(Path::new("/etc/hostname"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not an ELF"), "{err}");
+    }
+
+    #[test]
+    fn ld_so_conf_includes_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir(d.join("conf.d")).unwrap();
+        fs::write(d.join("conf.d/a.conf"), "/opt/a/lib # comment\n").unwrap();
+        fs::write(d.join("conf.d/b.txt"), "/opt/ignored\n").unwrap();
+        fs::write(
+            d.join("ld.so.conf"),
+            format!("include {}/conf.d/*.conf\n/opt/b/lib\n", d.display()),
+        )
+        .unwrap();
+        assert_eq!(
+            ld_so_conf_dirs(&d.join("ld.so.conf"), 0),
+            [PathBuf::from("/opt/a/lib"), PathBuf::from("/opt/b/lib")]
+        );
+    }
+
+    #[test]
+    fn trimming_keeps_every_segment_and_drops_the_rest() {
+        let exe = std::env::current_exe().unwrap();
+        let full = fs::read(&exe).unwrap();
+        let trimmed = trim_elf(full.clone());
+        assert!(
+            trimmed.len() < full.len(),
+            "a test binary carries debug info"
+        );
+        let elf = goblin::elf::Elf::parse(&trimmed).unwrap();
+        assert_eq!(elf.header.e_shnum, 0);
+        // The same bytes but for the section header fields just cleared.
+        let mut expected = full.clone();
+        expected[0x28..0x30].fill(0);
+        expected[0x3c..0x40].fill(0);
+        for ph in &elf.program_headers {
+            let range = ph.p_offset as usize..(ph.p_offset + ph.p_filesz) as usize;
+            assert!(trimmed[range.clone()] == expected[range], "{ph:?} changed");
+        }
+        assert_eq!(trim_elf(b"#!/bin/sh\n".to_vec()), b"#!/bin/sh\n");
+    }
+
+    #[test]
+    fn a_trimmed_program_still_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("echo");
+        fs::write(&path, trim_elf(fs::read("/bin/echo").unwrap())).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new(&path)
+            .arg("still here")
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, b"still here\n");
+    }
+}

@@ -1,0 +1,240 @@
+//! What the host and the template guest tell each other.
+//!
+//! Host to guest: the kernel command line carries `ktstr.fs=<fs>` (the
+//! kernel passes a dotted parameter it does not know on to nobody, so init
+//! reads it from /proc/cmdline). The formatter is `/sbin/mkfs.<fs>` in the
+//! initramfs and the disk is `/dev/vda`.
+//!
+//! Guest to host: exactly one line on the console,
+//!
+//! ```text
+//! KTSTR_TEMPLATE_RESULT status=<exit status> magic=<yes|no> output=<escaped text>
+//! ```
+//!
+//! `status` is the formatter's exit code (128 + signal when it was killed,
+//! 127 when init could not run it at all); `magic` says whether init found
+//! the filesystem's superblock magic on /dev/vda after a sync; `output` is
+//! the formatter's output (or init's own error), escaped onto one line:
+//! backslash, newline, carriage return and tab as `\\ \n \r \t`, any other
+//! byte outside printable ASCII as `\xNN`. A build succeeded when
+//! `status=0 magic=yes`.
+
+use std::fmt::Write as _;
+
+use crate::cache::filesystem::Filesystem;
+
+/// The marker that starts the result line.
+pub const RESULT_MARKER: &str = "KTSTR_TEMPLATE_RESULT";
+/// The command-line parameter naming the filesystem to format.
+pub const FS_PARAM: &str = "ktstr.fs";
+/// The block device the guest formats.
+pub const DISK: &str = "/dev/vda";
+/// The most formatter output a result line carries.
+const OUTPUT_LIMIT: usize = 4096;
+
+/// The formatter's path inside the initramfs: the name mkfs was installed
+/// under, since mke2fs picks its filesystem from the name it is run by.
+pub fn formatter_path(fs: Filesystem) -> String {
+    format!("/sbin/{}", fs.mkfs())
+}
+
+/// The kernel command line of a template guest; `reboot` is how the
+/// runner wants the guest to reset (`reboot=t` or `reboot=k`).
+pub fn cmdline(fs: Filesystem, reboot: &str) -> String {
+    format!("console=ttyS0 {reboot} panic=-1 {FS_PARAM}={fs}")
+}
+
+/// The filesystem named on a kernel command line.
+pub fn fs_from_cmdline(cmdline: &str) -> Result<Filesystem, String> {
+    let value = cmdline
+        .split_whitespace()
+        .find_map(|arg| arg.strip_prefix(FS_PARAM)?.strip_prefix('='))
+        .ok_or_else(|| format!("no {FS_PARAM}= on the kernel command line `{cmdline}`"))?;
+    value.parse()
+}
+
+/// What the guest reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateResult {
+    pub status: i32,
+    pub magic: bool,
+    pub output: String,
+}
+
+impl TemplateResult {
+    pub fn succeeded(&self) -> bool {
+        self.status == 0 && self.magic
+    }
+
+    /// The line the guest prints, newline included.
+    pub fn render(&self) -> String {
+        let magic = if self.magic { "yes" } else { "no" };
+        let mut output = self.output.as_bytes();
+        if output.len() > OUTPUT_LIMIT {
+            // Keep the end: a formatter's last words say why it failed.
+            output = &output[output.len() - OUTPUT_LIMIT..];
+        }
+        format!(
+            "{RESULT_MARKER} status={} magic={magic} output={}\n",
+            self.status,
+            escape(output)
+        )
+    }
+
+    /// The last result line in a console transcript.
+    pub fn from_console(console: &[u8]) -> Option<TemplateResult> {
+        let text = String::from_utf8_lossy(console);
+        text.lines()
+            .rev()
+            .find_map(|line| Self::parse(&line[line.find(RESULT_MARKER)?..]))
+    }
+
+    fn parse(line: &str) -> Option<TemplateResult> {
+        let rest = line.strip_prefix(RESULT_MARKER)?.trim_end_matches('\r');
+        let rest = rest.strip_prefix(" status=")?;
+        let (status, rest) = rest.split_once(' ')?;
+        let (magic, rest) = rest.strip_prefix("magic=")?.split_once(' ')?;
+        let output = rest.strip_prefix("output=")?;
+        Some(TemplateResult {
+            status: status.parse().ok()?,
+            magic: match magic {
+                "yes" => true,
+                "no" => false,
+                _ => return None,
+            },
+            output: unescape(output),
+        })
+    }
+}
+
+fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x20..=0x7e => out.push(b as char),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    let mut bytes = Vec::with_capacity(s.len());
+    let mut it = s.bytes();
+    while let Some(b) = it.next() {
+        if b != b'\\' {
+            bytes.push(b);
+            continue;
+        }
+        match it.next() {
+            Some(b'n') => bytes.push(b'\n'),
+            Some(b'r') => bytes.push(b'\r'),
+            Some(b't') => bytes.push(b'\t'),
+            Some(b'x') => {
+                let hex: Vec<u8> = it.by_ref().take(2).collect();
+                let parsed = std::str::from_utf8(&hex)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                bytes.push(parsed.unwrap_or(b'?'));
+            }
+            Some(other) => bytes.push(other),
+            None => bytes.push(b'\\'),
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_round_trips_through_a_noisy_console() {
+        let result = TemplateResult {
+            status: 1,
+            magic: false,
+            output: "mkfs.btrfs: error\n\tpath \\dev\\vda: \u{1b}[1m héllo\r\n".into(),
+        };
+        let line = result.render();
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        assert!(line.is_ascii());
+        let console =
+            format!("[    0.1] booting\r\n[    0.2] x{line}\r\n[    0.3] reboot: Restarting\r\n");
+        assert_eq!(
+            TemplateResult::from_console(console.as_bytes()),
+            Some(result)
+        );
+    }
+
+    #[test]
+    fn success_needs_status_zero_and_magic() {
+        let ok = TemplateResult {
+            status: 0,
+            magic: true,
+            output: String::new(),
+        };
+        assert!(ok.succeeded());
+        assert_eq!(
+            ok.render(),
+            "KTSTR_TEMPLATE_RESULT status=0 magic=yes output=\n"
+        );
+        assert!(
+            !TemplateResult {
+                magic: false,
+                ..ok.clone()
+            }
+            .succeeded()
+        );
+        assert!(!TemplateResult { status: 2, ..ok }.succeeded());
+    }
+
+    #[test]
+    fn no_or_garbled_line_is_none() {
+        assert_eq!(
+            TemplateResult::from_console(b"Kernel panic - not syncing\n"),
+            None
+        );
+        assert_eq!(
+            TemplateResult::from_console(b"KTSTR_TEMPLATE_RESULT status=x magic=yes output=\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn long_output_keeps_its_end() {
+        let output = format!("{}the reason", "x".repeat(10_000));
+        let line = TemplateResult {
+            status: 1,
+            magic: false,
+            output,
+        }
+        .render();
+        assert!(line.len() < OUTPUT_LIMIT + 100);
+        assert!(
+            TemplateResult::from_console(line.as_bytes())
+                .unwrap()
+                .output
+                .ends_with("the reason")
+        );
+    }
+
+    #[test]
+    fn the_filesystem_comes_from_the_command_line() {
+        for fs in Filesystem::ALL {
+            assert_eq!(fs_from_cmdline(&cmdline(fs, "reboot=t")), Ok(fs));
+        }
+        assert!(
+            fs_from_cmdline("console=ttyS0")
+                .unwrap_err()
+                .contains("ktstr.fs=")
+        );
+        assert!(fs_from_cmdline("ktstr.fs=zfs").is_err());
+        assert!(fs_from_cmdline("ktstr.fsx=btrfs").is_err());
+    }
+}

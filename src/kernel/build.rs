@@ -1,0 +1,252 @@
+//! `kernel build`: tinyconfig plus [`super::FRAGMENT`], merged with the
+//! kernel's own merge_config.sh, then `make bzImage`, out of tree, in a
+//! scratch directory inside the store; the image and its `.config` are then
+//! renamed in as one entry.
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::source::{Source, check_build_tools};
+use super::store::{CONFIG_FILE, IMAGE_FILE, KernelStore};
+use crate::progress::{Progress, secs};
+
+/// Lines of build output kept for an error message.
+const TAIL_LINES: usize = 30;
+
+/// What `kernel build` did.
+#[derive(Debug, Clone)]
+pub struct KernelBuild {
+    pub name: String,
+    pub image: PathBuf,
+    /// False when the store already had this kernel.
+    pub built: bool,
+    pub elapsed: Duration,
+}
+
+/// Builds (or finds) the kernel for `source` in `store`.
+pub fn build(
+    store: &KernelStore,
+    source: &Path,
+    jobs: usize,
+    force: bool,
+    progress: &Progress,
+) -> Result<KernelBuild> {
+    let start = Instant::now();
+    let source = Source::open(source)?;
+    let version = source.version()?;
+    let name = KernelStore::entry_name(&version, &super::fragment_hash());
+    let found = if force { None } else { store.lookup(&name)? };
+    if let Some(image) = found {
+        progress.step("Found", format!("kernel {name} in the cache"));
+        return Ok(KernelBuild {
+            name,
+            image,
+            built: false,
+            elapsed: start.elapsed(),
+        });
+    }
+    check_build_tools()?;
+    fs::create_dir_all(store.dir())
+        .with_context(|| format!("failed to create `{}`", store.dir().display()))?;
+    let scratch = Scratch(
+        store
+            .dir()
+            .join(format!(".build-{name}.{}", std::process::id())),
+    );
+    fs::create_dir(&scratch.0)
+        .with_context(|| format!("failed to create `{}`", scratch.0.display()))?;
+    if matches!(source, Source::Tarball { .. }) {
+        progress.step("Unpacking", source.display());
+    }
+    let tree = source.unpack(&scratch.0)?;
+    let out = scratch.0.join("out");
+    progress.step(
+        "Configuring",
+        format!("{version}: tinyconfig + the template fragment"),
+    );
+    configure(&tree, &out, &scratch.0)?;
+    progress.step(
+        "Compiling",
+        format!("bzImage with make -j{jobs} (about 4 minutes on 2 cores)"),
+    );
+    make(&tree, &out, &[&format!("-j{jobs}"), "bzImage"], progress)?;
+    let entry = stage_entry(&scratch.0, &out)?;
+    if force {
+        // Move the old entry into the scratch directory, which is removed
+        // below, so the rename that follows cannot lose to it.
+        let old = store.dir().join(&name);
+        if old.exists() {
+            let aside = scratch.0.join("replaced");
+            fs::rename(&old, &aside)
+                .with_context(|| format!("failed to move `{}` aside", old.display()))?;
+        }
+    }
+    let image = store.publish(&entry, &name)?;
+    progress.step(
+        "Finished",
+        format!("kernel {name} in {}", secs(start.elapsed())),
+    );
+    Ok(KernelBuild {
+        name,
+        image,
+        built: true,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// tinyconfig, merge the fragment, olddefconfig; then check every option
+/// of the fragment made it (an unmet dependency drops one silently).
+fn configure(tree: &Path, out: &Path, scratch: &Path) -> Result<()> {
+    make(tree, out, &["tinyconfig"], &Progress::silent())?;
+    let fragment = scratch.join("template.config");
+    fs::write(&fragment, super::FRAGMENT)
+        .with_context(|| format!("failed to write `{}`", fragment.display()))?;
+    let config = out.join(".config");
+    let mut merge = Command::new(tree.join("scripts/kconfig/merge_config.sh"));
+    merge
+        .current_dir(tree)
+        .arg("-m")
+        .arg("-O")
+        .arg(out)
+        .arg(&config)
+        .arg(&fragment);
+    run_logged(merge, "merge_config.sh", None)?;
+    make(tree, out, &["olddefconfig"], &Progress::silent())?;
+    let merged = fs::read_to_string(&config)
+        .with_context(|| format!("failed to read `{}`", config.display()))?;
+    let missing = missing_options(&merged);
+    if !missing.is_empty() {
+        bail!(
+            "the merged kernel config lacks {} (a dependency this kernel version does not \
+             meet); this kernel source cannot build the template guest",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Options of the fragment the merged `.config` does not have as asked.
+fn missing_options(config: &str) -> Vec<String> {
+    let (on, off) = super::fragment_options();
+    let set = |name: &str| config.lines().any(|l| l == format!("{name}=y"));
+    on.into_iter()
+        .filter(|name| !set(name))
+        .map(str::to_owned)
+        .chain(
+            off.into_iter()
+                .filter(|name| set(name))
+                .map(|n| format!("{n} (must be off)")),
+        )
+        .collect()
+}
+
+fn make(tree: &Path, out: &Path, args: &[&str], progress: &Progress) -> Result<()> {
+    let mut cmd = Command::new("make");
+    cmd.arg("-C").arg(tree).arg(format!("O={}", out.display()));
+    cmd.args(args);
+    run_logged(cmd, &format!("make {}", args.join(" ")), Some(progress))
+}
+
+/// Runs `cmd` with stdout and stderr on one pipe, showing each line on the
+/// spinner and keeping the last [`TAIL_LINES`] for the error.
+fn run_logged(mut cmd: Command, what: &str, progress: Option<&Progress>) -> Result<()> {
+    let (read, write) = nix::unistd::pipe().context("failed to create a pipe")?;
+    let write2 = write.try_clone().context("failed to duplicate a pipe")?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::from(write2));
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("failed to run {what}"))?;
+    // The parent's copies of the write end went into `cmd`; drop them so
+    // the read loop sees EOF when the child exits.
+    drop(cmd);
+    let spinner = progress.map(|p| p.spinner("Compiling"));
+    let mut tail = VecDeque::with_capacity(TAIL_LINES);
+    for line in BufReader::new(File::from(read)).split(b'\n') {
+        let line =
+            String::from_utf8_lossy(&line.context("failed to read build output")?).into_owned();
+        if let Some(spinner) = &spinner {
+            spinner.set_message(&line);
+        }
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("failed to wait for {what}"))?;
+    if !status.success() {
+        let tail: Vec<String> = tail.into();
+        bail!(
+            "{what} failed ({status}); its last lines:\n{}",
+            tail.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// Copies the image and its config into `<scratch>/entry`, synced, ready
+/// to be renamed into the store.
+fn stage_entry(scratch: &Path, out: &Path) -> Result<PathBuf> {
+    let entry = scratch.join("entry");
+    fs::create_dir(&entry).with_context(|| format!("failed to create `{}`", entry.display()))?;
+    for (from, to) in [
+        (out.join("arch/x86/boot/bzImage"), IMAGE_FILE),
+        (out.join(".config"), CONFIG_FILE),
+    ] {
+        let dest = entry.join(to);
+        fs::copy(&from, &dest).with_context(|| format!("failed to copy `{}`", from.display()))?;
+        File::open(&dest)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("failed to sync `{}`", dest.display()))?;
+    }
+    Ok(entry)
+}
+
+/// The build's scratch directory, removed whichever way the build ends.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_missing_an_option_is_reported() {
+        let (on, _) = super::super::fragment_options();
+        let full: String = on.iter().map(|o| format!("{o}=y\n")).collect();
+        assert!(missing_options(&full).is_empty());
+        let lacking = full.replace("CONFIG_BTRFS_FS=y\n", "# CONFIG_BTRFS_FS is not set\n");
+        assert_eq!(missing_options(&lacking), ["CONFIG_BTRFS_FS"]);
+        let modules = format!("{full}CONFIG_MODULES=y\n");
+        assert_eq!(missing_options(&modules), ["CONFIG_MODULES (must be off)"]);
+    }
+
+    #[test]
+    fn a_failing_command_shows_its_last_lines() {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "for i in $(seq 1 50); do echo line$i; done; echo oops >&2; exit 3",
+        ]);
+        let err = run_logged(cmd, "the step", None).unwrap_err().to_string();
+        assert!(err.contains("the step failed"), "{err}");
+        assert!(
+            err.contains("line50\noops") && !err.contains("line20\n"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! The kernel store: `<ktstr cache>/kernels/<version>-<fragment hash>/bzImage`.
+//!
+//! An entry appears by one rename of a complete directory, so a kernel is
+//! either all there or absent; build scratch space is `.build-*` and staging
+//! is `.tmp-*` beside the entries, both hidden from listings.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::cache::root;
+
+/// The kernel image inside an entry.
+pub const IMAGE_FILE: &str = "bzImage";
+/// The merged `.config` the image was built from, kept beside it.
+pub const CONFIG_FILE: &str = "config";
+
+/// A directory of cached kernels.
+#[derive(Debug, Clone)]
+pub struct KernelStore {
+    dir: PathBuf,
+}
+
+/// One cached kernel.
+#[derive(Debug, Clone, Serialize)]
+pub struct CachedKernel {
+    /// `<version>-<fragment hash>`.
+    pub name: String,
+    pub image: PathBuf,
+    pub size: u64,
+    #[serde(skip)]
+    pub modified: SystemTime,
+}
+
+impl KernelStore {
+    pub fn new(dir: PathBuf) -> Self {
+        KernelStore { dir }
+    }
+
+    /// The store of this process's environment: `<ktstr cache>/kernels`.
+    pub fn from_env() -> Result<Self> {
+        Ok(KernelStore::new(root::kernels_dir()?))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The name of the entry for a kernel version built with a fragment.
+    pub fn entry_name(version: &str, fragment_hash: &str) -> String {
+        format!("{version}-{fragment_hash}")
+    }
+
+    /// The image of entry `name`, when it is present.
+    pub fn lookup(&self, name: &str) -> Result<Option<PathBuf>> {
+        let image = self.dir.join(name).join(IMAGE_FILE);
+        match fs::metadata(&image) {
+            Ok(m) if m.is_file() && m.len() > 0 => Ok(Some(image)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("failed to stat `{}`", image.display())),
+        }
+    }
+
+    /// Every cached kernel, newest first.
+    pub fn list(&self) -> Result<Vec<CachedKernel>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to read `{}`", self.dir.display()));
+            }
+        };
+        let mut kernels = Vec::new();
+        for entry in entries {
+            let entry =
+                entry.with_context(|| format!("failed to read `{}`", self.dir.display()))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let Some(image) = self.lookup(&name)? else {
+                continue;
+            };
+            let meta = fs::metadata(&image)
+                .with_context(|| format!("failed to stat `{}`", image.display()))?;
+            kernels.push(CachedKernel {
+                name,
+                image,
+                size: meta.len(),
+                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            });
+        }
+        kernels.sort_by(|a, b| b.modified.cmp(&a.modified).then(a.name.cmp(&b.name)));
+        Ok(kernels)
+    }
+
+    /// The most recently built kernel.
+    pub fn newest(&self) -> Result<Option<CachedKernel>> {
+        Ok(self.list()?.into_iter().next())
+    }
+
+    /// Renames the complete directory `staging` onto entry `name`. A peer
+    /// that published the same name first wins: its kernel is equivalent,
+    /// and ours is dropped.
+    pub fn publish(&self, staging: &Path, name: &str) -> Result<PathBuf> {
+        let dest = self.dir.join(name);
+        if let Err(e) = fs::rename(staging, &dest) {
+            let _ = fs::remove_dir_all(staging);
+            if self.lookup(name)?.is_none() {
+                return Err(e).with_context(|| {
+                    format!(
+                        "failed to rename `{}` to `{}`",
+                        staging.display(),
+                        dest.display()
+                    )
+                });
+            }
+        }
+        Ok(dest.join(IMAGE_FILE))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staged(store: &KernelStore, tag: &str, body: &[u8]) -> PathBuf {
+        let dir = store.dir().join(format!(".tmp-{tag}"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(IMAGE_FILE), body).unwrap();
+        dir
+    }
+
+    #[test]
+    fn publish_list_and_newest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KernelStore::new(tmp.path().join("kernels"));
+        assert!(store.list().unwrap().is_empty());
+        assert!(store.newest().unwrap().is_none());
+        let a = store
+            .publish(&staged(&store, "a", b"A"), "6.1.0-aaaa")
+            .unwrap();
+        assert_eq!(fs::read(&a).unwrap(), b"A");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        store
+            .publish(&staged(&store, "b", b"BB"), "6.2.0-bbbb")
+            .unwrap();
+        // Scratch directories and empty entries are not kernels.
+        fs::create_dir_all(store.dir().join(".build-x")).unwrap();
+        fs::create_dir_all(store.dir().join("6.3.0-empty")).unwrap();
+        let names: Vec<_> = store.list().unwrap().into_iter().map(|k| k.name).collect();
+        assert_eq!(names, ["6.2.0-bbbb", "6.1.0-aaaa"]);
+        assert_eq!(store.newest().unwrap().unwrap().size, 2);
+    }
+
+    #[test]
+    fn the_first_publisher_wins() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KernelStore::new(tmp.path().to_owned());
+        store.publish(&staged(&store, "a", b"first"), "k").unwrap();
+        let second = staged(&store, "b", b"second");
+        let image = store.publish(&second, "k").unwrap();
+        assert_eq!(fs::read(image).unwrap(), b"first");
+        assert!(!second.exists());
+    }
+}

@@ -1,0 +1,272 @@
+//! Template builds end to end: a real guest kernel, booted by QEMU (TCG on
+//! this project's CI), runs the real formatter on the staging image; the
+//! CLI publishes it, finds it again, clones it, and peers wait for it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use cargo_ktstr::cache::ensure::{EnsureOptions, ensure_template};
+use cargo_ktstr::cache::filesystem::Filesystem;
+use cargo_ktstr::cache::key::Capacity;
+use cargo_ktstr::guest::builder::GuestBuilder;
+use cargo_ktstr::runner::qemu::{Accel, QemuRunner};
+use serde_json::Value;
+
+use crate::util::{bin, guest_kernel, ktstr_cmd, prerequisite, stderr};
+
+/// A kernel and QEMU, or `None` after saying which is missing.
+fn guest_prerequisites() -> Option<(PathBuf, QemuRunner)> {
+    let kernel = guest_kernel()?;
+    match QemuRunner::find(Accel::Tcg) {
+        Ok(qemu) => Some((kernel, qemu)),
+        Err(e) => {
+            eprintln!("{e:#}");
+            prerequisite("QEMU", false);
+            None
+        }
+    }
+}
+
+/// `template build --vmm qemu --json` with `args` on the template root `root`.
+fn build_cmd(root: &Path, kernel: &Path, args: &[&str]) -> Command {
+    let mut cmd = ktstr_cmd(root);
+    cmd.args(["template", "build", "--vmm", "qemu", "--json", "--kernel"])
+        .arg(kernel)
+        .args(args);
+    cmd
+}
+
+fn json(out: &Output) -> Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The names in `root`, sorted.
+fn names(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn each_filesystem_is_built_in_a_guest_then_found() {
+    let Some((kernel, _)) = guest_prerequisites() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    for (fs, mib) in [
+        (Filesystem::Btrfs, 256),
+        (Filesystem::Xfs, 300),
+        (Filesystem::Ext4, 64),
+    ] {
+        let capacity = format!("{mib}M");
+        let args = ["--fs", fs.name(), "--capacity", &capacity];
+        let out = build_cmd(root.path(), &kernel, &args).output().unwrap();
+        let first = json(&out);
+        assert_eq!(first["built"], true, "{first}");
+        assert_eq!(first["fs"], fs.name());
+        assert_eq!(first["capacity_bytes"], mib << 20);
+        let err = stderr(&out);
+        assert!(
+            err.contains("Booting") && err.contains("Published"),
+            "{err}"
+        );
+        let path = PathBuf::from(first["path"].as_str().unwrap());
+        assert!(fs.path_has_magic(&path).unwrap(), "{fs}: no magic");
+        assert_eq!(path.metadata().unwrap().len(), mib << 20);
+        assert!(path.starts_with(root.path().join(first["key"].as_str().unwrap())));
+
+        let out = build_cmd(root.path(), &kernel, &args).output().unwrap();
+        let second = json(&out);
+        assert_eq!(
+            (&second["built"], &second["path"]),
+            (&Value::Bool(false), &first["path"])
+        );
+        assert!(
+            !stderr(&out).contains("Booting"),
+            "a hit boots nothing: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        names(root.path()).len(),
+        4,
+        "3 entries and .locks: {:?}",
+        names(root.path())
+    );
+    // Plain output is the path alone; -q silences progress.
+    let out = ktstr_cmd(root.path())
+        .args([
+            "-q",
+            "template",
+            "build",
+            "--fs",
+            "ext4",
+            "--capacity",
+            "64M",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .ends_with("/template.img\n")
+    );
+}
+
+/// Mounts a filesystem image on a loop device; unmounted when dropped.
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn new(image: &Path, fs: Filesystem, at: &Path) -> Mounted {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-o", "loop", "-t", fs.name()])
+            .arg(image)
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount: {}", stderr(&out));
+        Mounted(at.to_owned())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_clone_of_a_guest_built_template_mounts_on_the_host() {
+    if !prerequisite("root (to loop-mount)", nix::unistd::geteuid().is_root()) {
+        return;
+    }
+    let Some((kernel, _)) = guest_prerequisites() else {
+        return;
+    };
+    let (root, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let clone = work.path().join("disk.img");
+    let out = ktstr_cmd(root.path())
+        .args(["template", "clone", "--vmm", "qemu", "--kernel"])
+        .arg(&kernel)
+        .arg(&clone)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mnt = work.path().join("mnt");
+    {
+        let _m = Mounted::new(&clone, Filesystem::Btrfs, &mnt);
+        let statfs = nix::sys::statfs::statfs(&mnt).unwrap();
+        assert_eq!(
+            statfs.filesystem_type(),
+            nix::sys::statfs::BTRFS_SUPER_MAGIC
+        );
+        std::fs::write(mnt.join("hello"), b"from the host").unwrap();
+    }
+    let _m = Mounted::new(&clone, Filesystem::Btrfs, &mnt);
+    assert_eq!(std::fs::read(mnt.join("hello")).unwrap(), b"from the host");
+}
+
+#[test]
+fn a_failing_formatter_leaves_nothing_and_shows_the_console() {
+    let Some((kernel, qemu)) = guest_prerequisites() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    // /bin/false: a real ELF that the guest runs, and that fails.
+    let builder = GuestBuilder::new(Box::new(qemu), kernel, bin()).formatter("/bin/false".into());
+    let cap = Capacity::from_mib(64).unwrap();
+    let err = ensure_template(
+        root.path(),
+        Filesystem::Ext4,
+        cap,
+        &builder,
+        &EnsureOptions::default(),
+    )
+    .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("mkfs.ext4 exited with status 1"), "{err}");
+    assert!(
+        err.contains("console's last 30 lines") && err.contains("KTSTR_TEMPLATE_RESULT"),
+        "{err}"
+    );
+    assert_eq!(names(root.path()), [".locks"]);
+}
+
+#[test]
+fn a_guest_that_cannot_finish_times_out_and_leaves_nothing() {
+    let Some((kernel, _)) = guest_prerequisites() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let out = build_cmd(
+        root.path(),
+        &kernel,
+        &["--fs", "ext4", "--capacity", "64M", "--timeout", "1"],
+    )
+    .output()
+    .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("did not finish within 1 s"), "{err}");
+    assert!(err.contains("console's last 30 lines"), "{err}");
+    assert_eq!(names(root.path()), [".locks"]);
+}
+
+#[test]
+fn eight_builders_of_one_key_boot_one_guest() {
+    let Some((kernel, _)) = guest_prerequisites() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            build_cmd(root.path(), &kernel, &["--fs", "ext4", "--capacity", "96M"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let reports: Vec<Value> = children
+        .into_iter()
+        .map(|c| json(&c.wait_with_output().unwrap()))
+        .collect();
+    let built = reports.iter().filter(|r| r["built"] == true).count();
+    assert_eq!(built, 1, "{reports:?}");
+    assert!(
+        reports.iter().all(|r| r["path"] == reports[0]["path"]),
+        "{reports:?}"
+    );
+    assert_eq!(names(root.path()).len(), 2, "{:?}", names(root.path()));
+}
+
+#[test]
+fn the_library_builder_publishes_through_ensure_template() {
+    let Some((kernel, qemu)) = guest_prerequisites() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let builder =
+        GuestBuilder::new(Box::new(qemu), kernel, bin()).timeout(Duration::from_secs(120));
+    let cap = Capacity::from_mib(64).unwrap();
+    let ensured = ensure_template(
+        root.path(),
+        Filesystem::Ext4,
+        cap,
+        &builder,
+        &EnsureOptions::default(),
+    )
+    .unwrap();
+    assert!(ensured.built && Filesystem::Ext4.path_has_magic(&ensured.path).unwrap());
+}

@@ -1,0 +1,181 @@
+//! `kernel build` and `kernel list`, and how a build finds its kernel.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cargo_ktstr::kernel::source::Source;
+use cargo_ktstr::kernel::store::KernelStore;
+use cargo_ktstr::kernel::{build, fragment_hash};
+use cargo_ktstr::progress::Progress;
+
+use crate::util::{bin, prerequisite, stderr, stdout};
+
+/// Debian's kernel source package, which CI installs.
+const DEBIAN_SOURCE: &str = "/usr/src/linux-source-6.12.tar.xz";
+
+/// The binary with its ktstr cache in `cache` and no kernel from the environment.
+fn ktstr_in(cache: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env("KTSTR_CACHE_DIR", cache).env_remove("KTSTR_KERNEL");
+    cmd
+}
+
+/// A tarball holding only a kernel-like top Makefile.
+fn tiny_tarball(dir: &Path) -> PathBuf {
+    let tree = dir.join("linux-9.9.9");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(
+        tree.join("Makefile"),
+        "VERSION = 9\nPATCHLEVEL = 9\nSUBLEVEL = 9\n",
+    )
+    .unwrap();
+    let tarball = dir.join("linux.tar.gz");
+    let ok = Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(dir)
+        .arg("linux-9.9.9")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    tarball
+}
+
+#[test]
+fn a_source_without_a_makefile_is_refused() {
+    let (cache, src) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out = ktstr_in(cache.path())
+        .args(["kernel", "build", "--source"])
+        .arg(src.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("has no Makefile"), "{}", stderr(&out));
+}
+
+#[test]
+fn missing_build_tools_are_named_with_their_packages() {
+    let (cache, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let tarball = tiny_tarball(work.path());
+    // A PATH with what reading a tarball needs, and no compiler tools.
+    let bin_dir = work.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    for tool in ["sh", "tar", "head", "gzip"] {
+        let host = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists());
+        std::os::unix::fs::symlink(host.unwrap(), bin_dir.join(tool)).unwrap();
+    }
+    let out = ktstr_in(cache.path())
+        .env("PATH", &bin_dir)
+        .args(["kernel", "build", "--source"])
+        .arg(&tarball)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for package in ["make", "gcc", "flex", "bison", "bc", "xz-utils"] {
+        assert!(err.contains(package), "{package}: {err}");
+    }
+    assert!(err.contains("apt-get install"), "{err}");
+    // Refused before any scratch directory was made.
+    let kernels = cache.path().join("kernels");
+    assert!(
+        !kernels.exists(),
+        "{:?}",
+        std::fs::read_dir(&kernels).map(|d| d.count())
+    );
+}
+
+#[test]
+fn kernel_list_shows_cached_kernels() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = ktstr_in(cache.path())
+        .args(["kernel", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("cargo ktstr kernel build"),
+        "{}",
+        stderr(&out)
+    );
+
+    let entry = cache.path().join("kernels/6.12.1-abcdef012345");
+    std::fs::create_dir_all(&entry).unwrap();
+    std::fs::write(entry.join("bzImage"), vec![0u8; 1 << 20]).unwrap();
+    let out = ktstr_in(cache.path())
+        .args(["kernel", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).starts_with("6.12.1-abcdef012345\t1.0 MiB\t"),
+        "{}",
+        stdout(&out)
+    );
+    let out = ktstr_in(cache.path())
+        .args(["kernel", "list", "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["name"], "6.12.1-abcdef012345");
+    assert_eq!(json[0]["image"], entry.join("bzImage").to_str().unwrap());
+}
+
+#[test]
+fn a_build_without_any_kernel_says_how_to_get_one() {
+    let (cache, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out = ktstr_in(cache.path())
+        .arg("--cache-dir")
+        .arg(root.path())
+        .args(["template", "build", "--fs", "ext4", "--capacity", "64M"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cargo ktstr kernel build --source /usr/src/linux-source-6.12.tar.xz"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_second_build_of_the_same_source_is_a_hit() {
+    // The kernel .ci/run builds into the real cache; a hit takes seconds.
+    let Ok(store) = KernelStore::from_env() else {
+        return;
+    };
+    if !prerequisite(DEBIAN_SOURCE, Path::new(DEBIAN_SOURCE).exists()) {
+        return;
+    }
+    let version = Source::open(Path::new(DEBIAN_SOURCE))
+        .unwrap()
+        .version()
+        .unwrap();
+    let name = KernelStore::entry_name(&version, &fragment_hash());
+    let cached = store.lookup(&name).unwrap();
+    if !prerequisite(
+        &format!("the cached kernel {name} (run .ci/run)"),
+        cached.is_some(),
+    ) {
+        return;
+    }
+    let out = Command::new(bin())
+        .args(["kernel", "build", "--source", DEBIAN_SOURCE])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{}\n", cached.unwrap().display()));
+    assert!(stderr(&out).contains("Found"), "{}", stderr(&out));
+    // The library says the same, without building.
+    let hit = build::build(
+        &store,
+        Path::new(DEBIAN_SOURCE),
+        1,
+        false,
+        &Progress::silent(),
+    );
+    assert!(!hit.unwrap().built);
+}
