@@ -177,7 +177,7 @@ fn a_polling_driver_uses_the_virtio_blk_disk() {
     let out = vmm::run(&config).unwrap();
     assert_eq!(out.end, RunEnd::Reset, "console: {}", out.console_text());
     let want = [
-        "features=0x0000000100000200".to_owned(),
+        "features=0x0000000100000204".to_owned(),
         format!("capacity={sectors:#018x}"),
         "write status=0".into(),
         "read matches status=0".into(),
@@ -210,4 +210,14 @@ fn a_polling_driver_uses_the_virtio_blk_disk() {
             .chain(&bytes[6 * 512..])
             .all(|b| *b == 0)
     );
+}
+
+#[test]
+fn the_serial_interrupt_reaches_the_guest_through_the_ioapic() {
+    if !prerequisite(KVM, kvm_usable()) {
+        return;
+    }
+    let out = boot("interrupts", &[], "", Duration::from_secs(10));
+    assert_eq!(out.end, RunEnd::Reset, "console: {}", out.console_text());
+    assert_eq!(out.console_text(), "armed\ninterrupt received\n");
 }

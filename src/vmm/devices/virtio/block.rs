@@ -12,8 +12,8 @@ use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 
 use virtio_bindings::virtio_blk::{
-    VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK,
-    VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
+    VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR,
+    VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
     VIRTIO_BLK_T_OUT,
 };
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
@@ -27,6 +27,9 @@ use crate::vmm::memory::GuestMem;
 
 pub const SECTOR_SIZE: u64 = 512;
 const HEADER_LEN: u32 = 16;
+/// Data buffers per request: without it Linux sends one segment at a time.
+/// The queue's 256 descriptors hold this many plus header and status.
+const SEG_MAX: u32 = 126;
 /// What GET_ID returns (NUL-padded to 20 bytes).
 pub const DISK_ID: &[u8] = b"ktstr-template";
 
@@ -174,14 +177,17 @@ impl VirtioDevice for Block {
     }
 
     fn features(&self) -> u64 {
-        (1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_BLK_F_FLUSH)
+        (1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_BLK_F_FLUSH) | (1 << VIRTIO_BLK_F_SEG_MAX)
     }
 
-    /// The config space starts with the capacity in sectors (le64).
+    /// The config space (struct virtio_blk_config) up to seg_max: capacity
+    /// in sectors (le64), size_max (not offered, 0), seg_max (le32).
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        let config = self.sectors.to_le_bytes();
-        let start = offset.min(8) as usize;
-        let n = data.len().min(8 - start);
+        let mut config = [0u8; 16];
+        config[..8].copy_from_slice(&self.sectors.to_le_bytes());
+        config[12..].copy_from_slice(&SEG_MAX.to_le_bytes());
+        let start = offset.min(config.len() as u64) as usize;
+        let n = data.len().min(config.len() - start);
         data[..n].copy_from_slice(&config[start..start + n]);
     }
 
@@ -291,6 +297,29 @@ pub(crate) mod tests {
         let mut back = vec![0u8; 1024];
         mem.read_slice(&mut back, GuestAddress(DATA)).unwrap();
         assert_eq!(back, pattern);
+    }
+
+    #[test]
+    fn a_request_may_span_several_data_buffers() {
+        let (file, mut block) = disk();
+        let mem = memory();
+        mem.write_slice(&[1u8; 512], GuestAddress(DATA)).unwrap();
+        mem.write_slice(&[2u8; 1024], GuestAddress(DATA + 0x1000))
+            .unwrap();
+        write_header(&mem, VIRTIO_BLK_T_OUT, 10);
+        let descs = chain(&[
+            (HEADER, 16, false),
+            (DATA, 512, false),
+            (DATA + 0x1000, 1024, false),
+            (STATUS, 1, true),
+        ]);
+        assert_eq!(submit(&mut block, &mem, &descs), (OK, 1));
+        let mut on_disk = vec![0u8; 1536];
+        file.as_file()
+            .read_exact_at(&mut on_disk, 10 * SECTOR_SIZE)
+            .unwrap();
+        assert!(on_disk[..512].iter().all(|b| *b == 1));
+        assert!(on_disk[512..].iter().all(|b| *b == 2));
     }
 
     #[test]

@@ -201,7 +201,9 @@ fn half(features: u64, sel: u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use virtio_bindings::virtio_blk::{VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_T_GET_ID};
+    use virtio_bindings::virtio_blk::{
+        VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_T_GET_ID,
+    };
     use virtio_bindings::virtio_config::{VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER};
     use virtio_queue::mock::MockSplitQueue;
     use vm_memory::{Bytes, GuestAddress};
@@ -247,16 +249,16 @@ mod tests {
         assert_eq!(read(&mut t, VIRTIO_MMIO_MAGIC_VALUE), MAGIC);
         assert_eq!(read(&mut t, VIRTIO_MMIO_VERSION), 2);
         assert_eq!(read(&mut t, VIRTIO_MMIO_DEVICE_ID), 2);
-        assert_eq!(
-            read(&mut t, VIRTIO_MMIO_DEVICE_FEATURES),
-            1 << VIRTIO_BLK_F_FLUSH
-        );
+        let low = (1 << VIRTIO_BLK_F_FLUSH) | (1 << VIRTIO_BLK_F_SEG_MAX);
+        assert_eq!(read(&mut t, VIRTIO_MMIO_DEVICE_FEATURES), low);
         write(&mut t, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
         assert_eq!(read(&mut t, VIRTIO_MMIO_DEVICE_FEATURES), 1);
         assert_eq!(read(&mut t, VIRTIO_MMIO_QUEUE_NUM_MAX), 256);
         let mut capacity = [0u8; 8];
         t.read(u64::from(VIRTIO_MMIO_CONFIG), &mut capacity);
         assert_eq!(u64::from_le_bytes(capacity), 128);
+        assert_eq!(read(&mut t, VIRTIO_MMIO_CONFIG + 12), 126, "seg_max");
+        assert_eq!(read(&mut t, VIRTIO_MMIO_CONFIG + 64), 0, "past the config");
         // A byte read of a 32-bit register is not a register read.
         let mut byte = [0xffu8];
         t.read(0, &mut byte);
