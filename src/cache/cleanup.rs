@@ -310,13 +310,16 @@ impl CleanReport {
     }
 
     /// Removes `name` (a directory recursively, anything else as a link or
-    /// file), or only records it in a dry run. The caller holds whatever lock
-    /// makes that safe.
-    fn remove(&mut self, name: &str, kind: ItemKind, is_dir: bool) {
+    /// file), or only records it in a dry run. `bytes` is its allocated size
+    /// when the caller already knows it. The caller holds whatever lock makes
+    /// that safe.
+    fn remove(&mut self, name: &str, kind: ItemKind, is_dir: bool, bytes: Option<u64>) {
         let path = self.path_of(name);
-        let bytes = space::allocated_bytes(&path).unwrap_or_else(|e| {
-            tracing::debug!("cannot size `{}`: {e}", path.display());
-            0
+        let bytes = bytes.unwrap_or_else(|| {
+            space::allocated_bytes(&path).unwrap_or_else(|e| {
+                tracing::debug!("cannot size `{}`: {e}", path.display());
+                0
+            })
         });
         if !self.dry_run {
             // remove_dir_all never follows symlinks inside the tree.

@@ -235,6 +235,17 @@ pub fn sparse_copy(src: &File, dst: &File) -> io::Result<()> {
 }
 
 fn copy_range(src: &File, dst: &File, mut from: u64, to: u64, buf: &mut [u8]) -> io::Result<()> {
+    // In the kernel first: no copy through this process, a syscall per
+    // extent rather than per MiB. Where it cannot (another filesystem, an
+    // old kernel), read and write.
+    while from < to {
+        match copy_file_range_at(src, dst, from, to - from) {
+            Ok(0) => break,
+            Ok(n) => from += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
     while from < to {
         let want = buf.len().min((to - from) as usize);
         let n = src.read_at(&mut buf[..want], from)?;
@@ -248,6 +259,28 @@ fn copy_range(src: &File, dst: &File, mut from: u64, to: u64, buf: &mut [u8]) ->
         from += n as u64;
     }
     Ok(())
+}
+
+/// copy_file_range(2) of `len` bytes at `offset` in both files.
+fn copy_file_range_at(src: &File, dst: &File, offset: u64, len: u64) -> io::Result<usize> {
+    let (mut off_in, mut off_out) = (offset as i64, offset as i64);
+    let len = len.min(1 << 30) as usize;
+    // SAFETY: both fds are open for the call; the offsets are ours and
+    // outlive it, and the kernel writes only those two integers.
+    let n = unsafe {
+        libc::copy_file_range(
+            src.as_raw_fd(),
+            &mut off_in,
+            dst.as_raw_fd(),
+            &mut off_out,
+            len,
+            0,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 /// The name of the filesystem type `path` is on, for messages.

@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::filesystem::Filesystem;
 
+mod memo;
+
 /// Where formatters live besides PATH: a non-root PATH often lacks the sbins.
 const SBIN_DIRS: [&str; 2] = ["/sbin", "/usr/sbin"];
 
@@ -80,7 +82,9 @@ pub fn fingerprint_of(fs: Filesystem, formatter: &Path) -> Result<String> {
         .collect())
 }
 
-/// The installed formatter's fingerprint, computed once per process.
+/// The installed formatter's fingerprint, computed once per process and
+/// remembered across processes while the formatter's file stays the same
+/// (see `memo.rs`).
 pub fn fingerprint(fs: Filesystem) -> Result<String> {
     static CACHE: Mutex<Option<HashMap<Filesystem, String>>> = Mutex::new(None);
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
@@ -88,7 +92,15 @@ pub fn fingerprint(fs: Filesystem) -> Result<String> {
     if let Some(fp) = map.get(&fs) {
         return Ok(fp.clone());
     }
-    let fp = fingerprint_of(fs, &find_formatter(fs)?)?;
+    let formatter = find_formatter(fs)?;
+    let fp = match memo::recall(fs, &formatter) {
+        Some(fp) => fp,
+        None => {
+            let fp = fingerprint_of(fs, &formatter)?;
+            memo::remember(fs, &formatter, &fp);
+            fp
+        }
+    };
     map.insert(fs, fp.clone());
     Ok(fp)
 }

@@ -1,5 +1,6 @@
 //! The debris sweep: a piece goes when its owner is dead and its flock free.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
@@ -23,6 +24,9 @@ pub(super) fn owner_alive(pid: i32) -> bool {
 /// Sweeps every debris-shaped name among `names`; a dry run (the report's
 /// flag) tests everything and removes nothing.
 pub(super) fn sweep(root: &Path, names: &[OsString], report: &mut CleanReport) {
+    // One kill(2) per owner, not per piece: a crashed run leaves many pieces
+    // of one pid. A pid that dies meanwhile stays "alive" here: kept, safely.
+    let mut alive: HashMap<i32, bool> = HashMap::new();
     for name in names {
         let (kind, pid) = match names::classify(name) {
             RootName::Debris { kind, pid } => (ItemKind::from(kind), pid),
@@ -42,18 +46,26 @@ pub(super) fn sweep(root: &Path, names: &[OsString], report: &mut CleanReport) {
             );
             continue;
         };
-        sweep_one(root, &name, kind, pid, report);
+        let alive = *alive.entry(pid).or_insert_with(|| owner_alive(pid));
+        sweep_one(root, &name, kind, pid, alive, report);
     }
 }
 
-fn sweep_one(root: &Path, name: &str, kind: ItemKind, pid: i32, report: &mut CleanReport) {
+fn sweep_one(
+    root: &Path,
+    name: &str,
+    kind: ItemKind,
+    pid: i32,
+    alive: bool,
+    report: &mut CleanReport,
+) {
     let path = root.join(name);
     let meta = match fs::symlink_metadata(&path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,
         Err(e) => return report.fail(name, kind, format!("cannot stat it: {e}")),
     };
-    if owner_alive(pid) {
+    if alive {
         let reason = format!("owner pid {pid} is alive");
         return report.keep(name, kind, reason, Some(pid), true);
     }
@@ -63,7 +75,7 @@ fn sweep_one(root: &Path, name: &str, kind: ItemKind, pid: i32, report: &mut Cle
         // one, none carries our flock, and opening one could follow it, block
         // or wake a device. Its name goes; a link's target is untouched.
         tracing::debug!("{name} is a {}", describe_type(&meta));
-        return report.remove(name, kind, false);
+        return report.remove(name, kind, false, Some(allocated(&meta)));
     }
     let file = match open_no_follow(&path, &meta) {
         Ok(file) => file,
@@ -80,7 +92,8 @@ fn sweep_one(root: &Path, name: &str, kind: ItemKind, pid: i32, report: &mut Cle
     }
     match lock::try_lock_file(file, Mode::Exclusive) {
         Ok(Some(held)) => {
-            report.remove(name, kind, meta.is_dir());
+            let bytes = (!meta.is_dir()).then(|| allocated(&meta));
+            report.remove(name, kind, meta.is_dir(), bytes);
             drop(held);
         }
         Ok(None) => {
@@ -93,6 +106,10 @@ fn sweep_one(root: &Path, name: &str, kind: ItemKind, pid: i32, report: &mut Cle
         }
         Err(e) => report.fail(name, kind, format!("cannot test its flock: {e:#}")),
     }
+}
+
+fn allocated(meta: &Metadata) -> u64 {
+    meta.blocks() * 512
 }
 
 /// Opens a regular file or directory for a flock test without following a

@@ -115,7 +115,7 @@ fn remove_if_unused(root: &Path, name: &str, report: &mut CleanReport) {
         Ok(Some(held)) => {
             // Held across the removal: a builder or cloner that comes now
             // waits, then finds no entry and builds afresh.
-            report.remove(name, ItemKind::Template, true);
+            report.remove(name, ItemKind::Template, true, None);
             drop(held);
         }
         Ok(None) => {

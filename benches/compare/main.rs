@@ -1,0 +1,151 @@
+//! `cargo bench --bench compare`: cargo-ktstr side by side with what a person
+//! would type instead, as a ratio table (markdown, for README).
+//!
+//! Every figure is timed in the same run as its baseline, the two interleaved,
+//! and reported as the median of `--runs` (default 10) runs. The filesystems
+//! are real: btrfs, xfs and ext4, each on a loop device this benchmark makes
+//! and tears down, so it needs root.
+//!
+//! `cargo bench --bench compare -- [--runs N] [--rows 2,5] [--fs btrfs,xfs]`
+
+mod clean;
+mod clone;
+mod measure;
+mod table;
+
+// The integration tests' loop-filesystem helper, shared rather than copied;
+// it reports a missing prerequisite through `crate::util`.
+#[path = "../../tests/it/loopfs.rs"]
+mod loopfs;
+
+mod util {
+    /// Here a missing prerequisite ends the benchmark: a table with holes
+    /// would read as measured.
+    pub fn prerequisite(what: &str, available: bool) -> bool {
+        assert!(available, "the benchmark needs {what}");
+        available
+    }
+}
+
+use std::path::PathBuf;
+
+use cargo_ktstr::cache::filesystem::Filesystem;
+
+use crate::loopfs::LoopFs;
+use crate::table::Row;
+
+/// What every row needs.
+#[derive(Debug)]
+pub struct Bench {
+    /// The release `cargo-ktstr` binary.
+    pub bin: PathBuf,
+    pub runs: usize,
+}
+
+#[derive(Debug)]
+struct Args {
+    runs: usize,
+    rows: Vec<u32>,
+    filesystems: Vec<Filesystem>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        runs: 10,
+        rows: vec![2, 5],
+        filesystems: Filesystem::ALL.to_vec(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            // cargo passes `--bench` to every benchmark binary.
+            "--bench" => {}
+            "--runs" => args.runs = value().parse().expect("--runs N"),
+            "--rows" => {
+                args.rows = value()
+                    .split(',')
+                    .map(|r| r.parse().expect("--rows 1,2,5"))
+                    .collect()
+            }
+            "--fs" => {
+                args.filesystems = value()
+                    .split(',')
+                    .map(|f| f.parse().expect("--fs btrfs,xfs,ext4"))
+                    .collect()
+            }
+            other => panic!("unknown argument {other}; see benches/compare/main.rs"),
+        }
+    }
+    args
+}
+
+fn main() {
+    let args = parse_args();
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the benchmark mounts loop filesystems: run it as root"
+    );
+    let bench = Bench {
+        bin: PathBuf::from(env!("CARGO_BIN_EXE_cargo-ktstr")),
+        runs: args.runs,
+    };
+    // Room for a 16 GiB template and its copies; the backing files are sparse.
+    let mounts: Vec<(Filesystem, LoopFs)> = args
+        .filesystems
+        .iter()
+        .map(|&fs| {
+            (
+                fs,
+                LoopFs::new(fs.name(), 24 << 10).expect("loop filesystem"),
+            )
+        })
+        .collect();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    for row in &args.rows {
+        for (fs, mnt) in &mounts {
+            eprintln!("row {row} on {fs}:");
+            match row {
+                2 => {
+                    let (got, note) = clone::rows(&bench, *fs, mnt.path());
+                    rows.extend(got);
+                    notes.push(note);
+                }
+                5 => rows.push(clean::row(&bench, *fs, mnt.path())),
+                other => panic!("no row {other}"),
+            }
+        }
+    }
+    println!(
+        "\nMachine: {}; {} runs each, medians.\n",
+        machine(),
+        args.runs
+    );
+    println!("{}", table::render(&rows));
+    for note in notes {
+        println!("{note}");
+    }
+}
+
+/// CPU model, cores, memory and kernel, for the README line.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+        .map_or(0, |kib| (kib + (1 << 19)) >> 20);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{model}, {cores} cores, {mem_gib} GiB, Linux {}",
+        kernel.trim()
+    )
+}
