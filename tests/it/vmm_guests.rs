@@ -157,7 +157,7 @@ fn a_hundred_runs_leave_no_fd_or_mapping_behind() {
 }
 
 #[test]
-fn a_polling_driver_uses_the_virtio_blk_disk() {
+fn a_guest_driver_uses_the_virtio_blk_disk() {
     if !prerequisite(KVM, kvm_usable()) {
         return;
     }
@@ -194,6 +194,7 @@ fn a_polling_driver_uses_the_virtio_blk_disk() {
         "broken-chain used=0x0000000000000000 untouched".into(),
         "write-after status=0".into(),
         "interrupt=0x0000000000000001".into(),
+        "woken by the interrupt, read matches status=0".into(),
     ];
     assert_eq!(out.console_text().lines().collect::<Vec<_>>(), want);
 
