@@ -301,3 +301,24 @@ fn an_init_that_cannot_work_still_reports_and_resets() {
     assert_eq!(result.status, 127);
     assert!(result.output.contains("no ktstr.fs="), "{}", result.output);
 }
+
+#[test]
+fn as_pid_1_of_a_container_it_stays_the_cli() {
+    if !prerequisite("root (for unshare)", nix::unistd::geteuid().is_root()) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    // PID 1 of a new pid namespace (its own mount namespace, in case the
+    // guard failed and it went on to mount things), run by its own path.
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount"])
+        .arg(bin())
+        .arg("--cache-dir")
+        .arg(root.path())
+        .args(["template", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(list.is_object(), "{list}");
+}
