@@ -8,8 +8,8 @@ use tracing_subscriber::EnvFilter;
 use cargo_ktstr::cli::{self, Cli};
 
 fn main() -> ExitCode {
-    // In the template guest this binary is PID 1: it is the init, not the CLI.
-    if std::process::id() == 1 {
+    // In the template guest this binary is the init, not the CLI.
+    if cargo_ktstr::guest::init::is_guest_init() {
         cargo_ktstr::guest::init::run();
     }
     let mut args: Vec<_> = std::env::args_os().collect();

@@ -16,12 +16,19 @@ use anyhow::{Context, Result};
 use nix::mount::{MsFlags, mount};
 use nix::sys::reboot::{RebootMode, reboot};
 
-use super::protocol::{DISK, TemplateResult, formatter_path, fs_from_cmdline};
+use super::protocol::{DISK, INIT_PATH, TemplateResult, formatter_path, fs_from_cmdline};
 use crate::cache::filesystem::Filesystem;
 
 /// The status reported when init could not run the formatter at all, as a
 /// shell reports a command it cannot run.
 const STATUS_INIT_FAILED: i32 = 127;
+
+/// Whether this process is the template guest's init: PID 1 started as
+/// `/init`. PID 1 alone is not enough: as a container's entry point this
+/// binary is PID 1 too, and must stay the CLI there.
+pub fn is_guest_init() -> bool {
+    std::process::id() == 1 && std::env::args_os().next().is_some_and(|a| a == INIT_PATH)
+}
 
 /// Runs as the guest's init; never returns.
 pub fn run() -> ! {
@@ -46,11 +53,13 @@ fn init_failed(output: String) -> TemplateResult {
 
 /// Mounts, formats, syncs and checks; the result says how it went.
 fn format_disk() -> Result<TemplateResult> {
-    mount_pseudo("devtmpfs", "/dev")?;
+    // The command line first: without `ktstr.fs=` this is no template
+    // guest, and nothing else is touched.
     mount_pseudo("proc", "/proc")?;
-    mount_pseudo("sysfs", "/sys")?;
     let cmdline = fs::read_to_string("/proc/cmdline").context("failed to read /proc/cmdline")?;
     let fs = fs_from_cmdline(&cmdline).map_err(anyhow::Error::msg)?;
+    mount_pseudo("devtmpfs", "/dev")?;
+    mount_pseudo("sysfs", "/sys")?;
     let formatter = formatter_path(fs);
     let out = Command::new(&formatter)
         .args(fs.mkfs_args())

@@ -13,8 +13,9 @@ use cpio::newc::{self, ModeFileType};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use super::libs::{read_program, shared_objects};
-use super::protocol::formatter_path;
+use super::elf::read_program;
+use super::libs::shared_objects;
+use super::protocol::{INIT_PATH, formatter_path};
 use crate::cache::filesystem::Filesystem;
 
 /// mke2fs reads its defaults from here; the guest's mkfs.ext4 should format
@@ -32,7 +33,7 @@ pub fn template_initramfs(init: &Path, formatter: &Path, fs: Filesystem) -> Resu
     // mounted; Rust's runtime opens /dev/null for any stdio fd left closed.
     archive.char_device("dev/console", 0o600, (5, 1));
     archive.char_device("dev/null", 0o666, (1, 3));
-    archive.file("init", 0o755, &read_program(init)?)?;
+    archive.file(INIT_PATH, 0o755, &read_program(init)?)?;
     archive.file(&formatter_path(fs), 0o755, &read_program(formatter)?)?;
     for object in shared_objects(&[init, formatter])? {
         let guest = object.guest.to_string_lossy().into_owned();

@@ -1,8 +1,12 @@
-//! The template-building guest: the host side of a build ([`crate::guest::builder`]), the
-//! initramfs it boots ([`crate::guest::initramfs`], [`crate::guest::libs`]), the init that runs the
-//! formatter inside it ([`crate::guest::init`]), and the line they agree on ([`crate::guest::protocol`]).
+//! The template-building guest: the host side of a build
+//! ([`crate::guest::builder`]); the initramfs it boots
+//! ([`crate::guest::initramfs`]), with the shared objects its programs need
+//! ([`crate::guest::libs`]) cut to what runs ([`crate::guest::elf`]); the
+//! init that runs the formatter inside it ([`crate::guest::init`]); and the
+//! result line both sides agree on ([`crate::guest::protocol`]).
 
 pub mod builder;
+pub mod elf;
 pub mod init;
 pub mod initramfs;
 pub mod libs;

@@ -27,6 +27,9 @@ use crate::cache::filesystem::Filesystem;
 pub const RESULT_MARKER: &str = "KTSTR_TEMPLATE_RESULT";
 /// The command-line parameter naming the filesystem to format.
 pub const FS_PARAM: &str = "ktstr.fs";
+/// Where the initramfs puts the init (this binary), and so the name the
+/// kernel runs it by.
+pub const INIT_PATH: &str = "/init";
 /// The block device the guest formats.
 pub const DISK: &str = "/dev/vda";
 /// The most formatter output a result line carries.

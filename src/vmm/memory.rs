@@ -39,8 +39,8 @@ pub fn register(vm: &VmFd, mem: &GuestMem) -> Result<(), VmmError> {
             userspace_addr: host as u64,
         };
         // SAFETY: the region is a live mapping of `memory_size` bytes owned by
-        // `mem`, which the caller keeps alive for as long as the VM exists
-        // (both are dropped together at the end of a run).
+        // `mem`, which the caller keeps alive until the VM is closed (a run
+        // drops the VM first); KVM only reads and writes through it.
         unsafe { vm.set_user_memory_region(desc) }.map_err(|source| VmmError::Kvm {
             what: "KVM_SET_USER_MEMORY_REGION",
             source,

@@ -140,8 +140,9 @@ fn run_vm(config: &VmConfig<'_>, measure: bool) -> Result<(RunOutcome, MemoryUse
     let start = Instant::now();
     let deadline = start + config.timeout;
     let kvm = Kvm::new().map_err(VmmError::KvmOpen)?;
-    let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+    // Declared before the VM so that it is unmapped after the VM is gone.
     let mem = memory::create(config.memory_mib)?;
+    let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
     memory::register(&vm, &mem)?;
     create_irqchip(&vm)?;
 
@@ -159,12 +160,7 @@ fn run_vm(config: &VmConfig<'_>, measure: bool) -> Result<(RunOutcome, MemoryUse
     let bus = bus::Bus::new(SerialDevice::new(serial_irq, Console::new(start)), block);
 
     let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
-    x86_64::cpuid::setup_cpuid(&kvm, &vcpu, 0)?;
-    x86_64::msr::setup_msrs(&vcpu)?;
-    x86_64::regs::setup_regs(&vcpu, loaded.entry)?;
-    x86_64::regs::setup_sregs(&vcpu, &mem)?;
-    x86_64::regs::setup_fpu(&vcpu)?;
-    x86_64::regs::setup_lapic(&vcpu)?;
+    x86_64::setup_vcpu(&kvm, &vcpu, &mem, loaded.entry)?;
 
     let (end, bus) = vcpu::run_until(vcpu, bus, deadline)?;
     let total = start.elapsed();

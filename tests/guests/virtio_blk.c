@@ -1,8 +1,9 @@
 /* A polling virtio-blk driver over virtio-mmio at 0xd0000000: negotiates
    features, sets up one 8-entry queue, and prints the outcome of each
    request: write, read back, flush, GET_ID, past the end, an unknown type,
-   two malformed chains, then one more write to show the device goes on. */
-#include "guest.h"
+   two malformed chains, then one more write to show the device goes on;
+   last, a read that waits for the used-buffer interrupt on IOAPIC pin 5. */
+#include "irq.h"
 
 #define BASE 0xd0000000UL
 #define MAGIC 0x000
@@ -212,4 +213,28 @@ void main(void *zero_page)
     puthex(rd(INTERRUPT_STATUS));
     puts("\n");
     wr(INTERRUPT_ACK, 1);
+
+    /* As Linux does it: sleep until the device interrupts. */
+    irq_init(0x31);
+    irq_route(5, 0x31);
+    hdr.type = T_IN;
+    hdr.sector = 5;
+    status = 0xff;
+    set(0, &hdr, sizeof(hdr), 0);
+    set(1, data, 512, D_WRITE);
+    set(2, &status, 1, D_WRITE);
+    descs[0].flags |= D_NEXT;
+    descs[0].next = 1;
+    descs[1].flags |= D_NEXT;
+    descs[1].next = 2;
+    avail.ring[avail.idx % QSIZE] = 0;
+    barrier();
+    avail.idx++;
+    barrier();
+    u32 before = interrupts;
+    wr(QUEUE_NOTIFY, 0);
+    int woke = irq_wait(before);
+    seen++;
+    puts(woke ? "woken by the interrupt" : "no interrupt");
+    report(data[1] == (u8)(7 + 0xa5) ? ", read matches" : ", read differs", status);
 }

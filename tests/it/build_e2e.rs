@@ -10,7 +10,10 @@ use cargo_ktstr::cache::ensure::{EnsureOptions, ensure_template};
 use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::key::Capacity;
 use cargo_ktstr::guest::builder::GuestBuilder;
+use cargo_ktstr::guest::initramfs::template_initramfs;
+use cargo_ktstr::guest::protocol::TemplateResult;
 use cargo_ktstr::runner::qemu::{Accel, QemuRunner};
+use cargo_ktstr::runner::{GuestRunner, GuestSpec, RunEnd};
 use serde_json::Value;
 
 use crate::util::{bin, guest_kernel, ktstr_cmd, prerequisite, stderr};
@@ -269,4 +272,53 @@ fn the_library_builder_publishes_through_ensure_template() {
     )
     .unwrap();
     assert!(ensured.built && Filesystem::Ext4.path_has_magic(&ensured.path).unwrap());
+}
+
+#[test]
+fn an_init_that_cannot_work_still_reports_and_resets() {
+    let Some((kernel, qemu)) = guest_prerequisites() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let mkfs = cargo_ktstr::cache::fingerprint::find_formatter(Filesystem::Ext4).unwrap();
+    // No ktstr.fs= on the command line: init cannot know what to format.
+    let spec = GuestSpec {
+        kernel,
+        initramfs: template_initramfs(&bin(), &mkfs, Filesystem::Ext4).unwrap(),
+        cmdline: "console=ttyS0 reboot=t panic=-1".into(),
+        disk,
+        memory_mib: 256,
+        timeout: Duration::from_secs(120),
+    };
+    let outcome = qemu.run(&spec).unwrap();
+    assert_eq!(outcome.end, RunEnd::Reset, "{}", outcome.console_tail(30));
+    let result = TemplateResult::from_console(&outcome.console).unwrap();
+    assert_eq!(result.status, 127);
+    assert!(result.output.contains("no ktstr.fs="), "{}", result.output);
+}
+
+#[test]
+fn as_pid_1_of_a_container_it_stays_the_cli() {
+    if !prerequisite("root (for unshare)", nix::unistd::geteuid().is_root()) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    // PID 1 of a new pid namespace (its own mount namespace, in case the
+    // guard failed and it went on to mount things), run by its own path.
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount"])
+        .arg(bin())
+        .arg("--cache-dir")
+        .arg(root.path())
+        .args(["template", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(list.is_object(), "{list}");
 }

@@ -2,15 +2,18 @@
 //! freestanding programs from `tests/guests/`, loaded as an ELF kernel,
 //! entered in 64-bit mode with the zero page in RSI, reporting over COM1.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use cargo_ktstr::cache::filesystem::Filesystem;
+use cargo_ktstr::runner::detect::kvm_boot_support;
 use cargo_ktstr::runner::{RunEnd, RunOutcome};
 use cargo_ktstr::vmm::{self, VmConfig};
 
 #[path = "../guests/mod.rs"]
 mod guests;
 
-use crate::util::{CHILD_ENV, child, kvm_usable, prerequisite};
+use crate::util::{CHILD_ENV, child, guest_kernel, ktstr_cmd, kvm_usable, prerequisite, stderr};
 
 const KVM: &str = "a read-write /dev/kvm";
 
@@ -133,28 +136,51 @@ fn a_hundred_runs_leave_no_fd_or_mapping_behind() {
         assert!(text.contains("counted"), "the child ran nothing: {text}");
         return;
     }
-    let kernel = guests::build("hello");
-    let config = VmConfig {
-        kernel: &kernel,
-        initramfs: &[1, 2, 3],
-        cmdline: "",
-        disk: None,
-        memory_mib: 256,
-        timeout: Duration::from_secs(10),
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let not_a_kernel = dir.path().join("junk");
+    std::fs::write(&not_a_kernel, vec![0x90; 4096]).unwrap();
+    // Every way a run ends: reset (with and without a disk), shutdown,
+    // timeout, and a set-up that fails half way.
+    let guests: Vec<(PathBuf, Option<RunEnd>)> = vec![
+        (guests::build("hello"), Some(RunEnd::Reset)),
+        (guests::build("virtio_blk"), Some(RunEnd::Reset)),
+        (guests::build("triple_fault"), Some(RunEnd::Shutdown)),
+        (guests::build("looping"), Some(RunEnd::Timeout)),
+        (not_a_kernel, None),
+    ];
+    let run = |i: usize| {
+        let (kernel, want) = &guests[i % guests.len()];
+        let config = VmConfig {
+            kernel,
+            initramfs: &[1, 2, 3],
+            cmdline: "",
+            disk: Some(&disk),
+            memory_mib: 256,
+            timeout: Duration::from_millis(if *want == Some(RunEnd::Timeout) {
+                50
+            } else {
+                10_000
+            }),
+        };
+        let end = vmm::run(&config).ok().map(|out| out.end);
+        assert_eq!(end, *want, "{}", kernel.display());
     };
-    // One run first: the kick handler and other one-time state settle.
-    assert_eq!(vmm::run(&config).unwrap().end, RunEnd::Reset);
+    // A round first: the kick handler and other one-time state settle.
+    (0..guests.len()).for_each(run);
     let (fds, maps) = (open_fds(), mappings());
-    for _ in 0..100 {
-        assert_eq!(vmm::run(&config).unwrap().end, RunEnd::Reset);
-    }
+    (0..100).for_each(run);
     assert_eq!(open_fds(), fds, "fds leaked");
     assert_eq!(mappings(), maps, "mappings leaked");
     println!("counted {fds} fds and {maps} mappings before and after");
 }
 
 #[test]
-fn a_polling_driver_uses_the_virtio_blk_disk() {
+fn a_guest_driver_uses_the_virtio_blk_disk() {
     if !prerequisite(KVM, kvm_usable()) {
         return;
     }
@@ -191,6 +217,7 @@ fn a_polling_driver_uses_the_virtio_blk_disk() {
         "broken-chain used=0x0000000000000000 untouched".into(),
         "write-after status=0".into(),
         "interrupt=0x0000000000000001".into(),
+        "woken by the interrupt, read matches status=0".into(),
     ];
     assert_eq!(out.console_text().lines().collect::<Vec<_>>(), want);
 
@@ -220,4 +247,75 @@ fn the_serial_interrupt_reaches_the_guest_through_the_ioapic() {
     let out = boot("interrupts", &[], "", Duration::from_secs(10));
     assert_eq!(out.end, RunEnd::Reset, "console: {}", out.console_text());
     assert_eq!(out.console_text(), "armed\ninterrupt received\n");
+}
+
+/// The one test allowed to skip under CI: a stock kernel needs a KVM that can
+/// boot one, which this project's PVM machines lack.
+#[test]
+fn a_real_kernel_builds_a_btrfs_template_in_the_builtin_vmm() {
+    if let Err(why) = kvm_boot_support() {
+        eprintln!("skipped a_real_kernel_builds_a_btrfs_template_in_the_builtin_vmm: {why}");
+        return;
+    }
+    let Some(kernel) = guest_kernel() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let out = ktstr_cmd(root.path())
+        .args([
+            "template", "build", "--vmm", "kvm", "--fs", "btrfs", "--json", "--kernel",
+        ])
+        .arg(&kernel)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["built"], true, "{report}");
+    let path = PathBuf::from(report["path"].as_str().unwrap());
+    assert!(
+        Filesystem::Btrfs.path_has_magic(&path).unwrap(),
+        "no btrfs magic"
+    );
+}
+
+#[test]
+fn vmm_kvm_fails_at_once_where_kvm_cannot_boot_a_kernel() {
+    let Err(why) = kvm_boot_support() else {
+        eprintln!("nothing to check: this host's KVM can boot a kernel");
+        return;
+    };
+    let Some(kernel) = guest_kernel() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let out = ktstr_cmd(root.path())
+        .args([
+            "template",
+            "build",
+            "--vmm",
+            "kvm",
+            "--timeout",
+            "120",
+            "--kernel",
+        ])
+        .arg(&kernel)
+        .output()
+        .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "it sat out a boot"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for needle in [why.as_str(), "--vmm qemu", "--vmm auto"] {
+        assert!(err.contains(needle), "{needle:?} missing from: {err}");
+    }
+    // Nothing was published and no staging image is left behind.
+    let left: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != ".locks")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

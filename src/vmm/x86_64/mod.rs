@@ -7,3 +7,18 @@ pub mod mptable;
 pub mod msr;
 pub mod paging;
 pub mod regs;
+
+use kvm_ioctls::{Kvm, VcpuFd};
+
+use super::VmmError;
+use super::memory::GuestMem;
+
+/// Puts vCPU 0 at the 64-bit entry point `entry`, as a boot loader would.
+pub fn setup_vcpu(kvm: &Kvm, vcpu: &VcpuFd, mem: &GuestMem, entry: u64) -> Result<(), VmmError> {
+    cpuid::setup_cpuid(kvm, vcpu, 0)?;
+    msr::setup_msrs(vcpu)?;
+    regs::setup_regs(vcpu, entry)?;
+    regs::setup_sregs(vcpu, mem)?;
+    regs::setup_fpu(vcpu)?;
+    regs::setup_lapic(vcpu)
+}

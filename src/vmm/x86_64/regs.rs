@@ -14,6 +14,8 @@ use crate::vmm::memory::GuestMem;
 
 const CR0_PE: u64 = 1;
 const CR0_ET: u64 = 1 << 4;
+const CR0_NW: u64 = 1 << 29;
+const CR0_CD: u64 = 1 << 30;
 const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
 const EFER_LME: u64 = 1 << 8;
@@ -57,7 +59,9 @@ pub fn setup_sregs(vcpu: &VcpuFd, mem: &GuestMem) -> Result<(), VmmError> {
 
     sregs.cr3 = paging::write_identity_tables(mem)?;
     sregs.cr4 |= CR4_PAE;
-    sregs.cr0 |= CR0_PE | CR0_ET | CR0_PG;
+    // KVM's reset value has caching disabled (CD, NW); firmware turns caches
+    // on before any boot loader runs, and the decompressor never does.
+    sregs.cr0 = (sregs.cr0 & !(CR0_CD | CR0_NW)) | CR0_PE | CR0_ET | CR0_PG;
     sregs.efer |= EFER_LME | EFER_LMA;
     vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))
 }
@@ -88,4 +92,38 @@ pub fn setup_lapic(vcpu: &VcpuFd) -> Result<(), VmmError> {
         }
     }
     vcpu.set_lapic(&lapic).map_err(kvm_err("KVM_SET_LAPIC"))
+}
+
+#[cfg(test)]
+mod tests {
+    use kvm_ioctls::Kvm;
+
+    use super::*;
+    use crate::vmm::memory;
+
+    #[test]
+    fn the_vcpu_starts_in_long_mode_with_paging_and_caches_on() {
+        let kvm = match Kvm::new() {
+            Ok(kvm) => kvm,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipped: /dev/kvm is not usable ({e})");
+                return;
+            }
+            Err(e) => panic!("/dev/kvm is required under CI: {e}"),
+        };
+        let vm = kvm.create_vm().unwrap();
+        let vcpu = vm.create_vcpu(0).unwrap();
+        let mem = memory::create(16).unwrap();
+        setup_sregs(&vcpu, &mem).unwrap();
+        let sregs = vcpu.get_sregs().unwrap();
+        let cr0 = CR0_PE | CR0_PG | CR0_CD | CR0_NW;
+        assert_eq!(sregs.cr0 & cr0, CR0_PE | CR0_PG);
+        assert_ne!(sregs.cr4 & CR4_PAE, 0);
+        assert_eq!(sregs.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
+        assert_eq!(
+            (sregs.cs.l, sregs.cs.selector, sregs.ds.selector),
+            (1, 8, 16)
+        );
+        assert_eq!(sregs.gdt.base, GDT_START);
+    }
 }
