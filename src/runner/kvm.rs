@@ -24,6 +24,7 @@ impl GuestRunner for KvmRunner {
                  Note: use `--vmm qemu`, or `--vmm auto` to pick a runner that works here"
             );
         }
+        // The VMM announces the disk on the command line itself.
         let config = VmConfig {
             kernel: &spec.kernel,
             initramfs: &spec.initramfs,

@@ -136,21 +136,44 @@ fn a_hundred_runs_leave_no_fd_or_mapping_behind() {
         assert!(text.contains("counted"), "the child ran nothing: {text}");
         return;
     }
-    let kernel = guests::build("hello");
-    let config = VmConfig {
-        kernel: &kernel,
-        initramfs: &[1, 2, 3],
-        cmdline: "",
-        disk: None,
-        memory_mib: 256,
-        timeout: Duration::from_secs(10),
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let not_a_kernel = dir.path().join("junk");
+    std::fs::write(&not_a_kernel, vec![0x90; 4096]).unwrap();
+    // Every way a run ends: reset (with and without a disk), shutdown,
+    // timeout, and a set-up that fails half way.
+    let guests: Vec<(PathBuf, Option<RunEnd>)> = vec![
+        (guests::build("hello"), Some(RunEnd::Reset)),
+        (guests::build("virtio_blk"), Some(RunEnd::Reset)),
+        (guests::build("triple_fault"), Some(RunEnd::Shutdown)),
+        (guests::build("looping"), Some(RunEnd::Timeout)),
+        (not_a_kernel, None),
+    ];
+    let run = |i: usize| {
+        let (kernel, want) = &guests[i % guests.len()];
+        let config = VmConfig {
+            kernel,
+            initramfs: &[1, 2, 3],
+            cmdline: "",
+            disk: Some(&disk),
+            memory_mib: 256,
+            timeout: Duration::from_millis(if *want == Some(RunEnd::Timeout) {
+                50
+            } else {
+                10_000
+            }),
+        };
+        let end = vmm::run(&config).ok().map(|out| out.end);
+        assert_eq!(end, *want, "{}", kernel.display());
     };
-    // One run first: the kick handler and other one-time state settle.
-    assert_eq!(vmm::run(&config).unwrap().end, RunEnd::Reset);
+    // A round first: the kick handler and other one-time state settle.
+    (0..guests.len()).for_each(run);
     let (fds, maps) = (open_fds(), mappings());
-    for _ in 0..100 {
-        assert_eq!(vmm::run(&config).unwrap().end, RunEnd::Reset);
-    }
+    (0..100).for_each(run);
     assert_eq!(open_fds(), fds, "fds leaked");
     assert_eq!(mappings(), maps, "mappings leaked");
     println!("counted {fds} fds and {maps} mappings before and after");

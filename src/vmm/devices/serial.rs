@@ -40,6 +40,8 @@ impl Console {
     }
 }
 
+// The UART writes one byte per THR write; keeping them in memory (not on
+// stdout) lets the caller show the tail of a failed guest's console.
 impl Write for Console {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.first_output.is_none() && !buf.is_empty() {
@@ -67,6 +69,8 @@ impl SerialDevice {
         }
     }
 
+    /// Reads register `offset` (0-7 from the port base); with no input
+    /// attached, the receive side is always empty.
     pub fn read(&mut self, offset: u8) -> u8 {
         self.uart.read(offset)
     }

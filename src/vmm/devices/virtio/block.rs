@@ -89,6 +89,8 @@ impl Block {
                 (0, e.status())
             }
         };
+        // The status is the last byte of the request, wherever the driver
+        // put the boundary of its last buffer.
         let status_addr = status_desc
             .addr()
             .checked_add(u64::from(status_desc.len()) - 1)?;
@@ -143,6 +145,8 @@ impl Block {
         if end > self.sectors * SECTOR_SIZE {
             return Err(VirtioBlockError::PastEnd);
         }
+        // Straight between the file and guest RAM, no bounce buffer; one
+        // seek, since the buffers follow each other on the disk.
         self.disk.seek(SeekFrom::Start(sector * SECTOR_SIZE))?;
         for d in data {
             let len = d.len() as usize;
@@ -196,6 +200,8 @@ impl VirtioDevice for Block {
         while let Some(chain) = queue.pop_descriptor_chain(mem) {
             let head = chain.head_index();
             let descs: Vec<Descriptor> = chain.collect();
+            // Every chain goes back to the driver, served or not, so a bad
+            // one cannot wedge the queue.
             let written = self.serve(mem, &descs).unwrap_or(0);
             if let Err(e) = queue.add_used(mem, head, written) {
                 tracing::debug!("virtio-blk: cannot return chain {head}: {e}");

@@ -68,6 +68,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 .read_config(offset - u64::from(VIRTIO_MMIO_CONFIG), data);
             return;
         }
+        // The spec allows only aligned 32-bit accesses below the config space.
         if data.len() != 4 {
             return;
         }
@@ -77,12 +78,14 @@ impl<D: VirtioDevice> MmioTransport<D> {
             VIRTIO_MMIO_DEVICE_ID => self.device.device_type(),
             VIRTIO_MMIO_VENDOR_ID => VENDOR_ID,
             VIRTIO_MMIO_DEVICE_FEATURES => half(self.device.features(), self.device_features_sel),
+            // A maximum of 0 tells the driver a selected queue does not exist.
             VIRTIO_MMIO_QUEUE_NUM_MAX if self.queue_sel == 0 => u32::from(self.queue.max_size()),
             VIRTIO_MMIO_QUEUE_READY if self.queue_sel == 0 => u32::from(self.queue.ready()),
             VIRTIO_MMIO_INTERRUPT_STATUS => self.interrupt_status,
             VIRTIO_MMIO_STATUS => self.status,
             // The configuration never changes.
             VIRTIO_MMIO_CONFIG_GENERATION => 0,
+            // Legacy (version 1) registers and unknown offsets.
             _ => 0,
         };
         data.copy_from_slice(&value.to_le_bytes());
@@ -126,6 +129,8 @@ impl<D: VirtioDevice> MmioTransport<D> {
             self.reset();
             return;
         }
+        // The driver sets bits one step at a time; only the step that adds
+        // FEATURES_OK is checked, and refusing it is how a device says no.
         let mut value = value;
         let newly = value & !self.status;
         if newly & VIRTIO_CONFIG_S_FEATURES_OK != 0 && !self.features_acceptable() {
