@@ -67,6 +67,11 @@ fn a_guest_that_never_ends_times_out_at_the_deadline() {
         "ended after {:?}, deadline {deadline:?}",
         out.total
     );
+
+    // A deadline that passes during set-up still ends the run, at once.
+    let out = boot("looping", &[], "", Duration::ZERO);
+    assert_eq!(out.end, RunEnd::Timeout);
+    assert!(out.total < Duration::from_secs(1), "{:?}", out.total);
 }
 
 #[test]
