@@ -7,11 +7,12 @@
 
 use std::time::Instant;
 
+use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+
 use super::bus::{Bus, BusEvent};
 use super::deadline::Armed;
 use crate::runner::RunEnd;
-use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
-use kvm_ioctls::{VcpuExit, VcpuFd};
 
 /// Why the vCPU could not go on.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,8 @@ pub enum VcpuError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitAction {
     Continue,
+    /// A signal interrupted the guest: the deadline may have passed.
+    Interrupted,
     Stop(RunEnd),
 }
 
@@ -60,8 +63,7 @@ pub fn handle_exit(exit: VcpuExit<'_>, bus: &mut Bus) -> Result<ExitAction, Vcpu
                 other => Err(VcpuError::Unexpected(format!("system event {other}"))),
             };
         }
-        // A signal interrupted the guest; the loop checks why.
-        VcpuExit::Intr => {}
+        VcpuExit::Intr => return Ok(ExitAction::Interrupted),
         VcpuExit::FailEntry(reason, _) => return Err(VcpuError::FailEntry(reason)),
         VcpuExit::InternalError => return Err(VcpuError::Internal),
         other => return Err(VcpuError::Unexpected(format!("{other:?}"))),
@@ -78,17 +80,16 @@ pub fn run_until(vcpu: &mut VcpuFd, bus: &mut Bus, deadline: Instant) -> Result<
         let action = match vcpu.run() {
             Ok(exit) => handle_exit(exit, bus)?,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                if Instant::now() >= deadline {
-                    return Ok(RunEnd::Timeout);
-                }
-                // Some other signal: clear the flag a kick would have set.
-                vcpu.set_kvm_immediate_exit(0);
-                ExitAction::Continue
+                ExitAction::Interrupted
             }
             Err(e) => return Err(VcpuError::Run(e)),
         };
-        if let ExitAction::Stop(end) = action {
-            return Ok(end);
+        match action {
+            ExitAction::Continue => {}
+            ExitAction::Interrupted if Instant::now() >= deadline => return Ok(RunEnd::Timeout),
+            // Not the deadline's signal: clear the flag a kick would have set.
+            ExitAction::Interrupted => vcpu.set_kvm_immediate_exit(0),
+            ExitAction::Stop(end) => return Ok(end),
         }
     }
 }
@@ -130,7 +131,7 @@ mod tests {
         assert_eq!(reset, ExitAction::Stop(RunEnd::Reset));
         let off = handle(VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_SHUTDOWN, &[])).unwrap();
         assert_eq!(off, ExitAction::Stop(RunEnd::Shutdown));
-        assert_eq!(handle(VcpuExit::Intr).unwrap(), ExitAction::Continue);
+        assert_eq!(handle(VcpuExit::Intr).unwrap(), ExitAction::Interrupted);
     }
 
     #[test]
