@@ -31,7 +31,7 @@ impl Bus {
     pub fn new(serial: SerialDevice, block: Option<MmioTransport<Block>>) -> Self {
         Bus {
             serial,
-            i8042: I8042::default(),
+            i8042: I8042,
             block,
         }
     }
