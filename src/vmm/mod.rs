@@ -223,3 +223,13 @@ fn create_irqchip(vm: &VmFd) -> Result<(), VmmError> {
 fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
     move |source| VmmError::Kvm { what, source }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_disk_is_announced_where_the_device_lives() {
+        assert_eq!(virtio_mmio_arg(), "virtio_mmio.device=4K@0xd0000000:5");
+    }
+}
