@@ -73,6 +73,7 @@ impl Bus {
         }
     }
 
+    #[cfg(test)]
     pub fn console(&self) -> &Console {
         self.serial.console()
     }

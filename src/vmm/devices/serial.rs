@@ -10,7 +10,7 @@ use super::IrqLine;
 
 /// The most console output kept: a guest that prints without end must not
 /// exhaust the host's memory before its deadline.
-const CONSOLE_LIMIT: usize = 16 << 20;
+pub const CONSOLE_LIMIT: usize = 16 << 20;
 
 /// What the guest printed (its last [`CONSOLE_LIMIT`] bytes at most, where
 /// the result line and the tail an error shows are), and when it started.
@@ -37,6 +37,7 @@ impl Console {
         }
     }
 
+    #[cfg(test)]
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -99,6 +100,7 @@ impl SerialDevice {
         }
     }
 
+    #[cfg(test)]
     pub fn console(&self) -> &Console {
         self.uart.writer()
     }
