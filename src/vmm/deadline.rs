@@ -10,7 +10,7 @@
 use std::cell::Cell;
 use std::io;
 use std::ptr;
-use std::sync::Once;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use kvm_ioctls::VcpuFd;
@@ -37,11 +37,13 @@ extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
     }
 }
 
+/// Installs the handler once per process. Its outcome is kept: were a
+/// failure forgotten, the next run would arm a timer whose signal, with no
+/// handler, terminates the process.
 fn install_kick_handler() -> Result<(), VcpuError> {
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| result = register_signal_handler(kick_signal(), on_kick));
-    result.map_err(VcpuError::Signal)
+    static INSTALLED: OnceLock<Result<(), vmm_sys_util::errno::Error>> = OnceLock::new();
+    let result = INSTALLED.get_or_init(|| register_signal_handler(kick_signal(), on_kick));
+    (*result).map_err(VcpuError::Signal)
 }
 
 /// A deadline armed for the calling thread's vCPU; disarmed on drop, which
