@@ -1,13 +1,18 @@
 //! Progress on stderr, cargo style: a right-aligned verb, then what happens.
 //!
 //! Plain lines work anywhere (tests read them from a pipe); a long step also
-//! gets a spinner showing its latest output line, but only on a terminal.
+//! gets a spinner showing its latest output line on a terminal, and
+//! elsewhere (a CI log) that line every [`HEARTBEAT`].
 
+use std::cell::Cell;
 use std::fmt::Display;
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// How often a long step off a terminal says it is still going.
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// Where progress goes: stderr, or nowhere under `-q`.
 #[derive(Debug, Clone, Copy)]
@@ -32,9 +37,13 @@ impl Progress {
         }
     }
 
-    /// A spinner for a long step; hidden when quiet or not on a terminal.
+    /// A spinner for a long step: on a terminal, or a heartbeat line
+    /// elsewhere; nothing when quiet.
     pub fn spinner(&self, verb: &str) -> Spinner {
-        let bar = if self.quiet || !std::io::stderr().is_terminal() {
+        let start = Instant::now();
+        let heartbeat = (!self.quiet && !std::io::stderr().is_terminal())
+            .then(|| (verb.to_owned(), start, Cell::new(start)));
+        let bar = if self.quiet || heartbeat.is_some() {
             ProgressBar::hidden()
         } else {
             let bar = ProgressBar::new_spinner();
@@ -45,7 +54,7 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         };
-        Spinner { bar }
+        Spinner { bar, heartbeat }
     }
 }
 
@@ -53,12 +62,25 @@ impl Progress {
 #[derive(Debug)]
 pub struct Spinner {
     bar: ProgressBar,
+    /// Off a terminal: the verb, the start, and when we last printed.
+    heartbeat: Option<(String, Instant, Cell<Instant>)>,
 }
 
 impl Spinner {
-    /// Shows `line` (e.g. the latest `make` output) beside the spinner.
+    /// Shows `line` (e.g. the latest `make` output) beside the spinner, or
+    /// prints it if the last heartbeat is [`HEARTBEAT`] old.
     pub fn set_message(&self, line: &str) {
         self.bar.set_message(line.trim().to_owned());
+        if let Some((verb, start, last)) = &self.heartbeat {
+            if last.get().elapsed() >= HEARTBEAT {
+                last.set(Instant::now());
+                eprintln!(
+                    "{verb:>12} {:.0} s: {}",
+                    start.elapsed().as_secs_f64(),
+                    line.trim()
+                );
+            }
+        }
     }
 }
 

@@ -322,3 +322,37 @@ fn as_pid_1_of_a_container_it_stays_the_cli() {
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(list.is_object(), "{list}");
 }
+
+#[test]
+fn auto_without_a_usable_vmm_explains_both() {
+    let Some((kernel, _)) = guest_prerequisites() else {
+        return;
+    };
+    if cargo_ktstr::runner::detect::kvm_boot_support().is_ok() {
+        return eprintln!("skipped: this host's KVM boots kernels, so auto always has a VMM");
+    }
+    let root = tempfile::tempdir().unwrap();
+    // No QEMU on this PATH; the formatter is still found in /usr/sbin.
+    let out = ktstr_cmd(root.path())
+        .env("PATH", root.path())
+        .args([
+            "template",
+            "build",
+            "--fs",
+            "ext4",
+            "--capacity",
+            "64M",
+            "--kernel",
+        ])
+        .arg(&kernel)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no VMM can boot the template guest"), "{err}");
+    assert!(
+        err.contains("built-in VMM cannot") && err.contains("qemu-system-x86"),
+        "{err}"
+    );
+    assert_eq!(names(root.path()), [".locks"]);
+}
