@@ -6,12 +6,14 @@
 //! are real: btrfs, xfs and ext4, each on a loop device this benchmark makes
 //! and tears down, so it needs root.
 //!
-//! `cargo bench --bench compare -- [--runs N] [--rows 2,5] [--fs btrfs,xfs]`
+//! `cargo bench --bench compare -- [--runs N] [--rows 1,2,3,4,5,6] [--fs btrfs,xfs,ext4]`
 
+mod build;
 mod clean;
 mod clone;
 mod measure;
 mod table;
+mod vmm;
 
 // The integration tests' loop-filesystem helper, shared rather than copied;
 // it reports a missing prerequisite through `crate::util`.
@@ -52,7 +54,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         runs: 10,
-        rows: vec![2, 5],
+        rows: vec![1, 2, 3, 4, 5, 6],
         filesystems: Filesystem::ALL.to_vec(),
     };
     let mut it = std::env::args().skip(1);
@@ -103,16 +105,33 @@ fn main() {
         .collect();
     let mut rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    // Rows 3, 4 and 6 boot the template guest.
+    let kernel = || {
+        cargo_ktstr::kernel::resolve::resolve_from_env(None)
+            .expect("rows 3, 4 and 6 boot a guest kernel: run `cargo ktstr kernel build` first")
+    };
     for row in &args.rows {
         for (fs, mnt) in &mounts {
             eprintln!("row {row} on {fs}:");
+            let place = build::Place {
+                fs: *fs,
+                mnt: mnt.path(),
+            };
             match row {
+                1 => rows.push(build::warm_hit(&bench, &place)),
                 2 => {
                     let (got, note) = clone::rows(&bench, *fs, mnt.path());
                     rows.extend(got);
                     notes.push(note);
                 }
+                3 => rows.extend(build::cold_qemu(&bench, &place, &kernel())),
+                // The hello guest does not depend on the filesystem.
+                4 => {
+                    rows.push(vmm::row(&bench, &place, &kernel()));
+                    break;
+                }
                 5 => rows.push(clean::row(&bench, *fs, mnt.path())),
+                6 => rows.push(build::contention(&bench, &place, &kernel())),
                 other => panic!("no row {other}"),
             }
         }

@@ -19,17 +19,24 @@ pub fn interleave(
     mut ours: impl FnMut() -> Duration,
     mut base: impl FnMut() -> Duration,
 ) -> Pair {
-    let mut pair = Pair::default();
-    for i in 0..runs {
-        if i % 2 == 0 {
-            pair.ours.push(ours());
-            pair.base.push(base());
-        } else {
-            pair.base.push(base());
-            pair.ours.push(ours());
+    let mut times = rotate(runs, &mut [&mut ours, &mut base]);
+    let base = times.pop().unwrap();
+    let ours = times.pop().unwrap();
+    Pair { ours, base }
+}
+
+/// Runs every closure `runs` times, in turn, starting each round with the
+/// next one; the times come back per closure.
+pub fn rotate(runs: usize, each: &mut [&mut dyn FnMut() -> Duration]) -> Vec<Vec<Duration>> {
+    let n = each.len();
+    let mut times = vec![Vec::with_capacity(runs); n];
+    for round in 0..runs {
+        for i in 0..n {
+            let which = (round + i) % n;
+            times[which].push(each[which]());
         }
     }
-    pair
+    times
 }
 
 pub fn median(times: &[Duration]) -> Duration {

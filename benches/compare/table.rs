@@ -45,14 +45,21 @@ impl Row {
     }
 
     pub fn markdown(&self) -> String {
+        // A row without a baseline (an absolute goal) shows dashes.
+        let (base, ratio) = if self.base.is_zero() {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            (
+                format!("{:.2}", ms(self.base)),
+                format!("{:.2}x", self.ratio()),
+            )
+        };
         format!(
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2}x | {} | {} |",
+            "| {} | {} | {} | {:.2} | {base} | {ratio} | {} | {} |",
             self.fs,
             self.what,
             self.baseline,
             ms(self.ours),
-            ms(self.base),
-            self.ratio(),
             self.goal,
             if self.met { "yes" } else { "**no**" }
         )
@@ -89,6 +96,11 @@ impl Goal {
         }
     }
 
+    /// A reference figure with nothing to reach.
+    pub fn floor() -> Goal {
+        Goal::ratio(f64::INFINITY)
+    }
+
     fn met(self, ours: Duration, base: Duration) -> bool {
         ours.as_secs_f64() <= base.as_secs_f64() * self.ratio
             && self.max_ms.is_none_or(|max| ms(ours) <= max)
@@ -97,9 +109,16 @@ impl Goal {
 
 impl std::fmt::Display for Goal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
         if let Some(max) = self.max_ms {
-            write!(f, "< {max} ms, ")?;
+            parts.push(format!("< {max} ms"));
         }
-        write!(f, "<= {}x", self.ratio)
+        if self.ratio.is_finite() {
+            parts.push(format!("<= {}x", self.ratio));
+        }
+        if parts.is_empty() {
+            parts.push("none (reference)".to_owned());
+        }
+        write!(f, "{}", parts.join(", "))
     }
 }

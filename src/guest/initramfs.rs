@@ -109,10 +109,9 @@ impl Archive {
 
     fn finish(mut self) -> Result<Vec<u8>> {
         newc::trailer(&mut self.cpio)?;
-        let mut gz = GzEncoder::new(
-            Vec::with_capacity(self.cpio.len() / 3),
-            Compression::default(),
-        );
+        // The fastest level: 0.1 s instead of 0.5 s per build for an archive
+        // about 13% larger, which the guest unpacks no slower.
+        let mut gz = GzEncoder::new(Vec::with_capacity(self.cpio.len() / 3), Compression::fast());
         gz.write_all(&self.cpio)?;
         Ok(gz.finish()?)
     }
