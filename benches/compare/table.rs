@@ -102,7 +102,8 @@ impl Goal {
     }
 
     fn met(self, ours: Duration, base: Duration) -> bool {
-        ours.as_secs_f64() <= base.as_secs_f64() * self.ratio
+        // An infinite ratio is no goal (and times a zero baseline, NaN).
+        (self.ratio.is_infinite() || ours.as_secs_f64() <= base.as_secs_f64() * self.ratio)
             && self.max_ms.is_none_or(|max| ms(ours) <= max)
     }
 }

@@ -54,6 +54,22 @@ pub fn try_lock_file(file: File, mode: Mode) -> Result<Option<Flock<File>>> {
     }
 }
 
+/// Takes an exclusive flock on `file` without blocking, held until `file` is
+/// closed: `Ok(false)` when another open file description holds one. For a
+/// sweep that closes the file right after removing it, this spares the
+/// separate unlock a [`Flock`] makes when dropped.
+pub fn try_lock_until_closed(file: &File) -> Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor `file` keeps open for the call; it
+    // touches no memory of ours.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    match Errno::result(rc) {
+        Ok(_) => Ok(true),
+        Err(Errno::EWOULDBLOCK) => Ok(false),
+        Err(errno) => Err(errno).context("flock failed"),
+    }
+}
+
 /// The lockfile of `key` under `root`: `<root>/.locks/<key>.lock`.
 pub fn key_lock_path(root: &Path, key: &str) -> PathBuf {
     root.join(names::LOCKS_DIR).join(names::lock_file(key))

@@ -12,7 +12,7 @@ use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
 use super::{CleanReport, ItemKind};
-use crate::cache::lock::{self, Mode};
+use crate::cache::lock;
 use crate::cache::names::{self, RootName};
 
 /// Whether `pid` may still be running. Only ESRCH says it is gone: EPERM is a
@@ -90,13 +90,14 @@ fn sweep_one(
         Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => {}
         _ => return report.skip(name, "it changed while being examined; left alone".into()),
     }
-    match lock::try_lock_file(file, Mode::Exclusive) {
-        Ok(Some(held)) => {
+    match lock::try_lock_until_closed(&file) {
+        Ok(true) => {
             let bytes = (!meta.is_dir()).then(|| allocated(&meta));
             report.remove(name, kind, meta.is_dir(), bytes);
-            drop(held);
+            // Closing releases the lock, after the removal.
+            drop(file);
         }
-        Ok(None) => {
+        Ok(false) => {
             let holder = lock::holders(&path).first().map(|h| h.pid);
             let reason = format!(
                 "owner pid {pid} is gone but its flock is held by {}",
