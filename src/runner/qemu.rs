@@ -284,8 +284,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = spec(dir.path());
         // The disk, commas and all, opens; the kernel does not exist.
-        std::fs::File::create(&spec.disk).unwrap().set_len(1 << 20).unwrap();
+        std::fs::File::create(&spec.disk)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
         let err = runner.run(&spec).unwrap_err().to_string();
-        assert!(err.contains("qemu-system-x86_64 failed") && err.contains("bzImage"), "{err}");
+        assert!(
+            err.contains("qemu-system-x86_64 failed") && err.contains("bzImage"),
+            "{err}"
+        );
     }
 }
