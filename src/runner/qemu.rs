@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -106,7 +107,13 @@ impl GuestRunner for QemuRunner {
         // QEMU opens the inherited descriptor through its own /proc/self/fd.
         let initrd_path = PathBuf::from(format!("/proc/self/fd/{}", initrd.as_raw_fd()));
         let start = Instant::now();
-        let mut child = Command::new(&self.binary)
+        let mut cmd = Command::new(&self.binary);
+        let parent = nix::unistd::getpid();
+        // SAFETY: the hook runs in the forked child before exec; it calls
+        // only prctl and getppid, which are async-signal-safe, and does not
+        // allocate.
+        unsafe { cmd.pre_exec(move || die_with_parent(parent)) };
+        let mut child = cmd
             .args(self.args(spec, &initrd_path))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -155,6 +162,19 @@ fn escape_commas(value: &OsStr) -> OsString {
         }
     }
     OsString::from_vec(escaped)
+}
+
+/// Has the kernel SIGKILL QEMU when the thread that started it dies: a
+/// builder killed mid-build (SIGKILL, no unwinding) must not leave a guest
+/// running on with no one to enforce its timeout.
+fn die_with_parent(parent: nix::unistd::Pid) -> std::io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    // The parent may have died before the prctl took effect.
+    if nix::unistd::getppid() != parent {
+        // ESRCH: the builder is gone (no allocation between fork and exec).
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    Ok(())
 }
 
 /// The initramfs in an anonymous file QEMU inherits (no close-on-exec).

@@ -159,16 +159,14 @@ fn write_zero_page(mem: &GuestMem, mut hdr: setup_header) -> Result<(), VmmError
     LinuxBootConfigurator::write_bootparams(&zero_page, mem).map_err(VmmError::ZeroPage)
 }
 
-/// Reads the zero page back (for tests and diagnostics).
-pub fn read_zero_page(mem: &GuestMem) -> Result<boot_params, VmmError> {
-    mem.read_obj(GuestAddress(ZERO_PAGE_START))
-        .map_err(VmmError::Memory)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::vmm::memory;
+
+    fn read_zero_page(mem: &GuestMem) -> boot_params {
+        mem.read_obj(GuestAddress(ZERO_PAGE_START)).unwrap()
+    }
 
     /// A minimal bzImage: one setup sector after the boot sector, the
     /// header fields the loader reads, then `payload` as the 32/64-bit part.
@@ -200,7 +198,7 @@ mod tests {
             .unwrap();
         assert_eq!(back, payload);
 
-        let zp = read_zero_page(&mem).unwrap();
+        let zp = read_zero_page(&mem);
         let hdr = zp.hdr;
         assert_eq!({ hdr.header }, HDR_MAGIC);
         assert_eq!({ hdr.boot_flag }, BOOT_FLAG_MAGIC);

@@ -31,7 +31,7 @@ impl Bus {
     pub fn new(serial: SerialDevice, block: Option<MmioTransport<Block>>) -> Self {
         Bus {
             serial,
-            i8042: I8042::default(),
+            i8042: I8042,
             block,
         }
     }
@@ -73,6 +73,7 @@ impl Bus {
         }
     }
 
+    #[cfg(test)]
     pub fn console(&self) -> &Console {
         self.serial.console()
     }
@@ -121,5 +122,22 @@ pub(crate) mod tests {
         assert_ne!(byte[0] & 0x20, 0, "LSR says THR empty");
         assert_eq!(bus.pio_write(0x80, &[0x12]), BusEvent::None);
         assert_eq!(bus.pio_write(I8042_COMMAND_PORT, &[0xfe]), BusEvent::Reset);
+    }
+
+    #[test]
+    fn the_virtio_window_reaches_the_block_device_and_nothing_else_does() {
+        use crate::vmm::devices::virtio::block::tests::{disk, memory};
+        let (_file, block) = disk();
+        let transport = MmioTransport::new(block, memory(), IrqLine::new(None, 5).unwrap());
+        let serial =
+            SerialDevice::new(IrqLine::new(None, 4).unwrap(), Console::new(Instant::now()));
+        let mut bus = Bus::new(serial, Some(transport));
+        let mut word = [0u8; 4];
+        bus.mmio_read(VIRTIO_MMIO_START, &mut word);
+        assert_eq!(&word, b"virt");
+        bus.mmio_read(VIRTIO_MMIO_START + VIRTIO_MMIO_SIZE, &mut word);
+        assert_eq!(word, [0; 4]);
+        bus.mmio_read(VIRTIO_MMIO_START - 4, &mut word);
+        assert_eq!(word, [0; 4]);
     }
 }

@@ -1,16 +1,14 @@
 //! A small VMM on the rust-vmm crates (kvm-ioctls, vm-memory, linux-loader,
 //! virtio-queue, vm-superio) that boots the template-building guest.
 //!
-//! One [`run`] is one VM: map guest RAM
-//! ([`memory`]), create the in-kernel irqchip and PIT,
-//! load the kernel, initramfs and command line with a zero page
-//! ([`boot`]), write the MP table and the 64-bit entry
-//! state ([`x86_64`]), wire the devices
-//! ([`devices`]) to the [`bus`], then
-//! run the one vCPU on its own thread ([`vcpu`]) until the
-//! guest resets, shuts down (a triple fault included) or the deadline
-//! passes. Everything (VM, vCPU, eventfds, the disk, guest RAM) is owned by
-//! that call and released when it returns, however the run ended.
+//! One [`run`] is one VM: map guest RAM ([`memory`]), create the in-kernel
+//! irqchip and PIT, load the kernel, initramfs and command line with a zero
+//! page ([`boot`]), write the MP table and the 64-bit entry state
+//! ([`x86_64`]), wire the devices ([`devices`]) to the [`bus`], then run the
+//! one vCPU on the caller's thread ([`vcpu`]) until the guest resets, shuts
+//! down (a triple fault included) or the [`deadline`] passes. Everything
+//! (VM, vCPU, eventfds, timer, the disk, guest RAM) is owned by that call
+//! and released when it returns, however the run ended.
 //!
 //! This layer runs whatever guest it is given: it does not ask whether the
 //! host's KVM can boot a stock kernel ([`crate::runner::kvm`] does).
@@ -27,6 +25,7 @@ use crate::runner::{RunEnd, RunOutcome};
 
 pub mod boot;
 pub mod bus;
+pub mod deadline;
 pub mod devices;
 pub mod layout;
 pub mod memory;
@@ -157,12 +156,12 @@ fn run_vm(config: &VmConfig<'_>, measure: bool) -> Result<(RunOutcome, MemoryUse
     let loaded = boot::load(&mem, config.kernel, config.initramfs, cmdline.trim_start())?;
     x86_64::mptable::write_mptable(&mem, 1)?;
     let serial_irq = IrqLine::new(Some(&vm), SERIAL_IRQ).map_err(VmmError::Device)?;
-    let bus = bus::Bus::new(SerialDevice::new(serial_irq, Console::new(start)), block);
+    let mut bus = bus::Bus::new(SerialDevice::new(serial_irq, Console::new(start)), block);
 
-    let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+    let mut vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
     x86_64::setup_vcpu(&kvm, &vcpu, &mem, loaded.entry)?;
 
-    let (end, bus) = vcpu::run_until(vcpu, bus, deadline)?;
+    let end = vcpu::run_until(&mut vcpu, &mut bus, deadline)?;
     let total = start.elapsed();
     if measure {
         usage.rss_at_end = memory::process_rss();
@@ -223,4 +222,14 @@ fn create_irqchip(vm: &VmFd) -> Result<(), VmmError> {
 
 fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
     move |source| VmmError::Kvm { what, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_disk_is_announced_where_the_device_lives() {
+        assert_eq!(virtio_mmio_arg(), "virtio_mmio.device=4K@0xd0000000:5");
+    }
 }

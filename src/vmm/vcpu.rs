@@ -1,26 +1,17 @@
-//! The vCPU thread: KVM_RUN, exit handling, and the kick that ends a run at
-//! its deadline.
+//! The vCPU loop: KVM_RUN on the caller's thread until the run ends.
 //!
 //! Exits are handled by [`handle_exit`], a function of the exit and the
-//! [`Bus`] only, so every exit kind is tested without a VM. The deadline is
-//! enforced from the caller's thread: it sets the `kicked` flag and sends
-//! [`kick_signal`] to the vCPU thread, whose handler sets
-//! `kvm_run.immediate_exit`. A signal that lands while the thread is in
-//! KVM_RUN interrupts it (EINTR); one that lands just before makes the next
-//! KVM_RUN return at once, so no kick is ever lost.
+//! [`Bus`] only, so every exit kind is tested without a VM. The deadline
+//! ([`super::deadline`]) interrupts KVM_RUN; an interruption at or after
+//! the deadline is the timeout.
 
-use std::cell::Cell;
-use std::sync::Once;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::thread;
 use std::time::Instant;
 
 use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd};
-use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 
 use super::bus::{Bus, BusEvent};
+use super::deadline::Armed;
 use crate::runner::RunEnd;
 
 /// Why the vCPU could not go on.
@@ -34,8 +25,8 @@ pub enum VcpuError {
     Internal,
     #[error("unexpected vCPU exit: {0}")]
     Unexpected(String),
-    #[error("cannot start the vCPU thread: {0}")]
-    Thread(std::io::Error),
+    #[error("cannot arm the run's deadline timer: {0}")]
+    Timer(std::io::Error),
     #[error("cannot install the vCPU kick signal handler: {0}")]
     Signal(vmm_sys_util::errno::Error),
 }
@@ -44,6 +35,8 @@ pub enum VcpuError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitAction {
     Continue,
+    /// A signal interrupted the guest: the deadline may have passed.
+    Interrupted,
     Stop(RunEnd),
 }
 
@@ -70,8 +63,7 @@ pub fn handle_exit(exit: VcpuExit<'_>, bus: &mut Bus) -> Result<ExitAction, Vcpu
                 other => Err(VcpuError::Unexpected(format!("system event {other}"))),
             };
         }
-        // A signal interrupted the guest; the loop checks why.
-        VcpuExit::Intr => {}
+        VcpuExit::Intr => return Ok(ExitAction::Interrupted),
         VcpuExit::FailEntry(reason, _) => return Err(VcpuError::FailEntry(reason)),
         VcpuExit::InternalError => return Err(VcpuError::Internal),
         other => return Err(VcpuError::Unexpected(format!("{other:?}"))),
@@ -79,89 +71,27 @@ pub fn handle_exit(exit: VcpuExit<'_>, bus: &mut Bus) -> Result<ExitAction, Vcpu
     Ok(ExitAction::Continue)
 }
 
-thread_local! {
-    /// This thread's `kvm_run.immediate_exit`, for the kick handler.
-    static IMMEDIATE_EXIT: Cell<*mut u8> = const { Cell::new(std::ptr::null_mut()) };
-}
-
-/// The real-time signal that kicks a vCPU thread out of KVM_RUN.
-pub fn kick_signal() -> i32 {
-    SIGRTMIN() + 4
-}
-
-extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    let flag = IMMEDIATE_EXIT.with(Cell::get);
-    if !flag.is_null() {
-        // SAFETY: the pointer is this thread's live kvm_run mapping; the
-        // thread clears it before the mapping goes away (see `run_vcpu`).
-        unsafe { flag.write_volatile(1) };
-    }
-}
-
-fn install_kick_handler() -> Result<(), VcpuError> {
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| result = register_signal_handler(kick_signal(), on_kick));
-    result.map_err(VcpuError::Signal)
-}
-
-/// Runs the vCPU until the run ends; `kicked` turns an interruption into a
-/// timeout.
-fn run_vcpu(vcpu: &mut VcpuFd, bus: &mut Bus, kicked: &AtomicBool) -> Result<RunEnd, VcpuError> {
-    let immediate_exit = &raw mut vcpu.get_kvm_run().immediate_exit;
-    IMMEDIATE_EXIT.with(|c| c.set(immediate_exit));
-    let result = loop {
-        if kicked.load(Ordering::Acquire) {
-            break Ok(RunEnd::Timeout);
-        }
+/// Runs `vcpu` on this thread until the guest ends the run or `deadline`
+/// passes.
+pub fn run_until(vcpu: &mut VcpuFd, bus: &mut Bus, deadline: Instant) -> Result<RunEnd, VcpuError> {
+    let after = deadline.saturating_duration_since(Instant::now());
+    let _armed = Armed::arm(vcpu, after)?;
+    loop {
         let action = match vcpu.run() {
-            Ok(exit) => handle_exit(exit, bus),
+            Ok(exit) => handle_exit(exit, bus)?,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                Ok(ExitAction::Continue)
+                ExitAction::Interrupted
             }
-            Err(e) => Err(VcpuError::Run(e)),
+            Err(e) => return Err(VcpuError::Run(e)),
         };
         match action {
-            Ok(ExitAction::Continue) => {}
-            Ok(ExitAction::Stop(end)) => break Ok(end),
-            Err(e) => break Err(e),
+            ExitAction::Continue => {}
+            ExitAction::Interrupted if Instant::now() >= deadline => return Ok(RunEnd::Timeout),
+            // Not the deadline's signal: clear the flag a kick would have set.
+            ExitAction::Interrupted => vcpu.set_kvm_immediate_exit(0),
+            ExitAction::Stop(end) => return Ok(end),
         }
-    };
-    IMMEDIATE_EXIT.with(|c| c.set(std::ptr::null_mut()));
-    result
-}
-
-/// Runs the vCPU on its own thread until the guest ends the run or
-/// `deadline` passes; returns how it ended and the bus (with the console).
-pub fn run_until(
-    mut vcpu: VcpuFd,
-    mut bus: Bus,
-    deadline: Instant,
-) -> Result<(RunEnd, Bus), VcpuError> {
-    install_kick_handler()?;
-    let kicked = std::sync::Arc::new(AtomicBool::new(false));
-    let (done_tx, done_rx) = mpsc::channel();
-    let thread_kicked = kicked.clone();
-    let handle = thread::Builder::new()
-        .name("ktstr-vcpu0".into())
-        .spawn(move || {
-            let end = run_vcpu(&mut vcpu, &mut bus, &thread_kicked);
-            // The vCPU fd (and its kvm_run mapping) is closed here, before
-            // the caller tears the VM down.
-            drop(vcpu);
-            let _ = done_tx.send(());
-            end.map(|end| (end, bus))
-        })
-        .map_err(VcpuError::Thread)?;
-    let wait = deadline.saturating_duration_since(Instant::now());
-    if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(wait) {
-        kicked.store(true, Ordering::Release);
-        // The thread may have ended on its own meanwhile; a kick then is moot.
-        let _ = handle.kill(kick_signal());
     }
-    handle
-        .join()
-        .unwrap_or_else(|_| Err(VcpuError::Unexpected("the vCPU thread panicked".into())))
 }
 
 #[cfg(test)]
@@ -201,7 +131,7 @@ mod tests {
         assert_eq!(reset, ExitAction::Stop(RunEnd::Reset));
         let off = handle(VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_SHUTDOWN, &[])).unwrap();
         assert_eq!(off, ExitAction::Stop(RunEnd::Shutdown));
-        assert_eq!(handle(VcpuExit::Intr).unwrap(), ExitAction::Continue);
+        assert_eq!(handle(VcpuExit::Intr).unwrap(), ExitAction::Interrupted);
     }
 
     #[test]

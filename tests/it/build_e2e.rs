@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::util::{bin, guest_kernel, ktstr_cmd, prerequisite, stderr};
 
 /// A kernel and QEMU, or `None` after saying which is missing.
-fn guest_prerequisites() -> Option<(PathBuf, QemuRunner)> {
+pub(crate) fn guest_prerequisites() -> Option<(PathBuf, QemuRunner)> {
     let kernel = guest_kernel()?;
     match QemuRunner::find(Accel::Tcg) {
         Ok(qemu) => Some((kernel, qemu)),

@@ -6,6 +6,7 @@ mod cache;
 mod clean;
 mod cli;
 mod clone;
+mod crash;
 mod hostile;
 mod kernel;
 mod list;

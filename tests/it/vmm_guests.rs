@@ -67,6 +67,11 @@ fn a_guest_that_never_ends_times_out_at_the_deadline() {
         "ended after {:?}, deadline {deadline:?}",
         out.total
     );
+
+    // A deadline that passes during set-up still ends the run, at once.
+    let out = boot("looping", &[], "", Duration::ZERO);
+    assert_eq!(out.end, RunEnd::Timeout);
+    assert!(out.total < Duration::from_secs(1), "{:?}", out.total);
 }
 
 #[test]
@@ -108,6 +113,35 @@ fn the_guest_reads_the_zero_page_the_vmm_wrote() {
     .map(|(a, s, t)| format!("e820 {a:#018x} {s:#018x} {t:#018x}"))
     .collect();
     assert_eq!(lines[2..], e820);
+
+    // With a disk, the VMM announces it after the caller's arguments.
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let kernel = guests::build("boot_protocol");
+    let config = VmConfig {
+        kernel: &kernel,
+        initramfs: &[],
+        cmdline,
+        disk: Some(&disk),
+        memory_mib: 128,
+        timeout: Duration::from_secs(10),
+    };
+    let text = vmm::run(&config).unwrap().console_text();
+    let want = format!("cmdline={cmdline} virtio_mmio.device=4K@0xd0000000:5");
+    assert_eq!(text.lines().next(), Some(want.as_str()));
+    assert!(
+        text.contains("initramfs=0x0000000000000000 size=0x0000000000000000"),
+        "{text}"
+    );
+    let top = format!(
+        "e820 0x0000000000100000 {:#018x} 0x0000000000000001",
+        (128u64 << 20) - 0x100000
+    );
+    assert!(text.contains(&top), "{text}");
 }
 
 fn open_fds() -> usize {

@@ -47,7 +47,12 @@ fn remember_in(dir: &Path, fs: Filesystem, formatter: &Path, fp: &str) -> Option
     fs::create_dir_all(dir).ok()?;
     // Written aside and renamed over, so a reader sees one memo or the other,
     // never half of one.
-    let tmp = dir.join(format!(".{}.{}", fs.name(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.{}.{:016x}",
+        fs.name(),
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     let mut file = fs::File::create(&tmp).ok()?;
     file.write_all(format!("{identity}\n{fp}\n").as_bytes())
         .ok()?;

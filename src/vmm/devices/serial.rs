@@ -8,24 +8,36 @@ use vm_superio::Serial;
 
 use super::IrqLine;
 
-/// What the guest printed, and when it started.
+/// The most console output kept: a guest that prints without end must not
+/// exhaust the host's memory before its deadline.
+pub const CONSOLE_LIMIT: usize = 16 << 20;
+
+/// What the guest printed (its last [`CONSOLE_LIMIT`] bytes at most, where
+/// the result line and the tail an error shows are), and when it started.
 #[derive(Debug)]
 pub struct Console {
     start: Instant,
     bytes: Vec<u8>,
     first_output: Option<Duration>,
+    limit: usize,
 }
 
 impl Console {
     /// A console for a run that began at `start`.
     pub fn new(start: Instant) -> Self {
+        Self::with_limit(start, CONSOLE_LIMIT)
+    }
+
+    fn with_limit(start: Instant, limit: usize) -> Self {
         Console {
             start,
             bytes: Vec::new(),
             first_output: None,
+            limit,
         }
     }
 
+    #[cfg(test)]
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -48,6 +60,11 @@ impl Write for Console {
             self.first_output = Some(self.start.elapsed());
         }
         self.bytes.extend_from_slice(buf);
+        if self.bytes.len() > self.limit {
+            // Drop the oldest half at once, so trimming stays cheap per byte.
+            let excess = self.bytes.len() - self.limit / 2;
+            self.bytes.drain(..excess);
+        }
         Ok(buf.len())
     }
 
@@ -83,6 +100,7 @@ impl SerialDevice {
         }
     }
 
+    #[cfg(test)]
     pub fn console(&self) -> &Console {
         self.uart.writer()
     }
@@ -115,6 +133,16 @@ mod tests {
         assert!(serial.console().first_output().is_some());
         // Transmitter empty: the driver may always write again.
         assert_ne!(serial.read(LSR) & 0x20, 0);
+    }
+
+    #[test]
+    fn endless_output_keeps_only_the_tail() {
+        let mut console = Console::with_limit(Instant::now(), 64);
+        for i in 0..1000u32 {
+            console.write_all(format!("{i}\n").as_bytes()).unwrap();
+        }
+        assert!(console.bytes().len() <= 64);
+        assert!(console.bytes().ends_with(b"998\n999\n"));
     }
 
     #[test]

@@ -71,10 +71,6 @@ impl Block {
         Ok(Block { disk, sectors })
     }
 
-    pub fn sectors(&self) -> u64 {
-        self.sectors
-    }
-
     /// Serves one chain; returns how many bytes it wrote into guest memory
     /// (for the used ring), or None when the chain has no status byte.
     fn serve(&mut self, mem: &GuestMem, descs: &[Descriptor]) -> Option<u32> {

@@ -56,10 +56,6 @@ impl<D: VirtioDevice> MmioTransport<D> {
         }
     }
 
-    pub fn device(&self) -> &D {
-        &self.device
-    }
-
     /// Reads at `offset` into the window; bad sizes and offsets read zero.
     pub fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0);

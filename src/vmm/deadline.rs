@@ -1,0 +1,129 @@
+//! The deadline of a run: a one-shot POSIX timer that sends
+//! [`kick_signal`] to the vCPU's own thread, whose handler sets that
+//! thread's `kvm_run.immediate_exit`.
+//!
+//! A signal that lands while the thread is in KVM_RUN interrupts it
+//! (EINTR); one that lands while the thread is handling an exit makes the
+//! next KVM_RUN return at once, so no kick is lost, and no second thread has
+//! to be scheduled for a run to start or end.
+
+use std::cell::Cell;
+use std::io;
+use std::ptr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use kvm_ioctls::VcpuFd;
+use vmm_sys_util::signal::{SIGRTMIN, register_signal_handler};
+
+use super::vcpu::VcpuError;
+
+thread_local! {
+    /// This thread's `kvm_run.immediate_exit` while it runs a vCPU.
+    static IMMEDIATE_EXIT: Cell<*mut u8> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// The real-time signal that kicks a vCPU thread out of KVM_RUN.
+pub fn kick_signal() -> i32 {
+    SIGRTMIN() + 4
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let flag = IMMEDIATE_EXIT.with(Cell::get);
+    if !flag.is_null() {
+        // SAFETY: the pointer is this thread's live kvm_run mapping; `Armed`
+        // clears it before the vCPU (and the mapping) can go away.
+        unsafe { flag.write_volatile(1) };
+    }
+}
+
+/// Installs the handler once per process. Its outcome is kept: were a
+/// failure forgotten, the next run would arm a timer whose signal, with no
+/// handler, terminates the process.
+fn install_kick_handler() -> Result<(), VcpuError> {
+    static INSTALLED: OnceLock<Result<(), vmm_sys_util::errno::Error>> = OnceLock::new();
+    let result = INSTALLED.get_or_init(|| register_signal_handler(kick_signal(), on_kick));
+    (*result).map_err(VcpuError::Signal)
+}
+
+/// A deadline armed for the calling thread's vCPU; disarmed on drop, which
+/// must come before the vCPU's: [`super::vcpu::run_until`] holds both.
+#[derive(Debug)]
+pub struct Armed {
+    timer: libc::timer_t,
+}
+
+impl Armed {
+    /// Kicks `vcpu`, run by this thread, out of KVM_RUN `after` from now.
+    pub fn arm(vcpu: &mut VcpuFd, after: Duration) -> Result<Self, VcpuError> {
+        install_kick_handler()?;
+        unblock_kick_signal()?;
+        IMMEDIATE_EXIT.with(|c| c.set(&raw mut vcpu.get_kvm_run().immediate_exit));
+        let timer = create_timer().inspect_err(|_| clear())?;
+        let armed = Armed { timer };
+        // A zero it_value would disarm the timer: a deadline already passed
+        // fires in a nanosecond instead.
+        let after = after.max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                tv_nsec: after.subsec_nanos().into(),
+            },
+        };
+        // SAFETY: `timer` was just created and `spec` is a valid itimerspec.
+        if unsafe { libc::timer_settime(armed.timer, 0, &spec, ptr::null_mut()) } != 0 {
+            return Err(VcpuError::Timer(io::Error::last_os_error()));
+        }
+        Ok(armed)
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        // SAFETY: the timer is ours and deleted once. A signal it already
+        // queued is delivered as this call returns, while the pointer below
+        // is still live.
+        unsafe { libc::timer_delete(self.timer) };
+        clear();
+    }
+}
+
+fn clear() {
+    IMMEDIATE_EXIT.with(|c| c.set(ptr::null_mut()));
+}
+
+/// A timer that signals this very thread (SIGEV_THREAD_ID), not the process.
+fn create_timer() -> Result<libc::timer_t, VcpuError> {
+    // SAFETY: sigevent is a plain C struct for which all zeroes is valid.
+    let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+    event.sigev_notify = libc::SIGEV_THREAD_ID;
+    event.sigev_signo = kick_signal();
+    // SAFETY: gettid has no preconditions.
+    event.sigev_notify_thread_id = unsafe { libc::gettid() };
+    let mut timer: libc::timer_t = ptr::null_mut();
+    // SAFETY: both pointers are valid for the call; the kernel fills `timer`.
+    if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) } != 0 {
+        return Err(VcpuError::Timer(io::Error::last_os_error()));
+    }
+    Ok(timer)
+}
+
+/// A caller that blocks signals in its threads must still get the kick.
+fn unblock_kick_signal() -> Result<(), VcpuError> {
+    // SAFETY: sigset_t is plain data that sigemptyset initializes.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t; pthread_sigmask only reads it.
+    let rc = unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, kick_signal());
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, ptr::null_mut())
+    };
+    match rc {
+        0 => Ok(()),
+        errno => Err(VcpuError::Timer(io::Error::from_raw_os_error(errno))),
+    }
+}
