@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use nix::fcntl::Flock;
 
+use super::cleanup::space::human_bytes;
 use super::filesystem::Filesystem;
 use super::fingerprint;
 use super::key::{Capacity, Key};
@@ -135,22 +136,52 @@ pub fn ensure_key(
         }
     }
 
-    let staging = StagingImage::create(root, key)?;
+    // Each step is judged for a full disk while the staging image still
+    // holds its blocks: a guest sees only an I/O error.
+    let full = |e| when_disk_full(root, e);
+    let staging = StagingImage::create(root, key).map_err(full)?;
     builder
         .build(key, &staging.path)
-        .with_context(|| format!("failed to build the template {key}"))?;
-    staging.verify(key)?;
+        .with_context(|| format!("failed to build the template {key}"))
+        .and_then(|()| staging.verify(key))
+        .map_err(full)?;
     let if_valid = if opts.force {
         IfValid::Replace
     } else {
         IfValid::Keep
     };
-    let (path, _) = publish::publish(root, key, &staging.path, if_valid)?;
+    let (path, _) = publish::publish(root, key, &staging.path, if_valid).map_err(full)?;
     tracing::info!(
         "built the template {key} in {:.1}s",
         start.elapsed().as_secs_f64()
     );
     Ok(done(path, true))
+}
+
+/// Free space below which a failed build is put down to a full disk.
+const FULL_BELOW: u64 = 1 << 20;
+
+/// `err`, led by a plain "the disk is full" when ENOSPC is in its chain or
+/// the filesystem under `root` has (almost) no space left; a formatter in a
+/// guest only ever sees an I/O error.
+fn when_disk_full(root: &Path, err: anyhow::Error) -> anyhow::Error {
+    let enospc = err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.raw_os_error() == Some(libc::ENOSPC))
+    });
+    let free = nix::sys::statvfs::statvfs(root)
+        .ok()
+        .map(|st| st.blocks_available() * st.fragment_size());
+    if !enospc && free.is_none_or(|free| free >= FULL_BELOW) {
+        return err;
+    }
+    let free = free.map_or("unknown".to_owned(), |b| format!("{} free", human_bytes(b)));
+    err.context(format!(
+        "the disk holding the template cache `{}` is full ({free}): free some space \
+         (`cargo ktstr clean --all` removes templates no process uses) and try again",
+        root.display()
+    ))
 }
 
 /// Tells one published image from its successor: a new build is a new file.

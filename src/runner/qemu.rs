@@ -75,7 +75,10 @@ impl QemuRunner {
         };
         let mut drive = OsString::from("file=");
         drive.push(escape_commas(spec.disk.as_os_str()));
-        drive.push(",format=raw,if=none,id=disk0");
+        // Report write errors to the guest: QEMU's default (werror=enospc)
+        // pauses the VM on a full host disk, and the run would sit out its
+        // timeout instead of failing.
+        drive.push(",format=raw,if=none,id=disk0,werror=report,rerror=report");
         let memory = format!("{}M", spec.memory_mib);
         #[rustfmt::skip]
         let fixed = [

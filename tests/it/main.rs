@@ -7,6 +7,7 @@ mod clean;
 mod cli;
 mod clone;
 mod crash;
+mod diskfull;
 mod hostile;
 mod kernel;
 mod list;

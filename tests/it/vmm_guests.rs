@@ -353,3 +353,38 @@ fn vmm_kvm_fails_at_once_where_kvm_cannot_boot_a_kernel() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn the_real_kernel_loads_and_starts() {
+    if !prerequisite(KVM, kvm_usable()) {
+        return;
+    }
+    let Some(kernel) = guest_kernel() else {
+        return;
+    };
+    let run = |cmdline: &str, timeout: Duration| {
+        let config = VmConfig {
+            kernel: &kernel,
+            initramfs: &[],
+            cmdline,
+            disk: None,
+            memory_mib: 256,
+            timeout,
+        };
+        vmm::run(&config).unwrap()
+    };
+    match kvm_boot_support() {
+        // Too slow here to get anywhere, but it must still be running at the
+        // deadline: a bad entry state triple-faults on the first instruction.
+        Err(_) => {
+            let out = run("console=ttyS0", Duration::from_secs(1));
+            assert_eq!(out.end, RunEnd::Timeout, "{}", out.console_text());
+        }
+        // With no initramfs and no root it panics, and panic=-1 resets.
+        Ok(()) => {
+            let out = run("console=ttyS0 panic=-1", Duration::from_secs(60));
+            assert_eq!(out.end, RunEnd::Reset, "{}", out.console_tail(30));
+            assert!(out.console_text().contains("Linux version"));
+        }
+    }
+}
