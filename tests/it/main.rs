@@ -13,5 +13,6 @@ mod kernel;
 mod list;
 mod lock;
 mod loopfs;
+mod soak;
 mod util;
 mod vmm_guests;
