@@ -109,8 +109,9 @@ impl Archive {
 
     fn finish(mut self) -> Result<Vec<u8>> {
         newc::trailer(&mut self.cpio)?;
-        // The fastest level: 0.1 s instead of 0.5 s per build for an archive
-        // about 13% larger, which the guest unpacks no slower.
+        // The fast level: against the default, packing takes 0.2 s instead
+        // of 0.6 s, and the guest unpacks the 20% larger archive in no
+        // measurable extra time, even under TCG.
         let mut gz = GzEncoder::new(Vec::with_capacity(self.cpio.len() / 3), Compression::fast());
         gz.write_all(&self.cpio)?;
         Ok(gz.finish()?)

@@ -4,8 +4,8 @@
 //! directories, and the directories /etc/ld.so.conf names.
 //!
 //! Each object gets a path in the guest where the guest's loader, which has
-//! no ld.so.cache, looks: its host path when that is a standard directory or
-//! a run path, else `/lib/<name>`.
+//! no ld.so.cache, looks: its host path when that is a standard directory,
+//! else `/lib/<name>`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs;
@@ -26,7 +26,7 @@ const STANDARD_DIRS: [&str; 6] = [
     "/lib",
     "/usr/lib",
 ];
-/// Where a library found through ld.so.conf goes in the guest.
+/// Where a library found outside the standard directories goes in the guest.
 const FALLBACK_GUEST_DIR: &str = "/lib";
 
 /// One file to copy into the guest.
@@ -141,30 +141,29 @@ fn glob_conf(pattern: &str) -> Vec<PathBuf> {
 /// Finds library `name` for `requester`: its run path, then the standard
 /// directories, then ld.so.conf's.
 fn find_library(name: &str, requester: &ElfInfo, conf_dirs: &[PathBuf]) -> Option<SharedObject> {
-    let in_place = requester
-        .search
-        .iter()
-        .map(PathBuf::as_path)
-        .chain(STANDARD_DIRS.iter().map(Path::new));
-    for dir in in_place {
-        let candidate = dir.join(name);
-        if loadable_by(&candidate, requester) {
-            return Some(SharedObject {
+    // In the guest, a library from a standard directory keeps its path; any
+    // other goes to /lib, since the programs move (a `$ORIGIN` run path
+    // would not follow) and the guest has no ld.so.cache.
+    let standard = STANDARD_DIRS.iter().map(|d| (Path::new(*d), true));
+    let run_path = requester.search.iter().map(|d| (d.as_path(), false));
+    let conf = conf_dirs.iter().map(|d| (d.as_path(), false));
+    run_path
+        .chain(standard)
+        .chain(conf)
+        .find_map(|(dir, keeps_path)| {
+            let candidate = dir.join(name);
+            if !loadable_by(&candidate, requester) {
+                return None;
+            }
+            Some(SharedObject {
                 host: fs::canonicalize(&candidate).ok()?,
-                guest: candidate,
-            });
-        }
-    }
-    conf_dirs.iter().find_map(|dir| {
-        let candidate = dir.join(name);
-        if !loadable_by(&candidate, requester) {
-            return None;
-        }
-        Some(SharedObject {
-            host: fs::canonicalize(&candidate).ok()?,
-            guest: Path::new(FALLBACK_GUEST_DIR).join(name),
+                guest: if keeps_path {
+                    candidate
+                } else {
+                    Path::new(FALLBACK_GUEST_DIR).join(name)
+                },
+            })
         })
-    })
 }
 
 /// Every shared object (the interpreter included) that `programs` need,
@@ -313,6 +312,67 @@ mod tests {
         assert_eq!(
             ld_so_conf_dirs(&d.join("ld.so.conf"), 0),
             [PathBuf::from("/opt/a/lib"), PathBuf::from("/opt/b/lib")]
+        );
+    }
+
+    /// Runs `gcc` with `args` in `dir`.
+    fn gcc(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("gcc")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gcc {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn a_library_on_an_origin_run_path_goes_to_lib_in_the_guest() {
+        if !std::path::Path::new("/usr/bin/gcc").exists() {
+            assert!(std::env::var_os("CI").is_none(), "CI installs gcc");
+            return eprintln!("skipped: gcc is not installed");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir(d.join("lib")).unwrap();
+        fs::write(d.join("t.c"), "int ktstr_t(void) { return 7; }\n").unwrap();
+        fs::write(
+            d.join("m.c"),
+            "int ktstr_t(void);\nint main(void) { return ktstr_t(); }\n",
+        )
+        .unwrap();
+        gcc(d, &["-shared", "-fPIC", "-o", "lib/libktstrt.so", "t.c"]);
+        gcc(
+            d,
+            &[
+                "-o",
+                "prog",
+                "m.c",
+                "-Llib",
+                "-lktstrt",
+                "-Wl,--enable-new-dtags,-rpath,$ORIGIN/lib",
+            ],
+        );
+        let objects = shared_objects(&[&d.join("prog")]).unwrap();
+        let ours = objects
+            .iter()
+            .find(|o| o.guest.ends_with("libktstrt.so"))
+            .unwrap_or_else(|| panic!("{objects:?}"));
+        assert_eq!(ours.guest, Path::new("/lib/libktstrt.so"));
+        assert_eq!(
+            ours.host,
+            fs::canonicalize(d.join("lib/libktstrt.so")).unwrap()
+        );
+        // libc comes from a standard directory and keeps its path.
+        assert!(
+            objects
+                .iter()
+                .any(|o| o.guest.starts_with("/lib/x86_64-linux-gnu")
+                    || o.guest.starts_with("/usr/lib/x86_64-linux-gnu")),
+            "{objects:?}"
         );
     }
 }

@@ -51,43 +51,7 @@ pub fn build(
             elapsed: start.elapsed(),
         });
     }
-    check_build_tools()?;
-    fs::create_dir_all(store.dir())
-        .with_context(|| format!("failed to create `{}`", store.dir().display()))?;
-    let scratch = Scratch(
-        store
-            .dir()
-            .join(format!(".build-{name}.{}", std::process::id())),
-    );
-    fs::create_dir(&scratch.0)
-        .with_context(|| format!("failed to create `{}`", scratch.0.display()))?;
-    if matches!(source, Source::Tarball { .. }) {
-        progress.step("Unpacking", source.display());
-    }
-    let tree = source.unpack(&scratch.0)?;
-    let out = scratch.0.join("out");
-    progress.step(
-        "Configuring",
-        format!("{version}: tinyconfig + the template fragment"),
-    );
-    configure(&tree, &out, &scratch.0)?;
-    progress.step(
-        "Compiling",
-        format!("bzImage with make -j{jobs} (about 4 minutes on 2 cores)"),
-    );
-    make(&tree, &out, &[&format!("-j{jobs}"), "bzImage"], progress)?;
-    let entry = stage_entry(&scratch.0, &out)?;
-    if force {
-        // Move the old entry into the scratch directory, which is removed
-        // below, so the rename that follows cannot lose to it.
-        let old = store.dir().join(&name);
-        if old.exists() {
-            let aside = scratch.0.join("replaced");
-            fs::rename(&old, &aside)
-                .with_context(|| format!("failed to move `{}` aside", old.display()))?;
-        }
-    }
-    let image = store.publish(&entry, &name)?;
+    let image = build_entry(store, &source, &name, jobs, force, progress)?;
     progress.step(
         "Finished",
         format!("kernel {name} in {}", secs(start.elapsed())),
@@ -98,6 +62,54 @@ pub fn build(
         built: true,
         elapsed: start.elapsed(),
     })
+}
+
+/// Unpacks, configures and compiles `source` in a scratch directory of
+/// `store`, then publishes the image as entry `name`.
+fn build_entry(
+    store: &KernelStore,
+    source: &Source,
+    name: &str,
+    jobs: usize,
+    force: bool,
+    progress: &Progress,
+) -> Result<PathBuf> {
+    check_build_tools()?;
+    for swept in store.sweep_scratch()? {
+        progress.step(
+            "Removed",
+            format!("`{}`, left by a build that died", swept.display()),
+        );
+    }
+    let (scratch_dir, _held) = store.create_scratch(name)?;
+    let scratch = Scratch(scratch_dir);
+    if matches!(source, Source::Tarball { .. }) {
+        progress.step("Unpacking", source.display());
+    }
+    let tree = source.unpack(&scratch.0)?;
+    let out = scratch.0.join("out");
+    progress.step(
+        "Configuring",
+        format!("{name}: tinyconfig + the template fragment"),
+    );
+    configure(&tree, &out, &scratch.0)?;
+    progress.step(
+        "Compiling",
+        format!("bzImage with make -j{jobs} (about 4 minutes on 2 cores)"),
+    );
+    make(&tree, &out, &[&format!("-j{jobs}"), "bzImage"], progress)?;
+    let entry = stage_entry(&scratch.0, &out)?;
+    if force {
+        // Move the old entry into the scratch directory, removed when this
+        // returns, so the rename that follows cannot lose to it.
+        let old = store.dir().join(name);
+        if old.exists() {
+            let aside = scratch.0.join("replaced");
+            fs::rename(&old, &aside)
+                .with_context(|| format!("failed to move `{}` aside", old.display()))?;
+        }
+    }
+    store.publish(&entry, name)
 }
 
 /// tinyconfig, merge the fragment, olddefconfig; then check every option

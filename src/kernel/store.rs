@@ -1,8 +1,10 @@
 //! The kernel store: `<ktstr cache>/kernels/<version>-<fragment hash>/bzImage`.
 //!
 //! An entry appears by one rename of a complete directory, so a kernel is
-//! either all there or absent; build scratch space is `.build-*` and staging
-//! is `.tmp-*` beside the entries, both hidden from listings.
+//! either all there or absent. A build works in `.build-<name>.<pid>/`
+//! beside the entries, hidden from listings and flocked while its builder
+//! lives; a build killed mid-way (Ctrl-C during `make`) leaves its scratch
+//! unlocked, and the next build sweeps it ([`KernelStore::sweep_scratch`]).
 
 use std::fs;
 use std::io;
@@ -10,9 +12,14 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
+use nix::fcntl::Flock;
 use serde::Serialize;
 
+use crate::cache::lock::{self, Mode};
 use crate::cache::root;
+
+/// The prefix of a build's scratch directory.
+const SCRATCH_PREFIX: &str = ".build-";
 
 /// The kernel image inside an entry.
 pub const IMAGE_FILE: &str = "bzImage";
@@ -106,6 +113,45 @@ impl KernelStore {
         Ok(self.list()?.into_iter().next())
     }
 
+    /// Creates the scratch directory of a build of `name` by this process,
+    /// flocked until the returned lock is dropped.
+    pub fn create_scratch(&self, name: &str) -> Result<(PathBuf, Flock<fs::File>)> {
+        let dir = self
+            .dir
+            .join(format!("{SCRATCH_PREFIX}{name}.{}", std::process::id()));
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("failed to create `{}`", self.dir.display()))?;
+        fs::create_dir(&dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
+        let held = lock_dir(&dir)?
+            .with_context(|| format!("`{}` is locked by another process", dir.display()))?;
+        Ok((dir, held))
+    }
+
+    /// Removes the scratch directories no live builder holds; returns them.
+    pub fn sweep_scratch(&self) -> Result<Vec<PathBuf>> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Ok(Vec::new());
+        };
+        let mut swept = Vec::new();
+        for entry in entries.flatten() {
+            let is_scratch = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(SCRATCH_PREFIX));
+            let path = entry.path();
+            if !is_scratch || !path.is_dir() {
+                continue;
+            }
+            // Removed while we hold its lock, so no builder can take it back.
+            if let Some(_held) = lock_dir(&path)? {
+                fs::remove_dir_all(&path)
+                    .with_context(|| format!("failed to remove `{}`", path.display()))?;
+                swept.push(path);
+            }
+        }
+        Ok(swept)
+    }
+
     /// Renames the complete directory `staging` onto entry `name`. A peer
     /// that published the same name first wins: its kernel is equivalent,
     /// and ours is dropped.
@@ -125,6 +171,14 @@ impl KernelStore {
         }
         Ok(dest.join(IMAGE_FILE))
     }
+}
+
+/// An exclusive flock on directory `dir`, or `None` while another holds it.
+fn lock_dir(dir: &Path) -> Result<Option<Flock<fs::File>>> {
+    let file =
+        fs::File::open(dir).with_context(|| format!("failed to open `{}`", dir.display()))?;
+    lock::try_lock_file(file, Mode::Exclusive)
+        .with_context(|| format!("failed to lock `{}`", dir.display()))
 }
 
 #[cfg(test)]
@@ -169,5 +223,21 @@ mod tests {
         let image = store.publish(&second, "k").unwrap();
         assert_eq!(fs::read(image).unwrap(), b"first");
         assert!(!second.exists());
+    }
+
+    #[test]
+    fn only_scratch_nobody_holds_is_swept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KernelStore::new(tmp.path().to_owned());
+        let (live, _held) = store.create_scratch("6.1.0-live").unwrap();
+        let (dead, held) = store.create_scratch("6.1.0-dead").unwrap();
+        fs::write(dead.join("big.o"), b"object").unwrap();
+        drop(held);
+        store
+            .publish(&staged(&store, "k", b"K"), "6.1.0-kept")
+            .unwrap();
+        assert_eq!(store.sweep_scratch().unwrap(), std::slice::from_ref(&dead));
+        assert!(live.is_dir() && !dead.exists());
+        assert!(store.lookup("6.1.0-kept").unwrap().is_some());
     }
 }

@@ -7,10 +7,11 @@
 //! The initramfs reaches QEMU as an inherited memfd, so no file is left
 //! behind whichever way the run ends.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -73,7 +74,7 @@ impl QemuRunner {
             Accel::Tcg => ("tcg", "max"),
         };
         let mut drive = OsString::from("file=");
-        drive.push(&spec.disk);
+        drive.push(escape_commas(spec.disk.as_os_str()));
         // Report write errors to the guest: QEMU's default (werror=enospc)
         // pauses the VM on a full host disk, and the run would sit out its
         // timeout instead of failing.
@@ -152,6 +153,18 @@ impl GuestRunner for QemuRunner {
             total: start.elapsed(),
         })
     }
+}
+
+/// A value inside a QEMU `key=value,...` option: a comma is written twice.
+fn escape_commas(value: &OsStr) -> OsString {
+    let mut escaped = Vec::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        escaped.push(b);
+        if b == b',' {
+            escaped.push(b',');
+        }
+    }
+    OsString::from_vec(escaped)
 }
 
 /// Has the kernel SIGKILL QEMU when the thread that started it dies: a
@@ -245,4 +258,63 @@ fn collect(stream: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
         }
         out
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &Path) -> GuestSpec {
+        GuestSpec {
+            kernel: dir.join("bzImage"),
+            initramfs: b"not really".to_vec(),
+            cmdline: "console=ttyS0 ktstr.fs=btrfs".into(),
+            disk: dir.join("disk,with,commas.img"),
+            memory_mib: 128,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn the_command_line_carries_the_spec() {
+        let runner = QemuRunner {
+            binary: QEMU_BINARY.into(),
+            accel: Accel::Tcg,
+        };
+        let dir = Path::new("/d");
+        let args: Vec<String> = runner
+            .args(&spec(dir), Path::new("/proc/self/fd/9"))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let after = |flag: &str| args[args.iter().position(|a| a == flag).unwrap() + 1].clone();
+        assert_eq!(after("-accel"), "tcg");
+        assert_eq!(after("-m"), "128M");
+        assert_eq!(after("-append"), "console=ttyS0 ktstr.fs=btrfs");
+        assert_eq!(after("-kernel"), "/d/bzImage");
+        assert_eq!(after("-initrd"), "/proc/self/fd/9");
+        assert!(after("-drive").starts_with("file=/d/disk,,with,,commas.img,"));
+        assert!(args.contains(&"-no-reboot".to_owned()));
+        assert_eq!(runner.accel(), Accel::Tcg);
+    }
+
+    #[test]
+    fn a_qemu_that_cannot_start_is_an_error_with_its_stderr() {
+        let Ok(runner) = QemuRunner::find(Accel::Tcg) else {
+            assert!(std::env::var_os("CI").is_none(), "CI installs QEMU");
+            return eprintln!("skipped: {QEMU_BINARY} is not installed");
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec(dir.path());
+        // The disk, commas and all, opens; the kernel does not exist.
+        std::fs::File::create(&spec.disk)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let err = runner.run(&spec).unwrap_err().to_string();
+        assert!(
+            err.contains("qemu-system-x86_64 failed") && err.contains("bzImage"),
+            "{err}"
+        );
+    }
 }
