@@ -47,7 +47,8 @@ impl Locked {
 /// Takes `mode` on an already open file without blocking: `Ok(None)` when
 /// another open file description holds a conflicting lock.
 pub fn try_lock_file(file: File, mode: Mode) -> Result<Option<Flock<File>>> {
-    // The one place a flock is taken (clippy.toml routes all others here).
+    // One of the two places a flock is taken (clippy.toml routes all others
+    // here).
     #[allow(clippy::disallowed_methods)]
     let taken = Flock::lock(file, mode.nonblocking());
     match taken {
@@ -65,6 +66,7 @@ pub fn try_lock_until_closed(file: &File) -> Result<bool> {
     use std::os::fd::AsRawFd;
     // SAFETY: flock(2) on a descriptor `file` keeps open for the call; it
     // touches no memory of ours.
+    #[allow(clippy::disallowed_methods)]
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     match Errno::result(rc) {
         Ok(_) => Ok(true),
