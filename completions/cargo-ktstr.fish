@@ -58,8 +58,8 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l vmm -d 'Which VMM boots the template guest' -r -f -a "auto\t'The built-in VMM where KVM can boot a stock kernel, else QEMU'
 kvm\t'The built-in VMM'
 qemu\t'qemu-system-x86_64 -M microvm'"
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l timeout -d 'Seconds the guest may run before it is stopped' -r
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l memory -d 'Guest memory in MiB' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l timeout -d 'Seconds the guest may run before it is stopped (1 to 86400)' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l memory -d 'Guest memory in MiB (16 to 3072)' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l lock-timeout -d 'Seconds to wait for another process building the same template' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory)' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l force -d 'Rebuild and replace the entry even when it exists'
@@ -74,8 +74,8 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l vmm -d 'Which VMM boots the template guest' -r -f -a "auto\t'The built-in VMM where KVM can boot a stock kernel, else QEMU'
 kvm\t'The built-in VMM'
 qemu\t'qemu-system-x86_64 -M microvm'"
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l timeout -d 'Seconds the guest may run before it is stopped' -r
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l memory -d 'Guest memory in MiB' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l timeout -d 'Seconds the guest may run before it is stopped (1 to 86400)' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l memory -d 'Guest memory in MiB (16 to 3072)' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l lock-timeout -d 'Seconds to wait for another process building the same template' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l reflink -d 'How to copy: FICLONE only, FICLONE else a sparse copy, or a sparse copy' -r -f -a "auto\t'FICLONE, else a sparse copy'
 always\t'FICLONE only; fail where the filesystem cannot'

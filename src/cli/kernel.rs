@@ -26,8 +26,9 @@ pub struct KernelBuildArgs {
     pub source: PathBuf,
 
     /// Parallel make jobs [default: the number of CPUs].
-    #[arg(long, short, value_name = "N")]
-    pub jobs: Option<usize>,
+    #[arg(long, short, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub jobs: Option<u32>,
 
     /// Rebuild even when the cache has this kernel.
     #[arg(long)]
@@ -45,9 +46,10 @@ pub fn run(global: &GlobalArgs, cmd: KernelCommand) -> Result<ExitCode> {
     let store = KernelStore::from_env()?;
     match cmd {
         KernelCommand::Build(args) => {
-            let jobs = args
-                .jobs
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let jobs = args.jobs.map_or_else(
+                || std::thread::available_parallelism().map_or(1, |n| n.get()),
+                |j| j as usize,
+            );
             let progress = Progress::new(global.quiet);
             let built = build::build(&store, &args.source, jobs, args.force, &progress)?;
             println!("{}", built.image.display());

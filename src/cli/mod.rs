@@ -75,6 +75,10 @@ pub struct TemplateSpec {
     pub capacity: Option<Capacity>,
 }
 
+/// The longest `--timeout`: a day. Far beyond any build, and far from the
+/// `Instant` overflow a huge value would cause.
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+
 /// How a missing template gets built.
 #[derive(Debug, Clone, Args)]
 pub struct BuildOptions {
@@ -86,12 +90,14 @@ pub struct BuildOptions {
     #[arg(long, value_enum, default_value_t = VmmChoice::Auto)]
     pub vmm: VmmChoice,
 
-    /// Seconds the guest may run before it is stopped.
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    /// Seconds the guest may run before it is stopped (1 to 86400).
+    #[arg(long, value_name = "SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub timeout: u64,
 
-    /// Guest memory in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    /// Guest memory in MiB (16 to 3072).
+    #[arg(long, value_name = "MIB", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(16..=3072))]
     pub memory: u32,
 
     /// Seconds to wait for another process building the same template.

@@ -95,19 +95,13 @@ fn build_entry(
     configure(&tree, &out, &scratch.0)?;
     progress.step(
         "Compiling",
-        format!("bzImage with make -j{jobs} (about 4 minutes on 2 cores)"),
+        format!("bzImage with make -j{jobs} (about 4 minutes with -j2)"),
     );
     make(&tree, &out, &[&format!("-j{jobs}"), "bzImage"], progress)?;
     let entry = stage_entry(&scratch.0, &out)?;
     if force {
-        // Move the old entry into the scratch directory, removed when this
-        // returns, so the rename that follows cannot lose to it.
-        let old = store.dir().join(name);
-        if old.exists() {
-            let aside = scratch.0.join("replaced");
-            fs::rename(&old, &aside)
-                .with_context(|| format!("failed to move `{}` aside", old.display()))?;
-        }
+        // The old kernel, swapped into the scratch directory, goes with it.
+        return store.replace(&entry, name);
     }
     store.publish(&entry, name)
 }
@@ -168,7 +162,10 @@ fn make(tree: &Path, out: &Path, args: &[&str], progress: &Progress) -> Result<(
 /// Runs `cmd` with stdout and stderr on one pipe, showing each line on the
 /// spinner and keeping the last [`TAIL_LINES`] for the error.
 fn run_logged(mut cmd: Command, what: &str, progress: Option<&Progress>) -> Result<()> {
-    let (read, write) = nix::unistd::pipe().context("failed to create a pipe")?;
+    // Close-on-exec: no other child spawned meanwhile keeps a write end
+    // open (and the read loop from ever seeing EOF).
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("failed to create a pipe")?;
     let write2 = write.try_clone().context("failed to duplicate a pipe")?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(write))
@@ -245,6 +242,20 @@ mod tests {
         assert_eq!(missing_options(&lacking), ["CONFIG_BTRFS_FS"]);
         let modules = format!("{full}CONFIG_MODULES=y\n");
         assert_eq!(missing_options(&modules), ["CONFIG_MODULES (must be off)"]);
+    }
+
+    #[test]
+    fn the_command_inherits_only_its_standard_streams() {
+        // Every descriptor of the command open on the output pipe: only its
+        // stdout and stderr, not the pipe's original read and write ends.
+        let mut cmd = Command::new("sh");
+        let list = "for f in /proc/$$/fd/*; do echo \"${f##*/} $(readlink $f)\"; done; exit 1";
+        cmd.args(["-c", list]);
+        let err = run_logged(cmd, "sh", None).unwrap_err().to_string();
+        let fds: Vec<(&str, &str)> = err.lines().filter_map(|l| l.split_once(' ')).collect();
+        let pipe = fds.iter().find(|(fd, _)| *fd == "1").unwrap().1;
+        let on_pipe: Vec<&str> = fds.iter().filter(|f| f.1 == pipe).map(|f| f.0).collect();
+        assert_eq!(on_pipe, ["1", "2"], "{err}");
     }
 
     #[test]

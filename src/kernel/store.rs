@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
-use nix::fcntl::Flock;
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, Flock, RenameFlags, renameat2};
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
 use serde::Serialize;
 
 use crate::cache::lock::{self, Mode};
@@ -127,19 +130,20 @@ impl KernelStore {
         Ok((dir, held))
     }
 
-    /// Removes the scratch directories no live builder holds; returns them.
+    /// Removes the scratch directories no live builder holds or is about to
+    /// hold; returns them.
     pub fn sweep_scratch(&self) -> Result<Vec<PathBuf>> {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return Ok(Vec::new());
         };
         let mut swept = Vec::new();
         for entry in entries.flatten() {
-            let is_scratch = entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(SCRATCH_PREFIX));
+            let name = entry.file_name();
+            let Some(name) = name.to_str().filter(|n| n.starts_with(SCRATCH_PREFIX)) else {
+                continue;
+            };
             let path = entry.path();
-            if !is_scratch || !path.is_dir() {
+            if !path.is_dir() || another_live_owner(name) {
                 continue;
             }
             // Removed while we hold its lock, so no builder can take it back.
@@ -150,6 +154,31 @@ impl KernelStore {
             }
         }
         Ok(swept)
+    }
+
+    /// Swaps the complete directory `staging` with entry `name` in one
+    /// atomic exchange, so the old kernel stays in place until the new one
+    /// is; the old one is then at `staging`, for the caller to remove. With
+    /// no entry yet, this is [`KernelStore::publish`].
+    pub fn replace(&self, staging: &Path, name: &str) -> Result<PathBuf> {
+        let dest = self.dir.join(name);
+        match renameat2(
+            AT_FDCWD,
+            staging,
+            AT_FDCWD,
+            &dest,
+            RenameFlags::RENAME_EXCHANGE,
+        ) {
+            Ok(()) => Ok(dest.join(IMAGE_FILE)),
+            Err(Errno::ENOENT) if !dest.exists() => self.publish(staging, name),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "failed to swap `{}` with `{}` (the old kernel is still in place)",
+                    staging.display(),
+                    dest.display()
+                )
+            }),
+        }
     }
 
     /// Renames the complete directory `staging` onto entry `name`. A peer
@@ -170,6 +199,22 @@ impl KernelStore {
             }
         }
         Ok(dest.join(IMAGE_FILE))
+    }
+}
+
+/// Whether the scratch directory `name` (`.build-<name>.<pid>`) belongs to
+/// a live process other than this one. Such a builder may be between
+/// creating its directory and locking it, so its unlocked directory is
+/// not debris. (This process sweeps only before it creates its own.)
+fn another_live_owner(name: &str) -> bool {
+    let pid = name
+        .rsplit_once('.')
+        .and_then(|(_, p)| p.parse::<i32>().ok());
+    match pid {
+        Some(pid) if pid > 0 && pid as u32 != std::process::id() => {
+            !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH))
+        }
+        _ => false,
     }
 }
 
@@ -223,6 +268,40 @@ mod tests {
         let image = store.publish(&second, "k").unwrap();
         assert_eq!(fs::read(image).unwrap(), b"first");
         assert!(!second.exists());
+    }
+
+    #[test]
+    fn replacing_swaps_the_old_kernel_out_in_one_step() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KernelStore::new(tmp.path().to_owned());
+        let first = staged(&store, "a", b"first");
+        assert_eq!(
+            fs::read(store.replace(&first, "k").unwrap()).unwrap(),
+            b"first"
+        );
+        let second = staged(&store, "b", b"second");
+        let image = store.replace(&second, "k").unwrap();
+        assert_eq!(fs::read(image).unwrap(), b"second");
+        // The old kernel is where the new one was staged, never gone first.
+        assert_eq!(fs::read(second.join(IMAGE_FILE)).unwrap(), b"first");
+    }
+
+    #[test]
+    fn an_unlocked_scratch_of_a_live_peer_is_not_swept() {
+        // A peer between creating its scratch and locking it: alive, unlocked.
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KernelStore::new(tmp.path().to_owned());
+        let mut peer = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let dir = tmp.path().join(format!(".build-6.1.0-x.{}", peer.id()));
+        fs::create_dir(&dir).unwrap();
+        assert!(store.sweep_scratch().unwrap().is_empty());
+        assert!(dir.is_dir());
+        peer.kill().unwrap();
+        peer.wait().unwrap();
+        assert_eq!(store.sweep_scratch().unwrap(), [dir]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub mod console;
 pub mod detect;
 pub mod kvm;
 pub mod qemu;

@@ -10,19 +10,18 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 
+use super::console::Console;
 use super::{GuestRunner, GuestSpec, RunEnd, RunOutcome};
 
 /// The QEMU binary this runner needs.
@@ -64,10 +63,6 @@ impl QemuRunner {
         }
     }
 
-    pub fn accel(&self) -> Accel {
-        self.accel
-    }
-
     fn args(&self, spec: &GuestSpec, initrd: &Path) -> Vec<OsString> {
         let (accel, cpu) = match self.accel {
             Accel::Kvm => ("kvm", "host"),
@@ -106,28 +101,35 @@ impl GuestRunner for QemuRunner {
     }
 
     fn run(&self, spec: &GuestSpec) -> Result<RunOutcome> {
+        let start = Instant::now();
+        let deadline = start
+            .checked_add(spec.timeout)
+            .with_context(|| format!("a timeout of {:?} is too long", spec.timeout))?;
         let initrd = initramfs_memfd(&spec.initramfs)?;
         // QEMU opens the inherited descriptor through its own /proc/self/fd.
-        let initrd_path = PathBuf::from(format!("/proc/self/fd/{}", initrd.as_raw_fd()));
-        let start = Instant::now();
+        let initrd_fd = initrd.as_raw_fd();
+        let initrd_path = PathBuf::from(format!("/proc/self/fd/{initrd_fd}"));
         let mut cmd = Command::new(&self.binary);
         let parent = nix::unistd::getpid();
         // SAFETY: the hook runs in the forked child before exec; it calls
-        // only prctl and getppid, which are async-signal-safe, and does not
-        // allocate.
-        unsafe { cmd.pre_exec(move || die_with_parent(parent)) };
-        let mut child = cmd
+        // only prctl, getppid and fcntl, which are async-signal-safe, and
+        // does not allocate.
+        unsafe { cmd.pre_exec(move || prepare_child(parent, initrd_fd)) };
+        let child = cmd
             .args(self.args(spec, &initrd_path))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("failed to run `{}`", self.binary.display()))?;
+        let mut child = Reaped(child);
         drop(initrd);
-        let console = Console::capture(child.stdout.take(), start);
-        let stderr = collect(child.stderr.take());
-        let end = wait_until(&mut child, start + spec.timeout)?;
-        let (console, first_output) = console.finish();
+        let console = capture_console(child.0.stdout.take(), start);
+        let stderr = collect(child.0.stderr.take());
+        let end = wait_until(&mut child.0, deadline)?;
+        let console = console.join().unwrap_or_else(|_| Console::new(start));
+        let first_output = console.first_output();
+        let console = console.into_bytes();
         let stderr = stderr.join().unwrap_or_default();
         let status = match end {
             Waited::Exited(status) => status,
@@ -142,7 +144,9 @@ impl GuestRunner for QemuRunner {
         };
         if !status.success() {
             bail!(
-                "{QEMU_BINARY} failed ({status}): {}",
+                "{QEMU_BINARY} failed ({status}): {}\n\
+                 Note: a kernel that is missing or not a bzImage, or a --memory QEMU \
+                 cannot allocate, are the usual causes",
                 String::from_utf8_lossy(&stderr).trim()
             );
         }
@@ -167,30 +171,48 @@ fn escape_commas(value: &OsStr) -> OsString {
     OsString::from_vec(escaped)
 }
 
-/// Has the kernel SIGKILL QEMU when the thread that started it dies: a
-/// builder killed mid-build (SIGKILL, no unwinding) must not leave a guest
-/// running on with no one to enforce its timeout.
-fn die_with_parent(parent: nix::unistd::Pid) -> std::io::Result<()> {
+/// Runs in QEMU's process between fork and exec. Has the kernel SIGKILL
+/// QEMU when the thread that started it dies: a builder killed mid-build
+/// (SIGKILL, no unwinding) must not leave a guest running on with no one to
+/// enforce its timeout. Then lets QEMU, and only QEMU, inherit the
+/// initramfs memfd.
+fn prepare_child(parent: nix::unistd::Pid, initrd: RawFd) -> std::io::Result<()> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
     // The parent may have died before the prctl took effect.
     if nix::unistd::getppid() != parent {
         // ESRCH: the builder is gone (no allocation between fork and exec).
         return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
     }
+    // SAFETY: fcntl on a descriptor number; a bad one only fails.
+    if unsafe { libc::fcntl(initrd, libc::F_SETFD, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     Ok(())
 }
 
-/// The initramfs in an anonymous file QEMU inherits (no close-on-exec).
+/// The initramfs in an anonymous file. It is close-on-exec, so that no
+/// other child this process spawns meanwhile inherits it; QEMU's
+/// [`prepare_child`] clears the flag in QEMU alone.
 fn initramfs_memfd(bytes: &[u8]) -> Result<OwnedFd> {
-    let fd = memfd_create("ktstr-initramfs", MFdFlags::empty())
+    let fd = memfd_create("ktstr-initramfs", MFdFlags::MFD_CLOEXEC)
         .context("failed to create a memfd for the initramfs")?;
     let mut file = File::from(fd);
     file.write_all(bytes)
         .context("failed to write the initramfs into a memfd")?;
-    let fd = OwnedFd::from(file);
-    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::empty()))
-        .context("failed to let QEMU inherit the initramfs memfd")?;
-    Ok(fd)
+    Ok(OwnedFd::from(file))
+}
+
+/// A child killed and reaped when dropped, however the run returns: an
+/// error while waiting must not leave QEMU running on.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 enum Waited {
@@ -213,41 +235,24 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Result<Waited> {
     }
 }
 
-/// The serial console, read on a thread, with the time of its first byte.
-struct Console {
-    thread: JoinHandle<Vec<u8>>,
-    first: Arc<Mutex<Option<Duration>>>,
-}
-
-impl Console {
-    fn capture(stdout: Option<impl Read + Send + 'static>, start: Instant) -> Console {
-        let first = Arc::new(Mutex::new(None));
-        let seen = Arc::clone(&first);
-        let thread = thread::spawn(move || {
-            let mut console = Vec::new();
-            let Some(mut stdout) = stdout else {
-                return console;
-            };
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if console.is_empty() {
-                    *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(start.elapsed());
-                }
-                console.extend_from_slice(&buf[..n]);
-            }
-            console
-        });
-        Console { thread, first }
-    }
-
-    fn finish(self) -> (Vec<u8>, Option<Duration>) {
-        let console = self.thread.join().unwrap_or_default();
-        let first = *self.first.lock().unwrap_or_else(|e| e.into_inner());
-        (console, first)
-    }
+/// Reads QEMU's stdout (the serial console) on a thread into a bounded
+/// [`Console`].
+fn capture_console(
+    stdout: Option<impl Read + Send + 'static>,
+    start: Instant,
+) -> JoinHandle<Console> {
+    thread::spawn(move || {
+        let mut console = Console::new(start);
+        let Some(mut stdout) = stdout else {
+            return console;
+        };
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            // Writing into memory cannot fail.
+            let _ = console.write_all(&buf[..n]);
+        }
+        console
+    })
 }
 
 fn collect(stream: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
@@ -295,7 +300,51 @@ mod tests {
         assert_eq!(after("-initrd"), "/proc/self/fd/9");
         assert!(after("-drive").starts_with("file=/d/disk,,with,,commas.img,"));
         assert!(args.contains(&"-no-reboot".to_owned()));
-        assert_eq!(runner.accel(), Accel::Tcg);
+    }
+
+    #[test]
+    fn a_timeout_past_the_end_of_time_is_an_error_before_qemu_starts() {
+        // A binary that cannot start: reaching the spawn would say so.
+        let runner = QemuRunner {
+            binary: "/nonexistent/qemu".into(),
+            accel: Accel::Tcg,
+        };
+        let mut spec = spec(Path::new("/d"));
+        spec.timeout = Duration::MAX;
+        let err = format!("{:#}", runner.run(&spec).unwrap_err());
+        assert!(err.contains("is too long"), "{err}");
+    }
+
+    #[test]
+    fn only_the_child_that_asks_inherits_the_initramfs() {
+        let fd = initramfs_memfd(b"cpio").unwrap();
+        let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_ne!(
+            flags & libc::FD_CLOEXEC,
+            0,
+            "other children would inherit it"
+        );
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let read_by = |cmd: &mut Command| cmd.arg(&path).output().unwrap().status.success();
+        assert!(!read_by(&mut Command::new("cat")));
+        let raw = fd.as_raw_fd();
+        let mut asks = Command::new("cat");
+        let parent = nix::unistd::getpid();
+        // SAFETY: as in `run`: only async-signal-safe calls.
+        unsafe { asks.pre_exec(move || prepare_child(parent, raw)) };
+        assert!(read_by(&mut asks));
+    }
+
+    #[test]
+    fn a_dropped_child_is_killed_and_reaped() {
+        let child = Command::new("sleep").arg("600").spawn().unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        drop(Reaped(child));
+        // Reaped, not a zombie: the pid no longer exists.
+        assert_eq!(
+            nix::sys::signal::kill(pid, None),
+            Err(nix::errno::Errno::ESRCH)
+        );
     }
 
     #[test]

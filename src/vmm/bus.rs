@@ -5,11 +5,12 @@
 //! PCI config) and must see "nothing here", not a crash.
 
 use super::devices::i8042::{I8042, I8042Event};
-use super::devices::serial::{Console, SerialDevice};
+use super::devices::serial::SerialDevice;
 use super::devices::virtio::block::Block;
 use super::devices::virtio::mmio::MmioTransport;
 use super::layout::{I8042_COMMAND_PORT, I8042_DATA_PORT, SERIAL_PORT, SERIAL_PORT_LEN};
 use super::layout::{VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START};
+use crate::runner::console::Console;
 
 /// What an access asked the machine to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

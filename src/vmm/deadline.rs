@@ -13,7 +13,7 @@ use std::ptr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use kvm_ioctls::VcpuFd;
+use kvm_ioctls::{VcpuExit, VcpuFd};
 use vmm_sys_util::signal::{SIGRTMIN, register_signal_handler};
 
 use super::vcpu::VcpuError;
@@ -31,8 +31,13 @@ pub fn kick_signal() -> i32 {
 extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     let flag = IMMEDIATE_EXIT.with(Cell::get);
     if !flag.is_null() {
-        // SAFETY: the pointer is this thread's live kvm_run mapping; `Armed`
-        // clears it before the vCPU (and the mapping) can go away.
+        // SAFETY: the pointer is this thread's live kvm_run mapping: `Armed`
+        // borrows the vCPU that owns it and clears the pointer before that
+        // borrow ends. The handler interrupts this same thread, perhaps while
+        // `VcpuFd::run` holds a `&mut kvm_run`; that page is shared with the
+        // kernel, which writes it during every KVM_RUN, so nothing caches
+        // it, and this one volatile byte store is the protocol KVM documents
+        // for `immediate_exit`.
         unsafe { flag.write_volatile(1) };
     }
 }
@@ -46,21 +51,37 @@ fn install_kick_handler() -> Result<(), VcpuError> {
     (*result).map_err(VcpuError::Signal)
 }
 
-/// A deadline armed for the calling thread's vCPU; disarmed on drop, which
-/// must come before the vCPU's: [`super::vcpu::run_until`] holds both.
-#[derive(Debug)]
-pub struct Armed {
-    timer: libc::timer_t,
+/// Runs `body` with a deadline armed `after` from now for `vcpu`, run by
+/// this thread; disarms it before returning. Scoped, not a value the caller
+/// holds: an `Armed` leaked with `mem::forget` would let its timer write
+/// into a kvm_run page freed with the vCPU.
+pub fn with_deadline<R>(
+    vcpu: &mut VcpuFd,
+    after: Duration,
+    body: impl FnOnce(&mut Armed<'_>) -> R,
+) -> Result<R, VcpuError> {
+    let mut armed = Armed::arm(vcpu, after)?;
+    Ok(body(&mut armed))
 }
 
-impl Armed {
+/// A deadline armed for the calling thread's vCPU, which it borrows (and
+/// runs, [`Armed::run`]) until it is dropped and disarmed, so the vCPU and
+/// the kvm_run page the handler writes cannot go away first. Not `Send`
+/// (the timer signals this thread).
+#[derive(Debug)]
+pub struct Armed<'a> {
+    timer: libc::timer_t,
+    vcpu: &'a mut VcpuFd,
+}
+
+impl<'a> Armed<'a> {
     /// Kicks `vcpu`, run by this thread, out of KVM_RUN `after` from now.
-    pub fn arm(vcpu: &mut VcpuFd, after: Duration) -> Result<Self, VcpuError> {
+    fn arm(vcpu: &'a mut VcpuFd, after: Duration) -> Result<Self, VcpuError> {
         install_kick_handler()?;
         unblock_kick_signal()?;
         IMMEDIATE_EXIT.with(|c| c.set(&raw mut vcpu.get_kvm_run().immediate_exit));
         let timer = create_timer().inspect_err(|_| clear())?;
-        let armed = Armed { timer };
+        let armed = Armed { timer, vcpu };
         // A zero it_value would disarm the timer: a deadline already passed
         // fires in a nanosecond instead.
         let after = after.max(Duration::from_nanos(1));
@@ -80,9 +101,19 @@ impl Armed {
         }
         Ok(armed)
     }
+
+    /// One KVM_RUN of the borrowed vCPU.
+    pub fn run(&mut self) -> Result<VcpuExit<'_>, kvm_ioctls::Error> {
+        self.vcpu.run()
+    }
+
+    /// Forgets a kick, so the next [`Armed::run`] enters the guest.
+    pub fn clear_kick(&mut self) {
+        self.vcpu.set_kvm_immediate_exit(0);
+    }
 }
 
-impl Drop for Armed {
+impl Drop for Armed<'_> {
     fn drop(&mut self) {
         // SAFETY: the timer is ours and deleted once. A signal it already
         // queued is delivered as this call returns, while the pointer below

@@ -2,11 +2,11 @@
 //! memory slot 0.
 
 use kvm_bindings::kvm_userspace_memory_region;
-use kvm_ioctls::VmFd;
+use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-use super::VmmError;
 use super::layout::MMIO_GAP_START;
+use super::{VmmError, kvm_err};
 
 /// Guest memory as the VMM and its devices see it.
 pub type GuestMem = GuestMemoryMmap;
@@ -25,8 +25,34 @@ pub fn create(mib: u32) -> Result<GuestMem, VmmError> {
     GuestMemoryMmap::from_ranges(&[(GuestAddress(0), bytes as usize)]).map_err(VmmError::MemoryMap)
 }
 
-/// Registers every region of `mem` with the VM.
-pub fn register(vm: &VmFd, mem: &GuestMem) -> Result<(), VmmError> {
+/// A VM and the guest RAM registered with it, kept together so that the
+/// mapping outlives every use KVM makes of it: the fields drop in order,
+/// the VM (and with it KVM's view of the memory) before the mapping.
+#[derive(Debug)]
+pub struct Vm {
+    vm: VmFd,
+    mem: GuestMem,
+}
+
+impl Vm {
+    /// Creates a VM on `kvm` whose memory is `mem`.
+    pub fn new(kvm: &Kvm, mem: GuestMem) -> Result<Self, VmmError> {
+        let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        register(&vm, &mem)?;
+        Ok(Vm { vm, mem })
+    }
+
+    pub fn fd(&self) -> &VmFd {
+        &self.vm
+    }
+
+    pub fn mem(&self) -> &GuestMem {
+        &self.mem
+    }
+}
+
+/// Registers every region of `mem` with `vm`, which [`Vm`] then owns with it.
+fn register(vm: &VmFd, mem: &GuestMem) -> Result<(), VmmError> {
     for (slot, region) in mem.iter().enumerate() {
         let host = region
             .get_host_address(vm_memory::MemoryRegionAddress(0))
@@ -39,12 +65,11 @@ pub fn register(vm: &VmFd, mem: &GuestMem) -> Result<(), VmmError> {
             userspace_addr: host as u64,
         };
         // SAFETY: the region is a live mapping of `memory_size` bytes owned by
-        // `mem`, which the caller keeps alive until the VM is closed (a run
-        // drops the VM first); KVM only reads and writes through it.
-        unsafe { vm.set_user_memory_region(desc) }.map_err(|source| VmmError::Kvm {
-            what: "KVM_SET_USER_MEMORY_REGION",
-            source,
-        })?;
+        // `mem`; the only caller, [`Vm::new`], moves `mem` into the `Vm`
+        // beside `vm`, and `Vm` drops `vm` first. KVM only reads and writes
+        // through it.
+        unsafe { vm.set_user_memory_region(desc) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
     }
     Ok(())
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
 use kvm_ioctls::{Kvm, VmFd};
 
+use crate::runner::console::Console;
 use crate::runner::{RunEnd, RunOutcome};
 
 pub mod boot;
@@ -33,7 +34,7 @@ pub mod vcpu;
 pub mod x86_64;
 
 use devices::IrqLine;
-use devices::serial::{Console, SerialDevice};
+use devices::serial::SerialDevice;
 use devices::virtio::block::Block;
 use devices::virtio::mmio::MmioTransport;
 use layout::{KVM_TSS_START, SERIAL_IRQ, VIRTIO_BLK_IRQ, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START};
@@ -49,6 +50,8 @@ pub enum VmmError {
         what: &'static str,
         source: kvm_ioctls::Error,
     },
+    #[error("a timeout of {0:?} is too long: use at most a day")]
+    Timeout(Duration),
     #[error("guest memory of {mib} MiB is not supported: use 16 to {max_mib} MiB")]
     MemorySize { mib: u32, max_mib: u32 },
     #[error("cannot map guest memory: {0}")]
@@ -137,35 +140,35 @@ fn run_vm(config: &VmConfig<'_>, measure: bool) -> Result<(RunOutcome, MemoryUse
         ..Default::default()
     };
     let start = Instant::now();
-    let deadline = start + config.timeout;
+    let deadline = start
+        .checked_add(config.timeout)
+        .ok_or(VmmError::Timeout(config.timeout))?;
     let kvm = Kvm::new().map_err(VmmError::KvmOpen)?;
-    // Declared before the VM so that it is unmapped after the VM is gone.
-    let mem = memory::create(config.memory_mib)?;
-    let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
-    memory::register(&vm, &mem)?;
-    create_irqchip(&vm)?;
+    let vm = memory::Vm::new(&kvm, memory::create(config.memory_mib)?)?;
+    let (vm, mem) = (vm.fd(), vm.mem());
+    create_irqchip(vm)?;
 
     let block = config
         .disk
-        .map(|disk| block_device(&vm, &mem, disk))
+        .map(|disk| block_device(vm, mem, disk))
         .transpose()?;
     let cmdline = match block {
         Some(_) => format!("{} {}", config.cmdline, virtio_mmio_arg()),
         None => config.cmdline.to_owned(),
     };
-    let loaded = boot::load(&mem, config.kernel, config.initramfs, cmdline.trim_start())?;
-    x86_64::mptable::write_mptable(&mem, 1)?;
-    let serial_irq = IrqLine::new(Some(&vm), SERIAL_IRQ).map_err(VmmError::Device)?;
+    let loaded = boot::load(mem, config.kernel, config.initramfs, cmdline.trim_start())?;
+    x86_64::mptable::write_mptable(mem, 1)?;
+    let serial_irq = IrqLine::new(Some(vm), SERIAL_IRQ).map_err(VmmError::Device)?;
     let mut bus = bus::Bus::new(SerialDevice::new(serial_irq, Console::new(start)), block);
 
     let mut vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
-    x86_64::setup_vcpu(&kvm, &vcpu, &mem, loaded.entry)?;
+    x86_64::setup_vcpu(&kvm, &vcpu, mem, loaded.entry)?;
 
     let end = vcpu::run_until(&mut vcpu, &mut bus, deadline)?;
     let total = start.elapsed();
     if measure {
         usage.rss_at_end = memory::process_rss();
-        usage.guest_resident = memory::resident_bytes(&mem);
+        usage.guest_resident = memory::resident_bytes(mem);
     }
     Ok((outcome(end, bus.into_console(), total), usage))
 }
@@ -220,13 +223,27 @@ fn create_irqchip(vm: &VmFd) -> Result<(), VmmError> {
     vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))
 }
 
-fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
+/// Names the failed ioctl: `.map_err(kvm_err("KVM_CREATE_VM"))`.
+pub(crate) fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
     move |source| VmmError::Kvm { what, source }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeout_past_the_end_of_time_is_an_error_not_a_panic() {
+        let config = VmConfig {
+            kernel: Path::new("/nonexistent"),
+            initramfs: &[],
+            cmdline: "",
+            disk: None,
+            memory_mib: 64,
+            timeout: Duration::MAX,
+        };
+        assert!(matches!(run(&config), Err(VmmError::Timeout(_))));
+    }
 
     #[test]
     fn the_disk_is_announced_where_the_device_lives() {

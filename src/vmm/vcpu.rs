@@ -11,7 +11,7 @@ use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EV
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use super::bus::{Bus, BusEvent};
-use super::deadline::Armed;
+use super::deadline::{Armed, with_deadline};
 use crate::runner::RunEnd;
 
 /// Why the vCPU could not go on.
@@ -75,9 +75,12 @@ pub fn handle_exit(exit: VcpuExit<'_>, bus: &mut Bus) -> Result<ExitAction, Vcpu
 /// passes.
 pub fn run_until(vcpu: &mut VcpuFd, bus: &mut Bus, deadline: Instant) -> Result<RunEnd, VcpuError> {
     let after = deadline.saturating_duration_since(Instant::now());
-    let _armed = Armed::arm(vcpu, after)?;
+    with_deadline(vcpu, after, |armed| run_armed(armed, bus, deadline))?
+}
+
+fn run_armed(armed: &mut Armed<'_>, bus: &mut Bus, deadline: Instant) -> Result<RunEnd, VcpuError> {
     loop {
-        let action = match vcpu.run() {
+        let action = match armed.run() {
             Ok(exit) => handle_exit(exit, bus)?,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 ExitAction::Interrupted
@@ -86,9 +89,15 @@ pub fn run_until(vcpu: &mut VcpuFd, bus: &mut Bus, deadline: Instant) -> Result<
         };
         match action {
             ExitAction::Continue => {}
-            ExitAction::Interrupted if Instant::now() >= deadline => return Ok(RunEnd::Timeout),
-            // Not the deadline's signal: clear the flag a kick would have set.
-            ExitAction::Interrupted => vcpu.set_kvm_immediate_exit(0),
+            ExitAction::Interrupted => {
+                // Clear the kick first, then look at the clock: the timer
+                // fires once, and a kick landing after the look but before
+                // a clear would be erased, and the run would never end.
+                armed.clear_kick();
+                if Instant::now() >= deadline {
+                    return Ok(RunEnd::Timeout);
+                }
+            }
             ExitAction::Stop(end) => return Ok(end),
         }
     }

@@ -31,6 +31,45 @@ fn usage_errors_exit_2_and_say_what_is_accepted() {
 }
 
 #[test]
+fn numbers_out_of_range_are_usage_errors_before_anything_runs() {
+    // A huge timeout once overflowed `Instant + Duration` after QEMU had
+    // started (a panic, exit 101); 0 ran a guest that timed out at once.
+    let build = [
+        "template",
+        "build",
+        "--fs",
+        "ext4",
+        "--kernel",
+        "/nonexistent",
+    ];
+    let kernel = ["kernel", "build", "--source", "/nonexistent"];
+    for (args, flag, value, accepted) in [
+        (&build[..], "--timeout", "18446744073709551615", "1..=86400"),
+        (&build[..], "--timeout", "0", "1..=86400"),
+        (&build[..], "--memory", "8", "16..=3072"),
+        (&build[..], "--memory", "4096", "16..=3072"),
+        (&kernel[..], "--jobs", "0", "1..=1024"),
+    ] {
+        let out = Command::new(bin())
+            .args(args)
+            .args([flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{flag} {value}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(accepted),
+            "{flag} {value}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
 fn committed_completions_and_man_pages_are_current() {
     let fresh = tempfile::tempdir().unwrap();
     let out = Command::new(bin())

@@ -1,0 +1,84 @@
+//! A guest's serial console as both runners capture it: in memory, bounded,
+//! with the time of its first byte.
+
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+/// The most console output kept: a guest that prints without end must not
+/// exhaust the host's memory before its deadline.
+pub const CONSOLE_LIMIT: usize = 16 << 20;
+
+/// What the guest printed (its last [`CONSOLE_LIMIT`] bytes at most, where
+/// the result line and the tail an error shows are), and when it started.
+#[derive(Debug)]
+pub struct Console {
+    start: Instant,
+    bytes: Vec<u8>,
+    first_output: Option<Duration>,
+    limit: usize,
+}
+
+impl Console {
+    /// A console for a run that began at `start`.
+    pub fn new(start: Instant) -> Self {
+        Self::with_limit(start, CONSOLE_LIMIT)
+    }
+
+    pub(crate) fn with_limit(start: Instant, limit: usize) -> Self {
+        Console {
+            start,
+            bytes: Vec::new(),
+            first_output: None,
+            limit,
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// From the start of the run to the first byte.
+    pub fn first_output(&self) -> Option<Duration> {
+        self.first_output
+    }
+}
+
+// Kept in memory, not passed to stdout, so the caller can show the tail
+// of a failed guest's console.
+impl Write for Console {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.first_output.is_none() && !buf.is_empty() {
+            self.first_output = Some(self.start.elapsed());
+        }
+        self.bytes.extend_from_slice(buf);
+        if self.bytes.len() > self.limit {
+            // Drop the oldest half at once, so trimming stays cheap per byte.
+            let excess = self.bytes.len() - self.limit / 2;
+            self.bytes.drain(..excess);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endless_output_keeps_only_the_tail() {
+        let mut console = Console::with_limit(Instant::now(), 64);
+        for i in 0..1000u32 {
+            console.write_all(format!("{i}\n").as_bytes()).unwrap();
+        }
+        assert!(console.bytes().len() <= 64);
+        assert!(console.bytes().ends_with(b"998\n999\n"));
+    }
+}
