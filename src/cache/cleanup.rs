@@ -16,7 +16,6 @@
 mod debris;
 pub(crate) mod entries;
 pub mod space;
-mod writable;
 
 use std::fs;
 use std::io;
@@ -322,9 +321,8 @@ impl CleanReport {
             })
         });
         if !self.dry_run {
-            // remove_dir_all never follows symlinks inside the tree.
             let result = if is_dir {
-                writable::remove_tree(&path)
+                super::tree::remove_tree(&path)
             } else {
                 fs::remove_file(&path)
             };

@@ -57,3 +57,4 @@ pub mod names;
 pub mod per_test;
 pub mod publish;
 pub mod root;
+pub(crate) mod tree;

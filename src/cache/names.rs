@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 
 use serde::Serialize;
 
-use super::key::Key;
+use super::key::{FINGERPRINT_LEN, Key};
 
 /// A published entry's image, inside `<key>/`.
 pub const TEMPLATE_FILE: &str = "template.img";
@@ -19,6 +19,7 @@ const IN_FLIGHT_PREFIX: &str = "template.img.in-flight.";
 const STAGING_DIR_INFIX: &str = ".tmp.";
 const PER_TEST_PREFIX: &str = ".per-test-";
 const PER_TEST_SUFFIX: &str = ".img";
+const REPLACED_SUFFIX: &str = ".old";
 
 /// The shape of a piece of debris.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -63,6 +64,11 @@ pub enum RootName {
 }
 
 /// Classifies one name found directly in the template root.
+///
+/// Only the exact debris grammar counts, so a `--cache-dir` aimed at the
+/// wrong directory never offers a user's `backup.tmp.4000000/` for removal:
+/// `<key>` below is key-shaped (`<fs>-<MiB>m-<16 hex>`, any lowercase fs name
+/// so ktstr 0.15's keys qualify too).
 pub fn classify(name: &OsStr) -> RootName {
     let Some(name) = name.to_str() else {
         return RootName::NotUtf8;
@@ -70,31 +76,68 @@ pub fn classify(name: &OsStr) -> RootName {
     if name == LOCKS_DIR {
         return RootName::Locks;
     }
+    // template.img.in-flight.<key>.<pid>
     if let Some((_, pid)) = name
         .strip_prefix(IN_FLIGHT_PREFIX)
         .and_then(|r| r.rsplit_once('.'))
+        .filter(|(key, _)| key_shaped(key))
     {
         return debris(DebrisKind::InFlight, pid);
     }
+    // .per-test-<pid>-<digits>-<alnum>.img
     if let Some(rest) = name
         .strip_prefix(PER_TEST_PREFIX)
-        .filter(|r| r.ends_with(PER_TEST_SUFFIX))
+        .and_then(|r| r.strip_suffix(PER_TEST_SUFFIX))
     {
-        return debris(
-            DebrisKind::PerTest,
-            rest.split('-').next().unwrap_or_default(),
-        );
+        let fields: Vec<&str> = rest.split('-').collect();
+        if let [pid, nanos, rnd] = fields[..]
+            && digits(nanos)
+            && !rnd.is_empty()
+            && rnd.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return debris(DebrisKind::PerTest, pid);
+        }
+        return RootName::Other;
     }
-    if let Some(at) = name.rfind(STAGING_DIR_INFIX) {
-        return debris(
-            DebrisKind::StagingDir,
-            &name[at + STAGING_DIR_INFIX.len()..],
-        );
+    // <key>.tmp.<pid> or <key>.old.tmp.<pid>
+    if let Some((stem, pid)) = name.rsplit_once(STAGING_DIR_INFIX) {
+        let key = stem.strip_suffix(REPLACED_SUFFIX).unwrap_or(stem);
+        if key_shaped(key) {
+            return debris(DebrisKind::StagingDir, pid);
+        }
     }
     RootName::Other
 }
 
+/// `<fs>-<MiB>m-<16 lowercase hex>` with any lowercase alphanumeric `fs`.
+pub fn key_shaped(s: &str) -> bool {
+    let mut parts = s.splitn(3, '-');
+    let (Some(fs), Some(mib), Some(fp)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    !fs.is_empty()
+        && fs
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && mib.strip_suffix('m').is_some_and(digits)
+        && fp.len() == FINGERPRINT_LEN
+        && fp.bytes().all(hex)
+}
+
+fn digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Debris of `kind` when `pid` looks like a number at all (a signed or
+/// out-of-range one is debris never touched); anything else is a user's name.
 fn debris(kind: DebrisKind, pid: &str) -> RootName {
+    if !pid
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b'+' || b == b'-')
+    {
+        return RootName::Other;
+    }
     RootName::Debris {
         kind,
         pid: parse_pid(pid),
@@ -122,7 +165,7 @@ pub fn staging_dir(key: &Key, pid: u32) -> String {
 /// `<key>.old.tmp.<pid>`: a replaced entry moved aside where the filesystem
 /// cannot exchange two names; the staging-directory debris shape.
 pub fn replaced_dir(key: &Key, pid: u32) -> String {
-    format!("{key}.old{STAGING_DIR_INFIX}{pid}")
+    format!("{key}{REPLACED_SUFFIX}{STAGING_DIR_INFIX}{pid}")
 }
 
 /// `.per-test-<pid>-<ns>-<rnd>.img`
@@ -152,38 +195,55 @@ mod tests {
     use crate::cache::key::Capacity;
     use proptest::prelude::*;
 
+    const K: &str = "btrfs-256m-a1b2c3d4e5f6a7b8";
+
     #[test]
     fn documented_examples() {
         let cases = [
             (
-                "template.img.in-flight.btrfs-256m-a1b2c3d4e5f6a7b8.4242",
+                format!("template.img.in-flight.{K}.4242"),
                 DebrisKind::InFlight,
                 Some(4242),
             ),
+            (format!("{K}.tmp.77"), DebrisKind::StagingDir, Some(77)),
+            (format!("{K}.old.tmp.78"), DebrisKind::StagingDir, Some(78)),
+            // ktstr 0.15 keys: other fs names and sizes, same grammar.
             (
-                "btrfs-256m-a1b2c3d4e5f6a7b8.tmp.77",
+                "vfat-8m-0123456789abcdef.tmp.5".into(),
                 DebrisKind::StagingDir,
-                Some(77),
+                Some(5),
             ),
             (
-                ".per-test-9-123456789-abcdef.img",
+                ".per-test-9-123456789-abcdef.img".into(),
                 DebrisKind::PerTest,
                 Some(9),
             ),
-            ("x.tmp.y.tmp.12", DebrisKind::StagingDir, Some(12)),
-            ("template.img.in-flight.k.0", DebrisKind::InFlight, None),
-            ("template.img.in-flight.k.-5", DebrisKind::InFlight, None),
-            ("template.img.in-flight.k.+5", DebrisKind::InFlight, None),
             (
-                "template.img.in-flight.k.2147483648",
+                format!("template.img.in-flight.{K}.0"),
                 DebrisKind::InFlight,
                 None,
             ),
-            ("k.tmp.", DebrisKind::StagingDir, None),
+            (
+                format!("template.img.in-flight.{K}.-5"),
+                DebrisKind::InFlight,
+                None,
+            ),
+            (
+                format!("template.img.in-flight.{K}.+5"),
+                DebrisKind::InFlight,
+                None,
+            ),
+            (
+                format!("template.img.in-flight.{K}.2147483648"),
+                DebrisKind::InFlight,
+                None,
+            ),
+            (format!("{K}.tmp."), DebrisKind::StagingDir, None),
+            (".per-test-0-1-a.img".into(), DebrisKind::PerTest, None),
         ];
         for (name, kind, pid) in cases {
             assert_eq!(
-                classify(OsStr::new(name)),
+                classify(OsStr::new(&name)),
                 RootName::Debris { kind, pid },
                 "{name}"
             );
@@ -191,12 +251,25 @@ mod tests {
     }
 
     #[test]
-    fn entries_and_locks_are_not_debris() {
+    fn entries_locks_and_user_files_are_not_debris() {
         for name in [
-            "btrfs-256m-a1b2c3d4e5f6a7b8",
+            K,
             "template.img",
             "template.img.in-flight",
             ".per-test-1",
+            // What a misdirected --cache-dir (a home directory) may hold.
+            "backup.tmp.4000000",
+            "notes.tmp.4000001",
+            "x.tmp.y.tmp.12",
+            ".per-test-4000002-notes.img",
+            ".per-test-4000002-1-a-b.img",
+            ".per-test-4000002-1-.img",
+            "template.img.in-flight.k.12",
+            "template.img.in-flight.notes.12",
+            "btrfs-256m-a1b2c3d4e5f6a7b8.bak.tmp.3",
+            "Btrfs-256m-a1b2c3d4e5f6a7b8.tmp.3",
+            "btrfs-256m-a1b2c3d4e5f6a7b8x.tmp.3",
+            "btrfs-256-a1b2c3d4e5f6a7b8.tmp.3",
         ] {
             assert_eq!(classify(OsStr::new(name)), RootName::Other, "{name}");
         }
@@ -249,14 +322,15 @@ mod tests {
             );
         }
 
+        /// Names assembled from the pieces debris names are made of (and
+        /// near misses of them): whatever the classifier calls debris must
+        /// match the documented grammar, checked here by a separate matcher.
         #[test]
-        fn names_outside_the_three_shapes_are_never_debris(name in "[^/\\x00]{1,64}") {
-            let shaped = name.starts_with(IN_FLIGHT_PREFIX) && name[IN_FLIGHT_PREFIX.len()..].contains('.')
-                || name.starts_with(PER_TEST_PREFIX) && name.ends_with(PER_TEST_SUFFIX)
-                || name.contains(STAGING_DIR_INFIX);
-            prop_assume!(!shaped);
-            let is_debris = matches!(classify(OsStr::new(&name)), RootName::Debris { .. });
-            prop_assert!(!is_debris, "{:?}", name);
+        fn only_the_documented_grammar_is_debris(parts in proptest::collection::vec(piece(), 1..7)) {
+            let name = parts.concat();
+            if let RootName::Debris { kind, .. } = classify(OsStr::new(&name)) {
+                prop_assert!(grammar(&name) == Some(kind), "{:?} as {:?}", name, kind);
+            }
         }
 
         #[test]
@@ -264,5 +338,62 @@ mod tests {
             let key = Key::new(Filesystem::ALL[fs], Capacity::from_mib(mib).unwrap(), &fp);
             prop_assert_eq!(classify(OsStr::new(&key.to_string())), RootName::Other);
         }
+    }
+
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(IN_FLIGHT_PREFIX.to_owned()),
+            Just(PER_TEST_PREFIX.to_owned()),
+            Just(STAGING_DIR_INFIX.to_owned()),
+            Just(".old".to_owned()),
+            Just(".img".to_owned()),
+            Just("-".to_owned()),
+            Just(".".to_owned()),
+            Just(K.to_owned()),
+            "[a-z0-9]{1,5}-[0-9]{1,4}m-[0-9a-f]{15,17}",
+            "[0-9]{1,11}",
+            "[a-zA-Z]{1,8}",
+        ]
+    }
+
+    /// The documented debris grammar, written as a right-to-left scan,
+    /// independently of [`classify`].
+    fn grammar(name: &str) -> Option<DebrisKind> {
+        let pid_ok = |s: &str| s.chars().all(|c| c.is_ascii_digit() || "+-".contains(c));
+        let key_ok = |s: &str| {
+            let fp = s.get(s.len().checked_sub(16)?..)?;
+            let head = s[..s.len() - 16].strip_suffix("m-")?;
+            let (fs, mib) = head.rsplit_once('-')?;
+            let ok = fp
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+                && !mib.is_empty()
+                && mib.chars().all(|c| c.is_ascii_digit())
+                && !fs.is_empty()
+                && fs
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+            ok.then_some(())
+        };
+        if let Some(rest) = name.strip_prefix("template.img.in-flight.") {
+            let (key, pid) = rest.rsplit_once('.')?;
+            return (key_ok(key).is_some() && pid_ok(pid)).then_some(DebrisKind::InFlight);
+        }
+        if let Some(rest) = name
+            .strip_prefix(".per-test-")
+            .and_then(|r| r.strip_suffix(".img"))
+        {
+            let f: Vec<&str> = rest.split('-').collect();
+            let ok = f.len() == 3
+                && pid_ok(f[0])
+                && f[1].chars().all(|c| c.is_ascii_digit())
+                && !f[1].is_empty()
+                && !f[2].is_empty()
+                && f[2].chars().all(|c| c.is_ascii_alphanumeric());
+            return ok.then_some(DebrisKind::PerTest);
+        }
+        let (stem, pid) = name.rsplit_once(".tmp.")?;
+        let key = stem.strip_suffix(".old").unwrap_or(stem);
+        (key_ok(key).is_some() && pid_ok(pid)).then_some(DebrisKind::StagingDir)
     }
 }

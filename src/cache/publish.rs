@@ -227,7 +227,7 @@ impl Drop for StagingDir {
 /// Removes a file or a directory tree; a missing one is fine.
 pub(crate) fn remove_any(path: &Path) -> Result<()> {
     let result = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(m) if m.is_dir() => super::tree::remove_tree(path),
         Ok(_) => std::fs::remove_file(path),
         Err(e) => Err(e),
     };

@@ -13,6 +13,7 @@ mod kernel;
 mod list;
 mod lock;
 mod loopfs;
+mod misdirected;
 mod soak;
 mod util;
 mod vmm_guests;

@@ -77,6 +77,20 @@ fn sweep_one(
         tracing::debug!("{name} is a {}", describe_type(&meta));
         return report.remove(name, kind, false, Some(allocated(&meta)));
     }
+    // Our writers make staging directories as directories and the rest as
+    // regular files; a user's file or tree that merely wears the name stays.
+    if file_type.is_dir() != (kind == ItemKind::StagingDir) {
+        let reason = format!(
+            "named like a {} but it is a {}; left alone",
+            kind.describe(),
+            if file_type.is_dir() {
+                "directory"
+            } else {
+                "file"
+            }
+        );
+        return report.skip(name, reason);
+    }
     let file = match open_no_follow(&path, &meta) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,

@@ -39,16 +39,16 @@ impl StaleCheck {
 }
 
 /// Removes every entry directory among `names` that no process holds (with
-/// `--stale`, only stale ones), after making sure `.locks/` is sound.
+/// `--stale`, only stale ones), once `.locks/` is sound.
 pub(super) fn sweep(
     root: &Path,
     names: &[OsString],
     options: CleanOptions,
     report: &mut CleanReport,
 ) {
-    if !locks_dir_ready(root, report) {
-        return;
-    }
+    // `.locks/` is made only once an entry is found: a root aimed at the
+    // wrong directory gains nothing.
+    let mut locks_ready = None;
     let mut stale = StaleCheck::default();
     for name in names {
         if names::classify(name) != RootName::Other {
@@ -63,6 +63,9 @@ pub(super) fn sweep(
                 continue;
             }
         };
+        if !*locks_ready.get_or_insert_with(|| locks_dir_ready(root, report)) {
+            return;
+        }
         if options.mode == CleanMode::Stale && !judge_stale(name, &key, &mut stale, report) {
             continue;
         }

@@ -1,0 +1,173 @@
+//! Removing a directory tree of the cache, by descriptors, never leaving the
+//! filesystem it starts on.
+//!
+//! `remove_dir_all` crosses mount points: a tmpfs or bind mount someone put
+//! inside an entry would lose its files. So the tree is walked twice, each
+//! directory opened relative to its parent with `O_NOFOLLOW`: first only to
+//! check that every directory is on the root's mount (and to give read-only
+//! directories of a dead writer back their owner's u+rwx, which unlinking
+//! inside them needs), then to unlink. A mount point anywhere refuses the
+//! whole tree before anything is removed.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::dir::Dir;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FchmodatFlags, Mode, SFlag, fchmodat, fstatat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+/// Where a directory lives: its device and, where the kernel says, its
+/// mount (a bind mount of the same filesystem shares the device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place {
+    dev: u64,
+    mount: Option<u64>,
+}
+
+/// Removes `path` (a directory, not followed if a symlink) and everything in
+/// it. Fails, removing nothing, when a mount point is inside.
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::other("not a removable path"));
+    };
+    let parent = Dir::open(parent, OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let name = CString::new(name.as_bytes())?;
+    let place = place_of(parent.as_fd())?;
+    for unlink in [false, true] {
+        let top = open_dir(parent.as_fd(), &name, path, place)?;
+        walk(top, path, place, unlink)?;
+    }
+    unlinkat(parent.as_fd(), name.as_c_str(), UnlinkatFlags::RemoveDir)?;
+    Ok(())
+}
+
+/// Opens `name` in `dir` as a directory of `place`, first giving it u+rwx
+/// when it lacks them.
+fn open_dir(dir: BorrowedFd, name: &CStr, path: &Path, place: Place) -> io::Result<Dir> {
+    let stat = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+    if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
+        return Err(io::Error::other("it is no longer a directory"));
+    }
+    if stat.st_dev != place.dev {
+        return Err(mount_point(path));
+    }
+    let mode = stat.st_mode & 0o7777;
+    if mode & 0o700 != 0o700 {
+        // NoFollowSymlink, relative to an already opened parent: the name
+        // was a directory of ours a moment ago and a link is never followed.
+        let wanted = Mode::from_bits_truncate(mode | 0o700);
+        fchmodat(dir, name, wanted, FchmodatFlags::NoFollowSymlink)?;
+    }
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let opened = Dir::openat(dir, name, flags, Mode::empty())?;
+    if place_of(opened.as_fd())? != place {
+        return Err(mount_point(path));
+    }
+    Ok(opened)
+}
+
+/// Checks (or, with `unlink`, empties) the open directory `dir` at `path`.
+fn walk(mut dir: Dir, path: &Path, place: Place, unlink: bool) -> io::Result<()> {
+    let mut names = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name != c"." && name != c".." {
+            names.push(name.to_owned());
+        }
+    }
+    for name in names {
+        let child: PathBuf = path.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
+        let stat = match fstatat(dir.as_fd(), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+            let sub = open_dir(dir.as_fd(), &name, &child, place)?;
+            walk(sub, &child, place, unlink)?;
+            if unlink {
+                unlinkat(dir.as_fd(), name.as_c_str(), UnlinkatFlags::RemoveDir)?;
+            }
+        } else if unlink {
+            unlinkat(dir.as_fd(), name.as_c_str(), UnlinkatFlags::NoRemoveDir)?;
+        }
+    }
+    Ok(())
+}
+
+fn mount_point(path: &Path) -> io::Error {
+    io::Error::other(format!(
+        "it contains a mount point at `{}`; unmount it and run again",
+        path.display()
+    ))
+}
+
+fn place_of(fd: BorrowedFd) -> io::Result<Place> {
+    let (dev, mount) = mount_id(fd)?;
+    Ok(Place { dev, mount })
+}
+
+/// The device and mount id of an open file, by statx(2) (`STATX_MNT_ID`,
+/// Linux 5.8; `None` where the kernel does not fill it in).
+pub(crate) fn mount_id(fd: BorrowedFd) -> io::Result<(u64, Option<u64>)> {
+    // SAFETY: statx only writes the zeroed struct it is given.
+    let mut buf: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor, an empty NUL-terminated path with
+    // AT_EMPTY_PATH (so the descriptor itself is examined), and a buffer of
+    // the right type that outlives the call.
+    let rc = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_BASIC_STATS | libc::STATX_MNT_ID,
+            &mut buf,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let dev = libc::makedev(buf.stx_dev_major, buf.stx_dev_minor);
+    let mount = (buf.stx_mask & libc::STATX_MNT_ID != 0).then_some(buf.stx_mnt_id);
+    Ok((dev, mount))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_read_only_tree_goes_and_links_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep"), b"x").unwrap();
+        let tree = dir.path().join("tree");
+        fs::create_dir_all(tree.join("a/b")).unwrap();
+        fs::write(tree.join("a/b/f"), b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("a/link")).unwrap();
+        fs::set_permissions(tree.join("a/b"), fs::Permissions::from_mode(0o500)).unwrap();
+        fs::set_permissions(tree.join("a"), fs::Permissions::from_mode(0o000)).unwrap();
+        remove_tree(&tree).unwrap();
+        assert!(!tree.exists());
+        assert!(outside.join("keep").exists());
+    }
+
+    #[test]
+    fn a_symlink_at_the_top_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert!(remove_tree(&link).is_err());
+        assert!(outside.exists());
+    }
+}
