@@ -32,15 +32,21 @@ pub fn is_guest_init() -> bool {
 
 /// Runs as the guest's init; never returns.
 pub fn run() -> ! {
+    set_panic_hook(power_cycle);
+    let result = format_disk().unwrap_or_else(|e| init_failed(format!("{e:#}")));
+    report(&result);
+    power_cycle()
+}
+
+/// Has a panic print its message, then a failed result line, then call
+/// `end` (the reset; a seam for the test, which cannot reset).
+fn set_panic_hook(end: fn() -> !) {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default_hook(info);
         report(&init_failed(format!("cargo-ktstr init panicked: {info}")));
-        power_cycle();
+        end();
     }));
-    let result = format_disk().unwrap_or_else(|e| init_failed(format!("{e:#}")));
-    report(&result);
-    power_cycle()
 }
 
 fn init_failed(output: String) -> TemplateResult {
@@ -119,4 +125,42 @@ fn power_cycle() -> ! {
     // Only reached if reboot(2) failed: PID 1 exiting panics the kernel,
     // and `panic=-1` turns that into the same reset.
     std::process::exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEST: &str = "guest::init::tests::a_panic_reports_a_failed_result_then_ends_the_run";
+    /// Set in the copy of the test binary that panics.
+    const CHILD: &str = "KTSTR_TEST_INIT_PANIC";
+
+    #[test]
+    fn a_panic_reports_a_failed_result_then_ends_the_run() {
+        // A panic hook is process-wide: it is installed in a child process
+        // (this test binary running only this test), never in the harness.
+        if std::env::var_os(CHILD).is_some() {
+            fn end() -> ! {
+                std::process::exit(42)
+            }
+            set_panic_hook(end);
+            panic!("the disk vanished");
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = Command::new(exe)
+            .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(42), "the hook did not end the run");
+        let result = TemplateResult::from_console(&out.stdout).expect("no result line");
+        assert_eq!(result.status, STATUS_INIT_FAILED);
+        assert!(!result.magic);
+        assert!(
+            result.output.contains("cargo-ktstr init panicked")
+                && result.output.contains("the disk vanished"),
+            "{}",
+            result.output
+        );
+    }
 }

@@ -30,6 +30,12 @@ impl Source {
             }
             return Ok(Source::Dir(path.to_owned()));
         }
+        // Before tar runs: a missing decompressor would otherwise surface
+        // as an archive tar cannot list.
+        let unpackers: Vec<(&str, &str)> = std::iter::once(("tar", "tar"))
+            .chain(decompressor(path))
+            .collect();
+        check_tools(&unpackers, false)?;
         let top = tarball_top_dir(path)?;
         Ok(Source::Tarball {
             path: path.to_owned(),
@@ -117,8 +123,9 @@ fn tarball_top_dir(path: &Path) -> Result<String> {
     let top = first.trim().split('/').next().unwrap_or("");
     if top.is_empty() {
         bail!(
-            "`{}` is neither a directory nor a tarball tar can list: pass a kernel source tree or tarball",
-            path.display()
+            "`{}` is neither a directory nor a tarball tar can list: pass a kernel source tree or tarball ({})",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     Ok(top.to_owned())
@@ -159,15 +166,37 @@ const TOOLS: [(&str, &str); 7] = [
     ("xz", "xz-utils"),
 ];
 
+/// The program tar runs to decompress `tarball`, by its name, and its package.
+fn decompressor(tarball: &Path) -> Option<(&'static str, &'static str)> {
+    let name = tarball.file_name()?.to_str()?;
+    [
+        (".xz", ("xz", "xz-utils")),
+        (".txz", ("xz", "xz-utils")),
+        (".gz", ("gzip", "gzip")),
+        (".tgz", ("gzip", "gzip")),
+        (".bz2", ("bzip2", "bzip2")),
+        (".zst", ("zstd", "zstd")),
+    ]
+    .into_iter()
+    .find_map(|(ext, tool)| name.ends_with(ext).then_some(tool))
+}
+
 /// Fails, naming the packages to install, when a build tool or libelf's
 /// headers (objtool needs them) are missing.
 pub fn check_build_tools() -> Result<()> {
-    let mut missing: Vec<&str> = TOOLS
+    check_tools(&TOOLS, true)
+}
+
+/// Fails, naming the packages to install, when one of `tools` is not on
+/// PATH (or, with `libelf`, libelf's headers are missing).
+fn check_tools(tools: &[(&str, &str)], libelf: bool) -> Result<()> {
+    let mut missing: Vec<&str> = tools
         .iter()
         .filter(|(tool, _)| !on_path(tool))
         .map(|(_, package)| *package)
         .collect();
-    if !Path::new("/usr/include/gelf.h").exists() && !Path::new("/usr/include/libelf.h").exists() {
+    let headers = ["/usr/include/gelf.h", "/usr/include/libelf.h"];
+    if libelf && !headers.iter().any(|h| Path::new(h).exists()) {
         missing.push("libelf-dev");
     }
     if !missing.is_empty() {

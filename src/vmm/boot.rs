@@ -24,6 +24,10 @@ const BOOT_FLAG_MAGIC: u16 = 0xaa55;
 const HDR_MAGIC: u32 = 0x5372_6448; // "HdrS"
 /// type_of_loader "undefined": we are not a registered boot loader.
 const LOADER_UNDEFINED: u8 = 0xff;
+/// The boot protocol version (2.12) that added `xloadflags`.
+const XLOADFLAGS_VERSION: u16 = 0x020c;
+/// `xloadflags` bit: the kernel has the 64-bit entry point at +0x200.
+const XLF_KERNEL_64: u16 = 1;
 /// A bzImage's 64-bit entry point, relative to where it is loaded.
 const BZIMAGE_64BIT_ENTRY: u64 = 0x200;
 /// The highest initramfs address a kernel without initrd_addr_max accepts.
@@ -67,6 +71,11 @@ pub fn load(
         let hdr = r
             .setup_header
             .ok_or(VmmError::NotAKernel(kernel.to_owned()))?;
+        // Entering at +0x200 in long mode is only valid where the header
+        // says there is a 64-bit entry; elsewhere it triple-faults.
+        if hdr.version < XLOADFLAGS_VERSION || hdr.xloadflags & XLF_KERNEL_64 == 0 {
+            return Err(VmmError::Not64Bit(kernel.to_owned()));
+        }
         (r.kernel_load.0 + BZIMAGE_64BIT_ENTRY, r.kernel_end, hdr)
     } else {
         return Err(VmmError::NotAKernel(kernel.to_owned()));
@@ -171,6 +180,10 @@ mod tests {
     /// A minimal bzImage: one setup sector after the boot sector, the
     /// header fields the loader reads, then `payload` as the 32/64-bit part.
     fn fake_bzimage(payload: &[u8]) -> tempfile::NamedTempFile {
+        fake_bzimage_with(payload, XLF_KERNEL_64)
+    }
+
+    fn fake_bzimage_with(payload: &[u8], xloadflags: u16) -> tempfile::NamedTempFile {
         let mut image = vec![0u8; 1024];
         image[0x1f1] = 1; // setup_sects
         image[0x1fe..0x200].copy_from_slice(&BOOT_FLAG_MAGIC.to_le_bytes());
@@ -179,6 +192,7 @@ mod tests {
         image[0x211] = 1; // loadflags: LOADED_HIGH
         image[0x214..0x218].copy_from_slice(&(HIMEM_START as u32).to_le_bytes());
         image[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        image[0x236..0x238].copy_from_slice(&xloadflags.to_le_bytes());
         image.extend_from_slice(payload);
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), image).unwrap();
@@ -234,6 +248,15 @@ mod tests {
             missing.to_string().contains("/nonexistent/vmlinux"),
             "{missing}"
         );
+    }
+
+    #[test]
+    fn a_bzimage_without_a_64_bit_entry_is_refused() {
+        let mem = memory::create(16).unwrap();
+        let image = fake_bzimage_with(&[0; 512], 0);
+        let err = load(&mem, image.path(), &[], "").unwrap_err();
+        assert!(matches!(err, VmmError::Not64Bit(_)), "{err}");
+        assert!(err.to_string().contains("kernel build"), "{err}");
     }
 
     #[test]

@@ -43,9 +43,9 @@ use memory::GuestMem;
 /// What went wrong setting up or running a VM.
 #[derive(Debug, thiserror::Error)]
 pub enum VmmError {
-    #[error("cannot open /dev/kvm: {0}")]
+    #[error("cannot open /dev/kvm: {0}\nNote: `--vmm qemu` avoids the built-in VMM")]
     KvmOpen(kvm_ioctls::Error),
-    #[error("{what} failed: {source}")]
+    #[error("{what} failed: {source}\nNote: `--vmm qemu` avoids the built-in VMM")]
     Kvm {
         what: &'static str,
         source: kvm_ioctls::Error,
@@ -60,8 +60,16 @@ pub enum VmmError {
     Memory(#[from] vm_memory::GuestMemoryError),
     #[error("cannot read kernel `{}`: {source}", path.display())]
     KernelFile { path: PathBuf, source: io::Error },
-    #[error("`{}` is neither a bzImage nor an ELF vmlinux", .0.display())]
+    #[error(
+        "`{}` is neither a bzImage nor an ELF vmlinux: pass the bzImage `cargo ktstr kernel build` printed",
+        .0.display()
+    )]
     NotAKernel(PathBuf),
+    #[error(
+        "`{}` is a bzImage without a 64-bit entry point (a 32-bit kernel?): pass the bzImage `cargo ktstr kernel build` printed",
+        .0.display()
+    )]
+    Not64Bit(PathBuf),
     #[error("cannot load the kernel: {0}")]
     KernelLoad(linux_loader::loader::Error),
     #[error("bad kernel command line: {0}")]

@@ -90,6 +90,42 @@ fn missing_build_tools_are_named_with_their_packages() {
 }
 
 #[test]
+fn a_tarball_whose_decompressor_is_missing_names_its_package() {
+    let (cache, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let gz = tiny_tarball(work.path());
+    let tarball = work.path().join("linux.tar.xz");
+    let converted = Command::new("sh")
+        .arg("-c")
+        .arg("gzip -dc \"$1\" | xz > \"$2\"")
+        .args(["sh".as_ref(), gz.as_os_str(), tarball.as_os_str()])
+        .status()
+        .unwrap();
+    assert!(converted.success());
+    // Everything but xz.
+    let bin_dir = work.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    for tool in ["sh", "tar", "head", "gzip"] {
+        let host = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists());
+        std::os::unix::fs::symlink(host.unwrap(), bin_dir.join(tool)).unwrap();
+    }
+    let out = ktstr_in(cache.path())
+        .env("PATH", &bin_dir)
+        .args(["kernel", "build", "--source"])
+        .arg(&tarball)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("xz-utils") && err.contains("apt-get install"),
+        "{err}"
+    );
+}
+
+#[test]
 fn kernel_list_shows_cached_kernels() {
     let cache = tempfile::tempdir().unwrap();
     let out = ktstr_in(cache.path())

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES, kvm_cpuid_entry2};
 use kvm_ioctls::{Kvm, VcpuFd};
 
-use crate::vmm::VmmError;
+use crate::vmm::{VmmError, kvm_err};
 
 /// Leaf 1, ECX: "running under a hypervisor".
 const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
@@ -27,18 +27,12 @@ fn supported(kvm: &Kvm) -> Result<CpuId, VmmError> {
     }
     let cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(|source| VmmError::Kvm {
-            what: "KVM_GET_SUPPORTED_CPUID",
-            source,
-        })?;
+        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
     Ok(SUPPORTED.get_or_init(|| cpuid).clone())
 }
 
 fn set(vcpu: &VcpuFd, cpuid: &CpuId) -> Result<(), VmmError> {
-    vcpu.set_cpuid2(cpuid).map_err(|source| VmmError::Kvm {
-        what: "KVM_SET_CPUID2",
-        source,
-    })
+    vcpu.set_cpuid2(cpuid).map_err(kvm_err("KVM_SET_CPUID2"))
 }
 
 /// Rewrites the per-CPU fields: APIC ids, one logical CPU per package, and

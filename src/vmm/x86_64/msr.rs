@@ -4,7 +4,7 @@
 use kvm_bindings::{Msrs, kvm_msr_entry};
 use kvm_ioctls::VcpuFd;
 
-use crate::vmm::VmmError;
+use crate::vmm::{VmmError, kvm_err};
 
 const IA32_TSC: u32 = 0x10;
 const IA32_MISC_ENABLE: u32 = 0x1a0;
@@ -53,10 +53,7 @@ pub fn setup_msrs(vcpu: &VcpuFd) -> Result<(), VmmError> {
         .collect();
     // Eleven entries always fit (the limit is KVM_MAX_MSR_ENTRIES, 256).
     let msrs = Msrs::from_entries(&entries).expect("the boot MSRs fit in one kvm_msrs");
-    let set = vcpu.set_msrs(&msrs).map_err(|source| VmmError::Kvm {
-        what: "KVM_SET_MSRS",
-        source,
-    })?;
+    let set = vcpu.set_msrs(&msrs).map_err(kvm_err("KVM_SET_MSRS"))?;
     match wanted.get(set) {
         Some(&(index, _)) => Err(VmmError::MsrRefused(index)),
         None => Ok(()),

@@ -8,9 +8,9 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::gdt::{self, BOOT_GDT, CODE_INDEX, DATA_INDEX, TSS_INDEX};
 use super::paging;
-use crate::vmm::VmmError;
 use crate::vmm::layout::{BOOT_STACK_POINTER, GDT_START, IDT_START, ZERO_PAGE_START};
 use crate::vmm::memory::GuestMem;
+use crate::vmm::{VmmError, kvm_err};
 
 const CR0_PE: u64 = 1;
 const CR0_ET: u64 = 1 << 4;
@@ -20,10 +20,6 @@ const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
-
-fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
-    move |source| VmmError::Kvm { what, source }
-}
 
 /// General registers: entry point, stack, and the zero page in RSI.
 pub fn setup_regs(vcpu: &VcpuFd, entry: u64) -> Result<(), VmmError> {

@@ -1,9 +1,11 @@
 //! virtio-blk (virtio 1.2, 5.2) backed by a host file.
 //!
-//! A request is a descriptor chain: a 16-byte device-readable header (type,
-//! reserved, sector), data buffers (device-writable for IN and GET_ID,
-//! device-readable for OUT), and a last device-writable buffer whose final
-//! byte receives the status. A chain that breaks these rules, reaches past
+//! A request is a descriptor chain holding, in order, a 16-byte
+//! device-readable header (type, reserved, sector), the data
+//! (device-writable for IN and GET_ID, device-readable for OUT), and a
+//! status byte, the last byte of the last, device-writable, descriptor.
+//! Where one part ends and the next begins is counted in bytes, not
+//! descriptors (a driver may combine them). A chain that breaks these rules, reaches past
 //! the end of the disk or of guest RAM, or names an unknown type gets an
 //! error status; a chain with nowhere to put a status is returned unused.
 //! Nothing a guest writes into a queue can make the VMM fail.
@@ -20,7 +22,7 @@ use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Address, Bytes};
+use vm_memory::{Address, Bytes, GuestAddress};
 
 use super::VirtioDevice;
 use crate::vmm::memory::GuestMem;
@@ -74,9 +76,14 @@ impl Block {
     /// Serves one chain; returns how many bytes it wrote into guest memory
     /// (for the used ring), or None when the chain has no status byte.
     fn serve(&mut self, mem: &GuestMem, descs: &[Descriptor]) -> Option<u32> {
-        let (status_desc, body) = descs.split_last()?;
-        if !status_desc.is_write_only() || status_desc.len() == 0 {
+        let last = descs.last()?;
+        if !last.is_write_only() || last.len() == 0 {
             return None;
+        }
+        let status_addr = last.addr().checked_add(u64::from(last.len()) - 1)?;
+        let mut body: Vec<Segment> = descs.iter().map(Segment::from).collect();
+        if let Some(end) = body.last_mut() {
+            end.len -= 1;
         }
         let (written, status) = match self.execute(mem, body) {
             Ok(written) => (written, VIRTIO_BLK_S_OK as u8),
@@ -85,33 +92,31 @@ impl Block {
                 (0, e.status())
             }
         };
-        // The status is the last byte of the request, wherever the driver
-        // put the boundary of its last buffer.
-        let status_addr = status_desc
-            .addr()
-            .checked_add(u64::from(status_desc.len()) - 1)?;
         mem.write_obj(status, status_addr).ok()?;
         Some(written + 1)
     }
 
-    fn execute(&mut self, mem: &GuestMem, body: &[Descriptor]) -> Result<u32, VirtioBlockError> {
-        let (header, data) = body
-            .split_first()
-            .ok_or(VirtioBlockError::Malformed("no header"))?;
-        if header.is_write_only() || header.len() < HEADER_LEN {
-            return Err(VirtioBlockError::Malformed(
+    fn execute(&mut self, mem: &GuestMem, mut body: Vec<Segment>) -> Result<u32, VirtioBlockError> {
+        let header = split_front(&mut body, HEADER_LEN)
+            .filter(|h| h.iter().all(|s| !s.writable))
+            .ok_or(VirtioBlockError::Malformed(
                 "header not a readable 16 bytes",
-            ));
+            ))?;
+        let mut bytes = [0u8; HEADER_LEN as usize];
+        let mut at = 0;
+        for s in &header {
+            let len = s.len as usize;
+            mem.read_slice(&mut bytes[at..at + len], s.addr)?;
+            at += len;
         }
-        let kind: u32 = mem.read_obj(header.addr())?;
-        let sector_at = header.addr().checked_add(8);
-        let sector_at = sector_at.ok_or(VirtioBlockError::Malformed("header past the end"))?;
-        let sector: u64 = mem.read_obj(sector_at)?;
+        let kind = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+        let sector = u64::from_le_bytes(bytes[8..].try_into().expect("8 bytes"));
+        let data = body;
         match kind {
-            VIRTIO_BLK_T_IN => self.transfer(mem, data, sector, true),
-            VIRTIO_BLK_T_OUT => self.transfer(mem, data, sector, false).map(|_| 0),
+            VIRTIO_BLK_T_IN => self.transfer(mem, &data, sector, true),
+            VIRTIO_BLK_T_OUT => self.transfer(mem, &data, sector, false).map(|_| 0),
             VIRTIO_BLK_T_FLUSH => self.disk.sync_all().map(|_| 0).map_err(Into::into),
-            VIRTIO_BLK_T_GET_ID => get_id(mem, data),
+            VIRTIO_BLK_T_GET_ID => get_id(mem, &data),
             other => Err(VirtioBlockError::Unsupported(other)),
         }
     }
@@ -121,16 +126,16 @@ impl Block {
     fn transfer(
         &mut self,
         mem: &GuestMem,
-        data: &[Descriptor],
+        data: &[Segment],
         sector: u64,
         read: bool,
     ) -> Result<u32, VirtioBlockError> {
-        if data.iter().any(|d| d.is_write_only() != read) {
+        if data.iter().any(|d| d.writable != read) {
             return Err(VirtioBlockError::Malformed(
                 "data buffer of the wrong direction",
             ));
         }
-        let total: u64 = data.iter().map(|d| u64::from(d.len())).sum();
+        let total: u64 = data.iter().map(|d| u64::from(d.len)).sum();
         let end = sector
             .checked_mul(SECTOR_SIZE)
             .and_then(|start| start.checked_add(total))
@@ -147,30 +152,78 @@ impl Block {
         // seek, since the buffers follow each other on the disk.
         self.disk.seek(SeekFrom::Start(sector * SECTOR_SIZE))?;
         for d in data {
-            let len = d.len() as usize;
+            let len = d.len as usize;
             if read {
-                mem.read_exact_volatile_from(d.addr(), &mut self.disk, len)?;
+                mem.read_exact_volatile_from(d.addr, &mut self.disk, len)?;
             } else {
-                mem.write_all_volatile_to(d.addr(), &mut self.disk, len)?;
+                mem.write_all_volatile_to(d.addr, &mut self.disk, len)?;
             }
         }
         Ok(total as u32)
     }
 }
 
-/// Writes the disk id, NUL-padded, into the first data buffer.
-fn get_id(mem: &GuestMem, data: &[Descriptor]) -> Result<u32, VirtioBlockError> {
-    let buf = data
-        .first()
-        .ok_or(VirtioBlockError::Malformed("GET_ID without a buffer"))?;
-    if !buf.is_write_only() {
+/// A run of guest bytes from a descriptor, or part of one: the driver may
+/// put the header, data and status byte in descriptors as it likes (virtio
+/// 1.2, 2.6.4), so a request is cut by byte counts, not descriptors.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    addr: GuestAddress,
+    len: u32,
+    writable: bool,
+}
+
+impl From<&Descriptor> for Segment {
+    fn from(d: &Descriptor) -> Self {
+        Segment {
+            addr: d.addr(),
+            len: d.len(),
+            writable: d.is_write_only(),
+        }
+    }
+}
+
+/// Cuts the first `n` bytes off `segments`, splitting one if needed;
+/// None when there are fewer. Empty segments are dropped from both parts.
+fn split_front(segments: &mut Vec<Segment>, n: u32) -> Option<Vec<Segment>> {
+    let mut front = Vec::new();
+    let mut need = n;
+    let mut rest = segments.drain(..).filter(|s| s.len > 0);
+    while need > 0 {
+        let mut s = rest.next()?;
+        let take = s.len.min(need);
+        front.push(Segment { len: take, ..s });
+        need -= take;
+        if take < s.len {
+            s.addr = s.addr.checked_add(u64::from(take))?;
+            s.len -= take;
+            let tail: Vec<Segment> = std::iter::once(s).chain(rest).collect();
+            *segments = tail;
+            return Some(front);
+        }
+    }
+    let tail: Vec<Segment> = rest.collect();
+    *segments = tail;
+    Some(front)
+}
+
+/// Writes the disk id, NUL-padded, into the data buffers.
+fn get_id(mem: &GuestMem, data: &[Segment]) -> Result<u32, VirtioBlockError> {
+    if data.is_empty() {
+        return Err(VirtioBlockError::Malformed("GET_ID without a buffer"));
+    }
+    if data.iter().any(|d| !d.writable) {
         return Err(VirtioBlockError::Malformed("GET_ID buffer not writable"));
     }
     let mut id = [0u8; VIRTIO_BLK_ID_BYTES as usize];
     id[..DISK_ID.len()].copy_from_slice(DISK_ID);
-    let len = id.len().min(buf.len() as usize);
-    mem.write_slice(&id[..len], buf.addr())?;
-    Ok(len as u32)
+    let mut written = 0;
+    for d in data {
+        let len = (d.len as usize).min(id.len() - written);
+        mem.write_slice(&id[written..written + len], d.addr)?;
+        written += len;
+    }
+    Ok(written as u32)
 }
 
 impl VirtioDevice for Block {
@@ -356,6 +409,52 @@ pub(crate) mod tests {
         }
         write_header(&mem, VIRTIO_BLK_T_IN, DISK_SECTORS - 1);
         assert_eq!(submit(&mut block, &mem, &request(512, true)).0, OK);
+    }
+
+    #[test]
+    fn a_write_straddling_the_end_changes_nothing() {
+        let (file, mut block) = disk();
+        let mem = memory();
+        let last = (DISK_SECTORS - 1) * SECTOR_SIZE;
+        file.as_file().write_all_at(&[0x11; 512], last).unwrap();
+        mem.write_slice(&[0x22; 1024], GuestAddress(DATA)).unwrap();
+        write_header(&mem, VIRTIO_BLK_T_OUT, DISK_SECTORS - 1);
+        assert_eq!(submit(&mut block, &mem, &request(1024, false)), (IOERR, 1));
+        let meta = file.as_file().metadata().unwrap();
+        assert_eq!(meta.len(), DISK_SECTORS * SECTOR_SIZE);
+        let mut sector = [0u8; 512];
+        file.as_file().read_exact_at(&mut sector, last).unwrap();
+        assert_eq!(sector, [0x11; 512]);
+    }
+
+    #[test]
+    fn header_data_and_status_may_share_descriptors() {
+        let (file, mut block) = disk();
+        let mem = memory();
+        // OUT: the header and the data in one readable buffer.
+        write_header(&mem, VIRTIO_BLK_T_OUT, 5);
+        mem.write_slice(&[0x33; 512], GuestAddress(HEADER + 16))
+            .unwrap();
+        let out = chain(&[(HEADER, 16 + 512, false), (STATUS, 1, true)]);
+        assert_eq!(submit(&mut block, &mem, &out), (OK, 1));
+        let mut on_disk = [0u8; 512];
+        file.as_file()
+            .read_exact_at(&mut on_disk, 5 * SECTOR_SIZE)
+            .unwrap();
+        assert_eq!(on_disk, [0x33; 512]);
+        // IN: the header split in two, the data and the status in one
+        // writable buffer whose last byte is the status.
+        write_header(&mem, VIRTIO_BLK_T_IN, 5);
+        let status_at = STATUS - 512;
+        let into = chain(&[
+            (HEADER, 4, false),
+            (HEADER + 4, 12, false),
+            (status_at, 513, true),
+        ]);
+        assert_eq!(submit(&mut block, &mem, &into), (OK, 513));
+        let mut back = [0u8; 512];
+        mem.read_slice(&mut back, GuestAddress(status_at)).unwrap();
+        assert_eq!(back, [0x33; 512]);
     }
 
     #[test]
