@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 
 use super::key::Key;
-use super::lock::{self, Mode};
+use super::lock;
 use super::lookup::{self, Entry};
 use super::names;
 
@@ -210,13 +210,7 @@ impl StagingDir {
         // A leftover under our own pid is a dead twin's or our own failed
         // attempt's: the key lock we hold excludes every live one.
         remove_any(&path)?;
-        std::fs::create_dir(&path)
-            .with_context(|| format!("failed to create `{}`", path.display()))?;
-        let file =
-            File::open(&path).with_context(|| format!("failed to open `{}`", path.display()))?;
-        let lock = lock::try_lock_file(file, Mode::Exclusive)
-            .with_context(|| format!("failed to lock `{}`", path.display()))?
-            .with_context(|| format!("`{}` is locked by another process", path.display()))?;
+        let lock = lock::create_locked(&path, lock::Shape::Dir)?;
         Ok(StagingDir { path, lock })
     }
 }
