@@ -105,6 +105,12 @@ impl GuestRunner for QemuRunner {
         "qemu"
     }
 
+    /// A triple fault: microvm has no i8042, and `-no-reboot` ends QEMU
+    /// on the reset.
+    fn reboot_arg(&self) -> &'static str {
+        "reboot=t"
+    }
+
     fn run(&self, spec: &GuestSpec) -> Result<RunOutcome> {
         let start = Instant::now();
         let deadline = start
