@@ -3,15 +3,15 @@
 //! The protocol these serve is told once, in [`crate::cache`]. Every flock in
 //! the crate goes through here.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg, OFlag};
 
 use super::names;
 
@@ -80,22 +80,76 @@ pub fn key_lock_path(root: &Path, key: &str) -> PathBuf {
     root.join(names::LOCKS_DIR).join(names::lock_file(key))
 }
 
+/// Opens (creating) the lockfile `path`, `<root>/.locks/<key>.lock`, without
+/// ever leaving the root: `.locks` is opened with `O_NOFOLLOW|O_DIRECTORY`
+/// and the lockfile relative to it, so a `.locks` that is a symlink cannot
+/// lead lockfiles elsewhere.
 fn open_lockfile(path: &Path) -> Result<File> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("failed to create lock directory `{}`", dir.display()))?;
-    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        bail!("`{}` is not a lockfile path", path.display());
+    };
+    let locks = open_locks_dir(dir)?;
     // O_NOFOLLOW: a lockfile swapped for a symlink must not create or lock
     // a file outside the root; O_NONBLOCK: one swapped for a FIFO must not
     // hang the open.
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .with_context(|| format!("failed to open lockfile `{}`", path.display()))
+    let flags =
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::openat(
+        &locks,
+        name,
+        flags,
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .map_err(|e| {
+        anyhow!(
+            "failed to open lockfile `{}`: {e}; {}",
+            path.display(),
+            advice(e)
+        )
+    })?;
+    Ok(File::from(fd))
+}
+
+/// Opens `.locks` as a real directory of the root, creating it (and the root)
+/// when missing.
+fn open_locks_dir(dir: &Path) -> Result<std::os::fd::OwnedFd> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let open = || nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty());
+    let opened = match open() {
+        Err(Errno::ENOENT) => {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+                anyhow!(
+                    "failed to create lock directory `{}`: {e}; {}",
+                    dir.display(),
+                    advice(errno)
+                )
+            })?;
+            open()
+        }
+        other => other,
+    };
+    opened.map_err(|e| {
+        anyhow!(
+            "failed to open lock directory `{}`: {e}; {}",
+            dir.display(),
+            advice(e)
+        )
+    })
+}
+
+/// What to do about a failure to open `.locks` or a lockfile.
+fn advice(errno: Errno) -> &'static str {
+    match errno {
+        Errno::EACCES | Errno::EPERM => {
+            "the cache belongs to another user: pass your own --cache-dir"
+        }
+        Errno::ELOOP | Errno::ENOTDIR => {
+            "`.locks` or the lockfile is not what it must be (a directory, a \
+             regular file), perhaps a symlink: move it away and run again"
+        }
+        _ => "check the cache root's permissions, or pass another --cache-dir",
+    }
 }
 
 /// Takes the lock at `path` (creating the lockfile) without blocking.
@@ -121,14 +175,16 @@ pub fn lock_with_timeout(path: &Path, mode: Mode, timeout: Duration, what: &str)
         "waiting for the lock on {what} held by {}",
         describe_holders(path)
     );
-    let deadline = Instant::now() + timeout;
+    // A timeout past what an Instant can hold means no deadline at all.
+    let deadline = Instant::now().checked_add(timeout);
     let mut pause = Duration::from_millis(2);
     loop {
-        thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        let left = deadline.map_or(pause, |d| d.saturating_duration_since(Instant::now()));
+        thread::sleep(pause.min(left));
         if let Some(locked) = try_lock(path, mode)? {
             return Ok(locked);
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             bail!(
                 "timed out after {}s waiting for the lock on {what}, held by {} (lockfile `{}`); \
                  wait for that process to finish, or raise --lock-timeout",
@@ -157,15 +213,37 @@ pub fn holders(path: &Path) -> Vec<Holder> {
     ) else {
         return Vec::new();
     };
-    let dev = meta.dev();
+    let (major, minor) = superblock_device(path).unwrap_or_else(|| {
+        let dev = meta.dev();
+        (nix::sys::stat::major(dev), nix::sys::stat::minor(dev))
+    });
     // /proc/locks writes the device as "%02x:%02x:%lu" (major, minor, inode).
-    let want = format!(
-        "{:02x}:{:02x}:{}",
-        nix::sys::stat::major(dev),
-        nix::sys::stat::minor(dev),
-        meta.ino()
-    );
+    let want = format!("{major:02x}:{minor:02x}:{}", meta.ino());
     parse_proc_locks(&locks, &want)
+}
+
+/// The device of the superblock `path` lives on, as /proc/locks names it.
+/// On btrfs `st_dev` is a subvolume's anonymous device instead, so the
+/// mount's own line of /proc/self/mountinfo (by statx's mount id) tells it.
+fn superblock_device(path: &Path) -> Option<(u64, u64)> {
+    // O_PATH: statx needs no read access, and a FIFO is not opened for I/O.
+    let fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let (_, mount) = super::tree::mount_id(std::os::fd::AsFd::as_fd(&fd)).ok()?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo_device(&mountinfo, mount?)
+}
+
+/// Field 3 (`major:minor`) of the mountinfo line whose field 1 is `mount`.
+fn mountinfo_device(mountinfo: &str, mount: u64) -> Option<(u64, u64)> {
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').next() == Some(&mount.to_string()))?;
+    let (major, minor) = line.split(' ').nth(2)?.split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 fn parse_proc_locks(text: &str, device_inode: &str) -> Vec<Holder> {
@@ -219,6 +297,15 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn the_superblock_device_comes_from_the_mounts_line() {
+        let info = "29 1 0:26 / / rw,relatime - btrfs /dev/loop0 rw\n\
+                    31 29 7:3 / /mnt rw - xfs /dev/loop3 rw\n";
+        assert_eq!(mountinfo_device(info, 29), Some((0, 26)));
+        assert_eq!(mountinfo_device(info, 31), Some((7, 3)));
+        assert_eq!(mountinfo_device(info, 3), None);
     }
 
     #[test]

@@ -6,11 +6,12 @@
 //! invalid one are misses, and any other stat error is an error.
 
 use std::fs::File;
-use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use super::key::Key;
 use super::names;
@@ -37,44 +38,44 @@ pub fn image_path(root: &Path, key: &Key) -> PathBuf {
 }
 
 /// Looks `key` up under `root` and validates what it finds.
+///
+/// `<key>` is opened with `O_NOFOLLOW|O_DIRECTORY` and the image relative to
+/// it with `O_NOFOLLOW|O_NONBLOCK`, then judged by `fstat`: a symlinked
+/// `<key>` never leads a clone outside the root, and a FIFO swapped in never
+/// hangs the open.
 pub fn lookup(root: &Path, key: &Key) -> Result<Entry> {
     let dir = entry_dir(root, key);
     let image = image_path(root, key);
-    let meta = match std::fs::symlink_metadata(&image) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            // `<key>/` may still exist, empty or holding something else.
-            return match std::fs::symlink_metadata(&dir) {
-                Ok(_) => Ok(Entry::Invalid(format!(
-                    "`{}` has no {}",
-                    dir.display(),
-                    names::TEMPLATE_FILE
-                ))),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Entry::Absent),
-                Err(e) => Err(e).with_context(|| format!("failed to stat `{}`", dir.display())),
-            };
-        }
-        // `<key>` is a file, not a directory.
-        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+    let advice = "check the cache root's permissions, or pass another --cache-dir";
+    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let dir_fd = match nix::fcntl::open(&dir, dir_flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(Entry::Absent),
+        Err(Errno::ENOTDIR | Errno::ELOOP) => {
             return Ok(Entry::Invalid(format!(
-                "`{}` is not a directory",
+                "`{}` is not a directory (a symlink is not followed)",
                 dir.display()
             )));
         }
-        Err(e) => return Err(e).with_context(|| format!("failed to stat `{}`", image.display())),
+        Err(e) => bail!("failed to open `{}`: {e}; {advice}", dir.display()),
     };
+    let image_flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let fd = match nix::fcntl::openat(&dir_fd, names::TEMPLATE_FILE, image_flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => {
+            let why = format!("`{}` has no {}", dir.display(), names::TEMPLATE_FILE);
+            return Ok(Entry::Invalid(why));
+        }
+        Err(Errno::ELOOP) => return Ok(not_a_file(&image)),
+        Err(e) => bail!("failed to open `{}`: {e}; {advice}", image.display()),
+    };
+    let mut file = File::from(fd);
+    let meta = file
+        .metadata()
+        .with_context(|| format!("failed to stat `{}`", image.display()))?;
     if !meta.file_type().is_file() {
-        return Ok(Entry::Invalid(format!(
-            "`{}` is not a regular file",
-            image.display()
-        )));
+        return Ok(not_a_file(&image));
     }
-    // O_NOFOLLOW: the stat above saw a regular file; refuse a swapped-in link.
-    let mut file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&image)
-        .with_context(|| format!("failed to open `{}`", image.display()))?;
     let has_magic = key
         .fs
         .has_magic(&mut file)
@@ -88,6 +89,10 @@ pub fn lookup(root: &Path, key: &Key) -> Result<Entry> {
         )));
     }
     Ok(Entry::Valid(image))
+}
+
+fn not_a_file(image: &Path) -> Entry {
+    Entry::Invalid(format!("`{}` is not a regular file", image.display()))
 }
 
 /// The valid entry's image, or `None` on a miss; an invalid entry is a miss
@@ -108,6 +113,7 @@ mod tests {
     use super::*;
     use crate::cache::ensure::tests::{formatted_image, test_key};
     use crate::cache::filesystem::Filesystem;
+    use std::io;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -161,6 +167,30 @@ mod tests {
             panic!("symlink accepted")
         };
         assert!(why.contains("not a regular file"), "{why}");
+
+        // A FIFO in place is judged without hanging on its open.
+        std::fs::remove_file(image_path(root.path(), &key)).unwrap();
+        nix::unistd::mkfifo(
+            &image_path(root.path(), &key),
+            nix::sys::stat::Mode::S_IRWXU,
+        )
+        .unwrap();
+        let Entry::Invalid(why) = lookup(root.path(), &key).unwrap() else {
+            panic!("FIFO accepted")
+        };
+        assert!(why.contains("not a regular file"), "{why}");
+
+        // A symlinked `<key>` leading to a valid entry elsewhere is refused.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let outside_entry = elsewhere.path().join("entry");
+        std::fs::create_dir(&outside_entry).unwrap();
+        formatted_image(&key, &outside_entry.join(names::TEMPLATE_FILE));
+        std::fs::remove_dir_all(entry_dir(root.path(), &key)).unwrap();
+        std::os::unix::fs::symlink(&outside_entry, entry_dir(root.path(), &key)).unwrap();
+        let Entry::Invalid(why) = lookup(root.path(), &key).unwrap() else {
+            panic!("symlinked entry accepted")
+        };
+        assert!(why.contains("not a directory"), "{why}");
     }
 
     #[test]
@@ -174,7 +204,7 @@ mod tests {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let err = format!("{err:#}");
         assert!(
-            err.contains("failed to stat") && err.contains("denied"),
+            err.contains("failed to open") && err.contains("denied") && err.contains("--cache-dir"),
             "{err}"
         );
     }

@@ -1,9 +1,8 @@
 //! `cargo ktstr clean`: parse and call [`crate::cache::cleanup`].
 
-use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 use super::GlobalArgs;
@@ -42,9 +41,9 @@ pub fn run(global: &GlobalArgs, args: CleanArgs) -> Result<ExitCode> {
     };
     let report = cleanup::clean(&root, options)?;
     if args.json {
-        print_stdout(&(serde_json::to_string_pretty(&report)? + "\n"))?;
+        super::print_stdout(&(serde_json::to_string_pretty(&report)? + "\n"))?;
     } else {
-        print_stdout(&render(&report))?;
+        super::print_stdout(&render(&report))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -67,16 +66,4 @@ fn render(report: &CleanReport) -> String {
         out += &format!("skipped {}: {}\n", names::shown(&s.name), s.reason);
     }
     out + &report.summary() + "\n"
-}
-
-/// Writes a result to stdout; a reader that went away (`| head`) is not an
-/// error worth a panic.
-pub(super) fn print_stdout(text: &str) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(e).context("failed to write to stdout")
-        }
-        _ => Ok(()),
-    }
 }

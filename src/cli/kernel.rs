@@ -52,26 +52,28 @@ pub fn run(global: &GlobalArgs, cmd: KernelCommand) -> Result<ExitCode> {
             );
             let progress = Progress::new(global.quiet);
             let built = build::build(&store, &args.source, jobs, args.force, &progress)?;
-            println!("{}", built.image.display());
+            super::print_stdout(&format!("{}\n", built.image.display()))?;
         }
         KernelCommand::List(args) => {
             let kernels = store.list()?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&kernels)?);
+                super::print_stdout(&(serde_json::to_string_pretty(&kernels)? + "\n"))?;
             } else if kernels.is_empty() {
                 eprintln!(
                     "no cached kernels in `{}`: build one with `cargo ktstr kernel build --source PATH`",
                     store.dir().display()
                 );
             } else {
+                let mut text = String::new();
                 for k in kernels {
-                    println!(
-                        "{}\t{:.1} MiB\t{}",
+                    text += &format!(
+                        "{}\t{:.1} MiB\t{}\n",
                         k.name,
                         k.size as f64 / (1 << 20) as f64,
                         k.image.display()
                     );
                 }
+                super::print_stdout(&text)?;
             }
         }
     }

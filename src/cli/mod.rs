@@ -1,10 +1,11 @@
 //! The command-line model. Help, man pages and completions all come from
 //! [`crate::cli::Cli`]; the handlers beside it only parse and call the library.
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::cache::filesystem::Filesystem;
@@ -132,5 +133,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Template(cmd) => template::run(&global, cmd),
         Command::Kernel(cmd) => kernel::run(&global, cmd),
         Command::Generate(args) => generate::run(args),
+    }
+}
+
+/// Writes a result to stdout; a reader that went away (`| head`) is not an
+/// error worth a panic.
+pub(crate) fn print_stdout(text: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(e).context("failed to write to stdout")
+        }
+        _ => Ok(()),
     }
 }

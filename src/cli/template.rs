@@ -171,7 +171,7 @@ fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
     } else {
         format!("{}\n", ensured.path.display())
     };
-    super::clean::print_stdout(&text)?;
+    super::print_stdout(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -217,7 +217,7 @@ fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
             "found"
         }
     );
-    println!("{}", args.dest.display());
+    super::print_stdout(&format!("{}\n", args.dest.display()))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -230,6 +230,6 @@ fn list(global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
     } else {
         report.render()
     };
-    super::clean::print_stdout(&text)?;
+    super::print_stdout(&text)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 //! The built-in VMM as a [`super::GuestRunner`].
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow};
 
 use super::detect::kvm_boot_support;
 use super::{GuestRunner, GuestSpec, RunOutcome};
@@ -9,6 +9,15 @@ use crate::vmm::{self, VmConfig};
 /// Boots guests with the built-in VMM ([`crate::vmm`]).
 #[derive(Debug, Default)]
 pub struct KvmRunner;
+
+/// The one refusal of `--vmm kvm` on a host whose KVM cannot boot a
+/// kernel, `why` being [`kvm_boot_support`]'s reason.
+pub(crate) fn cannot_boot(why: &str) -> anyhow::Error {
+    anyhow!(
+        "the built-in VMM (--vmm kvm) cannot boot a kernel on this host: {why}\n\
+         Note: use `--vmm qemu`, or `--vmm auto` to pick a runner that works here"
+    )
+}
 
 impl GuestRunner for KvmRunner {
     fn name(&self) -> &'static str {
@@ -19,10 +28,7 @@ impl GuestRunner for KvmRunner {
         // Fail before any boot: a kernel that cannot start would only sit
         // out the whole timeout.
         if let Err(why) = kvm_boot_support() {
-            bail!(
-                "the built-in VMM (--vmm kvm) cannot boot a kernel on this host: {why}\n\
-                 Note: use `--vmm qemu`, or `--vmm auto` to pick a runner that works here"
-            );
+            return Err(cannot_boot(&why));
         }
         // The VMM announces the disk on the command line itself.
         let config = VmConfig {

@@ -55,12 +55,17 @@ impl QemuRunner {
             .map(|d| d.join(QEMU_BINARY))
             .find(|p| p.is_file());
         match binary {
-            Some(binary) => Ok(QemuRunner { binary, accel }),
+            Some(binary) => Ok(QemuRunner::at(binary, accel)),
             None => bail!(
                 "{QEMU_BINARY} is not on PATH: install the `{QEMU_PACKAGE}` package \
                  (on Debian 12 from bookworm-backports)"
             ),
         }
+    }
+
+    /// The QEMU at `binary`, not looked for.
+    pub(crate) fn at(binary: PathBuf, accel: Accel) -> Self {
+        QemuRunner { binary, accel }
     }
 
     fn args(&self, spec: &GuestSpec, initrd: &Path) -> Vec<OsString> {

@@ -2,12 +2,24 @@
 //! `start.S`, compiled freestanding by the system C compiler and linked by
 //! `guest.ld` into a small ELF the VMM loads like a vmlinux.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
-/// Builds guest `name` (once per test binary run; the file is replaced
-/// atomically, so parallel tests can race on it) and returns its path.
+/// Builds guest `name` once per test binary run and returns its path. The
+/// file is replaced atomically, so test binaries running side by side can
+/// race on it.
 pub fn build(name: &str) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    built
+        .entry(name.to_owned())
+        .or_insert_with(|| compile(name))
+        .clone()
+}
+
+fn compile(name: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests");
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("guests");
     std::fs::create_dir_all(&out_dir).unwrap();

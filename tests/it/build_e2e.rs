@@ -83,7 +83,13 @@ fn each_filesystem_is_built_in_a_guest_then_found() {
         assert_eq!(path.metadata().unwrap().len(), mib << 20);
         assert!(path.starts_with(root.path().join(first["key"].as_str().unwrap())));
 
-        let out = build_cmd(root.path(), &kernel, &args).output().unwrap();
+        // A hit boots nothing: it needs neither a kernel nor a VMM that works.
+        let out = ktstr_cmd(root.path())
+            .args(["template", "build", "--json", "--vmm", "kvm"])
+            .args(["--kernel", "/nonexistent/bzImage"])
+            .args(args)
+            .output()
+            .unwrap();
         let second = json(&out);
         assert_eq!(
             (&second["built"], &second["path"]),
@@ -166,6 +172,12 @@ fn a_clone_of_a_guest_built_template_mounts_on_the_host() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    // The template the clone came from (a hit now), as it was.
+    let out = build_cmd(root.path(), &kernel, &["--fs", "btrfs"])
+        .output()
+        .unwrap();
+    let template = PathBuf::from(json(&out)["path"].as_str().unwrap());
+    let before = std::fs::read(&template).unwrap();
     let mnt = work.path().join("mnt");
     {
         let _m = Mounted::new(&clone, Filesystem::Btrfs, &mnt);
@@ -178,6 +190,11 @@ fn a_clone_of_a_guest_built_template_mounts_on_the_host() {
     }
     let _m = Mounted::new(&clone, Filesystem::Btrfs, &mnt);
     assert_eq!(std::fs::read(mnt.join("hello")).unwrap(), b"from the host");
+    // Copy-on-write: the template did not see the clone's writes.
+    assert!(
+        std::fs::read(&template).unwrap() == before,
+        "writing into the clone changed the template"
+    );
 }
 
 #[test]
@@ -206,23 +223,52 @@ fn a_failing_formatter_leaves_nothing_and_shows_the_console() {
     assert_eq!(names(root.path()), [".locks"]);
 }
 
+/// A static formatter that says on the console that it runs, then never
+/// exits: a guest that boots fine and still cannot finish.
+fn hanging_formatter(dir: &Path) -> PathBuf {
+    let src = dir.join("hang.c");
+    std::fs::write(
+        &src,
+        r#"#include <fcntl.h>
+#include <unistd.h>
+int main(void) {
+    int fd = open("/dev/console", O_WRONLY);
+    static const char msg[] = "ktstr-test: the formatter hangs\n";
+    if (fd >= 0) write(fd, msg, sizeof msg - 1);
+    for (;;) pause();
+}
+"#,
+    )
+    .unwrap();
+    let out = dir.join("hang");
+    let status = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("gcc runs (install gcc and libc6-dev)");
+    assert!(status.success(), "building the hanging formatter failed");
+    out
+}
+
 #[test]
 fn a_guest_that_cannot_finish_times_out_and_leaves_nothing() {
-    let Some((kernel, _)) = guest_prerequisites() else {
+    let Some((kernel, qemu)) = guest_prerequisites() else {
         return;
     };
-    let root = tempfile::tempdir().unwrap();
-    let out = build_cmd(
-        root.path(),
-        &kernel,
-        &["--fs", "ext4", "--capacity", "64M", "--timeout", "1"],
-    )
-    .output()
-    .unwrap();
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("did not finish within 1 s"), "{err}");
+    let (root, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Long enough for the guest to boot and start the formatter even on a
+    // slow CI machine: the console must show the formatter ran.
+    let builder = GuestBuilder::new(Box::new(qemu), kernel, bin())
+        .formatter(hanging_formatter(work.path()))
+        .timeout(Duration::from_secs(20));
+    let cap = Capacity::from_mib(64).unwrap();
+    let opts = EnsureOptions::default();
+    let err = ensure_template(root.path(), Filesystem::Ext4, cap, &builder, &opts).unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("did not finish within 20 s"), "{err}");
     assert!(err.contains("console's last 30 lines"), "{err}");
+    assert!(err.contains("ktstr-test: the formatter hangs"), "{err}");
     assert_eq!(names(root.path()), [".locks"]);
 }
 

@@ -8,6 +8,7 @@ mod cli;
 mod clone;
 mod crash;
 mod diskfull;
+mod edges;
 mod hostile;
 mod kernel;
 mod list;

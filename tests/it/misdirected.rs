@@ -5,7 +5,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{dead_pid, ktstr, ktstr_ok, prerequisite, stderr};
+use cargo_ktstr::cache::filesystem::Filesystem;
+
+use crate::util::{dead_pid, ktstr, ktstr_ok, mkfs_image, populate, prerequisite, stderr};
 
 const KEY: &str = "btrfs-256m-a1b2c3d4e5f6a7b8";
 
@@ -100,4 +102,41 @@ fn clean_all_refuses_an_entry_with_a_mount_point_inside() {
         "{err}"
     );
     assert!(root.join(KEY).join("template.img").exists());
+}
+
+/// A `.locks` that is a symlink out of the root: a clone must create no
+/// lockfile through it, and say to move it away.
+#[test]
+fn a_symlinked_locks_dir_creates_nothing_outside_the_root() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    if !mkfs_image(&root.join("probe.img"), Filesystem::Ext4, 64) {
+        return;
+    }
+    fs::remove_file(root.join("probe.img")).unwrap();
+    populate(root, Filesystem::Ext4, 64);
+    let outside = tempfile::tempdir().unwrap();
+    fs::remove_dir_all(root.join(".locks")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join(".locks")).unwrap();
+    let dest = root.join("clone.img");
+    let dest = dest.to_str().unwrap();
+    let out = ktstr(
+        root,
+        &[
+            "template",
+            "clone",
+            "--fs",
+            "ext4",
+            "--capacity",
+            "64M",
+            dest,
+        ],
+    );
+    assert!(!out.status.success());
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains(".locks") && err.contains("move it away"),
+        "{err}"
+    );
 }
