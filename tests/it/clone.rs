@@ -150,7 +150,10 @@ fn per_test_images_on_btrfs_are_unnamed_reflinks() {
     assert!(!img.is_named());
     // A reflink: every extent shared with the template, before any write.
     let (extents, shared) = shared_extents(img.file());
-    assert!(extents > 0 && shared == extents, "{shared} of {extents} shared");
+    assert!(
+        extents > 0 && shared == extents,
+        "{shared} of {extents} shared"
+    );
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .open(img.path())
