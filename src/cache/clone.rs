@@ -159,7 +159,11 @@ pub fn clone_into(
             ),
         }
     }
-    sparse_copy(src, dst).with_context(|| {
+    // `never` promises unshared blocks, and copy_file_range reflinks on
+    // btrfs and xfs: that copy goes through this process (as
+    // `cp --reflink=never` does).
+    let in_kernel = mode != Reflink::Never;
+    sparse_copy(src, dst, in_kernel).with_context(|| {
         format!(
             "failed to copy `{}` to `{}`",
             src_path.display(),
@@ -215,8 +219,9 @@ fn describe(e: Errno) -> io::Error {
 }
 
 /// Copies the data extents of `src` into `dst` at the same offsets, then sets
-/// `dst`'s length, leaving the holes unallocated.
-pub fn sparse_copy(src: &File, dst: &File) -> io::Result<()> {
+/// `dst`'s length, leaving the holes unallocated. `in_kernel` allows
+/// copy_file_range, which may share the extents instead of copying them.
+pub fn sparse_copy(src: &File, dst: &File, in_kernel: bool) -> io::Result<()> {
     let len = src.metadata()?.len();
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0u64;
@@ -228,17 +233,24 @@ pub fn sparse_copy(src: &File, dst: &File) -> io::Result<()> {
             Err(e) => return Err(e.into()),
         };
         let hole = (lseek(src, data as i64, Whence::SeekHole)? as u64).min(len);
-        copy_range(src, dst, data, hole, &mut buf)?;
+        copy_range(src, dst, data, hole, in_kernel, &mut buf)?;
         pos = hole;
     }
     dst.set_len(len)
 }
 
-fn copy_range(src: &File, dst: &File, mut from: u64, to: u64, buf: &mut [u8]) -> io::Result<()> {
+fn copy_range(
+    src: &File,
+    dst: &File,
+    mut from: u64,
+    to: u64,
+    in_kernel: bool,
+    buf: &mut [u8],
+) -> io::Result<()> {
     // In the kernel first: no copy through this process, a syscall per
     // extent rather than per MiB. Where it cannot (another filesystem, an
     // old kernel), read and write.
-    while from < to {
+    while in_kernel && from < to {
         match copy_file_range_at(src, dst, from, to - from) {
             Ok(0) => break,
             Ok(n) => from += n as u64,

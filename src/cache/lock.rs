@@ -4,7 +4,7 @@
 //! the crate goes through here.
 
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -213,15 +213,37 @@ pub fn holders(path: &Path) -> Vec<Holder> {
     ) else {
         return Vec::new();
     };
-    let dev = meta.dev();
+    let (major, minor) = superblock_device(path).unwrap_or_else(|| {
+        let dev = meta.dev();
+        (nix::sys::stat::major(dev), nix::sys::stat::minor(dev))
+    });
     // /proc/locks writes the device as "%02x:%02x:%lu" (major, minor, inode).
-    let want = format!(
-        "{:02x}:{:02x}:{}",
-        nix::sys::stat::major(dev),
-        nix::sys::stat::minor(dev),
-        meta.ino()
-    );
+    let want = format!("{major:02x}:{minor:02x}:{}", meta.ino());
     parse_proc_locks(&locks, &want)
+}
+
+/// The device of the superblock `path` lives on, as /proc/locks names it.
+/// On btrfs `st_dev` is a subvolume's anonymous device instead, so the
+/// mount's own line of /proc/self/mountinfo (by statx's mount id) tells it.
+fn superblock_device(path: &Path) -> Option<(u64, u64)> {
+    // O_PATH: statx needs no read access, and a FIFO is not opened for I/O.
+    let fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let (_, mount) = super::tree::mount_id(std::os::fd::AsFd::as_fd(&fd)).ok()?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo_device(&mountinfo, mount?)
+}
+
+/// Field 3 (`major:minor`) of the mountinfo line whose field 1 is `mount`.
+fn mountinfo_device(mountinfo: &str, mount: u64) -> Option<(u64, u64)> {
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').next() == Some(&mount.to_string()))?;
+    let (major, minor) = line.split(' ').nth(2)?.split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 fn parse_proc_locks(text: &str, device_inode: &str) -> Vec<Holder> {
@@ -275,6 +297,15 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn the_superblock_device_comes_from_the_mounts_line() {
+        let info = "29 1 0:26 / / rw,relatime - btrfs /dev/loop0 rw\n\
+                    31 29 7:3 / /mnt rw - xfs /dev/loop3 rw\n";
+        assert_eq!(mountinfo_device(info, 29), Some((0, 26)));
+        assert_eq!(mountinfo_device(info, 31), Some((7, 3)));
+        assert_eq!(mountinfo_device(info, 3), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use cargo_ktstr::cache::key::Capacity;
 use cargo_ktstr::cache::per_test::PerTestImage;
 
 use crate::loopfs::LoopFs;
-use crate::util::{Spawned, ktstr_cmd, populate, stderr, stdout};
+use crate::util::{Spawned, ktstr_cmd, populate, shared_extents, stderr, stdout};
 
 /// Whether two files hold the same bytes.
 pub fn same_bytes(a: &Path, b: &Path) -> bool {
@@ -148,6 +148,12 @@ fn per_test_images_on_btrfs_are_unnamed_reflinks() {
     let opts = EnsureOptions::default();
     let img = PerTestImage::create(&root, Filesystem::Btrfs, cap, &HostMkfsBuilder, &opts).unwrap();
     assert!(!img.is_named());
+    // A reflink: every extent shared with the template, before any write.
+    let (extents, shared) = shared_extents(img.file());
+    assert!(
+        extents > 0 && shared == extents,
+        "{shared} of {extents} shared"
+    );
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .open(img.path())
@@ -240,5 +246,30 @@ fn eight_processes_clone_one_template_at_once() {
         assert!(status.success(), "{err}");
         assert_eq!(out, format!("{}\n", dest.display()));
         assert!(same_bytes(&template, dest));
+    }
+}
+
+/// `--reflink never` copies the blocks (none shared with the template);
+/// `auto` on the same filesystem shares them all.
+#[test]
+fn reflink_never_leaves_no_extent_shared_on_btrfs_and_xfs() {
+    for fs in ["btrfs", "xfs"] {
+        let Some(disk) = LoopFs::new(fs, 1024) else {
+            return;
+        };
+        let root = disk.path().join("cache");
+        populate(&root, fs.parse().unwrap(), 300);
+        for (mode, want_shared) in [("auto", true), ("never", false)] {
+            let dest = disk.path().join(format!("{mode}.img"));
+            let out = clone_cli(&root, fs, "300M", mode, &dest);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let (extents, shared) = shared_extents(&std::fs::File::open(&dest).unwrap());
+            assert!(extents > 0, "{fs} {mode}: no extents");
+            if want_shared {
+                assert_eq!(shared, extents, "{fs} {mode}");
+            } else {
+                assert_eq!(shared, 0, "{fs} {mode}: {shared} of {extents} shared");
+            }
+        }
     }
 }

@@ -255,3 +255,38 @@ fn a_forced_build_counts_a_peers_publish_during_its_wait_as_done() {
         "the fresh entry was kept"
     );
 }
+
+/// On btrfs `st_dev` is a subvolume's anonymous device, not the one
+/// /proc/locks prints: the holder must still be named, by the clone's
+/// timeout, by `clean --all` and by `template list`.
+#[test]
+fn holders_are_named_on_btrfs_too() {
+    let Some(disk) = crate::loopfs::LoopFs::new("btrfs", 512) else {
+        return;
+    };
+    let root = disk.path().join("root");
+    std::fs::create_dir_all(root.join(".locks")).unwrap();
+    let key = fingerprint::fingerprint(FS)
+        .map(|fp| format!("{FS}-{MIB}m-{}", &fp[..16]))
+        .unwrap();
+    let held = crate::util::FlockHolder::exclusive(&root.join(format!(".locks/{key}.lock")));
+    let pid = format!("pid {}", held.pid());
+    let out = ktstr_cmd(&root)
+        .args(["template", "clone", "--fs", "ext4", "--capacity", "64M"])
+        .args(["--lock-timeout", "1"])
+        .arg(root.join("dest.img"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(err.contains("timed out") && err.contains(&pid), "{err}");
+
+    std::fs::create_dir(root.join(&key)).unwrap();
+    crate::util::magic_image(&root.join(&key).join("template.img"), FS, MIB, 4096);
+    let table = crate::util::ktstr_ok(&root, &["template", "list"]);
+    assert!(table.contains("in use") && table.contains(&pid), "{table}");
+    let text = crate::util::ktstr_ok(&root, &["clean", "--all"]);
+    assert!(
+        text.contains(&format!("kept {key}: in use by {pid}")),
+        "{text}"
+    );
+}

@@ -315,3 +315,36 @@ pub fn guest_kernel() -> Option<PathBuf> {
         }
     }
 }
+
+/// How many of `file`'s first 512 extents exist and how many share their
+/// blocks with another file (FIEMAP, `FIEMAP_EXTENT_SHARED`): a reflink
+/// clone's extents are shared, a real copy's are not.
+pub fn shared_extents(file: &std::fs::File) -> (usize, usize) {
+    use std::os::fd::AsRawFd;
+    const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
+    const FLAG_SYNC: u32 = 1;
+    const EXTENT_SHARED: u32 = 0x2000;
+    const MAX: usize = 512;
+    // struct fiemap (32 bytes) then MAX struct fiemap_extent (56 bytes each),
+    // as u64 words for alignment.
+    let mut buf = vec![0u64; (32 + 56 * MAX) / 8];
+    buf[1] = u64::MAX; // fm_length: the whole file
+    // fm_flags (u32 at byte 16) and fm_extent_count (u32 at byte 24).
+    buf[2] = u64::from(FLAG_SYNC);
+    buf[3] = MAX as u64;
+    // SAFETY: FS_IOC_FIEMAP reads the header and writes at most
+    // fm_extent_count extents into the buffer, which is sized for them and
+    // outlives the call.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_FIEMAP, buf.as_mut_ptr()) };
+    assert_eq!(rc, 0, "FIEMAP: {}", std::io::Error::last_os_error());
+    // fm_mapped_extents: the u32 at byte 20.
+    let mapped = (buf[2] >> 32) as usize;
+    let shared = (0..mapped.min(MAX))
+        .filter(|i| {
+            // fe_flags: the u32 at byte 40 of each extent.
+            let flags = buf[(32 + 56 * i + 40) / 8] as u32;
+            flags & EXTENT_SHARED != 0
+        })
+        .count();
+    (mapped, shared)
+}
