@@ -48,13 +48,7 @@ pub struct QemuRunner {
 impl QemuRunner {
     /// Finds QEMU on PATH; `accel` as the caller decided.
     pub fn find(accel: Accel) -> Result<Self> {
-        let binary = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|d| d.join(QEMU_BINARY))
-            .find(|p| p.is_file());
-        match binary {
+        match crate::host::find_program(QEMU_BINARY) {
             Some(binary) => Ok(QemuRunner::at(binary, accel)),
             None => bail!(
                 "{QEMU_BINARY} is not on PATH: install the `{QEMU_PACKAGE}` package \
