@@ -32,11 +32,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
-    if let Err(e) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
+    if let Err(e) = cargo_ktstr::host::open_kvm() {
         println!("vmm bench skipped: /dev/kvm is not usable ({e})");
         return;
     }

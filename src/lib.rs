@@ -9,6 +9,7 @@
 //! * [`cli`]: the command-line model (clap) and the thin handlers behind it.
 //! * [`guest`]: the template-building guest: its init (PID 1), initramfs and
 //!   result line.
+//! * [`host`]: what the host offers: programs on PATH, a usable /dev/kvm.
 //! * [`kernel`]: guest kernels: build from a source tree, cache, resolve
 //!   which one to use.
 //! * [`progress`]: progress lines (and a spinner on a terminal) on stderr.
@@ -19,6 +20,7 @@
 pub mod cache;
 pub mod cli;
 pub mod guest;
+pub mod host;
 pub mod kernel;
 pub mod progress;
 pub mod runner;

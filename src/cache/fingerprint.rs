@@ -24,30 +24,15 @@ pub fn find_formatter(fs: Filesystem) -> Result<PathBuf> {
 }
 
 fn find_in(fs: Filesystem, path_var: Option<OsString>) -> Result<PathBuf> {
-    let path_dirs = path_var
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    let dirs = path_dirs
-        .iter()
-        .map(PathBuf::as_path)
-        .chain(SBIN_DIRS.iter().map(Path::new));
-    for dir in dirs {
-        let candidate = dir.join(fs.mkfs());
-        if is_executable(&candidate) {
-            return Ok(candidate);
-        }
+    let sbins = SBIN_DIRS.map(Path::new);
+    if let Some(found) = crate::host::find_program_in(fs.mkfs(), path_var.as_deref(), &sbins) {
+        return Ok(found);
     }
     bail!(
         "{} not found on PATH, /sbin or /usr/sbin: install the `{}` package to use {fs} templates",
         fs.mkfs(),
         fs.package()
     )
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The full SHA-256 hex of `formatter`'s version output.

@@ -1,23 +1,21 @@
 //! `cargo ktstr template build|clone|list`: parse and call the cache.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::{BuildOptions, GlobalArgs, TemplateSpec};
 use crate::cache::clone::{self, Reflink};
-use crate::cache::ensure::{EnsureOptions, TemplateBuilder, ensure_template};
+use crate::cache::ensure::{EnsureOptions, ensure_template};
 use crate::cache::filesystem::Filesystem;
-use crate::cache::key::{Capacity, Key};
+use crate::cache::key::Capacity;
 use crate::cache::root;
-use crate::guest::builder::GuestBuilder;
-use crate::kernel::resolve::resolve_from_env;
+use crate::guest::builder::OnMiss;
 use crate::progress::{Progress, secs};
-use crate::runner::detect::select_runner;
 
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
@@ -87,34 +85,15 @@ pub fn run(global: &GlobalArgs, cmd: TemplateCommand) -> Result<ExitCode> {
     }
 }
 
-/// The builder a miss uses: the template guest, booted by the runner
-/// `--vmm` picks with the kernel `--kernel` resolves to. Both are resolved
-/// only on a miss, so a cache hit needs neither a kernel nor a VMM.
-fn builder_for(global: &GlobalArgs, opts: &BuildOptions) -> Result<Box<dyn TemplateBuilder>> {
-    Ok(Box::new(OnMiss {
-        opts: opts.clone(),
+/// The builder a miss uses, from `--kernel`, `--vmm`, `--timeout` and
+/// `--memory`.
+fn builder_for(global: &GlobalArgs, opts: &BuildOptions) -> OnMiss {
+    OnMiss {
+        kernel: opts.kernel.clone(),
+        vmm: opts.vmm,
+        timeout: Duration::from_secs(opts.timeout),
+        memory_mib: opts.memory,
         progress: Progress::new(global.quiet),
-    }))
-}
-
-/// A [`GuestBuilder`] made when the first build needs it.
-struct OnMiss {
-    opts: BuildOptions,
-    progress: Progress,
-}
-
-impl TemplateBuilder for OnMiss {
-    fn build(&self, key: &Key, staging: &Path) -> Result<()> {
-        let kernel = resolve_from_env(self.opts.kernel.as_deref())?;
-        let runner = select_runner(self.opts.vmm)?;
-        // The guest's init is this very binary.
-        let init = std::env::current_exe()
-            .context("cannot find this program's own path, which the guest runs as its init")?;
-        GuestBuilder::new(runner, kernel, init)
-            .timeout(Duration::from_secs(self.opts.timeout))
-            .memory_mib(self.opts.memory)
-            .progress(self.progress)
-            .build(key, staging)
     }
 }
 
@@ -143,12 +122,12 @@ fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
             root.display()
         ),
     );
-    let builder = builder_for(global, &args.build)?;
+    let builder = builder_for(global, &args.build);
     let opts = EnsureOptions {
         lock_timeout: Duration::from_secs(args.build.lock_timeout),
         force: args.force,
     };
-    let ensured = ensure_template(&root, args.spec.fs, capacity, &*builder, &opts)?;
+    let ensured = ensure_template(&root, args.spec.fs, capacity, &builder, &opts)?;
     if ensured.built {
         progress.step(
             "Published",
@@ -187,7 +166,7 @@ impl TemplateSpec {
 
 fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
     let root = root::template_root(global.cache_dir.clone())?;
-    let builder = builder_for(global, &args.build)?;
+    let builder = builder_for(global, &args.build);
     let opts = EnsureOptions {
         lock_timeout: Duration::from_secs(args.build.lock_timeout),
         force: false,
@@ -202,7 +181,7 @@ fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
         &root,
         args.spec.fs,
         capacity,
-        &*builder,
+        &builder,
         &opts,
         &args.dest,
         mode,

@@ -1,24 +1,31 @@
 //! The host side of a template build: a [`TemplateBuilder`] that boots the
 //! template guest with the staging image as its disk.
 //!
-//! A build succeeds only when the run ended in the guest's reset, the
-//! console carries a successful result line ([`super::protocol`]), and the
-//! staging image, read back on the host, carries the filesystem's magic.
+//! A build succeeds when the run ended in the guest's reset and the console
+//! carries a successful result line ([`super::protocol`]), which says the
+//! guest read the magic back after a sync; `ensure_template` then checks
+//! the image on the host before it publishes it.
 //! Anything else is an error that quotes the console's last lines; the
 //! caller then removes the staging image.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use super::initramfs::template_initramfs;
 use super::protocol::{TemplateResult, cmdline};
 use crate::cache::ensure::TemplateBuilder;
 use crate::cache::fingerprint::find_formatter;
 use crate::cache::key::Key;
+use crate::cli::VmmChoice;
+use crate::kernel::resolve::resolve_from_env;
 use crate::progress::{Progress, secs};
+use crate::runner::detect::select_runner;
 use crate::runner::{GuestRunner, GuestSpec, RunEnd, RunOutcome};
+
+/// The next step when the built-in VMM may be the cause.
+const VMM_HINT: &str = "; with --vmm kvm, try --vmm qemu";
 
 /// Console lines an error quotes.
 pub const CONSOLE_TAIL_LINES: usize = 30;
@@ -73,16 +80,6 @@ impl GuestBuilder {
         self.progress = progress;
         self
     }
-
-    /// How the guest should reset so this runner sees it: the built-in
-    /// VMM has an i8042, QEMU's microvm does not but ends on a triple fault.
-    fn reboot_arg(&self) -> &'static str {
-        if self.runner.name() == "kvm" {
-            "reboot=k"
-        } else {
-            "reboot=t"
-        }
-    }
 }
 
 impl TemplateBuilder for GuestBuilder {
@@ -101,7 +98,7 @@ impl TemplateBuilder for GuestBuilder {
         let spec = GuestSpec {
             kernel: self.kernel.clone(),
             initramfs,
-            cmdline: cmdline(key.fs, self.reboot_arg()),
+            cmdline: cmdline(key.fs, self.runner.reboot_arg()),
             disk: staging.to_owned(),
             memory_mib: self.memory_mib,
             timeout: self.timeout,
@@ -117,7 +114,7 @@ impl TemplateBuilder for GuestBuilder {
             ),
         );
         let outcome = self.runner.run(&spec)?;
-        check_outcome(key, staging, &outcome, self.timeout)?;
+        check_outcome(key, &outcome, self.timeout)?;
         self.progress.step(
             "Formatted",
             format!(
@@ -130,16 +127,46 @@ impl TemplateBuilder for GuestBuilder {
     }
 }
 
+/// A [`GuestBuilder`] made only when a build needs one: the kernel is
+/// resolved and the runner picked on a miss, so a cache hit needs neither.
+#[derive(Debug, Clone)]
+pub struct OnMiss {
+    /// `--kernel`, else `$KTSTR_KERNEL`, else the newest cached kernel.
+    pub kernel: Option<PathBuf>,
+    pub vmm: VmmChoice,
+    pub timeout: Duration,
+    pub memory_mib: u32,
+    pub progress: Progress,
+}
+
+impl TemplateBuilder for OnMiss {
+    fn build(&self, key: &Key, staging: &Path) -> Result<()> {
+        let kernel = resolve_from_env(self.kernel.as_deref())?;
+        let runner = select_runner(self.vmm)?;
+        // The guest's init is this very binary.
+        let init = std::env::current_exe()
+            .context("cannot find this program's own path, which the guest runs as its init")?;
+        GuestBuilder::new(runner, kernel, init)
+            .timeout(self.timeout)
+            .memory_mib(self.memory_mib)
+            .progress(self.progress)
+            .build(key, staging)
+    }
+}
+
 /// Whether a run built the template; the error says why not and quotes
 /// the console.
-fn check_outcome(key: &Key, staging: &Path, outcome: &RunOutcome, timeout: Duration) -> Result<()> {
+fn check_outcome(key: &Key, outcome: &RunOutcome, timeout: Duration) -> Result<()> {
     let result = TemplateResult::from_console(&outcome.console);
     let why = match (outcome.end, result) {
         (RunEnd::Timeout, _) => format!(
             "the guest did not finish within {} s (raise --timeout if the machine is slow)",
             timeout.as_secs_f64()
         ),
-        (end, None) => format!("the guest ended ({end}) without printing its result line"),
+        (end, None) => format!(
+            "the guest ended ({end}) without printing its result line: the kernel may lack \
+             what the guest needs; rebuild it with `cargo ktstr kernel build --force`{VMM_HINT}"
+        ),
         (_, Some(r)) if r.status != 0 => format!(
             "{} exited with status {} in the guest: {}",
             key.fs.mkfs(),
@@ -147,23 +174,77 @@ fn check_outcome(key: &Key, staging: &Path, outcome: &RunOutcome, timeout: Durat
             r.output.trim()
         ),
         (_, Some(r)) if !r.magic => format!(
-            "{} succeeded in the guest, but /dev/vda has no {} superblock magic",
+            "{} succeeded in the guest, but /dev/vda has no {} superblock magic: the \
+             disk did not keep what was written{VMM_HINT}",
             key.fs.mkfs(),
             key.fs
         ),
-        (RunEnd::Shutdown, Some(_)) => "the guest shut down instead of resetting".to_owned(),
-        (RunEnd::Reset, Some(_)) => match key.fs.path_has_magic(staging) {
-            Ok(true) => return Ok(()),
-            Ok(false) => format!(
-                "the guest reported success, but the staging image `{}` has no {} magic",
-                staging.display(),
-                key.fs
-            ),
-            Err(e) => format!("failed to read `{}`: {e}", staging.display()),
-        },
+        (RunEnd::Shutdown, Some(_)) => format!(
+            "the guest shut down instead of resetting: rebuild the kernel with \
+             `cargo ktstr kernel build --force`{VMM_HINT}"
+        ),
+        // The image itself is checked on the host by `ensure_template`
+        // before it is published.
+        (RunEnd::Reset, Some(_)) => return Ok(()),
     };
     bail!(
         "building template {key} failed: {why}\n--- the guest console's last {CONSOLE_TAIL_LINES} lines ---\n{}",
         outcome.console_tail(CONSOLE_TAIL_LINES)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::filesystem::Filesystem;
+    use crate::cache::key::Capacity;
+
+    fn check(end: RunEnd, result: Option<TemplateResult>) -> Result<()> {
+        let key = Key::new(
+            Filesystem::Ext4,
+            Capacity::from_mib(64).unwrap(),
+            "0123456789abcdef",
+        );
+        let console = result.map_or_else(String::new, |r| r.render());
+        let outcome = RunOutcome {
+            end,
+            console: format!("Linux version 6.12\n{console}").into_bytes(),
+            first_output: None,
+            total: Duration::from_secs(1),
+        };
+        check_outcome(&key, &outcome, Duration::from_secs(9))
+    }
+
+    fn why(end: RunEnd, result: Option<TemplateResult>) -> String {
+        format!("{:#}", check(end, result).unwrap_err())
+    }
+
+    fn result(status: i32, magic: bool) -> Option<TemplateResult> {
+        let output = String::new();
+        Some(TemplateResult {
+            status,
+            magic,
+            output,
+        })
+    }
+
+    #[test]
+    fn each_failure_says_what_to_do_next_and_quotes_the_console() {
+        let cases = [
+            (why(RunEnd::Timeout, None), "raise --timeout"),
+            (why(RunEnd::Reset, None), "kernel build --force"),
+            (why(RunEnd::Reset, result(1, false)), "exited with status 1"),
+            (why(RunEnd::Reset, result(0, false)), "try --vmm qemu"),
+            (
+                why(RunEnd::Shutdown, result(0, true)),
+                "kernel build --force",
+            ),
+        ];
+        for (err, next) in cases {
+            assert!(err.contains(next), "{next:?} missing from: {err}");
+            assert!(err.contains("Linux version 6.12"), "{err}");
+        }
+        // The image itself is ensure_template's to check.
+        assert!(check(RunEnd::Reset, result(0, true)).is_ok());
+    }
 }

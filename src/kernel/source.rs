@@ -192,7 +192,7 @@ pub fn check_build_tools() -> Result<()> {
 fn check_tools(tools: &[(&str, &str)], libelf: bool) -> Result<()> {
     let mut missing: Vec<&str> = tools
         .iter()
-        .filter(|(tool, _)| !on_path(tool))
+        .filter(|(tool, _)| crate::host::find_program(tool).is_none())
         .map(|(_, package)| *package)
         .collect();
     let headers = ["/usr/include/gelf.h", "/usr/include/libelf.h"];
@@ -208,13 +208,6 @@ fn check_tools(tools: &[(&str, &str)], libelf: bool) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Whether `tool` is on PATH, as `make` will look for it.
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Pick a runner for `--vmm auto`: the built-in VMM where KVM can boot a
 //! stock kernel, else QEMU.
 
-use std::fs::OpenOptions;
 use std::path::Path;
 
 use anyhow::{Result, bail};
@@ -14,7 +13,7 @@ use crate::cli::VmmChoice;
 /// Why the host's KVM cannot boot an unmodified Linux kernel, or `Ok` when
 /// it can.
 pub fn kvm_boot_support() -> Result<(), String> {
-    if let Err(e) = OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+    if let Err(e) = crate::host::open_kvm() {
         return Err(format!("/dev/kvm is not usable ({e})"));
     }
     // PVM, a paravirtualized KVM, runs code a VMM sets up but cannot boot an

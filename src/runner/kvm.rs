@@ -24,6 +24,11 @@ impl GuestRunner for KvmRunner {
         "kvm"
     }
 
+    /// Through the keyboard controller: the VMM has an i8042.
+    fn reboot_arg(&self) -> &'static str {
+        "reboot=k"
+    }
+
     fn run(&self, spec: &GuestSpec) -> anyhow::Result<RunOutcome> {
         // Fail before any boot: a kernel that cannot start would only sit
         // out the whole timeout.

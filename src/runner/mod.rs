@@ -87,6 +87,10 @@ pub trait GuestRunner: fmt::Debug {
     /// A short name for messages: "kvm" or "qemu".
     fn name(&self) -> &'static str;
 
+    /// The kernel argument that makes the guest reset in a way this runner
+    /// sees (`reboot=k` or `reboot=t`).
+    fn reboot_arg(&self) -> &'static str;
+
     /// Boots the guest and waits for it to end. An `Err` means the run could
     /// not be made at all; a guest that fails still returns an outcome.
     fn run(&self, spec: &GuestSpec) -> anyhow::Result<RunOutcome>;

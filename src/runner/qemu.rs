@@ -48,13 +48,7 @@ pub struct QemuRunner {
 impl QemuRunner {
     /// Finds QEMU on PATH; `accel` as the caller decided.
     pub fn find(accel: Accel) -> Result<Self> {
-        let binary = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|d| d.join(QEMU_BINARY))
-            .find(|p| p.is_file());
-        match binary {
+        match crate::host::find_program(QEMU_BINARY) {
             Some(binary) => Ok(QemuRunner::at(binary, accel)),
             None => bail!(
                 "{QEMU_BINARY} is not on PATH: install the `{QEMU_PACKAGE}` package \
@@ -103,6 +97,12 @@ impl QemuRunner {
 impl GuestRunner for QemuRunner {
     fn name(&self) -> &'static str {
         "qemu"
+    }
+
+    /// A triple fault: microvm has no i8042, and `-no-reboot` ends QEMU
+    /// on the reset.
+    fn reboot_arg(&self) -> &'static str {
+        "reboot=t"
     }
 
     fn run(&self, spec: &GuestSpec) -> Result<RunOutcome> {

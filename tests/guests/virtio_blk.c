@@ -182,6 +182,8 @@ void main(void *zero_page)
     puts("\n");
     report("past-end", request(T_IN, capacity, 512, 1));
     report("straddling-end", request(T_IN, capacity - 1, 1024, 1));
+    /* The data buffer is not zero: a write that got through would show. */
+    report("write-straddling-end", request(T_OUT, capacity - 1, 1024, 0));
     report("unknown-type", request(0x99, 0, 512, 1));
 
     /* A header shorter than 16 bytes. */

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use cargo_ktstr::cache::ensure::{EnsureOptions, ensure_template};
+use cargo_ktstr::cache::ensure::{EnsureOptions, Ensured, ensure_template};
 use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::key::Capacity;
 use cargo_ktstr::guest::builder::GuestBuilder;
@@ -38,6 +38,18 @@ fn build_cmd(root: &Path, kernel: &Path, args: &[&str]) -> Command {
         .arg(kernel)
         .args(args);
     cmd
+}
+
+/// Ensures the 64 MiB ext4 template in `root` through the library.
+fn ensure_ext4(root: &Path, builder: &GuestBuilder) -> anyhow::Result<Ensured> {
+    let cap = Capacity::from_mib(64).unwrap();
+    ensure_template(
+        root,
+        Filesystem::Ext4,
+        cap,
+        builder,
+        &EnsureOptions::default(),
+    )
 }
 
 fn json(out: &Output) -> Value {
@@ -205,16 +217,7 @@ fn a_failing_formatter_leaves_nothing_and_shows_the_console() {
     let root = tempfile::tempdir().unwrap();
     // /bin/false: a real ELF that the guest runs, and that fails.
     let builder = GuestBuilder::new(Box::new(qemu), kernel, bin()).formatter("/bin/false".into());
-    let cap = Capacity::from_mib(64).unwrap();
-    let err = ensure_template(
-        root.path(),
-        Filesystem::Ext4,
-        cap,
-        &builder,
-        &EnsureOptions::default(),
-    )
-    .unwrap_err();
-    let err = format!("{err:#}");
+    let err = format!("{:#}", ensure_ext4(root.path(), &builder).unwrap_err());
     assert!(err.contains("mkfs.ext4 exited with status 1"), "{err}");
     assert!(
         err.contains("console's last 30 lines") && err.contains("KTSTR_TEMPLATE_RESULT"),
@@ -262,10 +265,7 @@ fn a_guest_that_cannot_finish_times_out_and_leaves_nothing() {
     let builder = GuestBuilder::new(Box::new(qemu), kernel, bin())
         .formatter(hanging_formatter(work.path()))
         .timeout(Duration::from_secs(20));
-    let cap = Capacity::from_mib(64).unwrap();
-    let opts = EnsureOptions::default();
-    let err = ensure_template(root.path(), Filesystem::Ext4, cap, &builder, &opts).unwrap_err();
-    let err = format!("{err:#}");
+    let err = format!("{:#}", ensure_ext4(root.path(), &builder).unwrap_err());
     assert!(err.contains("did not finish within 20 s"), "{err}");
     assert!(err.contains("console's last 30 lines"), "{err}");
     assert!(err.contains("ktstr-test: the formatter hangs"), "{err}");
@@ -308,15 +308,7 @@ fn the_library_builder_publishes_through_ensure_template() {
     let root = tempfile::tempdir().unwrap();
     let builder =
         GuestBuilder::new(Box::new(qemu), kernel, bin()).timeout(Duration::from_secs(120));
-    let cap = Capacity::from_mib(64).unwrap();
-    let ensured = ensure_template(
-        root.path(),
-        Filesystem::Ext4,
-        cap,
-        &builder,
-        &EnsureOptions::default(),
-    )
-    .unwrap();
+    let ensured = ensure_ext4(root.path(), &builder).unwrap();
     assert!(ensured.built && Filesystem::Ext4.path_has_magic(&ensured.path).unwrap());
 }
 

@@ -303,11 +303,7 @@ impl Drop for Spawned {
 
 /// Whether `/dev/kvm` opens read-write (for the VMM tests).
 pub fn kvm_usable() -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
+    cargo_ktstr::host::open_kvm().is_ok()
 }
 
 /// The guest kernel tests boot, resolved as the CLI does ($KTSTR_KERNEL, else

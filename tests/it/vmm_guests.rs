@@ -2,7 +2,7 @@
 //! freestanding programs from `tests/guests/`, loaded as an ELF kernel,
 //! entered in 64-bit mode with the zero page in RSI, reporting over COM1.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cargo_ktstr::cache::filesystem::Filesystem;
@@ -17,15 +17,24 @@ use crate::util::{CHILD_ENV, child, guest_kernel, ktstr_cmd, kvm_usable, prerequ
 
 const KVM: &str = "a read-write /dev/kvm";
 
-fn boot(guest: &str, initramfs: &[u8], cmdline: &str, timeout: Duration) -> RunOutcome {
-    let kernel = guests::build(guest);
-    let config = VmConfig {
-        kernel: &kernel,
-        initramfs,
+/// A run of `kernel` with 256 MiB, no initramfs and no disk; tests change
+/// what they need with `..config(..)`.
+fn config<'a>(kernel: &'a Path, cmdline: &'a str, timeout: Duration) -> VmConfig<'a> {
+    VmConfig {
+        kernel,
+        initramfs: &[],
         cmdline,
         disk: None,
         memory_mib: 256,
         timeout,
+    }
+}
+
+fn boot(guest: &str, initramfs: &[u8], cmdline: &str, timeout: Duration) -> RunOutcome {
+    let kernel = guests::build(guest);
+    let config = VmConfig {
+        initramfs,
+        ..config(&kernel, cmdline, timeout)
     };
     vmm::run(&config).unwrap_or_else(|e| panic!("running guest {guest}: {e}"))
 }
@@ -123,12 +132,9 @@ fn the_guest_reads_the_zero_page_the_vmm_wrote() {
         .unwrap();
     let kernel = guests::build("boot_protocol");
     let config = VmConfig {
-        kernel: &kernel,
-        initramfs: &[],
-        cmdline,
         disk: Some(&disk),
         memory_mib: 128,
-        timeout: Duration::from_secs(10),
+        ..config(&kernel, cmdline, Duration::from_secs(10))
     };
     let text = vmm::run(&config).unwrap().console_text();
     let want = format!("cmdline={cmdline} virtio_mmio.device=4K@0xd0000000:5");
@@ -189,17 +195,15 @@ fn a_hundred_runs_leave_no_fd_or_mapping_behind() {
     ];
     let run = |i: usize| {
         let (kernel, want) = &guests[i % guests.len()];
+        let millis = if *want == Some(RunEnd::Timeout) {
+            50
+        } else {
+            10_000
+        };
         let config = VmConfig {
-            kernel,
             initramfs: &[1, 2, 3],
-            cmdline: "",
             disk: Some(&disk),
-            memory_mib: 256,
-            timeout: Duration::from_millis(if *want == Some(RunEnd::Timeout) {
-                50
-            } else {
-                10_000
-            }),
+            ..config(kernel, "", Duration::from_millis(millis))
         };
         let end = vmm::run(&config).ok().map(|out| out.end);
         assert_eq!(end, *want, "{}", kernel.display());
@@ -227,12 +231,8 @@ fn a_guest_driver_uses_the_virtio_blk_disk() {
         .unwrap();
     let kernel = guests::build("virtio_blk");
     let config = VmConfig {
-        kernel: &kernel,
-        initramfs: &[],
-        cmdline: "console=ttyS0",
         disk: Some(&disk),
-        memory_mib: 256,
-        timeout: Duration::from_secs(10),
+        ..config(&kernel, "console=ttyS0", Duration::from_secs(10))
     };
     let out = vmm::run(&config).unwrap();
     assert_eq!(out.end, RunEnd::Reset, "console: {}", out.console_text());
@@ -246,6 +246,7 @@ fn a_guest_driver_uses_the_virtio_blk_disk() {
         "id=ktstr-template".into(),
         "past-end status=1".into(),
         "straddling-end status=1".into(),
+        "write-straddling-end status=1".into(),
         "unknown-type status=2".into(),
         "short-header status=1".into(),
         "broken-chain used=0x0000000000000000 untouched".into(),
@@ -255,7 +256,8 @@ fn a_guest_driver_uses_the_virtio_blk_disk() {
     ];
     assert_eq!(out.console_text().lines().collect::<Vec<_>>(), want);
 
-    // What the guest wrote is in the file, and nothing else changed.
+    // What the guest wrote is in the file, and nothing else changed (the
+    // last sector included).
     let bytes = std::fs::read(&disk).unwrap();
     assert_eq!(bytes.len() as u64, sectors * 512);
     let pattern = |seed: u8, n: usize| -> Vec<u8> {
@@ -362,31 +364,15 @@ fn the_real_kernel_loads_and_starts() {
     let Some(kernel) = guest_kernel() else {
         return;
     };
-    let run = |cmdline: &str, timeout: Duration| {
-        let config = VmConfig {
-            kernel: &kernel,
-            initramfs: &[],
-            cmdline,
-            disk: None,
-            memory_mib: 256,
-            timeout,
-        };
-        vmm::run(&config).unwrap()
-    };
+    let run =
+        |cmdline: &str, timeout: Duration| vmm::run(&config(&kernel, cmdline, timeout)).unwrap();
     match kvm_boot_support() {
         // Too slow here to get anywhere, but it must still be running at the
         // deadline (a bad entry state triple-faults on the first
         // instruction), and must have run: the decompressor writes
         // megabytes of guest RAM the VMM never touched.
         Err(_) => {
-            let config = VmConfig {
-                kernel: &kernel,
-                initramfs: &[],
-                cmdline: "console=ttyS0",
-                disk: None,
-                memory_mib: 256,
-                timeout: Duration::from_secs(1),
-            };
+            let config = config(&kernel, "console=ttyS0", Duration::from_secs(1));
             let (out, usage) = vmm::run_measured(&config).unwrap();
             assert_eq!(out.end, RunEnd::Timeout, "{}", out.console_text());
             let loaded = std::fs::metadata(&kernel).unwrap().len();
