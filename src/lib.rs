@@ -12,6 +12,7 @@
 //! * [`host`]: what the host offers: programs on PATH, a usable /dev/kvm.
 //! * [`kernel`]: guest kernels: build from a source tree, cache, resolve
 //!   which one to use.
+//! * [`outcome`]: how a guest run ended and its bounded console capture.
 //! * [`progress`]: progress lines (and a spinner on a terminal) on stderr.
 //! * [`runner`]: boot a guest once: the runner trait, QEMU and the built-in
 //!   VMM behind it.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod guest;
 pub mod host;
 pub mod kernel;
+pub mod outcome;
 pub mod progress;
 pub mod runner;
 pub mod vmm;

@@ -9,9 +9,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
+pub use crate::outcome::{RunEnd, RunOutcome};
 
-pub mod console;
 pub mod detect;
 pub mod kvm;
 pub mod qemu;
@@ -32,54 +31,6 @@ pub struct GuestSpec {
     pub memory_mib: u32,
     /// How long the run may take before it is stopped.
     pub timeout: Duration,
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RunEnd {
-    /// The guest reset itself (reboot, or `panic=-1` after a panic).
-    Reset,
-    /// The guest shut down, or triple-faulted.
-    Shutdown,
-    /// The deadline passed; the guest was stopped.
-    Timeout,
-}
-
-impl fmt::Display for RunEnd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            RunEnd::Reset => "reset",
-            RunEnd::Shutdown => "shutdown",
-            RunEnd::Timeout => "timeout",
-        })
-    }
-}
-
-/// What a run produced.
-#[derive(Debug, Clone)]
-pub struct RunOutcome {
-    pub end: RunEnd,
-    /// Everything the guest wrote to its serial console.
-    pub console: Vec<u8>,
-    /// From the start of the run to the first console byte.
-    pub first_output: Option<Duration>,
-    /// From the start of the run to its end.
-    pub total: Duration,
-}
-
-impl RunOutcome {
-    /// The console as text, lossily decoded.
-    pub fn console_text(&self) -> String {
-        String::from_utf8_lossy(&self.console).into_owned()
-    }
-
-    /// The last `n` lines of the console, for error messages.
-    pub fn console_tail(&self, n: usize) -> String {
-        let text = self.console_text();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
 }
 
 /// Boots a [`GuestSpec`] once.

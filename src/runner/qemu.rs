@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 
-use super::console::Console;
 use super::{GuestRunner, GuestSpec, RunEnd, RunOutcome};
+use crate::outcome::Console;
 
 /// The QEMU binary this runner needs.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";

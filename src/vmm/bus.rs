@@ -10,7 +10,7 @@ use super::devices::virtio::block::Block;
 use super::devices::virtio::mmio::MmioTransport;
 use super::layout::{I8042_COMMAND_PORT, I8042_DATA_PORT, SERIAL_PORT, SERIAL_PORT_LEN};
 use super::layout::{VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START};
-use crate::runner::console::Console;
+use crate::outcome::Console;
 
 /// What an access asked the machine to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

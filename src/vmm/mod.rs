@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
 use kvm_ioctls::{Kvm, VmFd};
 
-use crate::runner::console::Console;
-use crate::runner::{RunEnd, RunOutcome};
+use crate::outcome::Console;
+use crate::outcome::{RunEnd, RunOutcome};
 
 pub mod boot;
 pub mod bus;

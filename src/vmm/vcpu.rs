@@ -12,7 +12,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use super::bus::{Bus, BusEvent};
 use super::deadline::{Armed, with_deadline};
-use crate::runner::RunEnd;
+use crate::outcome::RunEnd;
 
 /// Why the vCPU could not go on.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 use vm_superio::Serial;
 
 use super::IrqLine;
-use crate::runner::console::Console;
+use crate::outcome::Console;
 
 /// The UART at its port base, registers addressed by offset 0-7.
 #[derive(Debug)]

@@ -1,8 +1,59 @@
-//! A guest's serial console as both runners capture it: in memory, bounded,
-//! with the time of its first byte.
+//! How a guest run ended and what it printed: what both runners and the
+//! built-in VMM produce, defined below all three (the VMM does not depend
+//! on the runners). The console is captured in memory, bounded, with the
+//! time of its first byte.
 
+use std::fmt;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The guest reset itself (reboot, or `panic=-1` after a panic).
+    Reset,
+    /// The guest shut down, or triple-faulted.
+    Shutdown,
+    /// The deadline passed; the guest was stopped.
+    Timeout,
+}
+
+impl fmt::Display for RunEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RunEnd::Reset => "reset",
+            RunEnd::Shutdown => "shutdown",
+            RunEnd::Timeout => "timeout",
+        })
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub end: RunEnd,
+    /// What the guest wrote to its serial console (the last
+    /// [`CONSOLE_LIMIT`] bytes at most).
+    pub console: Vec<u8>,
+    /// From the start of the run to the first console byte.
+    pub first_output: Option<Duration>,
+    /// From the start of the run to its end.
+    pub total: Duration,
+}
+
+impl RunOutcome {
+    /// The console as text, lossily decoded.
+    pub fn console_text(&self) -> String {
+        String::from_utf8_lossy(&self.console).into_owned()
+    }
+
+    /// The last `n` lines of the console, for error messages.
+    pub fn console_tail(&self, n: usize) -> String {
+        let text = self.console_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
 
 /// The most console output kept: a guest that prints without end must not
 /// exhaust the host's memory before its deadline.
