@@ -27,3 +27,6 @@ pub mod outcome;
 pub mod progress;
 pub mod runner;
 pub mod vmm;
+
+#[cfg(test)]
+mod testutil;

@@ -208,10 +208,19 @@ impl StagingImage {
         let lock = lock::create_locked(&path, lock::Shape::File(0o644))?;
         let staging = StagingImage { path, lock };
         // Sparse: the builder writes only what mkfs writes.
-        staging
-            .lock
-            .set_len(key.capacity.bytes())
-            .with_context(|| format!("failed to size `{}`", staging.path.display()))?;
+        staging.lock.set_len(key.capacity.bytes()).map_err(|e| {
+            let advice = if e.raw_os_error() == Some(libc::EFBIG) {
+                format!(
+                    "; {} is past the largest file the cache's filesystem allows \
+                     (ext4 with 4 KiB blocks stops just under 16 TiB): choose a smaller \
+                     capacity, or a --cache-dir on btrfs or xfs",
+                    key.capacity
+                )
+            } else {
+                String::new()
+            };
+            anyhow::anyhow!("failed to size `{}`: {e}{advice}", staging.path.display())
+        })?;
         Ok(staging)
     }
 

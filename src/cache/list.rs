@@ -5,7 +5,7 @@
 //! blocking, and released at once, so a builder is never held up.
 
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -218,7 +218,13 @@ fn lock_holders(path: &Path) -> Vec<i32> {
     }
     // No /proc: a shared try fails only under an exclusive holder (a builder
     // or a sweep); it is released at once.
-    match File::open(path).map(|f| lock::try_lock_file(f, Mode::Shared)) {
+    // O_NOFOLLOW|O_NONBLOCK: a lockfile swapped for a link or a FIFO is
+    // neither followed nor waited on.
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    match opened.map(|f| lock::try_lock_file(f, Mode::Shared)) {
         Ok(Ok(None)) => vec![0],
         _ => Vec::new(),
     }

@@ -211,7 +211,7 @@ pub struct Holder {
 /// cannot be told (no /proc, or a holder in another pid namespace).
 pub fn holders(path: &Path) -> Vec<Holder> {
     let (Ok(meta), Ok(locks)) = (
-        std::fs::metadata(path),
+        std::fs::symlink_metadata(path),
         std::fs::read_to_string("/proc/locks"),
     ) else {
         return Vec::new();

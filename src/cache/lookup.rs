@@ -113,7 +113,6 @@ mod tests {
     use super::*;
     use crate::cache::ensure::tests::{formatted_image, test_key};
     use crate::cache::filesystem::Filesystem;
-    use std::io;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -200,32 +199,12 @@ mod tests {
         let dir = entry_dir(root.path(), &key);
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o000)).unwrap();
-        let err = as_nobody(|| lookup(root.path(), &key)).unwrap_err();
+        let err = crate::testutil::as_nobody(|| lookup(root.path(), &key)).unwrap_err();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let err = format!("{err:#}");
         assert!(
             err.contains("failed to open") && err.contains("denied") && err.contains("--cache-dir"),
             "{err}"
         );
-    }
-
-    /// Runs `f` on a thread without root's privileges, so EACCES can be
-    /// staged when the tests run as root (CI does).
-    fn as_nobody<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                if nix::unistd::geteuid().is_root() {
-                    // SAFETY: the raw syscall changes only this thread's
-                    // credentials (glibc's wrapper would change every
-                    // thread's); dropping every uid 0 also drops the
-                    // thread's capabilities.
-                    let rc = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
-                    assert_eq!(rc, 0, "setresuid: {}", io::Error::last_os_error());
-                }
-                f()
-            })
-            .join()
-            .unwrap()
-        })
     }
 }

@@ -4,7 +4,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use cargo_ktstr::cache::ensure::{self, EnsureOptions, HostMkfsBuilder};
 use cargo_ktstr::cache::filesystem::Filesystem;
+use cargo_ktstr::cache::key::Capacity;
 
 use crate::util::{
     FlockHolder, Spawned, current_key, dead_pid, ktstr_cmd, mkfs_image, populate, stderr,
@@ -80,4 +82,23 @@ fn piped_logs_have_no_ansi_codes() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("INFO") && err.contains("removed"), "{err}");
     assert!(!err.contains('\u{1b}'), "{err:?}");
+}
+
+/// 16 TiB is past ext4's largest file: the error names the limit and what
+/// to do, not a bare EFBIG.
+#[test]
+fn a_capacity_past_the_roots_file_size_limit_says_what_to_do() {
+    let Some(disk) = crate::loopfs::LoopFs::new("ext4", 64) else {
+        return;
+    };
+    let root = disk.path().join("cache");
+    let cap = Capacity::from_mib(16 << 20).unwrap();
+    let opts = EnsureOptions::default();
+    let err = ensure::ensure_template(&root, Filesystem::Btrfs, cap, &HostMkfsBuilder, &opts)
+        .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("File too large") && err.contains("smaller capacity") && err.contains("xfs"),
+        "{err}"
+    );
 }

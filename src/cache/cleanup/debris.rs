@@ -162,7 +162,9 @@ mod tests {
         child.wait().unwrap();
         assert!(!owner_alive(pid));
         // pid 1 belongs to root; as another user kill() says EPERM: alive.
-        assert!(owner_alive(1));
+        let errno = crate::testutil::as_nobody(|| kill(Pid::from_raw(1), None));
+        assert_eq!(errno, Err(Errno::EPERM));
+        assert!(crate::testutil::as_nobody(|| owner_alive(1)));
     }
 
     #[test]
