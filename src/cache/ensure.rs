@@ -1,7 +1,7 @@
 //! The lifecycle: lookup, lock, look again, build, publish.
 
 use std::fs::File;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -205,16 +205,7 @@ impl StagingImage {
         let path = root.join(names::in_flight(key, std::process::id()));
         // Ours by name; the key lock we hold excludes any live twin.
         publish::remove_any(&path)?;
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&path)
-            .with_context(|| format!("failed to create the staging image `{}`", path.display()))?;
-        let lock = lock::try_lock_file(file, Mode::Exclusive)
-            .with_context(|| format!("failed to lock `{}`", path.display()))?
-            .with_context(|| format!("`{}` is locked by another process", path.display()))?;
+        let lock = lock::create_locked(&path, lock::Shape::File(0o644))?;
         let staging = StagingImage { path, lock };
         // Sparse: the builder writes only what mkfs writes.
         staging

@@ -15,6 +15,9 @@ use nix::fcntl::{Flock, FlockArg, OFlag};
 
 use super::names;
 
+mod create;
+pub use create::{Shape, create_locked};
+
 /// Shared (readers: cloners) or exclusive (builders, `clean --all`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -19,7 +19,7 @@ use super::clone::{self, Reflink};
 use super::ensure::{EnsureOptions, TemplateBuilder};
 use super::filesystem::Filesystem;
 use super::key::{Capacity, Key};
-use super::lock::{self, Mode};
+use super::lock;
 use super::names;
 
 /// An open, writable clone of a template for one test.
@@ -161,17 +161,8 @@ fn named(root: &Path, template: &Path) -> Result<Backing> {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     let path = root.join(names::per_test(std::process::id(), nanos, rand::random()));
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("failed to create `{}`", path.display()))?;
+    let lock = lock::create_locked(&path, lock::Shape::File(0o600))?;
     let guard = RemoveOnError(Some(path.clone()));
-    let lock = lock::try_lock_file(file, Mode::Exclusive)
-        .with_context(|| format!("failed to lock `{}`", path.display()))?
-        .with_context(|| format!("`{}` is locked by another process", path.display()))?;
     let src =
         File::open(template).with_context(|| format!("failed to open `{}`", template.display()))?;
     clone::clone_into(&src, template, &lock, &path, Reflink::Auto)?;
@@ -266,7 +257,7 @@ mod tests {
         );
         let other = File::open(&path).unwrap();
         assert!(
-            lock::try_lock_file(other, Mode::Exclusive)
+            lock::try_lock_file(other, lock::Mode::Exclusive)
                 .unwrap()
                 .is_none()
         );

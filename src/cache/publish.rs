@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 
 use super::key::Key;
-use super::lock::{self, Mode};
+use super::lock;
 use super::lookup::{self, Entry};
 use super::names;
 
@@ -138,28 +138,33 @@ fn rename_portably(
             to.display()
         )
     };
+    let mut moved_aside = false;
     if replace {
         remove_any(&aside)?;
         match std::fs::rename(target, &aside) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(e).with_context(|| context(target, &aside));
-            }
-            _ => {}
+            Ok(()) => moved_aside = true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| context(target, &aside)),
         }
     }
     let result = std::fs::rename(staged, target);
-    remove_any(&aside)?;
+    let peer_published = matches!(
+        result.as_ref().map_err(io::Error::raw_os_error),
+        Err(Some(libc::ENOTEMPTY | libc::EEXIST | libc::ENOTDIR))
+    );
+    if result.is_ok() || peer_published {
+        // The old entry is replaced, by ours or by a peer's.
+        remove_any(&aside)?;
+    } else if moved_aside {
+        // Ours did not go in: the old entry goes back rather than being lost.
+        if let Err(e) = std::fs::rename(&aside, target) {
+            tracing::warn!("{}: {e}; it stays there", context(&aside, target));
+        }
+    }
     match result {
         Ok(()) if replace => Ok(Some(Outcome::Replaced)),
         Ok(()) => Ok(Some(Outcome::Published)),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::ENOTEMPTY | libc::EEXIST | libc::ENOTDIR)
-            ) =>
-        {
-            Ok(None)
-        }
+        Err(_) if peer_published => Ok(None),
         Err(e) => Err(e).with_context(|| context(staged, target)),
     }
 }
@@ -205,13 +210,7 @@ impl StagingDir {
         // A leftover under our own pid is a dead twin's or our own failed
         // attempt's: the key lock we hold excludes every live one.
         remove_any(&path)?;
-        std::fs::create_dir(&path)
-            .with_context(|| format!("failed to create `{}`", path.display()))?;
-        let file =
-            File::open(&path).with_context(|| format!("failed to open `{}`", path.display()))?;
-        let lock = lock::try_lock_file(file, Mode::Exclusive)
-            .with_context(|| format!("failed to lock `{}`", path.display()))?
-            .with_context(|| format!("`{}` is locked by another process", path.display()))?;
+        let lock = lock::create_locked(&path, lock::Shape::Dir)?;
         Ok(StagingDir { path, lock })
     }
 }
@@ -242,6 +241,20 @@ pub(crate) fn remove_any(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_portable_rename_puts_the_old_entry_back() {
+        let root = tempfile::tempdir().unwrap();
+        let key = test_key(Filesystem::Ext4, 16);
+        let target = lookup::entry_dir(root.path(), &key);
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join(names::TEMPLATE_FILE), b"old").unwrap();
+        // A staging directory that is gone makes the second rename fail.
+        let staged = root.path().join("gone");
+        assert!(rename_portably(root.path(), &key, &staged, &target, true).is_err());
+        let old = std::fs::read(target.join(names::TEMPLATE_FILE)).unwrap();
+        assert_eq!(old, b"old");
+    }
     use crate::cache::ensure::tests::{formatted_image, test_key};
     use crate::cache::filesystem::Filesystem;
 

@@ -23,9 +23,7 @@ pub fn stderr(out: &Output) -> String {
 /// Runs the binary on the template root `root` with `args`, killing it if it
 /// runs longer than a minute (a sweep that blocks is a failure, not a hang).
 pub fn ktstr(root: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(bin())
-        .arg("--cache-dir")
-        .arg(root)
+    let mut child = ktstr_cmd(root)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -188,7 +186,15 @@ pub fn current_key(fs: Filesystem, mib: u64) -> String {
 pub fn ktstr_cmd(root: &Path) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("--cache-dir").arg(root);
+    // Fingerprint memos go under the build directory, never into the real
+    // ~/.cache of whoever runs the tests.
+    cmd.env("XDG_CACHE_HOME", test_xdg_cache());
     cmd
+}
+
+/// `$XDG_CACHE_HOME` for the binaries the tests run.
+pub fn test_xdg_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache")
 }
 
 /// Publishes a real template (host mkfs) under `root`, as a cache hit for
@@ -215,6 +221,7 @@ pub fn child(name: &str, arg: &str) -> Command {
         "--quiet",
     ])
     .env(CHILD_ENV, arg)
+    .env("XDG_CACHE_HOME", test_xdg_cache())
     .env_remove("RUST_LOG");
     cmd
 }

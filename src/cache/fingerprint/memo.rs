@@ -8,6 +8,9 @@
 //! with a new inode and ctime, so an old memo never matches it. Outside the
 //! template cache on purpose: ktstr's roots hold only its own names. Any
 //! trouble (no home, unreadable, a mismatch) means running the formatter.
+//!
+//! ext4 is never remembered: `mkfs.ext4 -V` also prints the version of
+//! libext2fs, a separate package that can change under an unchanged binary.
 
 use std::fs;
 use std::io::Write;
@@ -34,7 +37,15 @@ pub(super) fn remember(fs: Filesystem, formatter: &Path, fp: &str) {
     }
 }
 
+/// Whether the formatter's file alone decides its version output.
+fn memoizable(fs: Filesystem) -> bool {
+    fs != Filesystem::Ext4
+}
+
 fn recall_in(dir: &Path, fs: Filesystem, formatter: &Path) -> Option<String> {
+    if !memoizable(fs) {
+        return None;
+    }
     let text = fs::read_to_string(dir.join(fs.name())).ok()?;
     let (identity, fp) = text.split_once('\n')?;
     let fp = fp.trim_end();
@@ -43,6 +54,9 @@ fn recall_in(dir: &Path, fs: Filesystem, formatter: &Path) -> Option<String> {
 }
 
 fn remember_in(dir: &Path, fs: Filesystem, formatter: &Path, fp: &str) -> Option<()> {
+    if !memoizable(fs) {
+        return Some(());
+    }
     let identity = identify(formatter)?;
     fs::create_dir_all(dir).ok()?;
     // Written aside and renamed over, so a reader sees one memo or the other,
@@ -105,5 +119,24 @@ mod tests {
         fs::write(&new, "#!/bin/sh\necho v2\n").unwrap();
         fs::rename(&new, &formatter).unwrap();
         assert_eq!(recall_in(&memo, Filesystem::Btrfs, &formatter), None);
+    }
+
+    #[test]
+    fn ext4_is_never_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let formatter = dir.path().join("mkfs.ext4");
+        fs::write(&formatter, "#!/bin/sh\necho v1\n").unwrap();
+        let memo = dir.path().join("memo");
+        remember_in(&memo, Filesystem::Ext4, &formatter, &"a".repeat(64)).unwrap();
+        assert!(!memo.join("ext4").exists());
+        // Nor is a memo written by an older version believed.
+        fs::create_dir_all(&memo).unwrap();
+        let identity = identify(&formatter).unwrap();
+        fs::write(
+            memo.join("ext4"),
+            format!("{identity}\n{}\n", "a".repeat(64)),
+        )
+        .unwrap();
+        assert_eq!(recall_in(&memo, Filesystem::Ext4, &formatter), None);
     }
 }
