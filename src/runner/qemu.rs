@@ -341,6 +341,19 @@ mod tests {
     }
 
     #[test]
+    fn a_console_that_never_stops_keeps_only_its_tail() {
+        use std::io::Read as _;
+        let endless = std::io::repeat(b'x').take(3 * crate::outcome::CONSOLE_LIMIT as u64);
+        let tail = std::io::Cursor::new(b"the end\n".to_vec());
+        let console = capture_console(Some(endless.chain(tail)), Instant::now())
+            .join()
+            .unwrap();
+        assert!(console.bytes().len() <= crate::outcome::CONSOLE_LIMIT);
+        assert!(console.bytes().ends_with(b"xthe end\n"));
+        assert!(console.first_output().is_some());
+    }
+
+    #[test]
     fn a_dropped_child_is_killed_and_reaped() {
         let child = Command::new("sleep").arg("600").spawn().unwrap();
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
