@@ -20,12 +20,12 @@ const SBIN_DIRS: [&str; 2] = ["/sbin", "/usr/sbin"];
 
 /// Finds `fs`'s formatter on PATH, then in /sbin and /usr/sbin.
 pub fn find_formatter(fs: Filesystem) -> Result<PathBuf> {
-    find_in(fs, std::env::var_os("PATH"))
+    find_in(fs, std::env::var_os("PATH"), &SBIN_DIRS.map(Path::new))
 }
 
-fn find_in(fs: Filesystem, path_var: Option<OsString>) -> Result<PathBuf> {
-    let sbins = SBIN_DIRS.map(Path::new);
-    if let Some(found) = crate::host::find_program_in(fs.mkfs(), path_var.as_deref(), &sbins) {
+/// [`find_formatter`] over a given PATH value and extra directories.
+fn find_in(fs: Filesystem, path_var: Option<OsString>, extra: &[&Path]) -> Result<PathBuf> {
+    if let Some(found) = crate::host::find_program_in(fs.mkfs(), path_var.as_deref(), extra) {
         return Ok(found);
     }
     bail!(
@@ -134,18 +134,16 @@ mod tests {
     #[test]
     fn a_missing_formatter_names_its_package() {
         let dir = tempfile::tempdir().unwrap();
-        // An empty PATH still finds a formatter in /sbin; only check the
-        // message when none is installed there either.
-        if let Err(err) = find_in(Filesystem::Xfs, Some(dir.path().into())) {
-            assert!(
-                err.to_string().contains("install the `xfsprogs` package"),
-                "{err}"
-            );
-        }
-        script(dir.path(), "mkfs.xfs", "echo v");
-        assert_eq!(
-            find_in(Filesystem::Xfs, Some(dir.path().into())).unwrap(),
-            dir.path().join("mkfs.xfs")
-        );
+        let (bin, sbin) = (dir.path().join("bin"), dir.path().join("sbin"));
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::create_dir(&sbin).unwrap();
+        let find = || find_in(Filesystem::Xfs, Some(bin.clone().into()), &[&sbin]);
+        let err = find().unwrap_err().to_string();
+        assert!(err.contains("install the `xfsprogs` package"), "{err}");
+        // Found in the extra directory, then PATH first.
+        script(&sbin, "mkfs.xfs", "echo v");
+        assert_eq!(find().unwrap(), sbin.join("mkfs.xfs"));
+        script(&bin, "mkfs.xfs", "echo v");
+        assert_eq!(find().unwrap(), bin.join("mkfs.xfs"));
     }
 }

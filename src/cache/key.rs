@@ -217,8 +217,12 @@ mod tests {
         let cap = Capacity::from_mib(256).unwrap();
         let a = Key::new(Filesystem::Btrfs, cap, "a1b2c3d4e5f6a7b8c9d0");
         assert_eq!(a.to_string(), "btrfs-256m-a1b2c3d4e5f6a7b8");
-        let b = Key::new(Filesystem::Btrfs, cap, "0000c3d4e5f6a7b8c9d0");
-        assert_ne!(a.to_string(), b.to_string());
+        // A fingerprint differing in its 16th hex character is a new key;
+        // one differing only past it is the same key (16 are kept).
+        let b = Key::new(Filesystem::Btrfs, cap, "a1b2c3d4e5f6a7b9c9d0");
+        assert_eq!(b.to_string(), "btrfs-256m-a1b2c3d4e5f6a7b9");
+        let c = Key::new(Filesystem::Btrfs, cap, "a1b2c3d4e5f6a7b8ffff");
+        assert_eq!(c, a);
     }
 
     #[test]

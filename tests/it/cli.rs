@@ -79,13 +79,23 @@ fn committed_completions_and_man_pages_are_current() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for sub in ["completions", "man"] {
-        let mut names: Vec<_> = std::fs::read_dir(fresh.path().join(sub))
+    let listing = |dir: &Path| {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         names.sort();
+        names
+    };
+    for sub in ["completions", "man"] {
+        let names = listing(&fresh.path().join(sub));
         assert!(!names.is_empty());
+        // A committed file the model no longer generates is stale too.
+        assert_eq!(
+            listing(&repo.join(sub)),
+            names,
+            "{sub}/ holds other files than `cargo run -- generate .` makes: remove the extra ones"
+        );
         for name in names {
             let want = std::fs::read(fresh.path().join(sub).join(&name)).unwrap();
             let have = std::fs::read(repo.join(sub).join(&name)).unwrap_or_default();
@@ -96,4 +106,63 @@ fn committed_completions_and_man_pages_are_current() {
             );
         }
     }
+}
+
+/// Without --cache-dir the template root is `$KTSTR_CACHE_DIR/disk_templates`,
+/// else `$XDG_CACHE_HOME/ktstr/disk_templates`; an empty variable is unset.
+#[test]
+fn the_default_root_is_resolved_like_ktstr() {
+    let dead = crate::util::dead_pid();
+    let debris = format!("template.img.in-flight.btrfs-256m-a1b2c3d4e5f6a7b8.{dead}");
+    let (ktstr_dir, xdg) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let lay = |dir: &Path| {
+        std::fs::create_dir_all(dir.join("disk_templates")).unwrap();
+        std::fs::write(dir.join("disk_templates").join(&debris), b"x").unwrap();
+        // Beside the template root, not in it: never touched.
+        std::fs::write(dir.join(&debris), b"x").unwrap();
+    };
+    let ktstr_base = ktstr_dir.path().to_owned();
+    let xdg_base = xdg.path().join("ktstr");
+    lay(&ktstr_base);
+    lay(&xdg_base);
+    let run = |ktstr_var: &str| {
+        let out = Command::new(bin())
+            .arg("clean")
+            .env("KTSTR_CACHE_DIR", ktstr_var)
+            .env("XDG_CACHE_HOME", xdg.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    run(ktstr_base.to_str().unwrap());
+    assert!(!ktstr_base.join("disk_templates").join(&debris).exists());
+    assert!(ktstr_base.join(&debris).exists());
+    assert!(xdg_base.join("disk_templates").join(&debris).exists());
+    run("");
+    assert!(!xdg_base.join("disk_templates").join(&debris).exists());
+    assert!(xdg_base.join(&debris).exists());
+}
+
+/// Warnings reach stderr by default, not under -q; RUST_LOG turns on debug
+/// lines without -v.
+#[test]
+fn quiet_and_rust_log_steer_the_logs() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("btrfs-256m-a1b2c3d4e5f6a7b8")).unwrap();
+    // `.locks` as a file: `clean --all` warns that it cannot lock entries.
+    std::fs::write(root.path().join(".locks"), b"").unwrap();
+    let run = |args: &[&str], rust_log: Option<&str>| {
+        let mut cmd = crate::util::ktstr_cmd(root.path());
+        cmd.args(args).env_remove("RUST_LOG");
+        if let Some(filter) = rust_log {
+            cmd.env("RUST_LOG", filter);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    assert!(run(&["clean", "--all"], None).contains("WARN"));
+    assert_eq!(run(&["-q", "clean", "--all"], None), "");
+    assert!(!run(&["clean", "--all"], None).contains("DEBUG"));
+    assert!(run(&["clean", "--all"], Some("debug")).contains("DEBUG"));
 }
