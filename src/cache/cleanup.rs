@@ -185,7 +185,13 @@ pub fn clean(root: &Path, options: CleanOptions) -> Result<CleanReport> {
 
 /// The root's names, sorted; `None` when the root does not exist.
 fn read_root(root: &Path) -> Result<Option<Vec<std::ffi::OsString>>> {
-    let context = || format!("failed to read the cache root `{}`", root.display());
+    let context = || {
+        format!(
+            "failed to read the cache root `{}`; check --cache-dir / $KTSTR_CACHE_DIR and its \
+             permissions",
+            root.display()
+        )
+    };
     let dir = match fs::read_dir(root) {
         Ok(dir) => dir,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -330,7 +336,7 @@ impl CleanReport {
                 Ok(()) => {}
                 // Someone else removed it first: done all the same.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return self.fail(name, kind, e.to_string()),
+                Err(e) => return self.fail(name, kind, with_advice(&e)),
             }
             tracing::info!(
                 "removed {} ({}, {})",
@@ -346,6 +352,20 @@ impl CleanReport {
             bytes,
         });
     }
+}
+
+/// A removal's error with what to do about the usual ones.
+fn with_advice(e: &io::Error) -> String {
+    let advice = match e.raw_os_error() {
+        Some(libc::EBUSY) => "; something is mounted there or using it: unmount it and run again",
+        Some(libc::EACCES | libc::EPERM) => {
+            "; run as the owner of the cache (or as root), and check for an immutable \
+             attribute (lsattr)"
+        }
+        Some(libc::EROFS) => "; the filesystem is read-only: remount it read-write",
+        _ => "",
+    };
+    format!("{e}{advice}")
 }
 
 fn count(n: usize, one: &str, many: &str) -> String {

@@ -117,6 +117,10 @@ pub fn clone_file(template: &Path, dest: &Path, mode: Reflink) -> Result<Method>
         .open(dest)
         .map_err(|e| match e.kind() {
             io::ErrorKind::AlreadyExists => dest_exists(dest),
+            io::ErrorKind::NotFound => anyhow::anyhow!(
+                "failed to create `{}`: its directory does not exist; create it first",
+                dest.display()
+            ),
             _ => anyhow::Error::new(e).context(format!("failed to create `{}`", dest.display())),
         })?;
     let result = clone_into(&src, template, &dst, dest, mode);

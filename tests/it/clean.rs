@@ -405,6 +405,8 @@ fn a_piece_that_cannot_be_removed_is_a_warning_and_the_sweep_goes_on() {
     assert!(stderr(&out).contains(&format!("could not remove `{}`", stuck.display())));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["failed"][0]["path"], stuck.to_str().unwrap());
+    let error = doc["failed"][0]["error"].as_str().unwrap();
+    assert!(error.contains("lsattr"), "{error}");
     assert_eq!(doc["totals"]["removed_debris"], 1);
     assert!(!gone.exists() && stuck.exists());
     let text = ktstr_ok(root, &["clean"]);

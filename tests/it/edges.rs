@@ -63,6 +63,16 @@ fn a_closed_stdout_pipe_is_not_a_panic() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(dest.exists());
+
+    // A destination in a directory that does not exist says what to do.
+    let out = ktstr_cmd(root.path())
+        .args(["template", "clone", "--fs", "ext4", "--capacity", "64M"])
+        .arg(root.path().join("no/dest.img"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("create it first"), "{err}");
 }
 
 /// Logs piped into a file or CI log carry no colour escape codes.

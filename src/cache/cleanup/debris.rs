@@ -95,7 +95,10 @@ fn sweep_one(
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,
         Err(e) => {
-            let error = format!("cannot open it to test its flock: {e}");
+            let error = format!(
+                "cannot open it to test its flock: {e}; run as the cache's owner (or root) \
+                 to let clean judge it"
+            );
             return report.fail(name, kind, error);
         }
     };
