@@ -1,0 +1,363 @@
+//! The report of one sweep: what went, what stayed and why, the totals and
+//! the one-line summary; and the removal itself, which records its outcome.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::{CleanMode, space};
+use crate::cache::names::DebrisKind;
+
+/// What a swept name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ItemKind {
+    Template,
+    InFlight,
+    StagingDir,
+    PerTest,
+}
+
+impl From<DebrisKind> for ItemKind {
+    fn from(kind: DebrisKind) -> Self {
+        match kind {
+            DebrisKind::InFlight => ItemKind::InFlight,
+            DebrisKind::StagingDir => ItemKind::StagingDir,
+            DebrisKind::PerTest => ItemKind::PerTest,
+        }
+    }
+}
+
+impl ItemKind {
+    /// A word or two for people: `template`, `staging image`, ...
+    pub fn describe(self) -> &'static str {
+        match self {
+            ItemKind::Template => "template",
+            ItemKind::InFlight => DebrisKind::InFlight.describe(),
+            ItemKind::StagingDir => DebrisKind::StagingDir.describe(),
+            ItemKind::PerTest => DebrisKind::PerTest.describe(),
+        }
+    }
+}
+
+/// Removed (or, in a dry run, would be).
+#[derive(Debug, Clone, Serialize)]
+pub struct Removed {
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: ItemKind,
+    /// Allocated bytes before removal.
+    pub bytes: u64,
+}
+
+/// Left in place because something may still need it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Kept {
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: ItemKind,
+    pub reason: String,
+    /// The process it was kept for, where known.
+    pub pid: Option<i32>,
+    /// Kept because a live process owns or holds it (rather than because it
+    /// could not be judged).
+    pub in_use: bool,
+}
+
+/// Not judged at all: not ours to touch, or the sweep could not decide.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub name: String,
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Meant to go, but the removal failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failed {
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: ItemKind,
+    pub error: String,
+}
+
+/// Counts over the report's lists, and the space figures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    pub removed_templates: usize,
+    pub removed_debris: usize,
+    /// Allocated bytes of what was (or would be) removed.
+    pub removed_bytes: u64,
+    /// What the filesystem got back, by statvfs before and after; less than
+    /// `removed_bytes` where reflink clones still share the blocks. Zero in
+    /// a dry run.
+    pub freed_bytes: u64,
+    pub kept_in_use: usize,
+    pub kept: usize,
+    pub skipped: usize,
+    pub failed: usize,
+}
+
+/// The outcome of one sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct CleanReport {
+    pub root: PathBuf,
+    pub mode: CleanMode,
+    pub dry_run: bool,
+    pub removed: Vec<Removed>,
+    pub kept: Vec<Kept>,
+    pub skipped: Vec<Skipped>,
+    pub failed: Vec<Failed>,
+    pub totals: Totals,
+}
+impl CleanReport {
+    /// Fills in the totals once the lists are complete.
+    pub(super) fn finish(&mut self, freed_bytes: u64) {
+        let templates = self
+            .removed
+            .iter()
+            .filter(|r| r.kind == ItemKind::Template)
+            .count();
+        self.totals = Totals {
+            removed_templates: templates,
+            removed_debris: self.removed.len() - templates,
+            removed_bytes: self.removed.iter().map(|r| r.bytes).sum(),
+            freed_bytes,
+            kept_in_use: self.kept.iter().filter(|k| k.in_use).count(),
+            kept: self.kept.len(),
+            skipped: self.skipped.len(),
+            failed: self.failed.len(),
+        };
+    }
+
+    /// One line: `removed 2 templates and 3 debris entries (1.2 GiB freed);
+    /// kept 1 in use`.
+    pub fn summary(&self) -> String {
+        let t = &self.totals;
+        let verb = if self.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        let debris = count(t.removed_debris, "debris entry", "debris entries");
+        let what = match self.mode {
+            CleanMode::Debris => debris,
+            CleanMode::All | CleanMode::Stale => {
+                let noun = match self.mode {
+                    CleanMode::Stale => ("stale template", "stale templates"),
+                    _ => ("template", "templates"),
+                };
+                format!(
+                    "{} and {debris}",
+                    count(t.removed_templates, noun.0, noun.1)
+                )
+            }
+        };
+        let space = if self.dry_run {
+            format!("{} allocated", space::human_bytes(t.removed_bytes))
+        } else if t.freed_bytes >= t.removed_bytes {
+            format!("{} freed", space::human_bytes(t.freed_bytes))
+        } else {
+            // Reflink clones still share the rest, or other writers took it.
+            format!(
+                "{} freed of {} allocated",
+                space::human_bytes(t.freed_bytes),
+                space::human_bytes(t.removed_bytes)
+            )
+        };
+        let mut line = format!("{verb} {what} ({space})");
+        if t.kept_in_use > 0 {
+            line += &format!("; kept {} in use", t.kept_in_use);
+        }
+        if t.kept > t.kept_in_use {
+            line += &format!("; kept {} that could not be judged", t.kept - t.kept_in_use);
+        }
+        if t.skipped > 0 {
+            line += &format!("; skipped {}", t.skipped);
+        }
+        if t.failed > 0 {
+            line += &format!("; failed to remove {} (see the warnings)", t.failed);
+        }
+        line
+    }
+
+    fn path_of(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub(super) fn keep(
+        &mut self,
+        name: &str,
+        kind: ItemKind,
+        reason: String,
+        pid: Option<i32>,
+        in_use: bool,
+    ) {
+        tracing::debug!("keeping {name}: {reason}");
+        let path = self.path_of(name);
+        self.kept.push(Kept {
+            name: name.to_owned(),
+            path,
+            kind,
+            reason,
+            pid,
+            in_use,
+        });
+    }
+
+    pub(super) fn skip(&mut self, name: &str, reason: String) {
+        tracing::debug!("skipping {name}: {reason}");
+        let path = self.path_of(name);
+        self.skipped.push(Skipped {
+            name: name.to_owned(),
+            path,
+            reason,
+        });
+    }
+
+    pub(super) fn fail(&mut self, name: &str, kind: ItemKind, error: String) {
+        let path = self.path_of(name);
+        tracing::warn!("could not remove `{}`: {error}", path.display());
+        self.failed.push(Failed {
+            name: name.to_owned(),
+            path,
+            kind,
+            error,
+        });
+    }
+
+    /// Removes `name` (a directory recursively, anything else as a link or
+    /// file), or only records it in a dry run. `bytes` is its allocated size
+    /// when the caller already knows it. The caller holds whatever lock makes
+    /// that safe.
+    pub(super) fn remove(&mut self, name: &str, kind: ItemKind, is_dir: bool, bytes: Option<u64>) {
+        let path = self.path_of(name);
+        let bytes = bytes.unwrap_or_else(|| {
+            space::allocated_bytes(&path).unwrap_or_else(|e| {
+                tracing::debug!("cannot size `{}`: {e}", path.display());
+                0
+            })
+        });
+        if !self.dry_run {
+            let result = if is_dir {
+                crate::cache::tree::remove_tree(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match result {
+                Ok(()) => {}
+                // Someone else removed it first: done all the same.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return self.fail(name, kind, with_advice(&e)),
+            }
+            tracing::info!(
+                "removed {} ({}, {})",
+                path.display(),
+                kind.describe(),
+                space::human_bytes(bytes)
+            );
+        }
+        self.removed.push(Removed {
+            name: name.to_owned(),
+            path,
+            kind,
+            bytes,
+        });
+    }
+}
+
+/// A removal's error with what to do about the usual ones.
+fn with_advice(e: &io::Error) -> String {
+    let advice = match e.raw_os_error() {
+        Some(libc::EBUSY) => "; something is mounted there or using it: unmount it and run again",
+        Some(libc::EACCES | libc::EPERM) => {
+            "; run as the owner of the cache (or as root), and check for an immutable \
+             attribute (lsattr)"
+        }
+        Some(libc::EROFS) => "; the filesystem is read-only: remount it read-write",
+        _ => "",
+    };
+    format!("{e}{advice}")
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(mode: CleanMode, dry_run: bool) -> CleanReport {
+        CleanReport {
+            root: PathBuf::from("/r"),
+            mode,
+            dry_run,
+            removed: Vec::new(),
+            kept: Vec::new(),
+            skipped: Vec::new(),
+            failed: Vec::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    fn removed(kind: ItemKind, bytes: u64) -> Removed {
+        Removed {
+            name: "n".into(),
+            path: "/r/n".into(),
+            kind,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn summaries_read_like_the_issue() {
+        let mut r = report(CleanMode::Debris, false);
+        r.removed = vec![removed(ItemKind::InFlight, 1); 3];
+        r.finish(412 << 20);
+        assert_eq!(r.summary(), "removed 3 debris entries (412 MiB freed)");
+
+        let mut r = report(CleanMode::All, false);
+        r.removed = vec![removed(ItemKind::Template, 1); 2];
+        r.removed.extend(vec![removed(ItemKind::PerTest, 1); 3]);
+        r.keep(
+            "k",
+            ItemKind::Template,
+            "in use by pid 7".into(),
+            Some(7),
+            true,
+        );
+        r.finish(1288490189);
+        assert_eq!(
+            r.summary(),
+            "removed 2 templates and 3 debris entries (1.2 GiB freed); kept 1 in use"
+        );
+    }
+
+    #[test]
+    fn shared_blocks_show_as_freed_of_allocated() {
+        let mut r = report(CleanMode::Debris, false);
+        r.removed = vec![removed(ItemKind::PerTest, 64 << 20)];
+        r.removed.push(removed(ItemKind::InFlight, 32 << 20));
+        r.finish(32 << 20);
+        assert_eq!(
+            r.summary(),
+            "removed 2 debris entries (32 MiB freed of 96 MiB allocated)"
+        );
+    }
+
+    #[test]
+    fn dry_runs_say_would_and_count_allocated_bytes() {
+        let mut r = report(CleanMode::Stale, true);
+        r.removed = vec![removed(ItemKind::Template, 3 << 20)];
+        r.removed.push(removed(ItemKind::StagingDir, 1 << 20));
+        r.skip("x", "pid field is not a positive number".into());
+        r.finish(0);
+        assert_eq!(
+            r.summary(),
+            "would remove 1 stale template and 1 debris entry (4.0 MiB allocated); skipped 1"
+        );
+    }
+}
