@@ -9,19 +9,21 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::sys::statfs;
-use nix::unistd::{Whence, lseek};
 
 use super::ensure::{self, EnsureOptions, Ensured, TemplateBuilder};
 use super::filesystem::Filesystem;
 use super::key::Capacity;
 use super::lock::{self, Mode};
 use super::lookup;
+
+mod sparse;
+pub use sparse::sparse_copy;
 
 /// How to copy a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,83 +224,6 @@ fn describe(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
 }
 
-/// Copies the data extents of `src` into `dst` at the same offsets, then sets
-/// `dst`'s length, leaving the holes unallocated. `in_kernel` allows
-/// copy_file_range, which may share the extents instead of copying them.
-pub fn sparse_copy(src: &File, dst: &File, in_kernel: bool) -> io::Result<()> {
-    let len = src.metadata()?.len();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pos = 0u64;
-    while pos < len {
-        let data = match lseek(src, pos as i64, Whence::SeekData) {
-            Ok(off) => off as u64,
-            // ENXIO: no data past `pos`, only a trailing hole.
-            Err(Errno::ENXIO) => break,
-            Err(e) => return Err(e.into()),
-        };
-        let hole = (lseek(src, data as i64, Whence::SeekHole)? as u64).min(len);
-        copy_range(src, dst, data, hole, in_kernel, &mut buf)?;
-        pos = hole;
-    }
-    dst.set_len(len)
-}
-
-fn copy_range(
-    src: &File,
-    dst: &File,
-    mut from: u64,
-    to: u64,
-    in_kernel: bool,
-    buf: &mut [u8],
-) -> io::Result<()> {
-    // In the kernel first: no copy through this process, a syscall per
-    // extent rather than per MiB. Where it cannot (another filesystem, an
-    // old kernel), read and write.
-    while in_kernel && from < to {
-        match copy_file_range_at(src, dst, from, to - from) {
-            Ok(0) => break,
-            Ok(n) => from += n as u64,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    while from < to {
-        let want = buf.len().min((to - from) as usize);
-        let n = src.read_at(&mut buf[..want], from)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the template shrank while being copied",
-            ));
-        }
-        dst.write_all_at(&buf[..n], from)?;
-        from += n as u64;
-    }
-    Ok(())
-}
-
-/// copy_file_range(2) of `len` bytes at `offset` in both files.
-fn copy_file_range_at(src: &File, dst: &File, offset: u64, len: u64) -> io::Result<usize> {
-    let (mut off_in, mut off_out) = (offset as i64, offset as i64);
-    let len = len.min(1 << 30) as usize;
-    // SAFETY: both fds are open for the call; the offsets are ours and
-    // outlive it, and the kernel writes only those two integers.
-    let n = unsafe {
-        libc::copy_file_range(
-            src.as_raw_fd(),
-            &mut off_in,
-            dst.as_raw_fd(),
-            &mut off_out,
-            len,
-            0,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
 /// The name of the filesystem type `path` is on, for messages.
 pub fn fs_type_name(path: &Path) -> String {
     // A path not created yet is judged by its directory.
@@ -335,7 +260,7 @@ pub fn fs_type_name(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{FileExt, MetadataExt};
 
     /// A file with data at 0 and at 9 MiB, holes between and after.
     fn holey(path: &Path) -> File {
