@@ -44,7 +44,8 @@ pub struct GlobalArgs {
     pub quiet: bool,
 
     /// The template root to use instead of `<ktstr cache>/disk_templates`
-    /// (for instance a ktstr 0.15 cache directory).
+    /// (for instance a ktstr 0.15 cache directory). Templates only: the
+    /// `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless.
     #[arg(long, value_name = "PATH", global = true)]
     pub cache_dir: Option<PathBuf>,
 }
