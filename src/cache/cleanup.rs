@@ -1,16 +1,13 @@
 //! `clean`, `clean --all` and `clean --stale`: sweep dead writers' debris,
-//! then entries no live process holds.
+//! then entries no live process holds, as the protocol in [`crate::cache`]
+//! says.
 //!
-//! The sweep reads the root once, then:
-//!
-//! 1. debris (`debris.rs`): a piece goes only when its owner's pid is dead and
-//!    its own flock is free (held while it is removed);
-//! 2. with `--all` or `--stale`, published entries (`entries.rs`): an entry
-//!    goes only while this process holds its key lock exclusively, taken
-//!    without blocking, so one under a builder or a cloner is kept.
-//!
-//! Nothing is ever followed through a symlink, and nothing outside the root
-//! is touched. An entry that cannot be removed is a warning and a line of the
+//! The sweep reads the root once, then judges debris (`debris.rs`: only the
+//! exact names of [`crate::cache::names`], of the right file type), then,
+//! with `--all` or `--stale`, entries (`entries.rs`). Trees are removed by
+//! descriptors, never crossing a mount point (`tree.rs`).
+//! Nothing is followed through a symlink and nothing outside the root is
+//! touched. An entry that cannot be removed is a warning and a line of the
 //! report; the sweep goes on. Only an unreadable root is an error.
 
 mod debris;

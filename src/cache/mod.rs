@@ -31,10 +31,13 @@
 //!   remove an entry only while holding it: an entry under a builder or a
 //!   cloner is kept.
 //! * Writers also hold an exclusive flock on each staging image, staging
-//!   directory and named per-test image for as long as they live. `clean`
+//!   directory and named per-test image for as long as they live, taken
+//!   before the name exists ([`crate::cache::lock::create_locked`]). `clean`
 //!   removes debris only when its pid is dead *and* that flock is free, since
 //!   a pid alone says little across pid namespaces. ktstr's own debris carries
-//!   no such lock and falls back to the pid test.
+//!   no such lock and falls back to the pid test. Only the exact debris
+//!   grammar (with a key-shaped `<key>`) and file type count, so a
+//!   `--cache-dir` aimed at a home directory loses nothing.
 //! * Publication moves the staging image into `<key>.tmp.<pid>/`, fsyncs both,
 //!   and renames the directory onto `<key>/` (`RENAME_NOREPLACE`, or
 //!   `RENAME_EXCHANGE` over an invalid entry, whose remains are then removed

@@ -1,10 +1,8 @@
 //! A test's own writable clone, removed when dropped.
 //!
-//! Where the filesystem has O_TMPFILE, the image is an unnamed file in the
-//! template root (cloned into with FICLONE, else a sparse copy): it has no
-//! name to leave behind, even after a crash. Elsewhere it is
-//! `.per-test-<pid>-<ns>-<rnd>.img`, flocked while we live, the debris shape
-//! `clean` sweeps once the owner is dead.
+//! An unnamed O_TMPFILE file in the template root where the filesystem has
+//! one, so nothing of it outlives a crash; elsewhere the named per-test
+//! debris shape (see [`crate::cache`]).
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
