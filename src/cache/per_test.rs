@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use nix::fcntl::Flock;
 
 use super::clone::{self, Reflink};
-use super::ensure::{EnsureOptions, TemplateBuilder};
+use super::ensure::{EnsureOptions, Ensured, TemplateBuilder};
 use super::filesystem::Filesystem;
 use super::key::{Capacity, Key};
 use super::lock;
@@ -45,17 +45,7 @@ impl PerTestImage {
         builder: &dyn TemplateBuilder,
         opts: &EnsureOptions,
     ) -> Result<Self> {
-        let (ensured, backing) =
-            clone::with_entry_shared(root, fs, capacity, builder, opts, |e| {
-                match unnamed(root, &e.path)? {
-                    Some(file) => Ok(Backing::Unnamed(file)),
-                    None => named(root, &e.path),
-                }
-            })?;
-        Ok(PerTestImage {
-            backing,
-            key: ensured.key,
-        })
+        Self::make(root, fs, capacity, builder, opts, false)
     }
 
     /// Like [`PerTestImage::create`] but always named, for a VMM that needs
@@ -67,8 +57,25 @@ impl PerTestImage {
         builder: &dyn TemplateBuilder,
         opts: &EnsureOptions,
     ) -> Result<Self> {
+        Self::make(root, fs, capacity, builder, opts, true)
+    }
+
+    fn make(
+        root: &Path,
+        fs: Filesystem,
+        capacity: Capacity,
+        builder: &dyn TemplateBuilder,
+        opts: &EnsureOptions,
+        need_name: bool,
+    ) -> Result<Self> {
+        let clone_one = |e: &Ensured| {
+            if !need_name && let Some(file) = unnamed(root, &e.path)? {
+                return Ok(Backing::Unnamed(file));
+            }
+            named(root, &e.path)
+        };
         let (ensured, backing) =
-            clone::with_entry_shared(root, fs, capacity, builder, opts, |e| named(root, &e.path))?;
+            clone::with_entry_shared(root, fs, capacity, builder, opts, clone_one)?;
         Ok(PerTestImage {
             backing,
             key: ensured.key,
