@@ -273,3 +273,66 @@ fn reflink_never_leaves_no_extent_shared_on_btrfs_and_xfs() {
         }
     }
 }
+
+/// `clean --all` run again and again while a slow clone (a real copy of
+/// 768 MiB of data) runs: the entry is kept, said to be in use by the
+/// cloner, and the clone comes out whole.
+#[test]
+fn clean_all_keeps_an_entry_a_live_cloner_holds() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let probe = root.join("probe.img");
+    if !crate::util::mkfs_image(&probe, Filesystem::Ext4, 1024) {
+        return;
+    }
+    std::fs::remove_file(&probe).unwrap();
+    let template = populate(root, Filesystem::Ext4, 1024).path;
+    // Data past the superblocks, so the copy takes a while.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&template)
+        .unwrap();
+    let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    for mib in 256..1024 {
+        file.write_all_at(&chunk, mib << 20).unwrap();
+    }
+    drop(file);
+    let dest = root.join("dest.img");
+    let mut cmd = ktstr_cmd(root);
+    cmd.args(["template", "clone", "--fs", "ext4", "--capacity", "1G"])
+        .args(["--reflink", "never"])
+        .arg(&dest);
+    let mut cloner = Spawned::new(cmd);
+    let pid = format!("in use by pid {}", cloner.pid());
+    // Once it holds the key lock (before that, `clean --all` may win and
+    // the cloner would have to build again).
+    let key = template
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let lockfile = root.join(".locks").join(format!("{key}.lock"));
+    let me = cloner.pid() as i32;
+    while !cargo_ktstr::cache::lock::holders(&lockfile)
+        .iter()
+        .any(|h| h.pid == me)
+    {
+        assert!(
+            cloner.child.try_wait().unwrap().is_none(),
+            "the clone ended early"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut kept = 0;
+    while cloner.child.try_wait().unwrap().is_none() {
+        let text = crate::util::ktstr_ok(root, &["clean", "--all"]);
+        assert!(text.contains("removed 0 templates"), "{text}");
+        kept += usize::from(text.contains(&pid));
+    }
+    let (status, _, err) = cloner.finish();
+    assert!(status.success(), "{err}");
+    assert!(kept > 0, "no clean ran while the clone held the lock");
+    assert!(same_bytes(&template, &dest));
+}
