@@ -43,20 +43,25 @@ pub fn run(global: &GlobalArgs, args: CleanArgs) -> Result<ExitCode> {
     if args.json {
         super::print_stdout(&(serde_json::to_string_pretty(&report)? + "\n"))?;
     } else {
-        super::print_stdout(&render(&report))?;
+        super::print_stdout(&render(&report, global.verbose > 0))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The text form: what a dry run would remove, what was kept or skipped and
-/// why, then the summary. Removals themselves are logged at -v.
-fn render(report: &CleanReport) -> String {
+/// The text form: what was (at -v) or would be (a dry run) removed, what was
+/// kept or skipped and why, then the summary.
+fn render(report: &CleanReport, verbose: bool) -> String {
     let mut out = String::new();
-    if report.dry_run {
+    if report.dry_run || verbose {
+        let verb = if report.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
         for r in &report.removed {
             let size = space::human_bytes(r.bytes);
             let name = names::shown(&r.name);
-            out += &format!("would remove {name} ({}, {size})\n", r.kind.describe());
+            out += &format!("{verb} {name} ({}, {size})\n", r.kind.describe());
         }
     }
     for k in &report.kept {

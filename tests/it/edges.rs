@@ -85,12 +85,12 @@ fn piped_logs_have_no_ansi_codes() {
     );
     std::fs::write(root.path().join(debris), b"x").unwrap();
     let out = ktstr_cmd(root.path())
-        .args(["-v", "clean"])
+        .args(["-vv", "clean"])
         .output()
         .unwrap();
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("INFO") && err.contains("removed"), "{err}");
+    assert!(err.contains("DEBUG") && err.contains("removed"), "{err}");
     assert!(!err.contains('\u{1b}'), "{err:?}");
 }
 

@@ -252,7 +252,7 @@ impl CleanReport {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return self.fail(name, kind, with_advice(&e)),
             }
-            tracing::info!(
+            tracing::debug!(
                 "removed {} ({}, {})",
                 path.display(),
                 kind.describe(),
