@@ -79,7 +79,7 @@ pub fn clean(root: &Path, options: CleanOptions) -> Result<CleanReport> {
 }
 
 /// The root's names, sorted; `None` when the root does not exist.
-fn read_root(root: &Path) -> Result<Option<Vec<std::ffi::OsString>>> {
+pub(crate) fn read_root(root: &Path) -> Result<Option<Vec<std::ffi::OsString>>> {
     let context = || {
         format!(
             "failed to read the cache root `{}`; check --cache-dir / $KTSTR_CACHE_DIR and its \

@@ -4,14 +4,13 @@
 //! only where that cannot be read is the key lock tried, shared and without
 //! blocking, and released at once, so a builder is never held up.
 
-use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use super::cleanup::entries::StaleCheck;
@@ -82,15 +81,9 @@ pub fn list(root: &Path) -> Result<ListReport> {
         notes: Vec::new(),
         skipped: Vec::new(),
     };
-    let mut names: Vec<OsString> = match fs::read_dir(root) {
-        Ok(dir) => dir
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<io::Result<_>>(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(report),
-        Err(e) => Err(e),
-    }
-    .with_context(|| format!("failed to read the cache root `{}`", root.display()))?;
-    names.sort();
+    let Some(names) = super::cleanup::read_root(root)? else {
+        return Ok(report);
+    };
     let mut stale = StaleCheck::default();
     for name in &names {
         let path = root.join(name);
@@ -218,14 +211,8 @@ fn lock_holders(path: &Path) -> Vec<i32> {
     }
     // No /proc: a shared try fails only under an exclusive holder (a builder
     // or a sweep); it is released at once.
-    // O_NOFOLLOW|O_NONBLOCK: a lockfile swapped for a link or a FIFO is
-    // neither followed nor waited on.
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path);
-    match opened.map(|f| lock::try_lock_file(f, Mode::Shared)) {
-        Ok(Ok(None)) => vec![0],
+    match lock::probe(path, Mode::Shared) {
+        Ok(lock::Probe::Held) => vec![0],
         _ => Vec::new(),
     }
 }

@@ -78,6 +78,37 @@ pub fn try_lock_until_closed(file: &File) -> Result<bool> {
     }
 }
 
+/// What [`probe`] found at a lockfile.
+#[derive(Debug)]
+pub enum Probe {
+    /// No lockfile: nobody can hold it.
+    Missing,
+    /// Taken (released when dropped).
+    Free(Flock<File>),
+    /// Another open file description holds a conflicting lock.
+    Held,
+}
+
+/// Tries `mode` on an existing lockfile without blocking and without
+/// creating anything (`template list`, a dry run). A lockfile swapped for a
+/// link or a FIFO is neither followed nor waited on.
+pub fn probe(path: &Path, mode: Mode) -> Result<Probe> {
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Probe::Missing),
+        Err(e) => {
+            return Err(e).with_context(|| format!("failed to open lockfile `{}`", path.display()));
+        }
+    };
+    let taken = try_lock_file(file, mode)
+        .with_context(|| format!("failed to lock `{}`", path.display()))?;
+    Ok(taken.map_or(Probe::Held, Probe::Free))
+}
+
 /// The lockfile of `key` under `root`: `<root>/.locks/<key>.lock`.
 pub fn key_lock_path(root: &Path, key: &str) -> PathBuf {
     root.join(names::LOCKS_DIR).join(names::lock_file(key))

@@ -3,13 +3,9 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::fs::{self, File};
+use std::fs;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-
-use anyhow::Context;
-use nix::fcntl::Flock;
 
 use super::{CleanMode, CleanOptions, CleanReport, ItemKind};
 use crate::cache::filesystem::Filesystem;
@@ -134,28 +130,16 @@ fn remove_if_unused(root: &Path, name: &str, report: &mut CleanReport) {
 #[derive(Debug)]
 enum Held {
     Key { _lock: lock::Locked },
-    Probe { _flock: Option<Flock<File>> },
+    Probe { _probe: lock::Probe },
 }
 
 /// A dry run's test of a key lock: the same non-blocking exclusive try, but on
 /// an existing lockfile only, so nothing is created. A missing one is free.
 fn probe_lock(path: &Path) -> anyhow::Result<Option<Held>> {
-    let opened = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path);
-    let file = match opened {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Some(Held::Probe { _flock: None }));
-        }
-        Err(e) => {
-            return Err(e).with_context(|| format!("failed to open lockfile `{}`", path.display()));
-        }
-    };
-    let flock = lock::try_lock_file(file, Mode::Exclusive)
-        .with_context(|| format!("failed to lock `{}`", path.display()))?;
-    Ok(flock.map(|f| Held::Probe { _flock: Some(f) }))
+    Ok(match lock::probe(path, Mode::Exclusive)? {
+        lock::Probe::Held => None,
+        free => Some(Held::Probe { _probe: free }),
+    })
 }
 
 /// Makes sure `.locks/` is a directory of the root (creating it unless this
