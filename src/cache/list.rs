@@ -160,7 +160,7 @@ fn examine(root: &Path, name: &str, stale: &mut StaleCheck, notes: &mut Vec<Stri
     };
     let (state, detail) = match (invalid, holders.is_empty(), is_stale) {
         (Some(why), _, _) => (EntryState::Invalid, Some(why)),
-        (None, false, _) => (EntryState::InUse, Some(describe_pids(&holders))),
+        (None, false, _) => (EntryState::InUse, Some(lock::describe_pids(&holders))),
         (None, true, Some(true)) => (EntryState::Stale, None),
         (None, true, _) => (EntryState::Ok, None),
     };
@@ -217,19 +217,6 @@ fn lock_holders(path: &Path) -> Vec<i32> {
     }
 }
 
-/// `pid 7`, `pids 7, 9`; a holder in another pid namespace shows as 0.
-fn describe_pids(pids: &[i32]) -> String {
-    let known: Vec<String> = pids
-        .iter()
-        .filter(|p| **p > 0)
-        .map(|p| p.to_string())
-        .collect();
-    match known.len() {
-        0 => "held by an unknown process".to_owned(),
-        1 => format!("pid {}", known[0]),
-        _ => format!("pids {}", known.join(", ")),
-    }
-}
 
 /// Seconds since `path` was last modified; `None` if it cannot be told or
 /// lies in the future (a skewed clock).

@@ -297,13 +297,24 @@ fn parse_proc_locks(text: &str, device_inode: &str) -> Vec<Holder> {
         .collect()
 }
 
-/// "pid 123" / "pids 123, 456" / "an unknown process".
+/// "pid 123" / "pids 123, 456" / "an unknown process", from /proc/locks.
 pub fn describe_holders(path: &Path) -> String {
-    let pids: Vec<String> = holders(path).iter().map(|h| h.pid.to_string()).collect();
-    match pids.len() {
+    let pids: Vec<i32> = holders(path).iter().map(|h| h.pid).collect();
+    describe_pids(&pids)
+}
+
+/// "pid 123" / "pids 123, 456" / "an unknown process"; a pid of 0 (a holder
+/// that cannot be named) counts as unknown.
+pub fn describe_pids(pids: &[i32]) -> String {
+    let known: Vec<String> = pids
+        .iter()
+        .filter(|p| **p > 0)
+        .map(|p| p.to_string())
+        .collect();
+    match known.len() {
         0 => "an unknown process (not visible in /proc/locks)".to_owned(),
-        1 => format!("pid {}", pids[0]),
-        _ => format!("pids {}", pids.join(", ")),
+        1 => format!("pid {}", known[0]),
+        _ => format!("pids {}", known.join(", ")),
     }
 }
 
