@@ -136,6 +136,22 @@ pub fn ensure_key(
         }
     }
 
+    let path = build_and_publish(root, key, builder, opts.force)?;
+    tracing::info!(
+        "built the template {key} in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(done(path, true))
+}
+
+/// Under the key lock: stage, build, verify and publish `key`'s image
+/// (replacing a valid entry only under `force`); the entry's image path.
+fn build_and_publish(
+    root: &Path,
+    key: &Key,
+    builder: &dyn TemplateBuilder,
+    force: bool,
+) -> Result<PathBuf> {
     // Each step is judged for a full disk while the staging image still
     // holds its blocks: a guest sees only an I/O error.
     let full = |e| when_disk_full(root, e);
@@ -145,17 +161,13 @@ pub fn ensure_key(
         .with_context(|| format!("failed to build the template {key}"))
         .and_then(|()| staging.verify(key))
         .map_err(full)?;
-    let if_valid = if opts.force {
+    let if_valid = if force {
         IfValid::Replace
     } else {
         IfValid::Keep
     };
     let (path, _) = publish::publish(root, key, &staging.path, if_valid).map_err(full)?;
-    tracing::info!(
-        "built the template {key} in {:.1}s",
-        start.elapsed().as_secs_f64()
-    );
-    Ok(done(path, true))
+    Ok(path)
 }
 
 /// Free space below which a failed build is put down to a full disk.

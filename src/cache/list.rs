@@ -217,7 +217,6 @@ fn lock_holders(path: &Path) -> Vec<i32> {
     }
 }
 
-
 /// Seconds since `path` was last modified; `None` if it cannot be told or
 /// lies in the future (a skewed clock).
 fn age(path: &Path) -> Option<u64> {
