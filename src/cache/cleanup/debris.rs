@@ -91,7 +91,20 @@ fn sweep_one(
         );
         return report.skip(name, reason);
     }
-    let file = match open_no_follow(&path, &meta) {
+    remove_if_unlocked(&path, name, kind, pid, &meta, report);
+}
+
+/// Removes a dead owner's file or directory `name` while holding its flock,
+/// or keeps it when a live process holds that flock.
+fn remove_if_unlocked(
+    path: &Path,
+    name: &str,
+    kind: ItemKind,
+    pid: i32,
+    meta: &Metadata,
+    report: &mut CleanReport,
+) {
+    let file = match open_no_follow(path, meta) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,
         Err(e) => {
@@ -109,16 +122,16 @@ fn sweep_one(
     }
     match lock::try_lock_until_closed(&file) {
         Ok(true) => {
-            let bytes = (!meta.is_dir()).then(|| allocated(&meta));
+            let bytes = (!meta.is_dir()).then(|| allocated(meta));
             report.remove(name, kind, meta.is_dir(), bytes);
             // Closing releases the lock, after the removal.
             drop(file);
         }
         Ok(false) => {
-            let holder = lock::holders(&path).first().map(|h| h.pid);
+            let holder = lock::holders(path).first().map(|h| h.pid);
             let reason = format!(
                 "owner pid {pid} is gone but its flock is held by {}",
-                lock::describe_holders(&path)
+                lock::describe_holders(path)
             );
             report.keep(name, kind, reason, holder, true);
         }
