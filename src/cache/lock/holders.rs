@@ -1,0 +1,128 @@
+//! Who holds a flock, from /proc/locks, for "waiting for pid P" and
+//! "in use by pid P".
+
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// One process holding a lock, as /proc/locks tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: i32,
+    pub exclusive: bool,
+}
+
+/// The processes holding a flock on `path`, from /proc/locks. Empty when it
+/// cannot be told (no /proc, or a holder in another pid namespace).
+pub fn holders(path: &Path) -> Vec<Holder> {
+    let (Ok(meta), Ok(locks)) = (
+        std::fs::symlink_metadata(path),
+        std::fs::read_to_string("/proc/locks"),
+    ) else {
+        return Vec::new();
+    };
+    let (major, minor) = superblock_device(path).unwrap_or_else(|| {
+        let dev = meta.dev();
+        (nix::sys::stat::major(dev), nix::sys::stat::minor(dev))
+    });
+    // /proc/locks writes the device as "%02x:%02x:%lu" (major, minor, inode).
+    let want = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    parse_proc_locks(&locks, &want)
+}
+
+/// The device of the superblock `path` lives on, as /proc/locks names it.
+/// On btrfs `st_dev` is a subvolume's anonymous device instead, so the
+/// mount's own line of /proc/self/mountinfo (by statx's mount id) tells it.
+fn superblock_device(path: &Path) -> Option<(u64, u64)> {
+    // O_PATH: statx needs no read access, and a FIFO is not opened for I/O.
+    let fd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let (_, mount) = crate::cache::tree::mount_id(std::os::fd::AsFd::as_fd(&fd)).ok()?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo_device(&mountinfo, mount?)
+}
+
+/// Field 3 (`major:minor`) of the mountinfo line whose field 1 is `mount`.
+fn mountinfo_device(mountinfo: &str, mount: u64) -> Option<(u64, u64)> {
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').next() == Some(&mount.to_string()))?;
+    let (major, minor) = line.split(' ').nth(2)?.split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+fn parse_proc_locks(text: &str, device_inode: &str) -> Vec<Holder> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Waiters are listed as "N: -> FLOCK ..."; only holders count.
+            if fields.get(1) != Some(&"FLOCK") || fields.get(5) != Some(&device_inode) {
+                return None;
+            }
+            let pid = fields.get(4)?.parse().ok()?;
+            Some(Holder {
+                pid,
+                exclusive: fields.get(3) == Some(&"WRITE"),
+            })
+        })
+        .collect()
+}
+
+/// "pid 123" / "pids 123, 456" / "an unknown process", from /proc/locks.
+pub fn describe_holders(path: &Path) -> String {
+    let pids: Vec<i32> = holders(path).iter().map(|h| h.pid).collect();
+    describe_pids(&pids)
+}
+
+/// "pid 123" / "pids 123, 456" / "an unknown process"; a pid of 0 (a holder
+/// that cannot be named) counts as unknown.
+pub fn describe_pids(pids: &[i32]) -> String {
+    let known: Vec<String> = pids
+        .iter()
+        .filter(|p| **p > 0)
+        .map(|p| p.to_string())
+        .collect();
+    match known.len() {
+        0 => "an unknown process (not visible in /proc/locks)".to_owned(),
+        1 => format!("pid {}", known[0]),
+        _ => format!("pids {}", known.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_locks_lines_are_matched_by_device_and_inode() {
+        let text = "1: FLOCK  ADVISORY  WRITE 4242 00:2a:1234 0 EOF\n\
+                    1: -> FLOCK  ADVISORY  WRITE 4343 00:2a:1234 0 EOF\n\
+                    2: FLOCK  ADVISORY  READ 77 00:2a:1234 0 EOF\n\
+                    3: POSIX  ADVISORY  WRITE 88 00:2a:1234 0 EOF\n\
+                    4: FLOCK  ADVISORY  WRITE 99 00:2a:9999 0 EOF\n";
+        assert_eq!(
+            parse_proc_locks(text, "00:2a:1234"),
+            vec![
+                Holder {
+                    pid: 4242,
+                    exclusive: true
+                },
+                Holder {
+                    pid: 77,
+                    exclusive: false
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn the_superblock_device_comes_from_the_mounts_line() {
+        let info = "29 1 0:26 / / rw,relatime - btrfs /dev/loop0 rw\n\
+                    31 29 7:3 / /mnt rw - xfs /dev/loop3 rw\n";
+        assert_eq!(mountinfo_device(info, 29), Some((0, 26)));
+        assert_eq!(mountinfo_device(info, 31), Some((7, 3)));
+        assert_eq!(mountinfo_device(info, 3), None);
+    }
+}
