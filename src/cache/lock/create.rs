@@ -38,16 +38,24 @@ pub fn create_locked(path: &Path, shape: Shape) -> Result<Flock<File>> {
         Shape::File(_) => "file",
         Shape::Dir => "directory",
     };
-    create(path, shape).with_context(|| format!("failed to create the {what} `{}`", path.display()))
+    create(path, shape, true)
+        .with_context(|| format!("failed to create the {what} `{}`", path.display()))
 }
 
-fn create(path: &Path, shape: Shape) -> Result<Flock<File>> {
+/// `tmpfile: false` skips O_TMPFILE, as on a filesystem without it.
+fn create(path: &Path, shape: Shape, tmpfile: bool) -> Result<Flock<File>> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    if let Shape::File(mode) = shape {
+    if let (Shape::File(mode), true) = (shape, tmpfile) {
         if let Some(file) = unnamed(dir, mode)? {
             let locked = lock_fresh(file)?;
-            link_in(&locked, path)?;
-            return Ok(locked);
+            match link_in(&locked, path) {
+                Ok(()) => return Ok(locked),
+                // No /proc to link through: make it aside instead.
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound && !Path::new("/proc/self").exists() => {
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     // `.ktstr-creating.<pid>.<rnd>`: neither debris nor key-shaped.
@@ -170,13 +178,11 @@ mod tests {
     fn without_o_tmpfile_a_file_is_made_aside_and_renamed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let aside = dir.path().join(".ktstr-creating.x");
-        std::fs::write(&aside, b"").unwrap();
-        let held = lock_fresh(File::open(&aside).unwrap()).unwrap();
-        rename_noreplace(&aside, &path).unwrap();
+        let held = create(&path, Shape::File(0o600), false).unwrap();
         assert!(locked_by_someone(&path));
-        std::fs::write(&aside, b"").unwrap();
-        assert!(rename_noreplace(&aside, &path).is_err());
+        assert!(create(&path, Shape::File(0o600), false).is_err());
+        // Nothing left aside, by success or by failure.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         drop(held);
     }
 }
