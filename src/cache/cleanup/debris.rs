@@ -13,7 +13,7 @@ use nix::unistd::Pid;
 
 use super::{CleanReport, ItemKind};
 use crate::cache::lock;
-use crate::cache::names::{self, RootName};
+use crate::cache::names::{self, DebrisKind, RootName};
 
 /// Whether `pid` may still be running. Only ESRCH says it is gone: EPERM is a
 /// live process of another user, and any other errno is no proof of death.
@@ -79,7 +79,7 @@ fn sweep_one(
     }
     // Our writers make staging directories as directories and the rest as
     // regular files; a user's file or tree that merely wears the name stays.
-    if file_type.is_dir() != (kind == ItemKind::StagingDir) {
+    if file_type.is_dir() != (kind == ItemKind::Debris(DebrisKind::StagingDir)) {
         let reason = format!(
             "named like a {} but it is a {}; left alone",
             kind.describe(),

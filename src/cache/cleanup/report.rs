@@ -10,23 +10,19 @@ use serde::Serialize;
 use super::{CleanMode, space};
 use crate::cache::names::DebrisKind;
 
-/// What a swept name is.
+/// What a swept name is: a published entry or one of the debris shapes.
+/// In JSON, `template` or the shape's own name (`in-flight`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ItemKind {
     Template,
-    InFlight,
-    StagingDir,
-    PerTest,
+    #[serde(untagged)]
+    Debris(DebrisKind),
 }
 
 impl From<DebrisKind> for ItemKind {
     fn from(kind: DebrisKind) -> Self {
-        match kind {
-            DebrisKind::InFlight => ItemKind::InFlight,
-            DebrisKind::StagingDir => ItemKind::StagingDir,
-            DebrisKind::PerTest => ItemKind::PerTest,
-        }
+        ItemKind::Debris(kind)
     }
 }
 
@@ -35,9 +31,7 @@ impl ItemKind {
     pub fn describe(self) -> &'static str {
         match self {
             ItemKind::Template => "template",
-            ItemKind::InFlight => DebrisKind::InFlight.describe(),
-            ItemKind::StagingDir => DebrisKind::StagingDir.describe(),
-            ItemKind::PerTest => DebrisKind::PerTest.describe(),
+            ItemKind::Debris(kind) => kind.describe(),
         }
     }
 }
@@ -315,13 +309,14 @@ mod tests {
     #[test]
     fn summaries_read_like_the_issue() {
         let mut r = report(CleanMode::Debris, false);
-        r.removed = vec![removed(ItemKind::InFlight, 1); 3];
+        r.removed = vec![removed(ItemKind::Debris(DebrisKind::InFlight), 1); 3];
         r.finish(412 << 20);
         assert_eq!(r.summary(), "removed 3 debris entries (412 MiB freed)");
 
         let mut r = report(CleanMode::All, false);
         r.removed = vec![removed(ItemKind::Template, 1); 2];
-        r.removed.extend(vec![removed(ItemKind::PerTest, 1); 3]);
+        r.removed
+            .extend(vec![removed(ItemKind::Debris(DebrisKind::PerTest), 1); 3]);
         r.keep(
             "k",
             ItemKind::Template,
@@ -339,8 +334,9 @@ mod tests {
     #[test]
     fn shared_blocks_show_as_freed_of_allocated() {
         let mut r = report(CleanMode::Debris, false);
-        r.removed = vec![removed(ItemKind::PerTest, 64 << 20)];
-        r.removed.push(removed(ItemKind::InFlight, 32 << 20));
+        r.removed = vec![removed(ItemKind::Debris(DebrisKind::PerTest), 64 << 20)];
+        r.removed
+            .push(removed(ItemKind::Debris(DebrisKind::InFlight), 32 << 20));
         r.finish(32 << 20);
         assert_eq!(
             r.summary(),
@@ -352,7 +348,8 @@ mod tests {
     fn dry_runs_say_would_and_count_allocated_bytes() {
         let mut r = report(CleanMode::Stale, true);
         r.removed = vec![removed(ItemKind::Template, 3 << 20)];
-        r.removed.push(removed(ItemKind::StagingDir, 1 << 20));
+        r.removed
+            .push(removed(ItemKind::Debris(DebrisKind::StagingDir), 1 << 20));
         r.skip("x", "pid field is not a positive number".into());
         r.finish(0);
         assert_eq!(
