@@ -59,15 +59,7 @@ fn missing_build_tools_are_named_with_their_packages() {
     let (cache, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let tarball = tiny_tarball(work.path());
     // A PATH with what reading a tarball needs, and no compiler tools.
-    let bin_dir = work.path().join("bin");
-    std::fs::create_dir(&bin_dir).unwrap();
-    for tool in ["sh", "tar", "head", "gzip"] {
-        let host = ["/usr/bin", "/bin"]
-            .iter()
-            .map(|d| Path::new(d).join(tool))
-            .find(|p| p.exists());
-        std::os::unix::fs::symlink(host.unwrap(), bin_dir.join(tool)).unwrap();
-    }
+    let bin_dir = path_with(work.path(), &["sh", "tar", "head", "gzip"]);
     let out = ktstr_in(cache.path())
         .env("PATH", &bin_dir)
         .args(["kernel", "build", "--source"])
@@ -102,15 +94,7 @@ fn a_tarball_whose_decompressor_is_missing_names_its_package() {
         .unwrap();
     assert!(converted.success());
     // Everything but xz.
-    let bin_dir = work.path().join("bin");
-    std::fs::create_dir(&bin_dir).unwrap();
-    for tool in ["sh", "tar", "head", "gzip"] {
-        let host = ["/usr/bin", "/bin"]
-            .iter()
-            .map(|d| Path::new(d).join(tool))
-            .find(|p| p.exists());
-        std::os::unix::fs::symlink(host.unwrap(), bin_dir.join(tool)).unwrap();
-    }
+    let bin_dir = path_with(work.path(), &["sh", "tar", "head", "gzip"]);
     let out = ktstr_in(cache.path())
         .env("PATH", &bin_dir)
         .args(["kernel", "build", "--source"])
@@ -214,4 +198,18 @@ fn a_second_build_of_the_same_source_is_a_hit() {
         &Progress::silent(),
     );
     assert!(!hit.unwrap().built);
+}
+
+/// A directory of links to just these host tools, to serve as PATH.
+fn path_with(work: &Path, tools: &[&str]) -> std::path::PathBuf {
+    let bin_dir = work.join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    for tool in tools {
+        let host = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists());
+        std::os::unix::fs::symlink(host.unwrap(), bin_dir.join(tool)).unwrap();
+    }
+    bin_dir
 }
