@@ -68,8 +68,8 @@ pub fn fingerprint_of(fs: Filesystem, formatter: &Path) -> Result<String> {
 }
 
 /// The installed formatter's fingerprint, computed once per process and
-/// remembered across processes while the formatter's file stays the same
-/// (see `memo.rs`).
+/// remembered across processes while the formatter and its shared objects
+/// stay the same (see `memo.rs`).
 pub fn fingerprint(fs: Filesystem) -> Result<String> {
     static CACHE: Mutex<Option<HashMap<Filesystem, String>>> = Mutex::new(None);
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());

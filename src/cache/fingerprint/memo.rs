@@ -3,14 +3,14 @@
 //! Running the formatter costs a fork and an exec, about 1.5 ms here: as much
 //! as all the rest of a warm `template clone`. So each fingerprint is kept in
 //! `$XDG_CACHE_HOME/cargo-ktstr/fingerprints/<fs>` (else under
-//! `~/.cache`), beside the identity of the binary it came from: its path,
-//! device, inode, size, mtime and ctime. A package upgrade writes a new file,
-//! with a new inode and ctime, so an old memo never matches it. Outside the
-//! template cache on purpose: ktstr's roots hold only its own names. Any
-//! trouble (no home, unreadable, a mismatch) means running the formatter.
-//!
-//! ext4 is never remembered: `mkfs.ext4 -V` also prints the version of
-//! libext2fs, a separate package that can change under an unchanged binary.
+//! `~/.cache`), beside the identity (path, device, inode, size, mtime, ctime)
+//! of every file its version output can depend on: the formatter and each
+//! shared object it loads. That matters for `mkfs.ext4 -V`, which prints the
+//! version of libext2fs, a separate package that can change under an
+//! unchanged binary. A package upgrade writes new files, with new inodes and
+//! ctimes, so an old memo never matches. Outside the template cache on
+//! purpose: ktstr's roots hold only its own names. Any trouble (no home,
+//! unreadable, a mismatch) means running the formatter.
 
 use std::fs;
 use std::io::Write;
@@ -18,8 +18,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::cache::filesystem::Filesystem;
+use crate::guest::libs;
 
-/// The remembered fingerprint of `formatter`, if it is still the same file.
+/// The remembered fingerprint of `formatter`, if none of its files changed.
 pub(super) fn recall(fs: Filesystem, formatter: &Path) -> Option<String> {
     recall_in(&memo_dir()?, fs, formatter)
 }
@@ -37,27 +38,30 @@ pub(super) fn remember(fs: Filesystem, formatter: &Path, fp: &str) {
     }
 }
 
-/// Whether the formatter's file alone decides its version output.
-fn memoizable(fs: Filesystem) -> bool {
-    fs != Filesystem::Ext4
-}
-
+/// A memo is the formatter's identity line, one line per shared object, and
+/// the fingerprint last.
 fn recall_in(dir: &Path, fs: Filesystem, formatter: &Path) -> Option<String> {
-    if !memoizable(fs) {
-        return None;
-    }
     let text = fs::read_to_string(dir.join(fs.name())).ok()?;
-    let (identity, fp) = text.split_once('\n')?;
-    let fp = fp.trim_end();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let fp = lines.pop()?;
     let well_formed = fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit());
-    (well_formed && identity == identify(formatter)?).then(|| fp.to_owned())
+    let (first, objects) = lines.split_first()?;
+    let same = *first == identify(formatter)?
+        && objects.iter().all(|line| {
+            let path = line.split(" dev=").next().unwrap_or_default();
+            identify(Path::new(path)).as_deref() == Some(*line)
+        });
+    (well_formed && same).then(|| fp.to_owned())
 }
 
 fn remember_in(dir: &Path, fs: Filesystem, formatter: &Path, fp: &str) -> Option<()> {
-    if !memoizable(fs) {
-        return Some(());
+    let mut memo = identify(formatter)? + "\n";
+    for object in libs::shared_objects(&[formatter]).ok()? {
+        memo += &identify(&object.host)?;
+        memo += "\n";
     }
-    let identity = identify(formatter)?;
+    memo += fp;
+    memo += "\n";
     fs::create_dir_all(dir).ok()?;
     // Written aside and renamed over, so a reader sees one memo or the other,
     // never half of one.
@@ -68,8 +72,7 @@ fn remember_in(dir: &Path, fs: Filesystem, formatter: &Path, fp: &str) -> Option
         rand::random::<u64>()
     ));
     let mut file = fs::File::create(&tmp).ok()?;
-    file.write_all(format!("{identity}\n{fp}\n").as_bytes())
-        .ok()?;
+    file.write_all(memo.as_bytes()).ok()?;
     fs::rename(&tmp, dir.join(fs.name())).ok()
 }
 
@@ -82,9 +85,11 @@ fn memo_dir() -> Option<PathBuf> {
 }
 
 /// One line naming exactly this file: a path can hold no newline here.
-fn identify(formatter: &Path) -> Option<String> {
-    let path = formatter.to_str().filter(|p| !p.contains('\n'))?;
-    let m = fs::metadata(formatter).ok()?;
+fn identify(file: &Path) -> Option<String> {
+    let path = file
+        .to_str()
+        .filter(|p| !p.contains('\n') && !p.contains(" dev="))?;
+    let m = fs::metadata(file).ok()?;
     Some(format!(
         "{path} dev={} ino={} size={} mtime={}.{} ctime={}.{}",
         m.dev(),
@@ -106,8 +111,7 @@ mod tests {
     fn a_memo_holds_until_the_formatter_changes() {
         let dir = tempfile::tempdir().unwrap();
         let formatter = dir.path().join("mkfs.btrfs");
-        fs::write(&formatter, "#!/bin/sh\necho v1\n").unwrap();
-        fs::set_permissions(&formatter, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::copy("/bin/true", &formatter).unwrap();
         let fp = "a".repeat(64);
         let memo = dir.path().join("memo");
         assert_eq!(recall_in(&memo, Filesystem::Btrfs, &formatter), None);
@@ -116,27 +120,57 @@ mod tests {
         assert_eq!(recall_in(&memo, Filesystem::Xfs, &formatter), None);
         // An upgrade: a new file in its place.
         let new = dir.path().join("new");
-        fs::write(&new, "#!/bin/sh\necho v2\n").unwrap();
+        fs::copy("/bin/false", &new).unwrap();
         fs::rename(&new, &formatter).unwrap();
         assert_eq!(recall_in(&memo, Filesystem::Btrfs, &formatter), None);
     }
 
     #[test]
-    fn ext4_is_never_remembered() {
+    fn a_script_is_never_remembered() {
+        // What a script prints depends on programs the memo cannot list.
+        let dir = tempfile::tempdir().unwrap();
+        let formatter = dir.path().join("mkfs.xfs");
+        fs::write(&formatter, "#!/bin/sh\necho v1\n").unwrap();
+        fs::set_permissions(&formatter, fs::Permissions::from_mode(0o755)).unwrap();
+        let memo = dir.path().join("memo");
+        assert_eq!(
+            remember_in(&memo, Filesystem::Xfs, &formatter, &"a".repeat(64)),
+            None
+        );
+        assert_eq!(recall_in(&memo, Filesystem::Xfs, &formatter), None);
+    }
+
+    #[test]
+    fn a_memo_fails_when_a_shared_object_changes_under_the_same_formatter() {
+        // A real dynamically linked formatter stand-in: a copy of a host
+        // program, so its shared objects resolve; and a memo that lists one
+        // object we control, as mkfs.ext4's lists libext2fs.
         let dir = tempfile::tempdir().unwrap();
         let formatter = dir.path().join("mkfs.ext4");
-        fs::write(&formatter, "#!/bin/sh\necho v1\n").unwrap();
+        fs::copy("/bin/true", &formatter).unwrap();
         let memo = dir.path().join("memo");
-        remember_in(&memo, Filesystem::Ext4, &formatter, &"a".repeat(64)).unwrap();
-        assert!(!memo.join("ext4").exists());
-        // Nor is a memo written by an older version believed.
-        fs::create_dir_all(&memo).unwrap();
-        let identity = identify(&formatter).unwrap();
-        fs::write(
-            memo.join("ext4"),
-            format!("{identity}\n{}\n", "a".repeat(64)),
-        )
-        .unwrap();
+        let fp = "b".repeat(64);
+        remember_in(&memo, Filesystem::Ext4, &formatter, &fp).unwrap();
+        let written = fs::read_to_string(memo.join("ext4")).unwrap();
+        assert!(
+            written.lines().count() > 2,
+            "no shared objects listed: {written}"
+        );
+        assert_eq!(
+            recall_in(&memo, Filesystem::Ext4, &formatter),
+            Some(fp.clone())
+        );
+
+        let lib = dir.path().join("libext2fs.so.2");
+        fs::write(&lib, "v1").unwrap();
+        let mut lines: Vec<String> = written.lines().map(str::to_owned).collect();
+        lines.insert(1, identify(&lib).unwrap());
+        fs::write(memo.join("ext4"), lines.join("\n") + "\n").unwrap();
+        assert_eq!(recall_in(&memo, Filesystem::Ext4, &formatter), Some(fp));
+        // The library is upgraded; the formatter is not.
+        let new = dir.path().join("new");
+        fs::write(&new, "v2").unwrap();
+        fs::rename(&new, &lib).unwrap();
         assert_eq!(recall_in(&memo, Filesystem::Ext4, &formatter), None);
     }
 }
