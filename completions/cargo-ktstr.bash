@@ -336,7 +336,7 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__kernel__subcmd__build)
-            opts="-j -v -q -h -V --source --jobs --force --verbose --quiet --cache-dir --help --version"
+            opts="-j -v -q -h -V --source --jobs --force --kind --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -352,6 +352,10 @@ _cargo__ktstr() {
                     ;;
                 -j)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kind)
+                    COMPREPLY=($(compgen -W "template kvm-host" -- "${cur}"))
                     return 0
                     ;;
                 --cache-dir)

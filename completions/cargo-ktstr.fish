@@ -105,6 +105,8 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not 
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -l source -d 'A kernel source directory or tarball (e.g. /usr/src/linux-source-6.12.tar.xz)' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -s j -l jobs -d 'Parallel make jobs [default: the number of CPUs]' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -l kind -d 'What the kernel is for: the template guest, or the KVM host of the nested-KVM test lane (the template kernel plus KVM and KVM_AMD)' -r -f -a "template\t''
+kvm-host\t''"
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -l force -d 'Rebuild even when the cache has this kernel'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'

@@ -7,7 +7,8 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
-use crate::kernel::build;
+use crate::kernel::KernelKind;
+use crate::kernel::build::{self, BuildOptions};
 use crate::kernel::store::KernelStore;
 use crate::progress::Progress;
 
@@ -33,6 +34,27 @@ pub struct KernelBuildArgs {
     /// Rebuild even when the cache has this kernel.
     #[arg(long)]
     pub force: bool,
+
+    /// What the kernel is for: the template guest, or the KVM host of the
+    /// nested-KVM test lane (the template kernel plus KVM and KVM_AMD).
+    #[arg(long, value_enum, default_value_t = KindArg::Template)]
+    pub kind: KindArg,
+}
+
+/// `--kind`, mapped onto [`KernelKind`].
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    Template,
+    KvmHost,
+}
+
+impl From<KindArg> for KernelKind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::Template => KernelKind::Template,
+            KindArg::KvmHost => KernelKind::KvmHost,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -51,7 +73,12 @@ pub fn run(global: &GlobalArgs, cmd: KernelCommand) -> Result<ExitCode> {
                 |j| j as usize,
             );
             let progress = Progress::new(global.quiet);
-            let built = build::build(&store, &args.source, jobs, args.force, &progress)?;
+            let opts = BuildOptions {
+                kind: args.kind.into(),
+                jobs,
+                force: args.force,
+            };
+            let built = build::build(&store, &args.source, opts, &progress)?;
             super::print_stdout(&format!("{}\n", built.image.display()))?;
         }
         KernelCommand::List(args) => {
@@ -67,8 +94,9 @@ pub fn run(global: &GlobalArgs, cmd: KernelCommand) -> Result<ExitCode> {
                 let mut text = String::new();
                 for k in kernels {
                     text += &format!(
-                        "{}\t{:.1} MiB\t{}\n",
+                        "{}\t{}\t{:.1} MiB\t{}\n",
                         k.name,
+                        k.kind,
                         k.size as f64 / (1 << 20) as f64,
                         k.image.display()
                     );

@@ -1,5 +1,5 @@
-//! `kernel build`: tinyconfig plus [`super::FRAGMENT`], merged with the
-//! kernel's own merge_config.sh, then `make bzImage`, out of tree, in a
+//! `kernel build`: tinyconfig plus the fragments of a [`KernelKind`], merged
+//! with the kernel's own merge_config.sh, then `make bzImage`, out of tree, in a
 //! scratch directory inside the store; the image and its `.config` are then
 //! renamed in as one entry.
 
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::source::{Source, check_build_tools};
+use super::KernelKind;
 use super::store::{CONFIG_FILE, IMAGE_FILE, KernelStore};
 use crate::progress::{Progress, secs};
 
@@ -29,18 +30,28 @@ pub struct KernelBuild {
     pub elapsed: Duration,
 }
 
-/// Builds (or finds) the kernel for `source` in `store`.
+/// What to build and how.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildOptions {
+    pub kind: KernelKind,
+    /// Parallel make jobs.
+    pub jobs: usize,
+    /// Rebuild even when the store has this kernel.
+    pub force: bool,
+}
+
+/// Builds (or finds) the kernel of `opts.kind` for `source` in `store`.
 pub fn build(
     store: &KernelStore,
     source: &Path,
-    jobs: usize,
-    force: bool,
+    opts: BuildOptions,
     progress: &Progress,
 ) -> Result<KernelBuild> {
+    let BuildOptions { kind, force, .. } = opts;
     let start = Instant::now();
     let source = Source::open(source)?;
     let version = source.version()?;
-    let name = KernelStore::entry_name(&version, &super::fragment_hash());
+    let name = kind.entry_name(&version);
     let found = if force { None } else { store.lookup(&name)? };
     if let Some(image) = found {
         progress.step("Found", format!("kernel {name} in the cache"));
@@ -51,7 +62,7 @@ pub fn build(
             elapsed: start.elapsed(),
         });
     }
-    let image = build_entry(store, &source, &name, jobs, force, progress)?;
+    let image = build_entry(store, &source, &name, opts, progress)?;
     progress.step(
         "Finished",
         format!("kernel {name} in {}", secs(start.elapsed())),
@@ -70,8 +81,7 @@ fn build_entry(
     store: &KernelStore,
     source: &Source,
     name: &str,
-    jobs: usize,
-    force: bool,
+    BuildOptions { kind, jobs, force }: BuildOptions,
     progress: &Progress,
 ) -> Result<PathBuf> {
     check_build_tools()?;
@@ -90,9 +100,9 @@ fn build_entry(
     let out = scratch.0.join("out");
     progress.step(
         "Configuring",
-        format!("{name}: tinyconfig + the template fragment"),
+        format!("{name}: tinyconfig + the {kind} fragments"),
     );
-    configure(&tree, &out, &scratch.0)?;
+    configure(&tree, &out, &scratch.0, kind)?;
     progress.step(
         "Compiling",
         format!("bzImage with make -j{jobs} (about 4 minutes with -j2)"),
@@ -106,13 +116,10 @@ fn build_entry(
     store.publish(&entry, name)
 }
 
-/// tinyconfig, merge the fragment, olddefconfig; then check every option
-/// of the fragment made it (an unmet dependency drops one silently).
-fn configure(tree: &Path, out: &Path, scratch: &Path) -> Result<()> {
+/// tinyconfig, merge the fragments, olddefconfig; then check every option
+/// of the fragments made it (an unmet dependency drops one silently).
+fn configure(tree: &Path, out: &Path, scratch: &Path, kind: KernelKind) -> Result<()> {
     make(tree, out, &["tinyconfig"], &Progress::silent())?;
-    let fragment = scratch.join("template.config");
-    fs::write(&fragment, super::FRAGMENT)
-        .with_context(|| format!("failed to write `{}`", fragment.display()))?;
     let config = out.join(".config");
     let mut merge = Command::new(tree.join("scripts/kconfig/merge_config.sh"));
     merge
@@ -120,13 +127,18 @@ fn configure(tree: &Path, out: &Path, scratch: &Path) -> Result<()> {
         .arg("-m")
         .arg("-O")
         .arg(out)
-        .arg(&config)
-        .arg(&fragment);
+        .arg(&config);
+    for (file, text) in kind.fragments() {
+        let fragment = scratch.join(file);
+        fs::write(&fragment, text)
+            .with_context(|| format!("failed to write `{}`", fragment.display()))?;
+        merge.arg(&fragment);
+    }
     run_logged(merge, "merge_config.sh", None)?;
     make(tree, out, &["olddefconfig"], &Progress::silent())?;
     let merged = fs::read_to_string(&config)
         .with_context(|| format!("failed to read `{}`", config.display()))?;
-    let missing = missing_options(&merged);
+    let missing = missing_options(&merged, kind);
     if !missing.is_empty() {
         bail!(
             "the merged kernel config lacks {} (a dependency this kernel version does not \
@@ -138,8 +150,8 @@ fn configure(tree: &Path, out: &Path, scratch: &Path) -> Result<()> {
 }
 
 /// Options of the fragment the merged `.config` does not have as asked.
-fn missing_options(config: &str) -> Vec<String> {
-    let (on, off) = super::fragment_options();
+fn missing_options(config: &str, kind: KernelKind) -> Vec<String> {
+    let (on, off) = kind.options();
     let set = |name: &str| config.lines().any(|l| l == format!("{name}=y"));
     on.into_iter()
         .filter(|name| !set(name))
@@ -235,13 +247,19 @@ mod tests {
 
     #[test]
     fn a_config_missing_an_option_is_reported() {
-        let (on, _) = super::super::fragment_options();
+        let kind = KernelKind::KvmHost;
+        let (on, _) = kind.options();
         let full: String = on.iter().map(|o| format!("{o}=y\n")).collect();
-        assert!(missing_options(&full).is_empty());
-        let lacking = full.replace("CONFIG_BTRFS_FS=y\n", "# CONFIG_BTRFS_FS is not set\n");
-        assert_eq!(missing_options(&lacking), ["CONFIG_BTRFS_FS"]);
+        assert!(missing_options(&full, kind).is_empty());
+        let lacking = full.replace("CONFIG_KVM_AMD=y\n", "# CONFIG_KVM_AMD is not set\n");
+        assert_eq!(missing_options(&lacking, kind), ["CONFIG_KVM_AMD"]);
+        // The template kernel does not need KVM.
+        assert!(missing_options(&lacking, KernelKind::Template).is_empty());
         let modules = format!("{full}CONFIG_MODULES=y\n");
-        assert_eq!(missing_options(&modules), ["CONFIG_MODULES (must be off)"]);
+        assert_eq!(
+            missing_options(&modules, kind),
+            ["CONFIG_MODULES (must be off)"]
+        );
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Which kernel a template build boots: `--kernel PATH`, else
-//! `$KTSTR_KERNEL`, else the newest cached kernel.
+//! `$KTSTR_KERNEL`, else the newest cached template kernel.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
+use super::KernelKind;
 use super::store::KernelStore;
 
 /// The environment variable naming a kernel image.
@@ -33,7 +34,7 @@ pub fn resolve(
         }
         return Ok(path);
     }
-    match store.newest()? {
+    match store.newest(KernelKind::Template)? {
         Some(kernel) => Ok(kernel.image),
         None => bail!(
             "no guest kernel: none in `{}`, no --kernel and no $KTSTR_KERNEL; build one with \

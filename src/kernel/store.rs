@@ -1,4 +1,4 @@
-//! The kernel store: `<ktstr cache>/kernels/<version>-<fragment hash>/bzImage`.
+//! The kernel store: `<ktstr cache>/kernels/<version>[-kvm-host]-<fragment hash>/bzImage`.
 //!
 //! An entry appears by one rename of a complete directory, so a kernel is
 //! either all there or absent. A build works in `.build-<name>.<pid>/`
@@ -19,6 +19,7 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use crate::cache::lock::{self, Mode};
+use super::KernelKind;
 use crate::cache::root;
 
 /// The prefix of a build's scratch directory.
@@ -38,8 +39,9 @@ pub struct KernelStore {
 /// One cached kernel.
 #[derive(Debug, Clone, Serialize)]
 pub struct CachedKernel {
-    /// `<version>-<fragment hash>`.
+    /// `<version>-<fragment hash>`, or `<version>-kvm-host-<fragment hash>`.
     pub name: String,
+    pub kind: KernelKind,
     pub image: PathBuf,
     pub size: u64,
     #[serde(skip)]
@@ -58,11 +60,6 @@ impl KernelStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// The name of the entry for a kernel version built with a fragment.
-    pub fn entry_name(version: &str, fragment_hash: &str) -> String {
-        format!("{version}-{fragment_hash}")
     }
 
     /// The image of entry `name`, when it is present.
@@ -101,6 +98,7 @@ impl KernelStore {
             let meta = fs::metadata(&image)
                 .with_context(|| format!("failed to stat `{}`", image.display()))?;
             kernels.push(CachedKernel {
+                kind: KernelKind::of_entry(&name),
                 name,
                 image,
                 size: meta.len(),
@@ -111,9 +109,9 @@ impl KernelStore {
         Ok(kernels)
     }
 
-    /// The most recently built kernel.
-    pub fn newest(&self) -> Result<Option<CachedKernel>> {
-        Ok(self.list()?.into_iter().next())
+    /// The most recently built kernel of `kind`.
+    pub fn newest(&self, kind: KernelKind) -> Result<Option<CachedKernel>> {
+        Ok(self.list()?.into_iter().find(|k| k.kind == kind))
     }
 
     /// Creates the scratch directory of a build of `name` by this process,
@@ -242,7 +240,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = KernelStore::new(tmp.path().join("kernels"));
         assert!(store.list().unwrap().is_empty());
-        assert!(store.newest().unwrap().is_none());
+        assert!(store.newest(KernelKind::Template).unwrap().is_none());
         let a = store
             .publish(&staged(&store, "a", b"A"), "6.1.0-aaaa")
             .unwrap();
@@ -256,7 +254,15 @@ mod tests {
         fs::create_dir_all(store.dir().join("6.3.0-empty")).unwrap();
         let names: Vec<_> = store.list().unwrap().into_iter().map(|k| k.name).collect();
         assert_eq!(names, ["6.2.0-bbbb", "6.1.0-aaaa"]);
-        assert_eq!(store.newest().unwrap().unwrap().size, 2);
+        assert_eq!(store.newest(KernelKind::Template).unwrap().unwrap().size, 2);
+        // A newer KVM host is listed, but is no template kernel.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        store
+            .publish(&staged(&store, "c", b"CCC"), "6.2.0-kvm-host-cccc")
+            .unwrap();
+        let newest = |kind| store.newest(kind).unwrap().unwrap().name;
+        assert_eq!(newest(KernelKind::Template), "6.2.0-bbbb");
+        assert_eq!(newest(KernelKind::KvmHost), "6.2.0-kvm-host-cccc");
     }
 
     #[test]

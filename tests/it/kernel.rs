@@ -5,7 +5,8 @@ use std::process::Command;
 
 use cargo_ktstr::kernel::source::Source;
 use cargo_ktstr::kernel::store::KernelStore;
-use cargo_ktstr::kernel::{build, fragment_hash};
+use cargo_ktstr::kernel::KernelKind;
+use cargo_ktstr::kernel::build::{self, BuildOptions};
 use cargo_ktstr::progress::Progress;
 
 use crate::util::{bin, prerequisite, stderr, stdout};
@@ -126,22 +127,32 @@ fn kernel_list_shows_cached_kernels() {
     let entry = cache.path().join("kernels/6.12.1-abcdef012345");
     std::fs::create_dir_all(&entry).unwrap();
     std::fs::write(entry.join("bzImage"), vec![0u8; 1 << 20]).unwrap();
+    let host = cache.path().join("kernels/6.12.1-kvm-host-0123456789ab");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("bzImage"), vec![0u8; 2 << 20]).unwrap();
     let out = ktstr_in(cache.path())
         .args(["kernel", "list"])
         .output()
         .unwrap();
+    let text = stdout(&out);
     assert!(
-        stdout(&out).starts_with("6.12.1-abcdef012345\t1.0 MiB\t"),
-        "{}",
-        stdout(&out)
+        text.contains("6.12.1-abcdef012345\ttemplate\t1.0 MiB\t")
+            && text.contains("6.12.1-kvm-host-0123456789ab\tkvm-host\t2.0 MiB\t"),
+        "{text}"
     );
     let out = ktstr_in(cache.path())
         .args(["kernel", "list", "--json"])
         .output()
         .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json[0]["name"], "6.12.1-abcdef012345");
-    assert_eq!(json[0]["image"], entry.join("bzImage").to_str().unwrap());
+    let template = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "6.12.1-abcdef012345")
+        .unwrap();
+    assert_eq!(template["kind"], "template");
+    assert_eq!(template["image"], entry.join("bzImage").to_str().unwrap());
 }
 
 #[test]
@@ -174,7 +185,7 @@ fn a_second_build_of_the_same_source_is_a_hit() {
         .unwrap()
         .version()
         .unwrap();
-    let name = KernelStore::entry_name(&version, &fragment_hash());
+    let name = KernelKind::Template.entry_name(&version);
     let cached = store.lookup(&name).unwrap();
     if !prerequisite(
         &format!("the cached kernel {name} (run .ci/run)"),
@@ -190,13 +201,12 @@ fn a_second_build_of_the_same_source_is_a_hit() {
     assert_eq!(stdout(&out), format!("{}\n", cached.unwrap().display()));
     assert!(stderr(&out).contains("Found"), "{}", stderr(&out));
     // The library says the same, without building.
-    let hit = build::build(
-        &store,
-        Path::new(DEBIAN_SOURCE),
-        1,
-        false,
-        &Progress::silent(),
-    );
+    let opts = BuildOptions {
+        kind: KernelKind::Template,
+        jobs: 1,
+        force: false,
+    };
+    let hit = build::build(&store, Path::new(DEBIAN_SOURCE), opts, &Progress::silent());
     assert!(!hit.unwrap().built);
 }
 
