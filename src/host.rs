@@ -1,5 +1,5 @@
-//! What the host offers, each asked in one place: a program on PATH, and a
-//! /dev/kvm this process may use.
+//! What the host offers, each asked in one place: a program on PATH, a
+//! /dev/kvm this process may use, and the TSC's frequency.
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -39,9 +39,38 @@ pub fn open_kvm() -> io::Result<File> {
     OpenOptions::new().read(true).write(true).open(KVM_DEVICE)
 }
 
+/// The host TSC's frequency in kHz, from /proc/cpuinfo's `cpu MHz` (a
+/// constant-TSC machine reports its TSC rate there), or `None` when it
+/// says nothing usable.
+pub fn tsc_khz() -> Option<u64> {
+    parse_cpu_mhz(&std::fs::read_to_string("/proc/cpuinfo").ok()?)
+}
+
+/// The first `cpu MHz` line of a /proc/cpuinfo text, in kHz.
+fn parse_cpu_mhz(cpuinfo: &str) -> Option<u64> {
+    let line = cpuinfo.lines().find(|l| l.starts_with("cpu MHz"))?;
+    let mhz: f64 = line.split_once(':')?.1.trim().parse().ok()?;
+    let khz = (mhz * 1000.0).round();
+    (khz >= 1.0 && khz < u64::MAX as f64).then_some(khz as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tsc_rate_comes_from_the_first_cpu_mhz_line() {
+        let text = "processor\t: 0\nmodel name\t: AMD EPYC\ncpu MHz\t\t: 2596.152\n\
+                    processor\t: 1\ncpu MHz\t\t: 1800.000\n";
+        assert_eq!(parse_cpu_mhz(text), Some(2_596_152));
+        assert_eq!(parse_cpu_mhz("cpu MHz : fast\n"), None);
+        assert_eq!(parse_cpu_mhz("cpu MHz : 0\n"), None);
+        assert_eq!(parse_cpu_mhz("processor : 0\n"), None);
+        // This machine's own answer, where it gives one, is a plausible rate.
+        if let Some(khz) = tsc_khz() {
+            assert!((100_000..20_000_000).contains(&khz), "{khz} kHz");
+        }
+    }
 
     #[test]
     fn the_first_executable_on_path_wins_then_the_extra_dirs() {

@@ -11,6 +11,7 @@ use cargo_ktstr::cache::fingerprint::find_formatter;
 use cargo_ktstr::cache::key::Capacity;
 use cargo_ktstr::guest::initramfs::template_initramfs;
 use cargo_ktstr::guest::protocol::cmdline;
+use cargo_ktstr::host::tsc_khz;
 
 use crate::Bench;
 use crate::measure::{Pair, interleave, rotate, run, time};
@@ -178,7 +179,16 @@ fn hand_written_qemu(kernel: &Path, initrd: &Path, disk: &Path, fs: Filesystem) 
     .arg(kernel)
     .arg("-initrd")
     .arg(initrd)
-    .args(["-append", &cmdline(fs, "reboot=t")])
+    // The same clock arguments the runner gives a TCG guest, as a person
+    // who read the README would type.
+    .args([
+        "-append",
+        &format!(
+            "{} tsc=reliable tsc_early_khz={}",
+            cmdline(fs, "reboot=t"),
+            tsc_khz().expect("a cpu MHz line in /proc/cpuinfo")
+        ),
+    ])
     .arg("-drive")
     .arg(format!("file={},format=raw,if=none,id=d", disk.display()))
     .args(["-device", "virtio-blk-device,drive=d"]);

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::source::{Source, check_build_tools};
 use super::KernelKind;
+use super::source::{Source, check_build_tools};
 use super::store::{CONFIG_FILE, IMAGE_FILE, KernelStore};
 use crate::progress::{Progress, secs};
 

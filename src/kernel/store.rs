@@ -18,8 +18,8 @@ use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use serde::Serialize;
 
-use crate::cache::lock::{self, Mode};
 use super::KernelKind;
+use crate::cache::lock::{self, Mode};
 use crate::cache::root;
 
 /// The prefix of a build's scratch directory.

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cargo_ktstr::kernel::source::Source;
-use cargo_ktstr::kernel::store::KernelStore;
 use cargo_ktstr::kernel::KernelKind;
 use cargo_ktstr::kernel::build::{self, BuildOptions};
+use cargo_ktstr::kernel::source::Source;
+use cargo_ktstr::kernel::store::KernelStore;
 use cargo_ktstr::progress::Progress;
 
 use crate::util::{bin, prerequisite, stderr, stdout};
