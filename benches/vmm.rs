@@ -8,6 +8,9 @@ use std::time::Duration;
 use cargo_ktstr::runner::RunEnd;
 use cargo_ktstr::vmm::{self, VmConfig};
 
+// The tests' recipe, shared; a bench builds guests only, not the
+// hanging formatter.
+#[allow(dead_code)]
 #[path = "../tests/guests/mod.rs"]
 mod guests;
 

@@ -17,6 +17,9 @@ use crate::build::Place;
 use crate::measure::{Pair, interleave, time};
 use crate::table::{Goal, Row};
 
+// The tests' recipe, shared; a bench builds guests only, not the
+// hanging formatter.
+#[allow(dead_code)]
 #[path = "../../tests/guests/mod.rs"]
 mod guests;
 

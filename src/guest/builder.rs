@@ -114,6 +114,13 @@ impl TemplateBuilder for GuestBuilder {
             ),
         );
         let outcome = self.runner.run(&spec)?;
+        // At -vv the whole console, also on success: a kernel's warnings
+        // are worth seeing before they become failures.
+        tracing::debug!(
+            "the guest console ({}):\n{}",
+            outcome.end,
+            outcome.console_text()
+        );
         check_outcome(key, &outcome, self.timeout)?;
         self.progress.step(
             "Formatted",

@@ -1,5 +1,7 @@
 //! PID 1 in the template guest: mount what mkfs needs, format `/dev/vda`,
 //! check the result, print one result line ([`super::protocol`]) and reboot.
+//! With `ktstr.mode=checks` on the command line it runs a list of checks
+//! instead ([`super::checks`]), as the nested lane's outer guest.
 //!
 //! Every way out ends in a reboot, which the host sees as the end of the
 //! run: an error becomes a failed result line, a panic is printed by a hook
@@ -16,6 +18,7 @@ use anyhow::{Context, Result};
 use nix::mount::{MsFlags, mount};
 use nix::sys::reboot::{RebootMode, reboot};
 
+use super::checks::MODE_PARAM;
 use super::protocol::{DISK, INIT_PATH, TemplateResult, formatter_path, fs_from_cmdline};
 use crate::cache::filesystem::Filesystem;
 
@@ -33,9 +36,63 @@ pub fn is_guest_init() -> bool {
 /// Runs as the guest's init; never returns.
 pub fn run() -> ! {
     set_panic_hook(power_cycle);
-    let result = format_disk().unwrap_or_else(|e| init_failed(format!("{e:#}")));
+    let result = match read_cmdline() {
+        Ok(cmdline) if cmdline.split_whitespace().any(|a| a == MODE_PARAM) => {
+            match run_checks(&cmdline) {
+                Ok(()) => power_cycle(),
+                Err(e) => init_failed(format!("{e:#}")),
+            }
+        }
+        Ok(cmdline) => format_disk(&cmdline).unwrap_or_else(|e| init_failed(format!("{e:#}"))),
+        Err(e) => init_failed(format!("{e:#}")),
+    };
     report(&result);
     power_cycle()
+}
+
+/// Mounts proc and reads the kernel command line.
+fn read_cmdline() -> Result<String> {
+    mount_pseudo("proc", "/proc")?;
+    fs::read_to_string("/proc/cmdline").context("failed to read /proc/cmdline")
+}
+
+/// The check mode: what its programs expect of a system, then the checks.
+fn run_checks(cmdline: &str) -> Result<()> {
+    mount_pseudo("devtmpfs", "/dev")?;
+    mount_pseudo("sysfs", "/sys")?;
+    mount_pseudo("tmpfs", "/tmp")?;
+    super::checks::run_all(cmdline)
+}
+
+/// Mounts `/dev/vda`, formatted as `fstype`, at `target`.
+pub(super) fn mount_disk(fstype: &str, target: &str) -> Result<()> {
+    fs::create_dir_all(target).with_context(|| format!("failed to create {target}"))?;
+    mount(
+        Some(DISK),
+        target,
+        Some(fstype),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(|| format!("failed to mount {DISK} ({fstype}) on {target}"))
+}
+
+/// Syncs and unmounts `target`; a failure is printed, the reset syncs anyway.
+pub(super) fn unmount_disk(target: &str) {
+    nix::unistd::sync();
+    if let Err(e) = nix::mount::umount(target) {
+        print_line(&format!(
+            "cargo-ktstr init: failed to unmount {target}: {e}\n"
+        ));
+    }
+}
+
+/// Prints `line` on the console in one write, so kernel messages cannot
+/// land in the middle of it.
+pub(super) fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes());
+    let _ = out.flush();
 }
 
 /// Has a panic print its message, then a failed result line, then call
@@ -58,12 +115,10 @@ fn init_failed(output: String) -> TemplateResult {
 }
 
 /// Mounts, formats, syncs and checks; the result says how it went.
-fn format_disk() -> Result<TemplateResult> {
+fn format_disk(cmdline: &str) -> Result<TemplateResult> {
     // The command line first: without `ktstr.fs=` this is no template
     // guest, and nothing else is touched.
-    mount_pseudo("proc", "/proc")?;
-    let cmdline = fs::read_to_string("/proc/cmdline").context("failed to read /proc/cmdline")?;
-    let fs = fs_from_cmdline(&cmdline).map_err(anyhow::Error::msg)?;
+    let fs = fs_from_cmdline(cmdline).map_err(anyhow::Error::msg)?;
     mount_pseudo("devtmpfs", "/dev")?;
     mount_pseudo("sysfs", "/sys")?;
     let formatter = formatter_path(fs);
@@ -109,12 +164,9 @@ fn synced_magic(fs: Filesystem) -> Result<bool> {
         .with_context(|| format!("failed to read the superblock of {DISK}"))
 }
 
-/// Prints the result line on the console in one write, so kernel messages
-/// cannot land in the middle of it.
+/// Prints the result line on the console.
 fn report(result: &TemplateResult) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(result.render().as_bytes());
-    let _ = out.flush();
+    print_line(&result.render());
 }
 
 /// Syncs and resets the machine: with `reboot=t` or `reboot=k` and QEMU's

@@ -3,11 +3,15 @@
 //! ([`crate::guest::initramfs`]), with the shared objects its programs need
 //! ([`crate::guest::libs`]) cut to what runs ([`crate::guest::elf`]); the
 //! init that runs the formatter inside it ([`crate::guest::init`]); and the
-//! result line both sides agree on ([`crate::guest::protocol`]).
+//! result line both sides agree on ([`crate::guest::protocol`]). The same
+//! init runs a list of checks ([`crate::guest::checks`]) in the nested-KVM
+//! lane's outer guest, which [`crate::guest::nested`] boots.
 
 pub mod builder;
+pub mod checks;
 pub mod elf;
 pub mod init;
 pub mod initramfs;
 pub mod libs;
+pub mod nested;
 pub mod protocol;

@@ -16,6 +16,7 @@ use cargo_ktstr::runner::qemu::{Accel, QemuRunner};
 use cargo_ktstr::runner::{GuestRunner, GuestSpec, RunEnd};
 use serde_json::Value;
 
+use crate::guests;
 use crate::util::{bin, guest_kernel, ktstr_cmd, prerequisite, stderr};
 
 /// A kernel and QEMU, or `None` after saying which is missing.
@@ -226,44 +227,16 @@ fn a_failing_formatter_leaves_nothing_and_shows_the_console() {
     assert_eq!(names(root.path()), [".locks"]);
 }
 
-/// A static formatter that says on the console that it runs, then never
-/// exits: a guest that boots fine and still cannot finish.
-fn hanging_formatter(dir: &Path) -> PathBuf {
-    let src = dir.join("hang.c");
-    std::fs::write(
-        &src,
-        r#"#include <fcntl.h>
-#include <unistd.h>
-int main(void) {
-    int fd = open("/dev/console", O_WRONLY);
-    static const char msg[] = "ktstr-test: the formatter hangs\n";
-    if (fd >= 0) write(fd, msg, sizeof msg - 1);
-    for (;;) pause();
-}
-"#,
-    )
-    .unwrap();
-    let out = dir.join("hang");
-    let status = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("gcc runs (install gcc and libc6-dev)");
-    assert!(status.success(), "building the hanging formatter failed");
-    out
-}
-
 #[test]
 fn a_guest_that_cannot_finish_times_out_and_leaves_nothing() {
     let Some((kernel, qemu)) = guest_prerequisites() else {
         return;
     };
-    let (root, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = tempfile::tempdir().unwrap();
     // Long enough for the guest to boot and start the formatter even on a
     // slow CI machine: the console must show the formatter ran.
     let builder = GuestBuilder::new(Box::new(qemu), kernel, bin())
-        .formatter(hanging_formatter(work.path()))
+        .formatter(guests::hanging_formatter())
         .timeout(Duration::from_secs(20));
     let err = format!("{:#}", ensure_ext4(root.path(), &builder).unwrap_err());
     assert!(err.contains("did not finish within 20 s"), "{err}");

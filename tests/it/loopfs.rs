@@ -1,9 +1,9 @@
 //! Real filesystems on loop devices inside a temporary directory, for the
 //! tests that need btrfs, xfs or ext4 whatever the host's own filesystem is.
 //!
-//! [`LoopFs::new`] formats a sparse backing file, attaches it with
-//! `losetup --find --show` and mounts it; dropping it (also while a failed
-//! test unwinds) unmounts, detaches and removes everything.
+//! [`LoopFs::new`] formats a sparse backing file ([`FsImage`]), attaches
+//! it with `losetup --find --show` and mounts it; dropping it (also while a
+//! failed test unwinds) unmounts, detaches and removes everything.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,40 +25,65 @@ impl LoopFs {
     /// temporary directory, or `None` (after saying why) where this host
     /// cannot; under CI a missing prerequisite fails the test instead.
     pub fn new(fs: &str, size_mib: u64) -> Option<LoopFs> {
+        FsImage::new(fs, size_mib)?.mount()
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        &self.mnt
+    }
+}
+
+/// A sparse backing file formatted as a filesystem, not yet attached, in a
+/// temporary directory of its own: a disk to hand a guest, then mount.
+#[derive(Debug)]
+pub struct FsImage {
+    backing: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl FsImage {
+    /// A `size_mib` MiB `fs` image, or `None` (after [`prerequisite`]).
+    pub fn new(fs: &str, size_mib: u64) -> Option<FsImage> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let backing = dir.path().join("backing.img");
+        std::fs::File::create(&backing)
+            .and_then(|f| f.set_len(size_mib << 20))
+            .expect("backing file");
+        let force = if fs == "ext4" { "-F" } else { "-f" };
+        run(Command::new(format!("mkfs.{fs}"))
+            .args(["-q", force])
+            .arg(&backing))?;
+        Some(FsImage { backing, dir })
+    }
+
+    /// The backing file.
+    pub fn path(&self) -> &Path {
+        &self.backing
+    }
+
+    /// Attaches the image to a loop device and mounts it.
+    pub fn mount(self) -> Option<LoopFs> {
         if !nix::unistd::geteuid().is_root() {
             return missing("root (to mount loop devices)");
         }
         if !Path::new("/dev/loop-control").exists() {
             return missing("/dev/loop-control (loop devices)");
         }
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let backing = dir.path().join("backing.img");
-        std::fs::File::create(&backing)
-            .and_then(|f| f.set_len(size_mib << 20))
-            .expect("backing file");
         let mut me = LoopFs {
-            mnt: dir.path().join("mnt"),
+            mnt: self.dir.path().join("mnt"),
             device: None,
             mounted: false,
-            _dir: dir,
+            _dir: self.dir,
         };
-        let force = if fs == "ext4" { "-F" } else { "-f" };
-        run(Command::new(format!("mkfs.{fs}"))
-            .args(["-q", force])
-            .arg(&backing))?;
         let device = run(Command::new("losetup")
             .args(["--find", "--show"])
-            .arg(&backing))?;
+            .arg(&self.backing))?;
         me.device = Some(device.trim().to_owned());
         std::fs::create_dir(&me.mnt).expect("mount point");
         run(Command::new("mount").arg(device.trim()).arg(&me.mnt))?;
         me.mounted = true;
         Some(me)
-    }
-
-    /// The mount point.
-    pub fn path(&self) -> &Path {
-        &self.mnt
     }
 }
 

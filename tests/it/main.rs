@@ -9,12 +9,16 @@ mod clone;
 mod crash;
 mod diskfull;
 mod edges;
+#[path = "../guests/mod.rs"]
+mod guests;
 mod hostile;
 mod kernel;
 mod list;
 mod lock;
 mod loopfs;
 mod misdirected;
+mod nested;
+mod real_kvm;
 mod soak;
 mod util;
 mod vmm_guests;

@@ -351,3 +351,16 @@ pub fn shared_extents(file: &std::fs::File) -> (usize, usize) {
         .count();
     (mapped, shared)
 }
+
+/// This process's open file descriptors.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// This process's memory mappings.
+pub fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
+}

@@ -5,15 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::runner::detect::kvm_boot_support;
 use cargo_ktstr::runner::{RunEnd, RunOutcome};
 use cargo_ktstr::vmm::{self, VmConfig};
 
-#[path = "../guests/mod.rs"]
-mod guests;
-
-use crate::util::{CHILD_ENV, child, guest_kernel, ktstr_cmd, kvm_usable, prerequisite, stderr};
+use crate::guests;
+use crate::util::{
+    CHILD_ENV, child, guest_kernel, ktstr_cmd, kvm_usable, mappings, open_fds, prerequisite, stderr,
+};
 
 const KVM: &str = "a read-write /dev/kvm";
 
@@ -150,17 +149,6 @@ fn the_guest_reads_the_zero_page_the_vmm_wrote() {
     assert!(text.contains(&top), "{text}");
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-fn mappings() -> usize {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .count()
-}
-
 #[test]
 fn a_hundred_runs_leave_no_fd_or_mapping_behind() {
     if !prerequisite(KVM, kvm_usable()) {
@@ -283,35 +271,6 @@ fn the_serial_interrupt_reaches_the_guest_through_the_ioapic() {
     let out = boot("interrupts", &[], "", Duration::from_secs(10));
     assert_eq!(out.end, RunEnd::Reset, "console: {}", out.console_text());
     assert_eq!(out.console_text(), "armed\ninterrupt received\n");
-}
-
-/// The one test allowed to skip under CI: a stock kernel needs a KVM that can
-/// boot one, which this project's PVM machines lack.
-#[test]
-fn a_real_kernel_builds_a_btrfs_template_in_the_builtin_vmm() {
-    if let Err(why) = kvm_boot_support() {
-        eprintln!("skipped a_real_kernel_builds_a_btrfs_template_in_the_builtin_vmm: {why}");
-        return;
-    }
-    let Some(kernel) = guest_kernel() else {
-        return;
-    };
-    let root = tempfile::tempdir().unwrap();
-    let out = ktstr_cmd(root.path())
-        .args([
-            "template", "build", "--vmm", "kvm", "--fs", "btrfs", "--json", "--kernel",
-        ])
-        .arg(&kernel)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["built"], true, "{report}");
-    let path = PathBuf::from(report["path"].as_str().unwrap());
-    assert!(
-        Filesystem::Btrfs.path_has_magic(&path).unwrap(),
-        "no btrfs magic"
-    );
 }
 
 #[test]

@@ -1,0 +1,303 @@
+//! The init's second mode: run a list of checks and report each, for the
+//! nested-KVM lane's outer guest ([`crate::guest::nested`]).
+//!
+//! Host to guest: `ktstr.mode=checks` on the kernel command line, the list
+//! as JSON in [`CHECKS_FILE`], and optionally `ktstr.disk=<fs>`, which has
+//! init mount `/dev/vda` at [`DISK_MOUNT`] first. Each check is a program
+//! with arguments, environment and a deadline; no shell is involved.
+//!
+//! Guest to host: one line per check, in order, then a closing line:
+//!
+//! ```text
+//! KTSTR_CHECK_RESULT name=<name> status=<exit status> secs=<wall time> output=<escaped tail>
+//! KTSTR_CHECKS_DONE
+//! ```
+//!
+//! `status` is the exit code, 128 + signal when killed, 124 when the check
+//! passed its deadline (as `timeout(1)` says) and 127 when it could not be
+//! started. The whole output (stdout then stderr, interleaved as written)
+//! goes to `<disk>/checks/<name>.log` when a disk is mounted; the line
+//! carries its last [`OUTPUT_TAIL`] bytes.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::protocol::{escape, unescape};
+
+/// The command-line parameter that selects this mode.
+pub const MODE_PARAM: &str = "ktstr.mode=checks";
+/// The command-line parameter naming the filesystem on `/dev/vda`.
+pub const DISK_PARAM: &str = "ktstr.disk";
+/// Where the list of checks is in the initramfs.
+pub const CHECKS_FILE: &str = "/checks.json";
+/// Where `/dev/vda` is mounted.
+pub const DISK_MOUNT: &str = "/disk";
+/// The marker that starts a check's result line.
+pub const RESULT_MARKER: &str = "KTSTR_CHECK_RESULT";
+/// The line that says every check was run.
+pub const DONE_MARKER: &str = "KTSTR_CHECKS_DONE";
+/// The most output a result line carries.
+const OUTPUT_TAIL: u64 = 2048;
+/// Status of a check stopped at its deadline.
+pub const STATUS_TIMEOUT: i32 = 124;
+/// Status of a check that could not be started.
+pub const STATUS_NOT_RUN: i32 = 127;
+
+/// One check: a program run with `args` and `env` (on top of a PATH of
+/// `/sbin:/bin:/usr/sbin:/usr/bin` and HOME of `/tmp`), stopped after
+/// `timeout_secs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckSpec {
+    /// A name for the result line and the log file: letters, digits, `-`, `_`.
+    pub name: String,
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub timeout_secs: u64,
+}
+
+impl CheckSpec {
+    /// A check running `program` with `args`, no extra environment, and a
+    /// deadline of `timeout_secs`.
+    pub fn new(name: &str, program: &str, args: &[&str], timeout_secs: u64) -> Self {
+        CheckSpec {
+            name: name.to_owned(),
+            program: program.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: BTreeMap::new(),
+            timeout_secs,
+        }
+    }
+
+    /// Adds `key=value` to its environment.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.insert(key.to_owned(), value.to_owned());
+        self
+    }
+}
+
+/// How one check ended, as its result line says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckResult {
+    pub name: String,
+    pub status: i32,
+    pub secs: f64,
+    /// The end of its output.
+    pub output: String,
+}
+
+impl CheckResult {
+    /// The line the guest prints, newline included.
+    pub fn render(&self) -> String {
+        format!(
+            "{RESULT_MARKER} name={} status={} secs={:.3} output={}\n",
+            self.name,
+            self.status,
+            self.secs,
+            escape(self.output.as_bytes())
+        )
+    }
+
+    /// Every result line in a console transcript, in order.
+    pub fn all_from_console(console: &[u8]) -> Vec<CheckResult> {
+        String::from_utf8_lossy(console)
+            .lines()
+            .filter_map(|line| Self::parse(&line[line.find(RESULT_MARKER)?..]))
+            .collect()
+    }
+
+    fn parse(line: &str) -> Option<CheckResult> {
+        let rest = line.strip_prefix(RESULT_MARKER)?.trim_end_matches('\r');
+        let (name, rest) = rest.strip_prefix(" name=")?.split_once(' ')?;
+        let (status, rest) = rest.strip_prefix("status=")?.split_once(' ')?;
+        let (secs, rest) = rest.strip_prefix("secs=")?.split_once(' ')?;
+        Some(CheckResult {
+            name: name.to_owned(),
+            status: status.parse().ok()?,
+            secs: secs.parse().ok()?,
+            output: unescape(rest.strip_prefix("output=")?),
+        })
+    }
+}
+
+/// Whether a console transcript says every check was run.
+pub fn all_done(console: &[u8]) -> bool {
+    String::from_utf8_lossy(console)
+        .lines()
+        .any(|l| l.trim_end() == DONE_MARKER)
+}
+
+/// The filesystem named by `ktstr.disk=` on a kernel command line.
+pub fn disk_fs(cmdline: &str) -> Option<&str> {
+    cmdline
+        .split_whitespace()
+        .find_map(|arg| arg.strip_prefix(DISK_PARAM)?.strip_prefix('='))
+}
+
+/// Init's check mode: mount the disk if asked, run every check in order,
+/// report each; the caller resets the machine.
+pub fn run_all(cmdline: &str) -> Result<()> {
+    let log_dir = match disk_fs(cmdline) {
+        Some(fs) => {
+            super::init::mount_disk(fs, DISK_MOUNT)?;
+            PathBuf::from(DISK_MOUNT).join("checks")
+        }
+        None => PathBuf::from("/tmp/checks"),
+    };
+    fs::create_dir_all(&log_dir)
+        .with_context(|| format!("failed to create `{}`", log_dir.display()))?;
+    let list = fs::read(CHECKS_FILE).with_context(|| format!("failed to read {CHECKS_FILE}"))?;
+    let checks: Vec<CheckSpec> = serde_json::from_slice(&list)
+        .with_context(|| format!("{CHECKS_FILE} is not a list of checks"))?;
+    for check in &checks {
+        let result = run_one(check, &log_dir.join(format!("{}.log", check.name)));
+        super::init::print_line(&result.render());
+    }
+    if disk_fs(cmdline).is_some() {
+        super::init::unmount_disk(DISK_MOUNT);
+    }
+    super::init::print_line(&format!("{DONE_MARKER}\n"));
+    Ok(())
+}
+
+/// Runs one check with its output in `log`; never fails, it reports.
+fn run_one(check: &CheckSpec, log: &Path) -> CheckResult {
+    let start = Instant::now();
+    let status = run_logged(check, log).unwrap_or_else(|e| {
+        let _ = fs::write(log, format!("{e:#}\n"));
+        STATUS_NOT_RUN
+    });
+    CheckResult {
+        name: check.name.clone(),
+        status,
+        secs: start.elapsed().as_secs_f64(),
+        output: tail(log),
+    }
+}
+
+fn run_logged(check: &CheckSpec, log: &Path) -> Result<i32> {
+    let out = File::create(log).with_context(|| format!("failed to create `{}`", log.display()))?;
+    let err = out
+        .try_clone()
+        .context("failed to duplicate a log descriptor")?;
+    let mut child = Command::new(&check.program)
+        .args(&check.args)
+        .env_clear()
+        .env("PATH", "/sbin:/bin:/usr/sbin:/usr/bin")
+        .env("HOME", "/tmp")
+        .envs(&check.env)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("failed to run `{}`", check.program))?;
+    let deadline = Instant::now() + Duration::from_secs(check.timeout_secs);
+    loop {
+        if let Some(status) = child.try_wait().context("failed to wait for a check")? {
+            return Ok(status
+                .code()
+                .or_else(|| status.signal().map(|s| 128 + s))
+                .unwrap_or(STATUS_NOT_RUN));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(STATUS_TIMEOUT);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The last [`OUTPUT_TAIL`] bytes of `log`.
+fn tail(log: &Path) -> String {
+    let mut bytes = Vec::new();
+    if let Ok(mut file) = File::open(log) {
+        let len = file.metadata().map_or(0, |m| m.len());
+        let _ = file.seek(SeekFrom::Start(len.saturating_sub(OUTPUT_TAIL)));
+        let _ = file.read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Writes the check list the init reads, for the host side.
+pub fn write_list(checks: &[CheckSpec], mut to: impl Write) -> Result<()> {
+    serde_json::to_writer(&mut to, checks).context("failed to write the check list")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_round_trip_through_a_noisy_console() {
+        let a = CheckResult {
+            name: "build-btrfs".into(),
+            status: 0,
+            secs: 5.25,
+            output: "{\"built\": true}\n\tline two \\ \u{1b}\n".into(),
+        };
+        let b = CheckResult {
+            name: "timeout".into(),
+            status: STATUS_TIMEOUT,
+            secs: 10.0,
+            output: String::new(),
+        };
+        let console = format!(
+            "[ 1.0] kvm: Nested Paging enabled\r\n{}[ 2.0] x{}\r\n{DONE_MARKER}\r\n",
+            a.render(),
+            b.render()
+        );
+        assert_eq!(CheckResult::all_from_console(console.as_bytes()), [a, b]);
+        assert!(all_done(console.as_bytes()));
+        assert!(!all_done(b"KTSTR_CHECKS_DONE_NOT\n"));
+    }
+
+    #[test]
+    fn the_disk_comes_from_the_command_line() {
+        assert_eq!(disk_fs("console=ttyS0 ktstr.disk=btrfs x"), Some("btrfs"));
+        assert_eq!(disk_fs("console=ttyS0 ktstr.diskx=btrfs"), None);
+    }
+
+    #[test]
+    fn a_check_reports_its_status_output_and_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("c.log");
+        let spec = CheckSpec::new("c", "/bin/sh", &["-c", "echo out; echo $K >&2; exit 3"], 10)
+            .env("K", "from-env");
+        let result = run_one(&spec, &log);
+        assert_eq!((result.name.as_str(), result.status), ("c", 3));
+        assert_eq!(result.output, "out\nfrom-env\n");
+        assert_eq!(fs::read_to_string(&log).unwrap(), "out\nfrom-env\n");
+
+        let hang = CheckSpec::new("h", "/bin/sleep", &["60"], 1);
+        let result = run_one(&hang, &log);
+        assert_eq!(result.status, STATUS_TIMEOUT);
+        assert!(result.secs >= 1.0 && result.secs < 5.0, "{}", result.secs);
+
+        let missing = CheckSpec::new("m", "/nonexistent/program", &[], 1);
+        let result = run_one(&missing, &log);
+        assert_eq!(result.status, STATUS_NOT_RUN);
+        assert!(
+            result.output.contains("/nonexistent/program"),
+            "{}",
+            result.output
+        );
+    }
+
+    #[test]
+    fn the_list_round_trips_as_json() {
+        let checks = vec![CheckSpec::new("a", "/init", &["template", "list"], 5).env("X", "1")];
+        let mut json = Vec::new();
+        write_list(&checks, &mut json).unwrap();
+        let back: Vec<CheckSpec> = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, checks);
+    }
+}

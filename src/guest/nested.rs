@@ -1,0 +1,149 @@
+//! The host side of the nested-KVM lane: boot a KVM-host kernel
+//! ([`crate::kernel::KernelKind::KvmHost`]) under QEMU's TCG, which
+//! emulates AMD SVM, so that inside it `/dev/kvm` is a real KVM that boots
+//! stock kernels; run checks there ([`super::checks`]) and read their
+//! result lines back.
+//!
+//! The outer guest's initramfs is this crate's own ([`Archive`]): this
+//! binary as `/init`, the three formatters and their libraries, and the
+//! template kernel at [`TEMPLATE_KERNEL`]; callers add what their checks
+//! run. Its disk, mounted at [`super::checks::DISK_MOUNT`], carries the
+//! checks' cache and logs back to the host.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+use super::checks::{self, CHECKS_FILE, CheckResult, CheckSpec, MODE_PARAM};
+use super::initramfs::Archive;
+use crate::cache::filesystem::Filesystem;
+use crate::cache::fingerprint::find_formatter;
+use crate::guest::protocol::formatter_path;
+use crate::runner::qemu::{Accel, QemuRunner};
+use crate::runner::{GuestRunner, GuestSpec, RunOutcome};
+
+/// Where the template kernel is in the outer guest.
+pub const TEMPLATE_KERNEL: &str = "/kernel/bzImage";
+/// Memory of the outer guest: the inner guests' memory comes out of it.
+pub const OUTER_MEMORY_MIB: u32 = 2048;
+/// Outer console lines an error quotes.
+const CONSOLE_TAIL_LINES: usize = 40;
+
+/// The outer guest's initramfs under construction.
+#[derive(Debug)]
+pub struct OuterInitramfs {
+    archive: Archive,
+}
+
+impl OuterInitramfs {
+    /// `init` (this crate's binary) as `/init`, every installed formatter
+    /// at `/sbin/mkfs.<fs>`, and `template_kernel` at [`TEMPLATE_KERNEL`].
+    pub fn new(init: &Path, template_kernel: &Path) -> Result<Self> {
+        let mut archive = Archive::with_init(init)?;
+        for fs in Filesystem::ALL {
+            archive.program(&formatter_path(fs), &find_formatter(fs)?)?;
+        }
+        archive.mke2fs_conf()?;
+        archive.host_file(TEMPLATE_KERNEL, template_kernel)?;
+        Ok(OuterInitramfs { archive })
+    }
+
+    /// Adds the ELF program `host` as `guest`, with its shared objects.
+    pub fn program(&mut self, guest: &str, host: &Path) -> Result<()> {
+        self.archive.program(guest, host)
+    }
+
+    /// Adds the host file `host` as `guest`.
+    pub fn file(&mut self, guest: &str, host: &Path) -> Result<()> {
+        self.archive.host_file(guest, host)
+    }
+
+    /// Adds a symbolic link `guest` to `target`.
+    pub fn symlink(&mut self, guest: &str, target: &str) -> Result<()> {
+        self.archive.symlink(guest, target)
+    }
+
+    /// Adds directory `guest` (and its parents).
+    pub fn dir(&mut self, guest: &str) {
+        self.archive.dir(guest);
+    }
+
+    /// The finished archive, with `checks` as the list init runs.
+    pub fn finish(mut self, checks: &[CheckSpec]) -> Result<Vec<u8>> {
+        let mut list = Vec::new();
+        checks::write_list(checks, &mut list)?;
+        self.archive.file(CHECKS_FILE, 0o644, &list)?;
+        // Uncompressed: the outer kernel runs under TCG, where inflating
+        // tens of MiB would cost seconds.
+        self.archive.finish()
+    }
+}
+
+/// One boot of the outer guest.
+#[derive(Debug, Clone)]
+pub struct NestedSpec {
+    /// A kernel from `cargo ktstr kernel build --kind kvm-host`.
+    pub host_kernel: PathBuf,
+    pub initramfs: Vec<u8>,
+    /// The outer guest's disk, formatted as `disk_fs` by the caller.
+    pub disk: PathBuf,
+    pub disk_fs: Filesystem,
+    /// The outer deadline: QEMU is stopped when it passes.
+    pub timeout: Duration,
+}
+
+/// What the outer guest reported.
+#[derive(Debug, Clone)]
+pub struct NestedRun {
+    pub outcome: RunOutcome,
+    pub results: Vec<CheckResult>,
+}
+
+impl NestedRun {
+    /// The result of check `name`.
+    pub fn result(&self, name: &str) -> Option<&CheckResult> {
+        self.results.iter().find(|r| r.name == name)
+    }
+
+    /// The outer console's last lines, for an error message.
+    pub fn console_tail(&self) -> String {
+        self.outcome.console_tail(CONSOLE_TAIL_LINES)
+    }
+}
+
+/// Boots the outer guest under QEMU TCG and waits until every check has
+/// reported, or the deadline; an outer guest that did not finish its
+/// list is an error quoting its console.
+pub fn run(spec: &NestedSpec) -> Result<NestedRun> {
+    let qemu = QemuRunner::find(Accel::Tcg)?;
+    let guest = GuestSpec {
+        kernel: spec.host_kernel.clone(),
+        initramfs: spec.initramfs.clone(),
+        cmdline: format!(
+            "console=ttyS0 {} panic=-1 {MODE_PARAM} {}={}",
+            qemu.reboot_arg(),
+            checks::DISK_PARAM,
+            spec.disk_fs
+        ),
+        disk: spec.disk.clone(),
+        memory_mib: OUTER_MEMORY_MIB,
+        timeout: spec.timeout,
+    };
+    let outcome = qemu.run(&guest)?;
+    let run = NestedRun {
+        results: CheckResult::all_from_console(&outcome.console),
+        outcome,
+    };
+    if !checks::all_done(&run.outcome.console) {
+        bail!(
+            "the nested lane's outer guest ended ({}) after {:.1} s before running every \
+             check ({} reported); the outer console's last {CONSOLE_TAIL_LINES} lines:\n{}",
+            run.outcome.end,
+            run.outcome.total.as_secs_f64(),
+            run.results.len(),
+            run.console_tail()
+        );
+    }
+    Ok(run)
+}

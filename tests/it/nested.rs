@@ -1,0 +1,322 @@
+//! The nested-KVM lane: the built-in VMM booting the real template kernel
+//! on a real KVM. QEMU's TCG emulates AMD SVM, so a KVM-host kernel
+//! (`kernel build --kind kvm-host`) booted under it has a /dev/kvm that
+//! boots stock kernels, which this project's PVM machines lack. One outer
+//! boot runs every check in turn ([`cargo_ktstr::guest::checks`]); each
+//! test here asserts one check's result line, and what the checks left on
+//! the outer guest's disk, read on the host after the run.
+//!
+//! Behind a switch, since the outer boot takes minutes: [`SWITCH`]`=1`
+//! (`.ci/run` sets it). It needs the KVM-host kernel ([`HOST_KERNEL_ENV`],
+//! else the newest cached one), the template kernel, QEMU and root.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use cargo_ktstr::cache::filesystem::Filesystem;
+use cargo_ktstr::guest::checks::CheckSpec;
+use cargo_ktstr::guest::nested::{self, NestedRun, NestedSpec, OuterInitramfs, TEMPLATE_KERNEL};
+use cargo_ktstr::kernel::KernelKind;
+use cargo_ktstr::kernel::store::KernelStore;
+
+use crate::guests;
+use crate::loopfs::FsImage;
+use crate::util::{bin, guest_kernel, shared_extents};
+
+/// The switch that turns the lane on.
+const SWITCH: &str = "KTSTR_NESTED";
+/// Names the KVM-host kernel to boot, else the newest cached one is used.
+const HOST_KERNEL_ENV: &str = "KTSTR_KVM_HOST_KERNEL";
+/// Where the test binary itself is in the outer guest.
+const IT: &str = "/bin/it";
+/// Where the prebuilt synthetic guests are in the outer guest.
+const GUESTS: &str = "/guests";
+/// The outer deadline: well past the few minutes the checks take, so only
+/// a hang reaches it.
+const OUTER_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+/// What the lane left: the outer run, and what was read off its disk.
+#[derive(Debug)]
+struct Lane {
+    run: NestedRun,
+    /// Each check's whole output, from `<disk>/checks/<name>.log`.
+    logs: BTreeMap<String, String>,
+    /// Each published entry under the checks' cache: key, and whether its
+    /// image carries its filesystem's magic.
+    entries: Vec<(String, bool)>,
+    /// The clone equals its template byte for byte, and shares extents.
+    clone: Option<(bool, usize)>,
+}
+
+impl Lane {
+    /// Check `name`'s log, after asserting it exited 0.
+    fn passed(&self, name: &str) -> &str {
+        let result = self
+            .run
+            .result(name)
+            .unwrap_or_else(|| panic!("no result line for {name}"));
+        let log = self.logs.get(name).map_or("", String::as_str);
+        assert_eq!(result.status, 0, "{name} failed: {log}");
+        log
+    }
+}
+
+/// The lane's one run, shared by the tests; `None` (after saying why)
+/// when the switch is off.
+fn lane(test: &str) -> Option<&'static Lane> {
+    if std::env::var_os(SWITCH).is_none_or(|v| v != "1") {
+        eprintln!("skipped {test}: the nested lane runs with {SWITCH}=1 (.ci/run sets it)");
+        return None;
+    }
+    static LANE: OnceLock<Result<Lane, String>> = OnceLock::new();
+    match LANE.get_or_init(boot) {
+        Ok(lane) => Some(lane),
+        Err(why) => panic!("{why}"),
+    }
+}
+
+fn host_kernel() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os(HOST_KERNEL_ENV) {
+        return Ok(path.into());
+    }
+    let store = KernelStore::from_env().map_err(|e| format!("{e:#}"))?;
+    match store.newest(KernelKind::KvmHost) {
+        Ok(Some(kernel)) => Ok(kernel.image),
+        _ => Err(format!(
+            "no KVM-host kernel: set {HOST_KERNEL_ENV} or run `cargo ktstr kernel build \
+             --kind kvm-host --source /usr/src/linux-source-6.12.tar.xz`"
+        )),
+    }
+}
+
+/// The checks, in order: the CLI first, then this test binary's tests that
+/// need a KVM that boots a stock kernel.
+fn checks() -> Vec<CheckSpec> {
+    let cli = |name: &str, cache: &str, args: &[&str]| {
+        let mut all = vec!["--cache-dir", cache];
+        all.extend_from_slice(args);
+        CheckSpec::new(name, "/init", &all, 300)
+    };
+    let build = |fs: &str| {
+        let args = [
+            "template", "build", "--vmm", "kvm", "--fs", fs, "--json", "-vv", "--kernel",
+        ];
+        cli(
+            &format!("build-{fs}"),
+            "/disk/cache",
+            &[&args[..], &[TEMPLATE_KERNEL]].concat(),
+        )
+    };
+    let it = |name: &str, filters: &[&str], timeout: u64| {
+        let mut args = filters.to_vec();
+        args.extend(["--test-threads=1", "--nocapture"]);
+        CheckSpec::new(name, IT, &args, timeout)
+            .env("CI", "true")
+            .env("KTSTR_KERNEL", TEMPLATE_KERNEL)
+            .env(guests::PREBUILT_ENV, GUESTS)
+    };
+    vec![
+        build("btrfs"),
+        build("xfs"),
+        build("ext4"),
+        cli(
+            "auto",
+            "/disk/auto",
+            &[
+                "template",
+                "build",
+                "--fs",
+                "ext4",
+                "--kernel",
+                TEMPLATE_KERNEL,
+            ],
+        ),
+        cli(
+            "clone",
+            "/disk/cache",
+            &["template", "clone", "--fs", "btrfs", "/disk/clone.img"],
+        ),
+        it(
+            "synthetic",
+            &["vmm_guests::", "real_kvm::a_real_kernel_builds"],
+            600,
+        ),
+        it("deadline", &["real_kvm::a_hung_formatter"], 120),
+        it(
+            "twenty-builds",
+            &["real_kvm::twenty_real_kernel_builds"],
+            900,
+        ),
+    ]
+}
+
+/// The outer initramfs: the crate's own, plus this test binary, the
+/// `cargo-ktstr` binary where the tests look for it, and the prebuilt
+/// synthetic guests.
+fn initramfs(template_kernel: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut outer = OuterInitramfs::new(&bin(), template_kernel)?;
+    outer.program(IT, &std::env::current_exe()?)?;
+    outer.symlink(bin().to_str().unwrap(), "/init")?;
+    for name in guests::ALL {
+        outer.file(&format!("{GUESTS}/{name}.elf"), &guests::build(name))?;
+    }
+    outer.program(
+        &format!("{GUESTS}/{}", guests::HANG),
+        &guests::hanging_formatter(),
+    )?;
+    outer.finish(&checks())
+}
+
+fn boot() -> Result<Lane, String> {
+    let host_kernel = host_kernel()?;
+    let template_kernel = guest_kernel().ok_or("no template kernel")?;
+    let initramfs = initramfs(&template_kernel).map_err(|e| format!("{e:#}"))?;
+    let image = FsImage::new("btrfs", 4096).ok_or("no btrfs image for the outer disk")?;
+    let spec = NestedSpec {
+        host_kernel,
+        initramfs,
+        disk: image.path().to_owned(),
+        disk_fs: Filesystem::Btrfs,
+        timeout: OUTER_TIMEOUT,
+    };
+    let run = nested::run(&spec).map_err(|e| format!("{e:#}"))?;
+    println!("{}", run.console_tail());
+    let disk = image.mount().ok_or("cannot mount the outer disk")?;
+    let mut lane = Lane {
+        run,
+        logs: BTreeMap::new(),
+        entries: Vec::new(),
+        clone: None,
+    };
+    read_disk(disk.path(), &mut lane);
+    Ok(lane)
+}
+
+/// Reads the logs, the entries and the clone off the outer disk.
+fn read_disk(disk: &Path, lane: &mut Lane) {
+    for entry in std::fs::read_dir(disk.join("checks")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        lane.logs.insert(name, text);
+    }
+    let cache = disk.join("cache");
+    let mut btrfs_template = None;
+    for entry in std::fs::read_dir(&cache).into_iter().flatten() {
+        let entry = entry.unwrap();
+        let key = entry.file_name().to_string_lossy().into_owned();
+        let Some(fs) = Filesystem::ALL
+            .into_iter()
+            .find(|fs| key.starts_with(fs.name()))
+        else {
+            continue;
+        };
+        let image = entry.path().join("template.img");
+        let magic = fs.path_has_magic(&image).unwrap_or(false);
+        if fs == Filesystem::Btrfs {
+            btrfs_template = Some(image);
+        }
+        lane.entries.push((key, magic));
+    }
+    let clone = disk.join("clone.img");
+    if let (Some(template), true) = (btrfs_template, clone.exists()) {
+        let same = std::fs::read(&template).unwrap() == std::fs::read(&clone).unwrap();
+        let (_, shared) = shared_extents(&std::fs::File::open(&clone).unwrap());
+        lane.clone = Some((same, shared));
+    }
+}
+
+#[test]
+fn nested_kvm_builds_btrfs_xfs_and_ext4_templates() {
+    let Some(lane) = lane("nested_kvm_builds_btrfs_xfs_and_ext4_templates") else {
+        return;
+    };
+    for fs in Filesystem::ALL {
+        let log = lane.passed(&format!("build-{fs}"));
+        assert!(log.contains("\"built\": true"), "{fs}: {log}");
+        let published: Vec<_> = lane
+            .entries
+            .iter()
+            .filter(|(k, _)| k.starts_with(fs.name()))
+            .collect();
+        assert_eq!(published.len(), 1, "{fs}: {:?}", lane.entries);
+        assert!(
+            published[0].1,
+            "{fs}: no superblock magic in {}",
+            published[0].0
+        );
+    }
+}
+
+#[test]
+fn nested_auto_picks_the_builtin_vmm() {
+    let Some(lane) = lane("nested_auto_picks_the_builtin_vmm") else {
+        return;
+    };
+    let log = lane.passed("auto");
+    assert!(log.contains("Booting template guest (kvm,"), "{log}");
+}
+
+#[test]
+fn nested_clone_of_a_nested_built_template() {
+    let Some(lane) = lane("nested_clone_of_a_nested_built_template") else {
+        return;
+    };
+    lane.passed("clone");
+    let (same, shared) = lane.clone.expect("no clone on the outer disk");
+    assert!(same, "the clone differs from its template");
+    assert!(
+        shared > 0,
+        "the clone on btrfs shares no extent with its template"
+    );
+}
+
+#[test]
+fn nested_synthetic_guests_and_the_real_kernel_run_on_real_kvm() {
+    let Some(lane) = lane("nested_synthetic_guests_and_the_real_kernel_run_on_real_kvm") else {
+        return;
+    };
+    let log = lane.passed("synthetic");
+    for test in [
+        "vmm_guests::hello_prints_and_resets",
+        "vmm_guests::a_guest_driver_uses_the_virtio_blk_disk",
+        "vmm_guests::the_serial_interrupt_reaches_the_guest_through_the_ioapic",
+        "vmm_guests::a_hundred_runs_leave_no_fd_or_mapping_behind",
+        "vmm_guests::the_real_kernel_loads_and_starts",
+        "real_kvm::a_real_kernel_builds_a_btrfs_template_in_the_builtin_vmm",
+    ] {
+        assert!(
+            log.contains(&format!("test {test} ... ok")),
+            "{test}: {log}"
+        );
+    }
+    assert!(
+        !log.contains("skipped"),
+        "a test skipped on real KVM: {log}"
+    );
+}
+
+#[test]
+fn nested_deadline_ends_a_hung_formatter_in_the_builtin_vmm() {
+    let Some(lane) = lane("nested_deadline_ends_a_hung_formatter_in_the_builtin_vmm") else {
+        return;
+    };
+    let log = lane.passed("deadline");
+    assert!(
+        log.contains("a_hung_formatter_ends_at_the_deadline_in_the_builtin_vmm ... ok"),
+        "{log}"
+    );
+    assert!(!log.contains("skipped"), "{log}");
+}
+
+#[test]
+fn nested_twenty_builds_in_one_process_leave_no_fd_or_mapping_behind() {
+    let Some(lane) = lane("nested_twenty_builds_in_one_process_leave_no_fd_or_mapping_behind")
+    else {
+        return;
+    };
+    let log = lane.passed("twenty-builds");
+    assert!(log.contains("counted"), "{log}");
+}

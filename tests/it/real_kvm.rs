@@ -1,0 +1,125 @@
+//! The built-in VMM booting the real template kernel: these need a KVM that
+//! boots stock kernels. On this project's PVM machines they skip, saying
+//! why (the only tests allowed to skip under CI); the nested lane
+//! (`nested.rs`) runs them inside a guest whose KVM can.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cargo_ktstr::cache::ensure::{EnsureOptions, ensure_template};
+use cargo_ktstr::cache::filesystem::Filesystem;
+use cargo_ktstr::cache::key::Capacity;
+use cargo_ktstr::guest::builder::GuestBuilder;
+use cargo_ktstr::runner::detect::kvm_boot_support;
+use cargo_ktstr::runner::kvm::KvmRunner;
+
+use crate::guests;
+use crate::util::{CHILD_ENV, bin, child, guest_kernel, ktstr_cmd, mappings, open_fds, stderr};
+
+/// The template kernel, where this host's KVM can boot it; else `None`
+/// after a line saying why `test` skipped.
+fn real_kvm(test: &str) -> Option<PathBuf> {
+    if let Err(why) = kvm_boot_support() {
+        eprintln!("skipped {test}: {why}");
+        return None;
+    }
+    guest_kernel()
+}
+
+fn builder(kernel: PathBuf) -> GuestBuilder {
+    GuestBuilder::new(Box::new(KvmRunner), kernel, bin())
+}
+
+fn names(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_real_kernel_builds_a_btrfs_template_in_the_builtin_vmm() {
+    let Some(kernel) = real_kvm("a_real_kernel_builds_a_btrfs_template_in_the_builtin_vmm") else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let out = ktstr_cmd(root.path())
+        .args([
+            "template", "build", "--vmm", "kvm", "--fs", "btrfs", "--json", "--kernel",
+        ])
+        .arg(&kernel)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["built"], true, "{report}");
+    let path = PathBuf::from(report["path"].as_str().unwrap());
+    assert!(
+        Filesystem::Btrfs.path_has_magic(&path).unwrap(),
+        "no btrfs magic"
+    );
+}
+
+#[test]
+fn a_hung_formatter_ends_at_the_deadline_in_the_builtin_vmm() {
+    let Some(kernel) = real_kvm("a_hung_formatter_ends_at_the_deadline_in_the_builtin_vmm") else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let timeout = Duration::from_secs(10);
+    let builder = builder(kernel)
+        .formatter(guests::hanging_formatter())
+        .timeout(timeout);
+    let start = Instant::now();
+    let cap = Capacity::from_mib(64).unwrap();
+    let opts = EnsureOptions::default();
+    let err = ensure_template(root.path(), Filesystem::Ext4, cap, &builder, &opts).unwrap_err();
+    let took = start.elapsed();
+    let err = format!("{err:#}");
+    assert!(err.contains("did not finish within 10 s"), "{err}");
+    assert!(err.contains("ktstr-test: the formatter hangs"), "{err}");
+    // The deadline is the guest's; packing the initramfs comes before it.
+    assert!(
+        took >= timeout && took <= timeout.mul_f64(1.1),
+        "the build took {took:?} against a {timeout:?} deadline"
+    );
+    assert_eq!(names(root.path()), [".locks"], "a staging image was left");
+}
+
+#[test]
+fn twenty_real_kernel_builds_in_one_process_leave_no_fd_or_mapping_behind() {
+    let name = "real_kvm::twenty_real_kernel_builds_in_one_process_leave_no_fd_or_mapping_behind";
+    let Some(kernel) = real_kvm(name) else {
+        return;
+    };
+    // Other tests in this process open fds at any moment, so the counting
+    // happens in a child running only this test.
+    if std::env::var_os(CHILD_ENV).is_none() {
+        let out = child(name, "count").output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("counted"), "the child ran nothing: {text}");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let builder = builder(kernel);
+    let cap = Capacity::from_mib(64).unwrap();
+    let opts = EnsureOptions {
+        force: true,
+        ..EnsureOptions::default()
+    };
+    let build = || {
+        let built = ensure_template(root.path(), Filesystem::Ext4, cap, &builder, &opts).unwrap();
+        assert!(built.built && Filesystem::Ext4.path_has_magic(&built.path).unwrap());
+    };
+    // The first build settles one-time state (the CPUID cache, the kick
+    // handler); the other nineteen must add nothing.
+    build();
+    let (fds, maps) = (open_fds(), mappings());
+    (1..20).for_each(|_| build());
+    assert_eq!(open_fds(), fds, "fds leaked");
+    assert_eq!(mappings(), maps, "mappings leaked");
+    println!("counted {fds} fds and {maps} mappings before and after 19 builds");
+}
