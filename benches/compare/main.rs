@@ -6,12 +6,16 @@
 //! are real: btrfs, xfs and ext4, each on a loop device this benchmark makes
 //! and tears down, so it needs root.
 //!
-//! `cargo bench --bench compare -- [--runs N] [--rows 1,2,3,4,5,6] [--fs btrfs,xfs,ext4]`
+//! `cargo bench --bench compare -- [--runs N] [--rows 1,2,3,4,5,6,7] [--fs btrfs,xfs,ext4]`
+//!
+//! Row 7 boots the nested-KVM lane's outer guest once and needs its KVM-host
+//! kernel (`cargo ktstr kernel build --kind kvm-host`).
 
 mod build;
 mod clean;
 mod clone;
 mod measure;
+mod nested;
 mod table;
 mod vmm;
 
@@ -54,7 +58,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         runs: 10,
-        rows: vec![1, 2, 3, 4, 5, 6],
+        rows: vec![1, 2, 3, 4, 5, 6, 7],
         filesystems: Filesystem::ALL.to_vec(),
     };
     let mut it = std::env::args().skip(1);
@@ -67,7 +71,7 @@ fn parse_args() -> Args {
             "--rows" => {
                 args.rows = value()
                     .split(',')
-                    .map(|r| r.parse().expect("--rows 1,2,5"))
+                    .map(|r| r.parse().expect("--rows 1,2,5,7"))
                     .collect()
             }
             "--fs" => {
@@ -105,10 +109,10 @@ fn main() {
         .collect();
     let mut rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
-    // Rows 3, 4 and 6 boot the template guest.
+    // Rows 3, 4, 6 and 7 boot the template guest.
     let kernel = || {
         cargo_ktstr::kernel::resolve::resolve_from_env(None)
-            .expect("rows 3, 4 and 6 boot a guest kernel: run `cargo ktstr kernel build` first")
+            .expect("rows 3, 4, 6 and 7 boot a guest kernel: run `cargo ktstr kernel build` first")
     };
     for row in &args.rows {
         for (fs, mnt) in &mounts {
@@ -132,6 +136,11 @@ fn main() {
                 }
                 5 => rows.push(clean::row(&bench, *fs, mnt.path())),
                 6 => rows.push(build::contention(&bench, &place, &kernel())),
+                // One outer guest, on its own disk.
+                7 => {
+                    rows.extend(nested::rows(&bench, &kernel()));
+                    break;
+                }
                 other => panic!("no row {other}"),
             }
         }

@@ -11,6 +11,8 @@ use super::store::KernelStore;
 
 /// The environment variable naming a kernel image.
 pub const KERNEL_ENV: &str = "KTSTR_KERNEL";
+/// The environment variable naming the nested lane's KVM-host kernel.
+pub const KVM_HOST_KERNEL_ENV: &str = "KTSTR_KVM_HOST_KERNEL";
 
 /// Resolves the kernel from an explicit path, the value of
 /// [`KERNEL_ENV`], or the store.
@@ -52,6 +54,23 @@ pub fn resolve_from_env(explicit: Option<&Path>) -> Result<PathBuf> {
         std::env::var_os(KERNEL_ENV),
         &KernelStore::from_env()?,
     )
+}
+
+/// The nested lane's KVM-host kernel: `$KTSTR_KVM_HOST_KERNEL`, else the
+/// newest cached one.
+pub fn resolve_kvm_host_from_env() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(KVM_HOST_KERNEL_ENV).filter(|v| !v.is_empty()) {
+        return Ok(path.into());
+    }
+    let store = KernelStore::from_env()?;
+    match store.newest(KernelKind::KvmHost)? {
+        Some(kernel) => Ok(kernel.image),
+        None => bail!(
+            "no KVM-host kernel: none in `{}` and no ${KVM_HOST_KERNEL_ENV}; build one with \
+             `cargo ktstr kernel build --kind kvm-host --source /usr/src/linux-source-6.12.tar.xz`",
+            store.dir().display()
+        ),
+    }
 }
 
 #[cfg(test)]

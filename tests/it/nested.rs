@@ -7,19 +7,19 @@
 //! the outer guest's disk, read on the host after the run.
 //!
 //! Behind a switch, since the outer boot takes minutes: [`SWITCH`]`=1`
-//! (`.ci/run` sets it). It needs the KVM-host kernel ([`HOST_KERNEL_ENV`],
-//! else the newest cached one), the template kernel, QEMU and root.
+//! (`.ci/run` sets it). It needs the KVM-host kernel
+//! (`$KTSTR_KVM_HOST_KERNEL`, else the newest cached one), the template
+//! kernel, QEMU and root.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::guest::checks::CheckSpec;
 use cargo_ktstr::guest::nested::{self, NestedRun, NestedSpec, OuterInitramfs, TEMPLATE_KERNEL};
-use cargo_ktstr::kernel::KernelKind;
-use cargo_ktstr::kernel::store::KernelStore;
+use cargo_ktstr::kernel::resolve::resolve_kvm_host_from_env;
 
 use crate::guests;
 use crate::loopfs::FsImage;
@@ -27,8 +27,6 @@ use crate::util::{bin, guest_kernel, shared_extents};
 
 /// The switch that turns the lane on.
 const SWITCH: &str = "KTSTR_NESTED";
-/// Names the KVM-host kernel to boot, else the newest cached one is used.
-const HOST_KERNEL_ENV: &str = "KTSTR_KVM_HOST_KERNEL";
 /// Where the test binary itself is in the outer guest.
 const IT: &str = "/bin/it";
 /// Where the prebuilt synthetic guests are in the outer guest.
@@ -74,20 +72,6 @@ fn lane(test: &str) -> Option<&'static Lane> {
     match LANE.get_or_init(boot) {
         Ok(lane) => Some(lane),
         Err(why) => panic!("{why}"),
-    }
-}
-
-fn host_kernel() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os(HOST_KERNEL_ENV) {
-        return Ok(path.into());
-    }
-    let store = KernelStore::from_env().map_err(|e| format!("{e:#}"))?;
-    match store.newest(KernelKind::KvmHost) {
-        Ok(Some(kernel)) => Ok(kernel.image),
-        _ => Err(format!(
-            "no KVM-host kernel: set {HOST_KERNEL_ENV} or run `cargo ktstr kernel build \
-             --kind kvm-host --source /usr/src/linux-source-6.12.tar.xz`"
-        )),
     }
 }
 
@@ -170,7 +154,7 @@ fn initramfs(template_kernel: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 fn boot() -> Result<Lane, String> {
-    let host_kernel = host_kernel()?;
+    let host_kernel = resolve_kvm_host_from_env().map_err(|e| format!("{e:#}"))?;
     let template_kernel = guest_kernel().ok_or("no template kernel")?;
     let initramfs = initramfs(&template_kernel).map_err(|e| format!("{e:#}"))?;
     let image = FsImage::new("btrfs", 4096).ok_or("no btrfs image for the outer disk")?;

@@ -5,6 +5,12 @@
 //! right after it: a 44-byte header, then one entry per CPU, the ISA bus,
 //! the IOAPIC, an interrupt entry per ISA line, and the two local
 //! interrupts (LINT0 ExtINT, LINT1 NMI). Every structure sums to zero.
+//!
+//! The 8259 reaches the CPU through LINT0 only, as KVM's in-kernel irqchip
+//! wires it: an ExtINT entry on an IOAPIC pin would claim a cascade that
+//! KVM's IOAPIC does not have, and Linux says so at boot ("ExtINT not
+//! setup in hardware but reported by MP table"). ISA line n is IOAPIC pin
+//! n, as in KVM's default GSI routing, the timer on pin 0 included.
 
 use vm_memory::{Bytes, GuestAddress};
 
@@ -54,8 +60,6 @@ pub fn build(cpus: u8) -> Vec<u8> {
     let mut ioapic = vec![2, ioapic_id, IOAPIC_VERSION, 1];
     ioapic.extend_from_slice(&(IOAPIC_START as u32).to_le_bytes());
     push(&ioapic);
-    // The 8259 cascade on pin 0, then ISA line n on IOAPIC pin n.
-    push(&[3, INT_KIND_EXTINT, 0, 0, 0, 0, ioapic_id, 0]);
     for irq in 0..ISA_IRQS {
         push(&[3, INT_KIND_INT, 0, 0, 0, irq, ioapic_id, irq]);
     }
@@ -111,9 +115,25 @@ mod tests {
             table.len()
         );
         assert_eq!(sum(table), 0);
-        // 1 CPU + bus + IOAPIC + ExtINT + 16 ISA lines + 2 local = 22 entries.
-        assert_eq!(u16::from_le_bytes([table[34], table[35]]), 22);
+        // 1 CPU + bus + IOAPIC + 16 ISA lines + 2 local = 21 entries.
+        assert_eq!(u16::from_le_bytes([table[34], table[35]]), 21);
         assert!(bytes.len() as u64 <= EBDA_END - EBDA_START);
+    }
+
+    #[test]
+    fn extint_is_on_lint0_only_and_isa_line_n_on_ioapic_pin_n() {
+        let bytes = build(1);
+        let entries = &bytes[FLOATING_LEN + HEADER_LEN + 20 + 8 + 8..];
+        let (io, local) = entries.split_at(16 * 8);
+        for (n, e) in io.chunks(8).enumerate() {
+            // type 3 (I/O interrupt), INT, source IRQ n, destination pin n.
+            assert_eq!(
+                (e[0], e[1], e[5], e[7]),
+                (3, INT_KIND_INT, n as u8, n as u8)
+            );
+        }
+        assert_eq!(&local[..8], &[4, INT_KIND_EXTINT, 0, 0, 0, 0, 0xff, 0]);
+        assert_eq!(&local[8..], &[4, INT_KIND_NMI, 0, 0, 0, 0, 0xff, 1]);
     }
 
     #[test]
