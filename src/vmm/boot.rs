@@ -154,6 +154,16 @@ pub fn e820_map(ram_end: u64) -> [boot_e820_entry; 3] {
     ]
 }
 
+/// Offset of `acpi_rsdp_addr` in the zero page (boot protocol 2.14).
+const ZERO_PAGE_RSDP_OFFSET: u64 = 0x70;
+
+/// Points the zero page written by [`load`] at the ACPI RSDP, so the
+/// kernel need not scan for it.
+pub fn set_rsdp(mem: &GuestMem, rsdp: u64) -> Result<(), VmmError> {
+    mem.write_obj(rsdp, GuestAddress(ZERO_PAGE_START + ZERO_PAGE_RSDP_OFFSET))
+        .map_err(VmmError::Memory)
+}
+
 fn write_zero_page(mem: &GuestMem, mut hdr: setup_header) -> Result<(), VmmError> {
     hdr.boot_flag = BOOT_FLAG_MAGIC;
     hdr.header = HDR_MAGIC;

@@ -28,6 +28,10 @@ pub const CMDLINE_MAX_SIZE: usize = 2048;
 pub const EBDA_START: u64 = 0x9_fc00;
 /// Where conventional memory ends.
 pub const EBDA_END: u64 = 0xa_0000;
+/// The ACPI tables, in the BIOS area below 1 MiB where Linux also scans
+/// for the RSDP; e820 lists none of it as RAM.
+pub const ACPI_START: u64 = 0xe_0000;
+pub const ACPI_END: u64 = 0x10_0000;
 /// The first byte of high memory: a bzImage's protected-mode code loads here.
 pub const HIMEM_START: u64 = 0x10_0000;
 

@@ -166,6 +166,8 @@ fn run_vm(config: &VmConfig<'_>, measure: bool) -> Result<(RunOutcome, MemoryUse
     };
     let loaded = boot::load(mem, config.kernel, config.initramfs, cmdline.trim_start())?;
     x86_64::mptable::write_mptable(mem, 1)?;
+    let rsdp = x86_64::acpi::write_acpi_tables(mem, block.is_some())?;
+    boot::set_rsdp(mem, rsdp)?;
     let serial_irq = IrqLine::new(Some(vm), SERIAL_IRQ).map_err(VmmError::Device)?;
     let mut bus = bus::Bus::new(SerialDevice::new(serial_irq, Console::new(start)), block);
 

@@ -1,6 +1,7 @@
 //! The x86_64 machine a kernel boots into: descriptor tables, page tables,
-//! registers, CPUID, MSRs and the MP table.
+//! registers, CPUID, MSRs, the MP table and ACPI tables.
 
+pub mod acpi;
 pub mod cpuid;
 pub mod gdt;
 pub mod mptable;
