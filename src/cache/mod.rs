@@ -11,6 +11,9 @@
 //!   .per-test-<pid>-<ns>-<rnd>.img          debris: a per-test clone
 //! ```
 //!
+//! A per-test clone's `ns` (nanoseconds since the epoch) and `rnd` (a random
+//! u64) are lower-case hex without padding, as ktstr 0.15 writes them.
+//!
 //! `key` is `<fs>-<MiB>m-<16 hex>` ([`crate::cache::key::Key`]); the hex is a fingerprint of
 //! the formatter's version output, so a new mkfs gives new keys.
 //!
