@@ -59,6 +59,7 @@ pub mod key;
 pub mod list;
 pub mod lock;
 pub mod lookup;
+pub mod minimum;
 pub mod names;
 pub mod per_test;
 pub mod publish;
