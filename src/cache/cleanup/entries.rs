@@ -154,7 +154,7 @@ fn locks_dir_ready(root: &Path, report: &mut CleanReport) -> bool {
             if report.dry_run {
                 return true;
             }
-            match fs::create_dir(&path) {
+            match lock::create_locks_dir(&path) {
                 Ok(()) => return true,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     return locks_dir_ready(root, report);
