@@ -153,12 +153,11 @@ pub fn check(fs: Filesystem, capacity: Capacity, version: Option<&Version>) -> R
         ),
     };
     Err(format!(
-        "a {fs} template needs a capacity of at least {} MiB: {} ({installed}) refuses \
-         devices under {} bytes; got {}. Pass --capacity {}M or more",
+        "{fs} needs at least {} MiB: {} ({installed}) refuses a device under {} bytes, \
+         and {capacity} was asked for; pass --capacity {}M or more",
         min.mib(),
         fs.mkfs(),
         min.bytes,
-        capacity,
         min.mib()
     ))
 }

@@ -10,6 +10,7 @@ mod crash;
 mod diskfull;
 mod edges;
 mod hostile;
+mod interop;
 mod kernel;
 mod list;
 mod lock;
