@@ -15,6 +15,7 @@ use super::fingerprint;
 use super::key::{Capacity, Key};
 use super::lock::{self, Mode};
 use super::lookup;
+use super::minimum;
 use super::names;
 use super::publish::{self, IfValid};
 
@@ -91,8 +92,10 @@ pub fn ensure_template(
     opts: &EnsureOptions,
 ) -> Result<Ensured> {
     let start = Instant::now();
-    capacity.check_for(fs).map_err(|e| anyhow!(e))?;
-    let key = Key::new(fs, capacity, &fingerprint::fingerprint(fs)?);
+    let formatter = fingerprint::formatter(fs)?;
+    // Before any lock, staging file or guest: the formatter would refuse it.
+    minimum::check(fs, capacity, formatter.version.as_ref()).map_err(|e| anyhow!(e))?;
+    let key = Key::new(fs, capacity, &formatter.fingerprint);
     ensure_key(root, &key, builder, opts, start)
 }
 
@@ -236,18 +239,17 @@ impl StagingImage {
         Ok(staging)
     }
 
-    /// Checks the builder's work by path: a builder may have replaced the
-    /// file rather than written into it.
+    /// Checks the builder's work by path, as a lookup will judge the entry:
+    /// a builder may have replaced the file rather than written into it.
     fn verify(&self, key: &Key) -> Result<()> {
-        let ok = key
-            .fs
-            .path_has_magic(&self.path)
+        let mut file = File::open(&self.path)
+            .with_context(|| format!("failed to open `{}`", self.path.display()))?;
+        let problem = lookup::image_problem(&mut file, key)
             .with_context(|| format!("failed to read `{}`", self.path.display()))?;
-        if !ok {
+        if let Some(why) = problem {
             bail!(
-                "the builder finished but `{}` has no {} superblock magic; nothing was published",
-                self.path.display(),
-                key.fs
+                "the builder finished but `{}` is no valid template ({why}); nothing was published",
+                self.path.display()
             );
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! The filesystems a template can hold: formatter, package, superblock magic
-//! and the smallest capacity each formatter accepts.
+//! and default capacity. How small a device each formatter takes depends on
+//! its version: see [`crate::cache::minimum`].
 
 use std::fmt;
 use std::fs::File;
@@ -77,18 +78,11 @@ impl Filesystem {
         }
     }
 
-    /// The smallest capacity, in MiB, this tool accepts for the filesystem.
-    pub fn min_capacity_mib(self) -> u64 {
-        match self {
-            // mkfs.xfs refuses anything smaller than 300 MiB.
-            Filesystem::Xfs => 300,
-            Filesystem::Btrfs | Filesystem::Ext4 => 16,
-        }
-    }
-
-    /// The capacity used when none is given.
+    /// The capacity used when none is given; each is at least its
+    /// formatter's minimum.
     pub fn default_capacity_mib(self) -> u64 {
         match self {
+            // mkfs.xfs refuses anything smaller.
             Filesystem::Xfs => 300,
             Filesystem::Btrfs | Filesystem::Ext4 => 256,
         }

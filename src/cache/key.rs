@@ -20,6 +20,9 @@ pub struct Capacity {
 }
 
 impl Capacity {
+    /// The smallest capacity of any key, whatever the formatter allows.
+    pub const MIN_MIB: u64 = MIN_MIB;
+
     pub fn from_mib(mib: u64) -> Result<Self, String> {
         if !(MIN_MIB..=MAX_MIB).contains(&mib) {
             return Err(format!(
@@ -37,16 +40,12 @@ impl Capacity {
         self.mib * MIB
     }
 
-    /// Rejects a capacity the filesystem's formatter would refuse, before any work.
-    pub fn check_for(self, fs: Filesystem) -> Result<(), String> {
-        let min = fs.min_capacity_mib();
-        if self.mib < min {
-            return Err(format!(
-                "{fs} needs at least {min} MiB (mkfs.{fs} refuses smaller devices); got {} MiB",
-                self.mib
-            ));
-        }
-        Ok(())
+    /// The image sizes an entry of this capacity may have. ktstr floors a
+    /// capacity that is not a whole number of MiB into its key (256 MiB + 1
+    /// byte is `…-256m-…` with a 268,435,457-byte image), so anything from
+    /// the capacity up to, not including, one MiB more.
+    pub fn image_len_range(self) -> std::ops::Range<u64> {
+        self.bytes()..self.bytes() + MIB
     }
 }
 
@@ -194,22 +193,14 @@ mod tests {
     }
 
     #[test]
-    fn xfs_minimum_is_enforced() {
-        let small: Capacity = "256M".parse().unwrap();
-        assert!(
-            small
-                .check_for(Filesystem::Xfs)
-                .unwrap_err()
-                .contains("300 MiB")
-        );
-        assert!(small.check_for(Filesystem::Btrfs).is_ok());
-        assert!(
-            "300M"
-                .parse::<Capacity>()
-                .unwrap()
-                .check_for(Filesystem::Xfs)
-                .is_ok()
-        );
+    fn an_image_may_run_up_to_a_mib_past_its_capacity() {
+        // ktstr 0.15 publishes 256 MiB + 1 byte as `…-256m-…`.
+        let range = Capacity::from_mib(256).unwrap().image_len_range();
+        assert!(range.contains(&268_435_456));
+        assert!(range.contains(&268_435_457));
+        assert!(range.contains(&(257 * MIB - 1)));
+        assert!(!range.contains(&(257 * MIB)));
+        assert!(!range.contains(&(256 * MIB - 1)));
     }
 
     #[test]

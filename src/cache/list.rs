@@ -4,9 +4,7 @@
 //! only where that cannot be read is the key lock tried, shared and without
 //! blocking, and released at once, so a builder is never held up.
 
-use std::fs::{self, OpenOptions};
-use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -18,6 +16,7 @@ use super::cleanup::{Skipped, space};
 use super::filesystem::Filesystem;
 use super::key::Key;
 use super::lock::{self, Mode};
+use super::lookup;
 use super::names::{self, DebrisKind, RootName};
 
 mod render;
@@ -159,7 +158,7 @@ fn examine(root: &Path, name: &str, stale: &mut StaleCheck, notes: &mut Vec<Stri
     });
     let invalid = match &key {
         None => Some("not a template key (<fs>-<MiB>m-<16 hex>)".to_owned()),
-        Some(key) => image_problem(&image, key.fs),
+        Some(key) => problem(root, key),
     };
     let (state, detail) = match (invalid, holders.is_empty(), is_stale) {
         (Some(why), _, _) => (EntryState::Invalid, Some(why)),
@@ -181,24 +180,14 @@ fn examine(root: &Path, name: &str, stale: &mut StaleCheck, notes: &mut Vec<Stri
     }
 }
 
-/// Why `image` is not a valid `fs` template, if it is not.
-fn image_problem(image: &Path, fs: Filesystem) -> Option<String> {
-    match fs::symlink_metadata(image) {
-        Ok(meta) if meta.is_file() => {}
-        Ok(_) => return Some("template.img is not a regular file".to_owned()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Some("template.img is missing".to_owned());
-        }
-        Err(e) => return Some(format!("cannot examine template.img: {e}")),
-    }
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(image);
-    match opened.and_then(|mut file| fs.has_magic(&mut file)) {
-        Ok(true) => None,
-        Ok(false) => Some(format!("no {fs} superblock magic")),
-        Err(e) => Some(format!("cannot read template.img: {e}")),
+/// Why `key`'s entry is not a valid template, if it is not: the lookup's own
+/// judgement, so a build and the list agree on what counts.
+fn problem(root: &Path, key: &Key) -> Option<String> {
+    match lookup::judge(root, key) {
+        Ok(lookup::Verdict::Valid) => None,
+        Ok(lookup::Verdict::Invalid(why)) => Some(why),
+        Ok(lookup::Verdict::Absent) => Some("it vanished while being listed".to_owned()),
+        Err(e) => Some(format!("cannot examine it: {e:#}")),
     }
 }
 
@@ -240,38 +229,39 @@ mod tests {
     }
 
     #[test]
-    fn image_problems_are_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join("template.img");
-        let fs = Filesystem::Ext4;
-        assert_eq!(
-            image_problem(&image, fs).unwrap(),
-            "template.img is missing"
-        );
+    fn entry_problems_are_named_as_a_lookup_names_them() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let key: Key = "ext4-16m-0123456789abcdef".parse().unwrap();
+        let dir = root.join(key.to_string());
+        let image = dir.join(names::TEMPLATE_FILE);
+        fs::create_dir(&dir).unwrap();
+        assert_eq!(problem(root, &key).unwrap(), "template.img is missing");
         fs::create_dir(&image).unwrap();
-        assert!(
-            image_problem(&image, fs)
-                .unwrap()
-                .contains("not a regular file")
-        );
+        assert!(problem(root, &key).unwrap().contains("not a regular file"));
         fs::remove_dir(&image).unwrap();
-        fs::write(&image, vec![0u8; 4096]).unwrap();
-        assert_eq!(
-            image_problem(&image, fs).unwrap(),
-            "no ext4 superblock magic"
-        );
-        let mut bytes = vec![0u8; 4096];
-        bytes[0x438..0x43a].copy_from_slice(&[0x53, 0xEF]);
-        fs::write(&image, bytes).unwrap();
-        assert_eq!(image_problem(&image, fs), None);
-        // A symlink to a valid image is not followed.
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&image, &link).unwrap();
+        fs::write(&image, vec![0u8; 16 << 20]).unwrap();
         assert!(
-            image_problem(&link, fs)
+            problem(root, &key)
                 .unwrap()
-                .contains("not a regular file")
+                .starts_with("no ext4 superblock magic")
         );
+        let mut bytes = vec![0u8; 16 << 20];
+        bytes[0x438..0x43a].copy_from_slice(&[0x53, 0xEF]);
+        fs::write(&image, &bytes).unwrap();
+        assert_eq!(problem(root, &key), None);
+        // Cut past the magic: the magic is there, the size is not.
+        bytes.truncate(1 << 20);
+        fs::write(&image, &bytes).unwrap();
+        let why = problem(root, &key).unwrap();
+        assert!(why.contains("is 1048576 bytes"), "{why}");
+        // A symlink to a valid image is not followed.
+        let valid = root.join("valid.img");
+        bytes.resize(16 << 20, 0);
+        fs::write(&valid, &bytes).unwrap();
+        fs::remove_file(&image).unwrap();
+        std::os::unix::fs::symlink(&valid, &image).unwrap();
+        assert!(problem(root, &key).unwrap().contains("not a regular file"));
     }
 
     #[test]

@@ -116,10 +116,19 @@ pub fn key_lock_path(root: &Path, key: &str) -> PathBuf {
     root.join(names::LOCKS_DIR).join(names::lock_file(key))
 }
 
+/// Permission bits of a lockfile this tool creates, set whatever the umask:
+/// ktstr opens every lockfile read-write (asking for 0666), so in a cache
+/// shared by several users each must be able to. A lockfile holds no data.
+pub const LOCKFILE_MODE: u32 = 0o666;
+
 /// Opens (creating) the lockfile `path`, `<root>/.locks/<key>.lock`, without
 /// ever leaving the root: `.locks` is opened with `O_NOFOLLOW|O_DIRECTORY`
 /// and the lockfile relative to it, so a `.locks` that is a symlink cannot
 /// lead lockfiles elsewhere.
+///
+/// An existing lockfile is opened read-write, else read-only: flock(2) needs
+/// no write access, and a lockfile another user's ktstr made under a 022
+/// umask is 0644.
 fn open_lockfile(path: &Path) -> Result<File> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         bail!("`{}` is not a lockfile path", path.display());
@@ -128,15 +137,33 @@ fn open_lockfile(path: &Path) -> Result<File> {
     // O_NOFOLLOW: a lockfile swapped for a symlink must not create or lock
     // a file outside the root; O_NONBLOCK: one swapped for a FIFO must not
     // hang the open.
-    let flags =
-        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-    let fd = nix::fcntl::openat(
-        &locks,
-        name,
-        flags,
-        nix::sys::stat::Mode::from_bits_truncate(0o644),
-    )
-    .map_err(|e| {
+    let flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let open = |extra: OFlag| {
+        let mode = nix::sys::stat::Mode::from_bits_truncate(LOCKFILE_MODE);
+        nix::fcntl::openat(&locks, name, flags | extra, mode)
+    };
+    let opened = loop {
+        match open(OFlag::O_RDWR) {
+            Err(Errno::EACCES) => break open(OFlag::O_RDONLY),
+            Err(Errno::ENOENT) => {}
+            other => break other,
+        }
+        match open(OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL) {
+            Ok(fd) => {
+                // Only the creator sets the mode, past its umask.
+                nix::sys::stat::fchmod(
+                    &fd,
+                    nix::sys::stat::Mode::from_bits_truncate(LOCKFILE_MODE),
+                )
+                .map_err(|e| anyhow!("failed to chmod lockfile `{}`: {e}", path.display()))?;
+                break Ok(fd);
+            }
+            // A peer created it first: open theirs.
+            Err(Errno::EEXIST) => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    let fd = opened.map_err(|e| {
         anyhow!(
             "failed to open lockfile `{}`: {e}; {}",
             path.display(),
@@ -153,14 +180,22 @@ fn open_locks_dir(dir: &Path) -> Result<std::os::fd::OwnedFd> {
     let open = || nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty());
     let opened = match open() {
         Err(Errno::ENOENT) => {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
-                anyhow!(
-                    "failed to create lock directory `{}`: {e}; {}",
-                    dir.display(),
-                    advice(errno)
-                )
-            })?;
+            let created = dir
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| create_locks_dir(dir));
+            match created {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+                    bail!(
+                        "failed to create lock directory `{}`: {e}; {}",
+                        dir.display(),
+                        advice(errno)
+                    );
+                }
+            }
             open()
         }
         other => other,
@@ -172,6 +207,23 @@ fn open_locks_dir(dir: &Path) -> Result<std::os::fd::OwnedFd> {
             advice(e)
         )
     })
+}
+
+/// Creates `.locks` at `dir` with its root's permission bits, set past the
+/// umask: a root its owner shared (`chmod 1777`, or group-writable and
+/// setgid) gets a `.locks` every user of it can make lockfiles in, and a
+/// private root a private one. Fails with `AlreadyExists` when it exists.
+pub fn create_locks_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let root = dir.parent().unwrap_or(Path::new("."));
+    let mode = std::fs::metadata(root)?.permissions().mode() & 0o7777;
+    std::fs::DirBuilder::new().mode(mode).create(dir)?;
+    // By descriptor, not following a link: in a root others may write to,
+    // the name could be swapped between the mkdir and the chmod.
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty())?;
+    nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode))?;
+    Ok(())
 }
 
 /// What to do about a failure to open `.locks` or a lockfile.
@@ -236,6 +288,74 @@ pub fn lock_with_timeout(path: &Path, mode: Mode, timeout: Duration, what: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::as_nobody;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_lockfile_is_made_0666_past_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_lock_path(dir.path(), "btrfs-256m-0000000000000000");
+        drop(try_lock(&path, Mode::Shared).unwrap());
+        // The tests run under a 022 umask, which would make it 0644.
+        assert_eq!(mode(&path), 0o666);
+        // One that exists keeps its mode: only its creator sets it.
+        chmod(&path, 0o640);
+        drop(try_lock(&path, Mode::Exclusive).unwrap());
+        assert_eq!(mode(&path), 0o640);
+    }
+
+    /// Another user (uid 65534) on a cache root made: a lockfile it cannot
+    /// write (ktstr's under a 022 umask) is still locked, read-only; one it
+    /// must create goes where the root's mode lets it.
+    #[test]
+    fn another_user_shares_the_lockfiles_of_a_shared_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        chmod(dir.path(), 0o755);
+        chmod(&root, 0o1777);
+        let theirs = key_lock_path(&root, "btrfs-256m-0000000000000000");
+        drop(try_lock(&theirs, Mode::Shared).unwrap());
+        assert_eq!(mode(&root.join(names::LOCKS_DIR)), 0o1777);
+        chmod(&theirs, 0o644);
+        let held = as_nobody(|| try_lock(&theirs, Mode::Exclusive).map(|l| l.is_some()));
+        assert!(held.unwrap(), "a read-only lockfile must lock");
+
+        let mine = key_lock_path(&root, "btrfs-256m-1111111111111111");
+        as_nobody(|| try_lock(&mine, Mode::Exclusive).map(drop)).unwrap();
+        let meta = std::fs::metadata(&mine).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (65534, 0o666));
+        // ktstr opens read-write: it can use the lockfile another user made.
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&mine)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_private_root_gets_a_private_locks_dir_and_says_whose_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o755);
+        let path = key_lock_path(dir.path(), "btrfs-256m-2222222222222222");
+        drop(try_lock(&path, Mode::Shared).unwrap());
+        assert_eq!(mode(&dir.path().join(names::LOCKS_DIR)), 0o755);
+        let other = key_lock_path(dir.path(), "btrfs-256m-3333333333333333");
+        let err = as_nobody(|| try_lock(&other, Mode::Shared).map(drop)).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("another user") && err.contains("--cache-dir"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_held_lock_names_this_process() {

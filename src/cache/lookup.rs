@@ -1,9 +1,10 @@
-//! Find a published entry and check its superblock magic.
+//! Find a published entry and check it.
 //!
 //! An entry counts only when `<key>/template.img` is a regular file that
-//! carries its filesystem's magic. Anything else under `<key>/` is reported
-//! as invalid, so the next build replaces it; only a missing entry and an
-//! invalid one are misses, and any other stat error is an error.
+//! carries its filesystem's magic and is as large as its key says. Anything
+//! else under `<key>/` is reported as invalid, so the next build replaces it;
+//! only a missing entry and an invalid one are misses, and any other stat
+//! error is an error.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,15 @@ pub enum Entry {
     Absent,
 }
 
+/// [`judge`]'s verdict: like [`Entry`], the reason in a few words about the
+/// entry (`template.img is missing`), for a line of `template list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Valid,
+    Invalid(String),
+    Absent,
+}
+
 /// `<root>/<key>`.
 pub fn entry_dir(root: &Path, key: &Key) -> PathBuf {
     root.join(key.to_string())
@@ -38,61 +48,81 @@ pub fn image_path(root: &Path, key: &Key) -> PathBuf {
 }
 
 /// Looks `key` up under `root` and validates what it finds.
+pub fn lookup(root: &Path, key: &Key) -> Result<Entry> {
+    Ok(match judge(root, key)? {
+        Verdict::Valid => Entry::Valid(image_path(root, key)),
+        Verdict::Invalid(why) => {
+            Entry::Invalid(format!("`{}`: {why}", entry_dir(root, key).display()))
+        }
+        Verdict::Absent => Entry::Absent,
+    })
+}
+
+/// Judges `<root>/<key>`.
 ///
 /// `<key>` is opened with `O_NOFOLLOW|O_DIRECTORY` and the image relative to
 /// it with `O_NOFOLLOW|O_NONBLOCK`, then judged by `fstat`: a symlinked
 /// `<key>` never leads a clone outside the root, and a FIFO swapped in never
 /// hangs the open.
-pub fn lookup(root: &Path, key: &Key) -> Result<Entry> {
+pub(crate) fn judge(root: &Path, key: &Key) -> Result<Verdict> {
     let dir = entry_dir(root, key);
     let image = image_path(root, key);
     let advice = "check the cache root's permissions, or pass another --cache-dir";
+    let invalid = |why: &str| Ok(Verdict::Invalid(why.to_owned()));
     let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let dir_fd = match nix::fcntl::open(&dir, dir_flags, Mode::empty()) {
         Ok(fd) => fd,
-        Err(Errno::ENOENT) => return Ok(Entry::Absent),
+        Err(Errno::ENOENT) => return Ok(Verdict::Absent),
         Err(Errno::ENOTDIR | Errno::ELOOP) => {
-            return Ok(Entry::Invalid(format!(
-                "`{}` is not a directory (a symlink is not followed)",
-                dir.display()
-            )));
+            return invalid("not a directory (a symlink is not followed)");
         }
         Err(e) => bail!("failed to open `{}`: {e}; {advice}", dir.display()),
     };
     let image_flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
     let fd = match nix::fcntl::openat(&dir_fd, names::TEMPLATE_FILE, image_flags, Mode::empty()) {
         Ok(fd) => fd,
-        Err(Errno::ENOENT) => {
-            let why = format!("`{}` has no {}", dir.display(), names::TEMPLATE_FILE);
-            return Ok(Entry::Invalid(why));
-        }
-        Err(Errno::ELOOP) => return Ok(not_a_file(&image)),
+        Err(Errno::ENOENT) => return invalid("template.img is missing"),
+        Err(Errno::ELOOP) => return invalid(NOT_A_FILE),
         Err(e) => bail!("failed to open `{}`: {e}; {advice}", image.display()),
     };
     let mut file = File::from(fd);
-    let meta = file
-        .metadata()
-        .with_context(|| format!("failed to stat `{}`", image.display()))?;
-    if !meta.file_type().is_file() {
-        return Ok(not_a_file(&image));
-    }
-    let has_magic = key
-        .fs
-        .has_magic(&mut file)
+    let problem = image_problem(&mut file, key)
         .with_context(|| format!("failed to read `{}`", image.display()))?;
-    if !has_magic {
-        return Ok(Entry::Invalid(format!(
-            "`{}` ({} bytes) has no {} superblock magic (zero-filled or truncated?)",
-            image.display(),
-            meta.len(),
-            key.fs
-        )));
-    }
-    Ok(Entry::Valid(image))
+    Ok(problem.map_or(Verdict::Valid, Verdict::Invalid))
 }
 
-fn not_a_file(image: &Path) -> Entry {
-    Entry::Invalid(format!("`{}` is not a regular file", image.display()))
+const NOT_A_FILE: &str = "template.img is not a regular file";
+
+/// Why the open `template.img` is no valid template of `key`, if it is not:
+/// not a regular file, no superblock magic, or a size its key does not allow
+/// (an image truncated past its magic: a torn copy, a disk-full restore).
+pub(crate) fn image_problem(file: &mut File, key: &Key) -> std::io::Result<Option<String>> {
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Ok(Some(NOT_A_FILE.to_owned()));
+    }
+    if !key.fs.has_magic(file)? {
+        return Ok(Some(format!(
+            "no {} superblock magic in its {} bytes (zero-filled or truncated?)",
+            key.fs,
+            meta.len()
+        )));
+    }
+    Ok(size_problem(meta.len(), key))
+}
+
+/// Why an image of `len` bytes cannot be `key`'s, if it cannot.
+pub(crate) fn size_problem(len: u64, key: &Key) -> Option<String> {
+    let range = key.capacity.image_len_range();
+    (!range.contains(&len)).then(|| {
+        format!(
+            "template.img is {len} bytes, but a {}m key's image is {} to {} bytes \
+             (a truncated or torn copy?)",
+            key.capacity.mib(),
+            range.start,
+            range.end - 1
+        )
+    })
 }
 
 /// The valid entry's image, or `None` on a miss; an invalid entry is a miss

@@ -11,8 +11,14 @@
 //!   .per-test-<pid>-<ns>-<rnd>.img          debris: a per-test clone
 //! ```
 //!
+//! A per-test clone's `ns` (nanoseconds since the epoch) and `rnd` (a random
+//! u64) are lower-case hex without padding, as ktstr 0.15 writes them.
+//!
 //! `key` is `<fs>-<MiB>m-<16 hex>` ([`crate::cache::key::Key`]); the hex is a fingerprint of
-//! the formatter's version output, so a new mkfs gives new keys.
+//! the formatter's version output, so a new mkfs gives new keys. An entry's
+//! image is its key's capacity up to one MiB more (ktstr floors a capacity
+//! that is not whole MiB into the key), or it is invalid
+//! ([`crate::cache::lookup`]).
 //!
 //! # Lock protocol
 //!
@@ -24,7 +30,7 @@
 //!   Under `--force` an entry other than the one seen before waiting is such
 //!   a peer's fresh build and counts as done.
 //! * It then creates the staging image, has the builder format it, checks
-//!   its superblock magic and publishes, still holding the lock.
+//!   its superblock magic and size and publishes, still holding the lock.
 //! * A cloner holds the same lock shared while it clones, so the entry stays
 //!   put under it; an entry gone by then (`clean --all` won) is ensured again.
 //! * `clean --all` and `clean --stale` take it exclusive and non-blocking, and
@@ -38,6 +44,10 @@
 //!   no such lock and falls back to the pid test. Only the exact debris
 //!   grammar (with a key-shaped `<key>`) and file type count, so a
 //!   `--cache-dir` aimed at a home directory loses nothing.
+//! * Lockfiles are made 0666 past the umask and opened read-only where they
+//!   cannot be written (flock needs no write access), and a `.locks` made
+//!   here takes the root's permission bits, so users of different uids can
+//!   share a root its owner shared; ktstr asks for 0666 too.
 //! * Publication moves the staging image into `<key>.tmp.<pid>/`, fsyncs both,
 //!   and renames the directory onto `<key>/` (`RENAME_NOREPLACE`, or
 //!   `RENAME_EXCHANGE` over an invalid entry, whose remains are then removed
@@ -56,6 +66,7 @@ pub mod key;
 pub mod list;
 pub mod lock;
 pub mod lookup;
+pub mod minimum;
 pub mod names;
 pub mod per_test;
 pub mod publish;

@@ -29,7 +29,8 @@ pub enum DebrisKind {
     InFlight,
     /// `<key>.tmp.<pid>/`: a publish staging directory.
     StagingDir,
-    /// `.per-test-<pid>-<ns>-<rnd>.img`: a per-test clone.
+    /// `.per-test-<pid>-<ns>-<rnd>.img`: a per-test clone; `ns` and `rnd`
+    /// in lower-case hex, as ktstr 0.15 writes them.
     PerTest,
 }
 
@@ -84,16 +85,15 @@ pub fn classify(name: &OsStr) -> RootName {
     {
         return debris(DebrisKind::InFlight, pid);
     }
-    // .per-test-<pid>-<digits>-<alnum>.img
+    // .per-test-<pid>-<ns hex>-<rnd hex>.img
     if let Some(rest) = name
         .strip_prefix(PER_TEST_PREFIX)
         .and_then(|r| r.strip_suffix(PER_TEST_SUFFIX))
     {
         let fields: Vec<&str> = rest.split('-').collect();
         if let [pid, nanos, rnd] = fields[..]
-            && digits(nanos)
-            && !rnd.is_empty()
-            && rnd.bytes().all(|b| b.is_ascii_alphanumeric())
+            && lower_hex(nanos, NANOS_HEX_MAX)
+            && lower_hex(rnd, RND_HEX_MAX)
         {
             return debris(DebrisKind::PerTest, pid);
         }
@@ -123,6 +123,17 @@ pub fn key_shaped(s: &str) -> bool {
         && mib.strip_suffix('m').is_some_and(digits)
         && fp.len() == FINGERPRINT_LEN
         && fp.bytes().all(hex)
+}
+
+/// The per-test fields' widest forms: a u128 of nanoseconds and a u64, in
+/// hex without padding (ktstr 0.15 `{ns:x}` and `{rnd:x}`). Decimal nanos,
+/// which cargo-ktstr wrote before, are hex digits too.
+const NANOS_HEX_MAX: usize = 32;
+const RND_HEX_MAX: usize = 16;
+
+/// One to `max` lower-case hex digits.
+fn lower_hex(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.len()) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn digits(s: &str) -> bool {
@@ -168,9 +179,10 @@ pub fn replaced_dir(key: &Key, pid: u32) -> String {
     format!("{key}{REPLACED_SUFFIX}{STAGING_DIR_INFIX}{pid}")
 }
 
-/// `.per-test-<pid>-<ns>-<rnd>.img`
+/// `.per-test-<pid>-<ns>-<rnd>.img`, both numbers in unpadded lower-case
+/// hex: ktstr 0.15's own shape, so either tool's per-test names are one.
 pub fn per_test(pid: u32, nanos: u128, rnd: u64) -> String {
-    format!("{PER_TEST_PREFIX}{pid}-{nanos}-{rnd:016x}{PER_TEST_SUFFIX}")
+    format!("{PER_TEST_PREFIX}{pid}-{nanos:x}-{rnd:x}{PER_TEST_SUFFIX}")
 }
 
 /// `<key>.lock`, inside [`LOCKS_DIR`].
@@ -240,6 +252,20 @@ mod tests {
             ),
             (format!("{K}.tmp."), DebrisKind::StagingDir, None),
             (".per-test-0-1-a.img".into(), DebrisKind::PerTest, None),
+            // ktstr 0.15's own per-test clone (`{ns:x}`, `{rnd:x}`), and one
+            // whose clock read failed (`unwrap_or(0)`).
+            (
+                ".per-test-7970-18ed326334bfd9f9-f29e8c64b4ae6027.img".into(),
+                DebrisKind::PerTest,
+                Some(7970),
+            ),
+            (".per-test-12-0-7.img".into(), DebrisKind::PerTest, Some(12)),
+            // Widest fields: u128 nanos, u64 rnd.
+            (
+                format!(".per-test-3-{:x}-{:x}.img", u128::MAX, u64::MAX),
+                DebrisKind::PerTest,
+                Some(3),
+            ),
         ];
         for (name, kind, pid) in cases {
             assert_eq!(
@@ -264,6 +290,14 @@ mod tests {
             ".per-test-4000002-notes.img",
             ".per-test-4000002-1-a-b.img",
             ".per-test-4000002-1-.img",
+            // Near misses of the hex fields: upper case, not hex, a prefix,
+            // wider than a u128 or a u64.
+            ".per-test-4000002-18ED3263-f29e.img",
+            ".per-test-4000002-18ed-F29E.img",
+            ".per-test-4000002-1g-f29e.img",
+            ".per-test-4000002-0x18ed-f29e.img",
+            ".per-test-4000002-100000000000000000000000000000000-1.img",
+            ".per-test-4000002-1-10000000000000000.img",
             "template.img.in-flight.k.12",
             "template.img.in-flight.notes.12",
             "btrfs-256m-a1b2c3d4e5f6a7b8.bak.tmp.3",
@@ -274,6 +308,21 @@ mod tests {
             assert_eq!(classify(OsStr::new(name)), RootName::Other, "{name}");
         }
         assert_eq!(classify(OsStr::new(".locks")), RootName::Locks);
+    }
+
+    /// The exact format string ktstr 0.15 names its per-test clones with
+    /// (`src/vmm/setup/mod.rs`), against ours.
+    #[test]
+    fn per_test_names_are_ktstrs() {
+        let (pid, ns, rnd) = (7970u32, 0x18ed326334bfd9f9u128, 0xf29e8c64b4ae6027u64);
+        let ktstr = format!(".per-test-{pid}-{ns:x}-{rnd:x}.img");
+        assert_eq!(per_test(pid, ns, rnd), ktstr);
+        assert_eq!(
+            ktstr,
+            ".per-test-7970-18ed326334bfd9f9-f29e8c64b4ae6027.img"
+        );
+        // No padding: a small random number stays short, as ktstr writes it.
+        assert_eq!(per_test(5, 255, 10), ".per-test-5-ff-a.img");
     }
 
     #[test]
@@ -352,6 +401,8 @@ mod tests {
             Just(K.to_owned()),
             "[a-z0-9]{1,5}-[0-9]{1,4}m-[0-9a-f]{15,17}",
             "[0-9]{1,11}",
+            "[0-9a-f]{1,18}",
+            "[0-9a-fA-F]{30,34}",
             "[a-zA-Z]{1,8}",
         ]
     }
@@ -383,13 +434,11 @@ mod tests {
             .strip_prefix(".per-test-")
             .and_then(|r| r.strip_suffix(".img"))
         {
+            let hex = |s: &str, max: usize| {
+                !s.is_empty() && s.len() <= max && s.chars().all(|c| "0123456789abcdef".contains(c))
+            };
             let f: Vec<&str> = rest.split('-').collect();
-            let ok = f.len() == 3
-                && pid_ok(f[0])
-                && f[1].chars().all(|c| c.is_ascii_digit())
-                && !f[1].is_empty()
-                && !f[2].is_empty()
-                && f[2].chars().all(|c| c.is_ascii_alphanumeric());
+            let ok = f.len() == 3 && pid_ok(f[0]) && hex(f[1], 32) && hex(f[2], 16);
             return ok.then_some(DebrisKind::PerTest);
         }
         let (stem, pid) = name.rsplit_once(".tmp.")?;

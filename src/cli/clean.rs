@@ -61,7 +61,10 @@ fn render(report: &CleanReport, verbose: bool) -> String {
         for r in &report.removed {
             let size = space::human_bytes(r.bytes);
             let name = names::shown(&r.name);
-            out += &format!("{verb} {name} ({}, {size})\n", r.kind.describe());
+            let invalid = r.invalid.as_deref().map_or(String::new(), |why| {
+                format!(", invalid: {}", names::shown(why))
+            });
+            out += &format!("{verb} {name} ({}{invalid}, {size})\n", r.kind.describe());
         }
     }
     for k in &report.kept {

@@ -12,6 +12,7 @@ mod edges;
 #[path = "../guests/mod.rs"]
 mod guests;
 mod hostile;
+mod interop;
 mod kernel;
 mod list;
 mod lock;

@@ -12,6 +12,7 @@ use crate::cache::filesystem::Filesystem;
 use crate::cache::fingerprint;
 use crate::cache::key::{FINGERPRINT_LEN, Key};
 use crate::cache::lock::{self, Mode};
+use crate::cache::lookup;
 use crate::cache::names::{self, RootName};
 
 /// Whether an entry is stale, memoising the installed formatters'
@@ -65,7 +66,7 @@ pub(super) fn sweep(
         if options.mode == CleanMode::Stale && !judge_stale(name, &key, &mut stale, report) {
             continue;
         }
-        remove_if_unused(root, name, report);
+        remove_if_unused(root, name, &key, report);
     }
 }
 
@@ -103,7 +104,7 @@ fn judge_stale(name: &str, key: &Key, stale: &mut StaleCheck, report: &mut Clean
     }
 }
 
-fn remove_if_unused(root: &Path, name: &str, report: &mut CleanReport) {
+fn remove_if_unused(root: &Path, name: &str, key: &Key, report: &mut CleanReport) {
     let lock_path = lock::key_lock_path(root, name);
     let held = if report.dry_run {
         probe_lock(&lock_path)
@@ -113,8 +114,14 @@ fn remove_if_unused(root: &Path, name: &str, report: &mut CleanReport) {
     match held {
         Ok(Some(held)) => {
             // Held across the removal: a builder or cloner that comes now
-            // waits, then finds no entry and builds afresh.
-            report.remove(name, ItemKind::Template, true, None);
+            // waits, then finds no entry and builds afresh. Judged as a
+            // lookup would, so the report says which entries were invalid.
+            let invalid = match lookup::judge(root, key) {
+                Ok(lookup::Verdict::Invalid(why)) => Some(why),
+                Ok(_) => None,
+                Err(e) => Some(format!("cannot examine it: {e:#}")),
+            };
+            report.remove_entry(name, invalid);
             drop(held);
         }
         Ok(None) => {
@@ -154,7 +161,7 @@ fn locks_dir_ready(root: &Path, report: &mut CleanReport) -> bool {
             if report.dry_run {
                 return true;
             }
-            match fs::create_dir(&path) {
+            match lock::create_locks_dir(&path) {
                 Ok(()) => return true,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     return locks_dir_ready(root, report);

@@ -44,6 +44,9 @@ pub struct Removed {
     pub kind: ItemKind,
     /// Allocated bytes before removal.
     pub bytes: u64,
+    /// Why a template was no valid entry (a lookup would have ignored it),
+    /// else `None`.
+    pub invalid: Option<String>,
 }
 
 /// Left in place because something may still need it.
@@ -258,7 +261,18 @@ impl CleanReport {
             path,
             kind,
             bytes,
+            invalid: None,
         });
+    }
+
+    /// Removes the entry directory `name` as [`CleanReport::remove`] does,
+    /// noting why it was invalid, if it was.
+    pub(super) fn remove_entry(&mut self, name: &str, invalid: Option<String>) {
+        let before = self.removed.len();
+        self.remove(name, ItemKind::Template, true, None);
+        if let Some(removed) = self.removed.get_mut(before) {
+            removed.invalid = invalid;
+        }
     }
 }
 
@@ -303,6 +317,7 @@ mod tests {
             path: "/r/n".into(),
             kind,
             bytes,
+            invalid: None,
         }
     }
 

@@ -1,4 +1,4 @@
-//! Fingerprints remembered across processes.
+//! Fingerprints (and the versions beside them) remembered across processes.
 //!
 //! Running the formatter costs a fork and an exec, about 1.5 ms here: as much
 //! as all the rest of a warm `template clone`. So each fingerprint is kept in
@@ -8,7 +8,9 @@
 //! shared object it loads. That matters for `mkfs.ext4 -V`, which prints the
 //! version of libext2fs, a separate package that can change under an
 //! unchanged binary. A package upgrade writes new files, with new inodes and
-//! ctimes, so an old memo never matches. Outside the template cache on
+//! ctimes, so an old memo never matches. The version the query printed is
+//! kept beside the fingerprint, so a warm run knows the formatter's minimum
+//! capacity without the exec either. Outside the template cache on
 //! purpose: ktstr's roots hold only its own names. Any trouble (no home,
 //! unreadable, a mismatch) means running the formatter.
 
@@ -17,19 +19,25 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::Formatter;
 use crate::cache::filesystem::Filesystem;
+use crate::cache::minimum::Version;
 use crate::guest::libs;
 
-/// The remembered fingerprint of `formatter`, if none of its files changed.
-pub(super) fn recall(fs: Filesystem, formatter: &Path) -> Option<String> {
+/// The line before the fingerprint: `version 6.2`, or `version ?`.
+const VERSION_TAG: &str = "version ";
+const NO_VERSION: &str = "?";
+
+/// The remembered query of `formatter`, if none of its files changed.
+pub(super) fn recall(fs: Filesystem, formatter: &Path) -> Option<Formatter> {
     recall_in(&memo_dir()?, fs, formatter)
 }
 
-/// Remembers `fp` for `formatter`; a failure only costs the next process an
-/// exec, so it is logged, not returned.
-pub(super) fn remember(fs: Filesystem, formatter: &Path, fp: &str) {
+/// Remembers `found` for `formatter`; a failure only costs the next process
+/// an exec, so it is logged, not returned.
+pub(super) fn remember(fs: Filesystem, formatter: &Path, found: &Formatter) {
     if memo_dir()
-        .and_then(|dir| remember_in(&dir, fs, formatter, fp))
+        .and_then(|dir| remember_in(&dir, fs, formatter, found))
         .is_none()
     {
         tracing::debug!(
@@ -38,12 +46,17 @@ pub(super) fn remember(fs: Filesystem, formatter: &Path, fp: &str) {
     }
 }
 
-/// A memo is the formatter's identity line, one line per shared object, and
-/// the fingerprint last.
-fn recall_in(dir: &Path, fs: Filesystem, formatter: &Path) -> Option<String> {
+/// A memo is the formatter's identity line, one line per shared object, the
+/// version line, and the fingerprint last. A memo of an older cargo-ktstr,
+/// without the version line, never matches, and is written anew.
+fn recall_in(dir: &Path, fs: Filesystem, formatter: &Path) -> Option<Formatter> {
     let text = fs::read_to_string(dir.join(fs.name())).ok()?;
     let mut lines: Vec<&str> = text.lines().collect();
     let fp = lines.pop()?;
+    let version = match lines.pop()?.strip_prefix(VERSION_TAG)? {
+        NO_VERSION => None,
+        v => Some(Version::parse(v)?),
+    };
     let well_formed = fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit());
     let (first, objects) = lines.split_first()?;
     let same = *first == identify(formatter)?
@@ -51,17 +64,24 @@ fn recall_in(dir: &Path, fs: Filesystem, formatter: &Path) -> Option<String> {
             let path = line.split(" dev=").next().unwrap_or_default();
             identify(Path::new(path)).as_deref() == Some(*line)
         });
-    (well_formed && same).then(|| fp.to_owned())
+    (well_formed && same).then(|| Formatter {
+        fingerprint: fp.to_owned(),
+        version,
+    })
 }
 
-fn remember_in(dir: &Path, fs: Filesystem, formatter: &Path, fp: &str) -> Option<()> {
+fn remember_in(dir: &Path, fs: Filesystem, formatter: &Path, found: &Formatter) -> Option<()> {
     let mut memo = identify(formatter)? + "\n";
     for object in libs::shared_objects(&[formatter]).ok()? {
         memo += &identify(&object.host)?;
         memo += "\n";
     }
-    memo += fp;
-    memo += "\n";
+    let version = found.version.as_ref().map(Version::to_string);
+    memo += &format!(
+        "{VERSION_TAG}{}\n{}\n",
+        version.as_deref().unwrap_or(NO_VERSION),
+        found.fingerprint
+    );
     fs::create_dir_all(dir).ok()?;
     // Written aside and renamed over, so a reader sees one memo or the other,
     // never half of one.
@@ -107,17 +127,33 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    fn found(fp: char, version: Option<&str>) -> Formatter {
+        Formatter {
+            fingerprint: fp.to_string().repeat(64),
+            version: version.map(|v| Version::parse(v).unwrap()),
+        }
+    }
+
     #[test]
     fn a_memo_holds_until_the_formatter_changes() {
         let dir = tempfile::tempdir().unwrap();
         let formatter = dir.path().join("mkfs.btrfs");
         fs::copy("/bin/true", &formatter).unwrap();
-        let fp = "a".repeat(64);
         let memo = dir.path().join("memo");
         assert_eq!(recall_in(&memo, Filesystem::Btrfs, &formatter), None);
-        remember_in(&memo, Filesystem::Btrfs, &formatter, &fp).unwrap();
-        assert_eq!(recall_in(&memo, Filesystem::Btrfs, &formatter), Some(fp));
+        for fp in [found('a', Some("6.2")), found('c', None)] {
+            remember_in(&memo, Filesystem::Btrfs, &formatter, &fp).unwrap();
+            assert_eq!(recall_in(&memo, Filesystem::Btrfs, &formatter), Some(fp));
+        }
         assert_eq!(recall_in(&memo, Filesystem::Xfs, &formatter), None);
+        // A memo an older cargo-ktstr wrote has no version line: not used.
+        let text = fs::read_to_string(memo.join("btrfs")).unwrap();
+        let old: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with(VERSION_TAG))
+            .collect();
+        fs::write(memo.join("btrfs"), old.join("\n") + "\n").unwrap();
+        assert_eq!(recall_in(&memo, Filesystem::Btrfs, &formatter), None);
         // An upgrade: a new file in its place.
         let new = dir.path().join("new");
         fs::copy("/bin/false", &new).unwrap();
@@ -134,7 +170,7 @@ mod tests {
         fs::set_permissions(&formatter, fs::Permissions::from_mode(0o755)).unwrap();
         let memo = dir.path().join("memo");
         assert_eq!(
-            remember_in(&memo, Filesystem::Xfs, &formatter, &"a".repeat(64)),
+            remember_in(&memo, Filesystem::Xfs, &formatter, &found('a', None)),
             None
         );
         assert_eq!(recall_in(&memo, Filesystem::Xfs, &formatter), None);
@@ -149,11 +185,11 @@ mod tests {
         let formatter = dir.path().join("mkfs.ext4");
         fs::copy("/bin/true", &formatter).unwrap();
         let memo = dir.path().join("memo");
-        let fp = "b".repeat(64);
+        let fp = found('b', Some("1.47.0"));
         remember_in(&memo, Filesystem::Ext4, &formatter, &fp).unwrap();
         let written = fs::read_to_string(memo.join("ext4")).unwrap();
         assert!(
-            written.lines().count() > 2,
+            written.lines().count() > 3,
             "no shared objects listed: {written}"
         );
         assert_eq!(
