@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 
 use super::KernelKind;
 use super::source::{Source, check_build_tools};
-use super::store::{CONFIG_FILE, IMAGE_FILE, KernelStore};
+use super::store::{CONFIG_FILE, IMAGE_FILE, KernelStore, VMLINUX_FILE};
 use crate::progress::{Progress, secs};
 
 /// Lines of build output kept for an error message.
@@ -214,13 +214,14 @@ fn run_logged(mut cmd: Command, what: &str, progress: Option<&Progress>) -> Resu
     Ok(())
 }
 
-/// Copies the image and its config into `<scratch>/entry`, synced, ready
-/// to be renamed into the store.
+/// Copies the image, its uncompressed vmlinux and its config into
+/// `<scratch>/entry`, synced, ready to be renamed into the store.
 fn stage_entry(scratch: &Path, out: &Path) -> Result<PathBuf> {
     let entry = scratch.join("entry");
     fs::create_dir(&entry).with_context(|| format!("failed to create `{}`", entry.display()))?;
     for (from, to) in [
         (out.join("arch/x86/boot/bzImage"), IMAGE_FILE),
+        (out.join("vmlinux"), VMLINUX_FILE),
         (out.join(".config"), CONFIG_FILE),
     ] {
         let dest = entry.join(to);

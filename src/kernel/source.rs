@@ -156,7 +156,7 @@ fn parse_version(makefile: &str) -> Result<String> {
 }
 
 /// A tool the kernel build needs, and the Debian package that ships it.
-const TOOLS: [(&str, &str); 7] = [
+const TOOLS: [(&str, &str); 8] = [
     ("make", "make"),
     ("gcc", "gcc"),
     ("flex", "flex"),
@@ -164,6 +164,8 @@ const TOOLS: [(&str, &str); 7] = [
     ("bc", "bc"),
     ("tar", "tar"),
     ("xz", "xz-utils"),
+    // The template fragment compresses the image with LZ4.
+    ("lz4", "lz4"),
 ];
 
 /// The program tar runs to decompress `tarball`, by its name, and its package.

@@ -27,6 +27,9 @@ const SCRATCH_PREFIX: &str = ".build-";
 
 /// The kernel image inside an entry.
 pub const IMAGE_FILE: &str = "bzImage";
+/// The same kernel uncompressed (ELF), which the built-in VMM enters
+/// directly; kernels cached before it was kept lack it.
+pub const VMLINUX_FILE: &str = "vmlinux";
 /// The merged `.config` the image was built from, kept beside it.
 pub const CONFIG_FILE: &str = "config";
 

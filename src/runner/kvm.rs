@@ -1,9 +1,12 @@
 //! The built-in VMM as a [`super::GuestRunner`].
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context, anyhow};
 
 use super::detect::kvm_boot_support;
 use super::{GuestRunner, GuestSpec, RunOutcome};
+use crate::kernel::store::{IMAGE_FILE, VMLINUX_FILE};
 use crate::vmm::{self, VmConfig};
 
 /// Boots guests with the built-in VMM ([`crate::vmm`]).
@@ -36,8 +39,9 @@ impl GuestRunner for KvmRunner {
             return Err(cannot_boot(&why));
         }
         // The VMM announces the disk on the command line itself.
+        let kernel = entry_image(&spec.kernel);
         let config = VmConfig {
-            kernel: &spec.kernel,
+            kernel: &kernel,
             initramfs: &spec.initramfs,
             cmdline: &spec.cmdline,
             disk: Some(&spec.disk),
@@ -45,8 +49,21 @@ impl GuestRunner for KvmRunner {
             timeout: spec.timeout,
         };
         vmm::run(&config)
-            .with_context(|| format!("booting `{}` in the built-in VMM", spec.kernel.display()))
+            .with_context(|| format!("booting `{}` in the built-in VMM", kernel.display()))
     }
+}
+
+/// What the VMM enters for `kernel`: the uncompressed ELF `vmlinux` that
+/// `kernel build` keeps beside a cached `bzImage`, where there is one, so
+/// the guest skips its decompressor; else `kernel` itself.
+fn entry_image(kernel: &Path) -> PathBuf {
+    if kernel.file_name().is_some_and(|n| n == IMAGE_FILE) {
+        let vmlinux = kernel.with_file_name(VMLINUX_FILE);
+        if vmlinux.is_file() {
+            return vmlinux;
+        }
+    }
+    kernel.to_owned()
 }
 
 #[cfg(test)]
@@ -54,6 +71,20 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+
+    #[test]
+    fn a_cached_kernels_vmlinux_is_entered_instead_of_its_bzimage() {
+        let dir = tempfile::tempdir().unwrap();
+        let bzimage = dir.path().join(IMAGE_FILE);
+        std::fs::write(&bzimage, b"bz").unwrap();
+        assert_eq!(entry_image(&bzimage), bzimage);
+        let vmlinux = dir.path().join(VMLINUX_FILE);
+        std::fs::write(&vmlinux, b"elf").unwrap();
+        assert_eq!(entry_image(&bzimage), vmlinux);
+        // Only a cached kernel's own name: a user's image is booted as given.
+        let other = dir.path().join("vmlinuz-6.12");
+        assert_eq!(entry_image(&other), other);
+    }
 
     #[test]
     fn a_host_that_cannot_boot_a_kernel_fails_at_once_naming_the_alternatives() {

@@ -69,7 +69,7 @@ fn missing_build_tools_are_named_with_their_packages() {
         .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    for package in ["make", "gcc", "flex", "bison", "bc", "xz-utils"] {
+    for package in ["make", "gcc", "flex", "bison", "bc", "xz-utils", "lz4"] {
         assert!(err.contains(package), "{package}: {err}");
     }
     assert!(err.contains("apt-get install"), "{err}");
