@@ -6,7 +6,7 @@
 //! are real: btrfs, xfs and ext4, each on a loop device this benchmark makes
 //! and tears down, so it needs root.
 //!
-//! `cargo bench --bench compare -- [--runs N] [--rows 1,2,3,4,5,6,7] [--fs btrfs,xfs,ext4]`
+//! `cargo bench --bench compare -- [--runs N] [--rows 1,2,3,4,5,6,7,8] [--fs btrfs,xfs,ext4]`
 //!
 //! Row 7 boots the nested-KVM lane's outer guest once and needs its KVM-host
 //! kernel (`cargo ktstr kernel build --kind kvm-host`).
@@ -17,6 +17,7 @@ mod clone;
 mod measure;
 mod nested;
 mod table;
+mod tcg;
 mod vmm;
 
 // The integration tests' loop-filesystem helper, shared rather than copied;
@@ -58,7 +59,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         runs: 10,
-        rows: vec![1, 2, 3, 4, 5, 6, 7],
+        rows: vec![1, 2, 3, 4, 5, 6, 7, 8],
         filesystems: Filesystem::ALL.to_vec(),
     };
     let mut it = std::env::args().skip(1);
@@ -109,10 +110,11 @@ fn main() {
         .collect();
     let mut rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
-    // Rows 3, 4, 6 and 7 boot the template guest.
+    // Rows 3, 4, 6, 7 and 8 boot the template guest.
     let kernel = || {
-        cargo_ktstr::kernel::resolve::resolve_from_env(None)
-            .expect("rows 3, 4, 6 and 7 boot a guest kernel: run `cargo ktstr kernel build` first")
+        cargo_ktstr::kernel::resolve::resolve_from_env(None).expect(
+            "rows 3, 4, 6, 7 and 8 boot a guest kernel: run `cargo ktstr kernel build` first",
+        )
     };
     for row in &args.rows {
         for (fs, mnt) in &mounts {
@@ -141,6 +143,7 @@ fn main() {
                     rows.extend(nested::rows(&bench, &kernel()));
                     break;
                 }
+                8 => rows.push(tcg::row(&bench, &place, &kernel())),
                 other => panic!("no row {other}"),
             }
         }
