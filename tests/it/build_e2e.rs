@@ -17,7 +17,7 @@ use cargo_ktstr::runner::{GuestRunner, GuestSpec, RunEnd};
 use serde_json::Value;
 
 use crate::guests;
-use crate::util::{bin, guest_kernel, ktstr_cmd, prerequisite, stderr};
+use crate::util::{bin, guest_kernel, ktstr_cmd, names, prerequisite, stderr};
 
 /// A kernel and QEMU, or `None` after saying which is missing.
 pub(crate) fn guest_prerequisites() -> Option<(PathBuf, QemuRunner)> {
@@ -59,14 +59,6 @@ fn json(out: &Output) -> Value {
 }
 
 /// The names in `root`, sorted.
-fn names(root: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn each_filesystem_is_built_in_a_guest_then_found() {

@@ -2,14 +2,12 @@
 //! Hits are real templates the test publishes with the library and the
 //! host's mkfs.
 
-use std::path::Path;
-
 use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::fingerprint;
 use cargo_ktstr::cache::key::{Capacity, Key};
 
 use crate::clone::same_bytes;
-use crate::util::{ktstr_cmd, populate, stderr, stdout};
+use crate::util::{ktstr_cmd, names, populate, stderr, stdout};
 
 fn key(fs: Filesystem, mib: u64) -> Key {
     Key::new(
@@ -17,15 +15,6 @@ fn key(fs: Filesystem, mib: u64) -> Key {
         Capacity::from_mib(mib).unwrap(),
         &fingerprint::fingerprint(fs).unwrap(),
     )
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! why (the only tests allowed to skip under CI); the nested lane
 //! (`nested.rs`) runs them inside a guest whose KVM can.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cargo_ktstr::cache::ensure::{EnsureOptions, ensure_template};
@@ -14,7 +14,9 @@ use cargo_ktstr::runner::detect::kvm_boot_support;
 use cargo_ktstr::runner::kvm::KvmRunner;
 
 use crate::guests;
-use crate::util::{CHILD_ENV, bin, child, guest_kernel, ktstr_cmd, mappings, open_fds, stderr};
+use crate::util::{
+    bin, guest_kernel, in_counting_child, ktstr_cmd, mappings, names, open_fds, stderr,
+};
 
 /// The template kernel, where this host's KVM can boot it; else `None`
 /// after a line saying why `test` skipped.
@@ -28,15 +30,6 @@ fn real_kvm(test: &str) -> Option<PathBuf> {
 
 fn builder(kernel: PathBuf) -> GuestBuilder {
     GuestBuilder::new(Box::new(KvmRunner), kernel, bin())
-}
-
-fn names(root: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -96,11 +89,7 @@ fn twenty_real_kernel_builds_in_one_process_leave_no_fd_or_mapping_behind() {
     };
     // Other tests in this process open fds at any moment, so the counting
     // happens in a child running only this test.
-    if std::env::var_os(CHILD_ENV).is_none() {
-        let out = child(name, "count").output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{text}");
-        assert!(text.contains("counted"), "the child ran nothing: {text}");
+    if !in_counting_child(name) {
         return;
     }
     let root = tempfile::tempdir().unwrap();

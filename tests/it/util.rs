@@ -364,3 +364,28 @@ pub fn mappings() -> usize {
         .lines()
         .count()
 }
+
+/// The names in directory `dir`, sorted.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Whether this process is the child [`child`] started to run test `name`
+/// alone (for counting fds and mappings that other tests would disturb).
+/// In the parent it runs that child, asserts it passed and printed
+/// "counted", and returns false.
+pub fn in_counting_child(name: &str) -> bool {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return true;
+    }
+    let out = child(name, "count").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("counted"), "the child ran nothing: {text}");
+    false
+}

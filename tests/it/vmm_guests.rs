@@ -11,7 +11,8 @@ use cargo_ktstr::vmm::{self, VmConfig};
 
 use crate::guests;
 use crate::util::{
-    CHILD_ENV, child, guest_kernel, ktstr_cmd, kvm_usable, mappings, open_fds, prerequisite, stderr,
+    guest_kernel, in_counting_child, ktstr_cmd, kvm_usable, mappings, open_fds, prerequisite,
+    stderr,
 };
 
 const KVM: &str = "a read-write /dev/kvm";
@@ -157,11 +158,7 @@ fn a_hundred_runs_leave_no_fd_or_mapping_behind() {
     // Other tests in this process open fds at any moment, so the counting
     // happens in a child running only this test.
     let name = "vmm_guests::a_hundred_runs_leave_no_fd_or_mapping_behind";
-    if std::env::var_os(CHILD_ENV).is_none() {
-        let out = child(name, "count").output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{text}");
-        assert!(text.contains("counted"), "the child ran nothing: {text}");
+    if !in_counting_child(name) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
