@@ -17,7 +17,14 @@
 //! passed its deadline (as `timeout(1)` says) and 127 when it could not be
 //! started. The whole output (stdout then stderr, interleaved as written)
 //! goes to `<disk>/checks/<name>.log` when a disk is mounted; the line
-//! carries its last `OUTPUT_TAIL` bytes.
+//! carries its last `OUTPUT_TAIL` bytes. While a check runs, init prints
+//! `KTSTR_CHECK_RUNNING name=<name> secs=<s>` every `HEARTBEAT`, so a
+//! silent console means a stuck guest, not a long check.
+//!
+//! Results are kept: each line also goes to `<disk>/checks/<name>.result`,
+//! and a check that has one is reported again instead of run again. A
+//! guest stopped midway is booted again on the same disk and finishes the
+//! list.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -46,6 +53,10 @@ pub const RESULT_MARKER: &str = "KTSTR_CHECK_RESULT";
 pub const DONE_MARKER: &str = "KTSTR_CHECKS_DONE";
 /// The most output a result line carries.
 const OUTPUT_TAIL: u64 = 2048;
+/// The marker of the line printed while a check runs.
+pub const RUNNING_MARKER: &str = "KTSTR_CHECK_RUNNING";
+/// How often that line is printed.
+const HEARTBEAT: Duration = Duration::from_secs(30);
 /// Status of a check stopped at its deadline.
 pub const STATUS_TIMEOUT: i32 = 124;
 /// Status of a check that could not be started.
@@ -115,6 +126,7 @@ impl CheckResult {
     }
 
     fn parse(line: &str) -> Option<CheckResult> {
+        let line = line.trim_end_matches('\n');
         let rest = line.strip_prefix(RESULT_MARKER)?.trim_end_matches('\r');
         let (name, rest) = rest.strip_prefix(" name=")?.split_once(' ')?;
         let (status, rest) = rest.strip_prefix("status=")?.split_once(' ')?;
@@ -158,7 +170,16 @@ pub fn run_all(cmdline: &str) -> Result<()> {
     let checks: Vec<CheckSpec> = serde_json::from_slice(&list)
         .with_context(|| format!("{CHECKS_FILE} is not a list of checks"))?;
     for check in &checks {
+        let kept = log_dir.join(format!("{}.result", check.name));
+        if let Some(line) = fs::read_to_string(&kept)
+            .ok()
+            .filter(|l| CheckResult::parse(l).is_some())
+        {
+            super::init::print_line(&line);
+            continue;
+        }
         let result = run_one(check, &log_dir.join(format!("{}.log", check.name)));
+        keep(&kept, &result.render())?;
         super::init::print_line(&result.render());
     }
     if disk_fs(cmdline).is_some() {
@@ -166,6 +187,15 @@ pub fn run_all(cmdline: &str) -> Result<()> {
     }
     super::init::print_line(&format!("{DONE_MARKER}\n"));
     Ok(())
+}
+
+/// Writes `line` to `path` durably, so a reboot after it cannot lose it.
+fn keep(path: &Path, line: &str) -> Result<()> {
+    let mut file =
+        File::create(path).with_context(|| format!("failed to create `{}`", path.display()))?;
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("failed to write `{}`", path.display()))
 }
 
 /// Runs one check with its output in `log`; never fails, it reports.
@@ -199,8 +229,18 @@ fn run_logged(check: &CheckSpec, log: &Path) -> Result<i32> {
         .stderr(err)
         .spawn()
         .with_context(|| format!("failed to run `{}`", check.program))?;
-    let deadline = Instant::now() + Duration::from_secs(check.timeout_secs);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(check.timeout_secs);
+    let mut beat = start + HEARTBEAT;
     loop {
+        if Instant::now() >= beat {
+            let secs = start.elapsed().as_secs();
+            super::init::print_line(&format!(
+                "{RUNNING_MARKER} name={} secs={secs}\n",
+                check.name
+            ));
+            beat += HEARTBEAT;
+        }
         if let Some(status) = child.try_wait().context("failed to wait for a check")? {
             return Ok(status
                 .code()
@@ -290,6 +330,21 @@ mod tests {
             "{}",
             result.output
         );
+    }
+
+    #[test]
+    fn a_kept_result_parses_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("a.result");
+        let result = CheckResult {
+            name: "a".into(),
+            status: 3,
+            secs: 1.5,
+            output: "x\n".into(),
+        };
+        keep(&kept, &result.render()).unwrap();
+        let line = fs::read_to_string(&kept).unwrap();
+        assert_eq!(CheckResult::parse(&line), Some(result));
     }
 
     #[test]

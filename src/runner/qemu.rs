@@ -15,6 +15,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -43,6 +45,7 @@ pub enum Accel {
 pub struct QemuRunner {
     binary: PathBuf,
     accel: Accel,
+    silence_limit: Option<Duration>,
 }
 
 impl QemuRunner {
@@ -59,7 +62,19 @@ impl QemuRunner {
 
     /// The QEMU at `binary`, not looked for.
     pub(crate) fn at(binary: PathBuf, accel: Accel) -> Self {
-        QemuRunner { binary, accel }
+        QemuRunner {
+            binary,
+            accel,
+            silence_limit: None,
+        }
+    }
+
+    /// Also stops a run whose console has been silent for `limit` (it then
+    /// ends as a timeout): for a guest that prints as it goes, a silence
+    /// that long means it is stuck.
+    pub fn silence_limit(mut self, limit: Duration) -> Self {
+        self.silence_limit = Some(limit);
+        self
     }
 
     fn args(&self, spec: &GuestSpec, initrd: &Path) -> Vec<OsString> {
@@ -144,9 +159,16 @@ impl GuestRunner for QemuRunner {
             .with_context(|| format!("failed to run `{}`", self.binary.display()))?;
         let mut child = Reaped(child);
         drop(initrd);
-        let console = capture_console(child.0.stdout.take(), start);
+        let last_output = Arc::new(AtomicU64::new(0));
+        let console = capture_console(child.0.stdout.take(), start, Arc::clone(&last_output));
         let stderr = collect(child.0.stderr.take());
-        let end = wait_until(&mut child.0, deadline)?;
+        let silent_too_long = || {
+            self.silence_limit.is_some_and(|limit| {
+                let last = Duration::from_millis(last_output.load(Ordering::Relaxed));
+                start.elapsed().saturating_sub(last) > limit
+            })
+        };
+        let end = wait_until(&mut child.0, deadline, silent_too_long)?;
         let console = console.join().unwrap_or_else(|_| Console::new(start));
         let first_output = console.first_output();
         let console = console.into_bytes();
@@ -240,13 +262,14 @@ enum Waited {
     TimedOut,
 }
 
-/// Waits for `child` until `deadline`, then kills it.
-fn wait_until(child: &mut Child, deadline: Instant) -> Result<Waited> {
+/// Waits for `child` until `deadline`, or until `stuck` says so, then
+/// kills it.
+fn wait_until(child: &mut Child, deadline: Instant, stuck: impl Fn() -> bool) -> Result<Waited> {
     loop {
         if let Some(status) = child.try_wait().context("failed to wait for QEMU")? {
             return Ok(Waited::Exited(status));
         }
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || stuck() {
             let _ = child.kill();
             let _ = child.wait();
             return Ok(Waited::TimedOut);
@@ -256,10 +279,12 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Result<Waited> {
 }
 
 /// Reads QEMU's stdout (the serial console) on a thread into a bounded
-/// [`Console`].
+/// [`Console`], keeping in `last_output` when it last read anything (in
+/// milliseconds since `start`).
 fn capture_console(
     stdout: Option<impl Read + Send + 'static>,
     start: Instant,
+    last_output: Arc<AtomicU64>,
 ) -> JoinHandle<Console> {
     thread::spawn(move || {
         let mut console = Console::new(start);
@@ -268,6 +293,7 @@ fn capture_console(
         };
         let mut buf = [0u8; 8192];
         while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            last_output.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
             // Writing into memory cannot fail.
             let _ = console.write_all(&buf[..n]);
         }
@@ -302,10 +328,7 @@ mod tests {
 
     #[test]
     fn the_command_line_carries_the_spec() {
-        let runner = QemuRunner {
-            binary: QEMU_BINARY.into(),
-            accel: Accel::Tcg,
-        };
+        let runner = QemuRunner::at(QEMU_BINARY.into(), Accel::Tcg);
         let dir = Path::new("/d");
         let args: Vec<String> = runner
             .args(&spec(dir), Path::new("/proc/self/fd/9"))
@@ -350,14 +373,31 @@ mod tests {
     #[test]
     fn a_timeout_past_the_end_of_time_is_an_error_before_qemu_starts() {
         // A binary that cannot start: reaching the spawn would say so.
-        let runner = QemuRunner {
-            binary: "/nonexistent/qemu".into(),
-            accel: Accel::Tcg,
-        };
+        let runner = QemuRunner::at("/nonexistent/qemu".into(), Accel::Tcg);
         let mut spec = spec(Path::new("/d"));
         spec.timeout = Duration::MAX;
         let err = format!("{:#}", runner.run(&spec).unwrap_err());
         assert!(err.contains("is too long"), "{err}");
+    }
+
+    #[test]
+    fn a_guest_that_goes_silent_is_stopped_at_the_silence_limit() {
+        // A stand-in for QEMU: prints a line, then nothing, for a minute.
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("qemu");
+        std::fs::write(&fake, "#!/bin/sh\necho booting\nexec sleep 60\n").unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let runner = QemuRunner::at(fake, Accel::Tcg).silence_limit(Duration::from_secs(1));
+        let start = Instant::now();
+        let out = runner.run(&spec(dir.path())).unwrap();
+        assert_eq!(out.end, RunEnd::Timeout);
+        assert_eq!(out.console_text(), "booting\n");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]
@@ -385,7 +425,8 @@ mod tests {
         use std::io::Read as _;
         let endless = std::io::repeat(b'x').take(3 * crate::outcome::CONSOLE_LIMIT as u64);
         let tail = std::io::Cursor::new(b"the end\n".to_vec());
-        let console = capture_console(Some(endless.chain(tail)), Instant::now())
+        let last = Arc::new(AtomicU64::new(0));
+        let console = capture_console(Some(endless.chain(tail)), Instant::now(), last)
             .join()
             .unwrap();
         assert!(console.bytes().len() <= crate::outcome::CONSOLE_LIMIT);

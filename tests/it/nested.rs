@@ -166,6 +166,9 @@ fn boot() -> Result<Lane, String> {
         timeout: OUTER_TIMEOUT,
     };
     let run = nested::run(&spec).map_err(|e| format!("{e:#}"))?;
+    for stall in &run.stalls {
+        eprintln!("warning: the outer guest stalled and was booted again: {stall}");
+    }
     println!("{}", run.console_tail());
     let disk = image.mount().ok_or("cannot mount the outer disk")?;
     let mut lane = Lane {
