@@ -40,7 +40,16 @@ fn a_real_kernel_builds_a_btrfs_template_in_the_builtin_vmm() {
     let root = tempfile::tempdir().unwrap();
     let out = ktstr_cmd(root.path())
         .args([
-            "template", "build", "--vmm", "kvm", "--fs", "btrfs", "--json", "--kernel",
+            "template",
+            "build",
+            "--vmm",
+            "kvm",
+            "--fs",
+            "btrfs",
+            "--json",
+            "--timeout",
+            "300",
+            "--kernel",
         ])
         .arg(&kernel)
         .output()
@@ -95,7 +104,7 @@ fn twenty_real_kernel_builds_in_one_process_leave_no_fd_or_mapping_behind() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
-    let builder = builder(kernel);
+    let builder = builder(kernel).timeout(Duration::from_secs(300));
     let cap = Capacity::from_mib(64).unwrap();
     let opts = EnsureOptions {
         force: true,
