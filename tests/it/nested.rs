@@ -312,3 +312,33 @@ fn nested_twenty_builds_in_one_process_leave_no_fd_or_mapping_behind() {
     let log = lane.passed("twenty-builds");
     assert!(log.contains("counted"), "{log}");
 }
+
+#[test]
+fn nested_inner_console_has_no_warning_the_vmm_causes() {
+    let Some(lane) = lane("nested_inner_console_has_no_warning_the_vmm_causes") else {
+        return;
+    };
+    // -vv logs the whole guest console of each build.
+    for fs in Filesystem::ALL {
+        let log = lane.passed(&format!("build-{fs}"));
+        assert!(
+            log.contains("Linux version"),
+            "{fs}: no guest console in {log}"
+        );
+        for warning in [
+            "ExtINT not setup",
+            "MP-BIOS bug",
+            "[Firmware Bug]",
+            "WARNING:",
+            "BUG:",
+            "Unhandled",
+            "APIC error",
+            "Unable to calibrate",
+        ] {
+            assert!(
+                !log.contains(warning),
+                "{fs}: {warning:?} on the guest console: {log}"
+            );
+        }
+    }
+}
