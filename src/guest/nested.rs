@@ -20,10 +20,12 @@ use super::initramfs::Archive;
 use crate::cache::filesystem::Filesystem;
 use crate::cache::fingerprint::find_formatter;
 use crate::guest::protocol::formatter_path;
+use crate::kernel::store::VMLINUX_FILE;
 use crate::runner::qemu::{Accel, QemuRunner};
 use crate::runner::{GuestRunner, GuestSpec, RunEnd, RunOutcome};
 
-/// Where the template kernel is in the outer guest.
+/// Where the template kernel is in the outer guest; its uncompressed
+/// vmlinux, where the cache has one, goes beside it.
 pub const TEMPLATE_KERNEL: &str = "/kernel/bzImage";
 /// Memory of the outer guest: the inner guests' memory comes out of it.
 pub const OUTER_MEMORY_MIB: u32 = 2048;
@@ -41,7 +43,8 @@ pub struct OuterInitramfs {
 
 impl OuterInitramfs {
     /// `init` (this crate's binary) as `/init`, every installed formatter
-    /// at `/sbin/mkfs.<fs>`, and `template_kernel` at [`TEMPLATE_KERNEL`].
+    /// at `/sbin/mkfs.<fs>`, and `template_kernel` at [`TEMPLATE_KERNEL`]
+    /// (with the vmlinux the built-in VMM prefers, when it has one).
     pub fn new(init: &Path, template_kernel: &Path) -> Result<Self> {
         let mut archive = Archive::with_init(init)?;
         for fs in Filesystem::ALL {
@@ -49,6 +52,11 @@ impl OuterInitramfs {
         }
         archive.mke2fs_conf()?;
         archive.host_file(TEMPLATE_KERNEL, template_kernel)?;
+        let vmlinux = template_kernel.with_file_name(VMLINUX_FILE);
+        if vmlinux.is_file() {
+            let guest = Path::new(TEMPLATE_KERNEL).with_file_name(VMLINUX_FILE);
+            archive.host_file(&guest.to_string_lossy(), &vmlinux)?;
+        }
         Ok(OuterInitramfs { archive })
     }
 
