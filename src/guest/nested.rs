@@ -21,7 +21,7 @@ use crate::cache::filesystem::Filesystem;
 use crate::cache::fingerprint::find_formatter;
 use crate::guest::protocol::formatter_path;
 use crate::runner::qemu::{Accel, QemuRunner};
-use crate::runner::{GuestRunner, GuestSpec, RunOutcome};
+use crate::runner::{DeviceDiscovery, GuestRunner, GuestSpec, RunOutcome};
 
 /// Where the template kernel is in the outer guest.
 pub const TEMPLATE_KERNEL: &str = "/kernel/bzImage";
@@ -129,6 +129,8 @@ pub fn run(spec: &NestedSpec) -> Result<NestedRun> {
         disk: spec.disk.clone(),
         memory_mib: OUTER_MEMORY_MIB,
         timeout: spec.timeout,
+        // The KVM host is a `kernel build` kernel.
+        devices: DeviceDiscovery::CommandLine,
     };
     let outcome = qemu.run(&guest)?;
     let run = NestedRun {

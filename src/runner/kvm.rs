@@ -35,7 +35,8 @@ impl GuestRunner for KvmRunner {
         if let Err(why) = kvm_boot_support() {
             return Err(cannot_boot(&why));
         }
-        // The VMM announces the disk on the command line itself.
+        // The VMM announces the disk on the command line and in its ACPI
+        // tables alike, so `spec.devices` asks nothing more of it.
         let config = VmConfig {
             kernel: &spec.kernel,
             initramfs: &spec.initramfs,
@@ -68,6 +69,7 @@ mod tests {
             disk: "/nonexistent/disk.img".into(),
             memory_mib: 256,
             timeout: Duration::from_secs(120),
+            devices: crate::runner::DeviceDiscovery::CommandLine,
         };
         let start = Instant::now();
         let err = format!("{:#}", KvmRunner.run(&spec).unwrap_err());

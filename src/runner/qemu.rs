@@ -2,8 +2,11 @@
 //!
 //! The disk is a virtio-mmio block device (QEMU announces it on the kernel
 //! command line itself), the console is the 8250 on stdout, and
-//! `-no-reboot` turns the guest's reset into QEMU's exit. A microvm without
-//! ACPI cannot power off, so an exit with status 0 is the guest's reset.
+//! `-no-reboot` turns the guest's reset into QEMU's exit. A kernel built by
+//! `kernel build` gets a microvm without ACPI, its disk announced on the
+//! command line; a stock kernel one with ACPI, its disk in the DSDT. Either
+//! way the guest resets (`reboot=t`) rather than powers off, so an exit
+//! with status 0 is the guest's reset.
 //! The initramfs reaches QEMU as an inherited memfd, so no file is left
 //! behind whichever way the run ends.
 
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 
-use super::{GuestRunner, GuestSpec, RunEnd, RunOutcome};
+use super::{DeviceDiscovery, GuestRunner, GuestSpec, RunEnd, RunOutcome};
 use crate::outcome::Console;
 
 /// The QEMU binary this runner needs.
@@ -74,13 +77,19 @@ impl QemuRunner {
         // timeout instead of failing.
         drive.push(",format=raw,if=none,id=disk0,werror=report,rerror=report");
         let memory = format!("{}M", spec.memory_mib);
+        // With ACPI on, microvm describes each virtio-mmio device in its
+        // DSDT; with it off, on the command line it appends.
+        let machine = match spec.devices {
+            DeviceDiscovery::CommandLine => "microvm,acpi=off",
+            DeviceDiscovery::Acpi => "microvm,acpi=on",
+        };
         let cmdline = match self.accel {
             Accel::Kvm => spec.cmdline.clone(),
             Accel::Tcg => tcg_cmdline(&spec.cmdline, crate::host::tsc_khz()),
         };
         #[rustfmt::skip]
         let fixed = [
-            "-M", "microvm,acpi=off", "-accel", accel, "-cpu", cpu, "-m", &memory,
+            "-M", machine, "-accel", accel, "-cpu", cpu, "-m", &memory,
             "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
             "-serial", "stdio", "-no-reboot", "-append", &cmdline,
             "-device", "virtio-blk-device,drive=disk0",
@@ -297,6 +306,7 @@ mod tests {
             disk: dir.join("disk,with,commas.img"),
             memory_mib: 128,
             timeout: Duration::from_secs(30),
+            devices: DeviceDiscovery::CommandLine,
         }
     }
 
@@ -328,6 +338,12 @@ mod tests {
         assert_eq!(after("-initrd"), "/proc/self/fd/9");
         assert!(after("-drive").starts_with("file=/d/disk,,with,,commas.img,"));
         assert!(args.contains(&"-no-reboot".to_owned()));
+        assert_eq!(after("-M"), "microvm,acpi=off");
+        let mut stock = spec(dir);
+        stock.devices = DeviceDiscovery::Acpi;
+        let args = runner.args(&stock, Path::new("/i"));
+        let at = args.iter().position(|a| a == "-M").unwrap();
+        assert_eq!(args[at + 1], "microvm,acpi=on");
     }
 
     #[test]
