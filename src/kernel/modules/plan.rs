@@ -37,7 +37,7 @@ pub fn load_order(index: &ModuleIndex, dir: &Path, wanted: &[&str]) -> Result<Ve
         seen: HashMap::new(),
     };
     for name in wanted {
-        walk.visit(&module_name(name), false, name)?;
+        walk.visit(name, false, name)?;
     }
     Ok(walk.order)
 }
@@ -52,13 +52,21 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Places module or alias `name`; `wanted_by` names who asked, for the error.
-    fn visit(&mut self, name: &str, optional: bool, wanted_by: &str) -> Result<()> {
+    /// Places module or alias `raw`; `wanted_by` names who asked, for the error.
+    fn visit(&mut self, raw: &str, optional: bool, wanted_by: &str) -> Result<()> {
+        let name = module_name(raw);
+        let name = name.as_str();
         let Some((path, deps)) = self.index.deps.get(name) else {
             if self.index.is_builtin(name) {
                 return Ok(());
             }
-            if let Some(targets) = self.index.aliases.get(name).cloned() {
+            // Aliases keep their dashes (`crypto-crc32c`); module names do not.
+            let aliased = self
+                .index
+                .aliases
+                .get(raw)
+                .or_else(|| self.index.aliases.get(name));
+            if let Some(targets) = aliased.cloned() {
                 // Any one of an alias's modules will do, so none is required.
                 for target in targets {
                     self.visit(&target, true, wanted_by)?;
@@ -98,10 +106,10 @@ impl Walk<'_> {
         self.seen.insert(name.to_owned(), None);
         let soft = self.index.softdeps.get(name).cloned().unwrap_or_default();
         for pre in &soft.pre {
-            self.visit(&module_name(pre), true, name)?;
+            self.visit(pre, true, name)?;
         }
         for dep in deps {
-            self.visit(&module_name(dep), optional, name)?;
+            self.visit(dep, optional, name)?;
         }
         self.seen.insert(name.to_owned(), Some(self.order.len()));
         self.order.push(PlannedModule {
@@ -110,7 +118,7 @@ impl Walk<'_> {
             optional,
         });
         for post in &soft.post {
-            self.visit(&module_name(post), true, name)?;
+            self.visit(post, true, name)?;
         }
         Ok(())
     }
