@@ -22,6 +22,7 @@ use crate::cli::VmmChoice;
 use crate::kernel::modules::{GUEST_NEEDS, guest_modules};
 use crate::kernel::resolve::{HostKernels, resolve_from_env};
 use crate::kernel::stock::{GuestKernel, MODULES_ROOT, STOCK_CMDLINE};
+use crate::kernel::unpack::pvh_vmlinux;
 use crate::progress::{Progress, secs};
 use crate::runner::detect::select_runner;
 use crate::runner::{DeviceDiscovery, GuestRunner, GuestSpec, RunEnd, RunOutcome};
@@ -103,8 +104,8 @@ impl TemplateBuilder for GuestBuilder {
         // Before any boot: a stock kernel's missing or unloadable modules
         // are an error here, not a guest that never finds its disk.
         let kernel = GuestKernel::identify(&self.kernel, &self.modules_root)?;
-        let (modules, devices, extra_args) = match &kernel {
-            GuestKernel::SelfContained(_) => (Vec::new(), DeviceDiscovery::CommandLine, ""),
+        let (modules, devices, extra_args, vmlinux) = match &kernel {
+            GuestKernel::SelfContained(_) => (Vec::new(), DeviceDiscovery::CommandLine, "", None),
             GuestKernel::Stock(stock) => (
                 guest_modules(&stock.modules_dir, GUEST_NEEDS, stock.signatures_enforced)
                     .with_context(|| {
@@ -116,12 +117,15 @@ impl TemplateBuilder for GuestBuilder {
                     })?,
                 DeviceDiscovery::Acpi,
                 STOCK_CMDLINE,
+                pvh_vmlinux(&stock.image)?,
             ),
         };
         let initramfs = template_initramfs(&self.init, &formatter, key.fs, &modules)?;
         tracing::info!(
-            "initramfs: {} KiB in {}",
+            "initramfs: {} KiB ({} modules), kernel unpacked: {}; ready in {}",
             initramfs.len() / 1024,
+            modules.len(),
+            if vmlinux.is_some() { "yes" } else { "no" },
             secs(packed.elapsed())
         );
         let spec = GuestSpec {
@@ -134,6 +138,7 @@ impl TemplateBuilder for GuestBuilder {
             memory_mib: self.memory_mib,
             timeout: self.timeout,
             devices,
+            vmlinux,
         };
         self.progress.step(
             "Booting",

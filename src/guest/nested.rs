@@ -131,6 +131,7 @@ pub fn run(spec: &NestedSpec) -> Result<NestedRun> {
         timeout: spec.timeout,
         // The KVM host is a `kernel build` kernel.
         devices: DeviceDiscovery::CommandLine,
+        vmlinux: None,
     };
     let outcome = qemu.run(&guest)?;
     let run = NestedRun {

@@ -14,5 +14,6 @@ pub mod resolve;
 pub mod source;
 pub mod stock;
 pub mod store;
+pub mod unpack;
 
 pub use kind::KernelKind;

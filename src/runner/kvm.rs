@@ -36,7 +36,8 @@ impl GuestRunner for KvmRunner {
             return Err(cannot_boot(&why));
         }
         // The VMM announces the disk on the command line and in its ACPI
-        // tables alike, so `spec.devices` asks nothing more of it.
+        // tables alike, so `spec.devices` asks nothing more of it; it boots
+        // the bzImage, not `spec.vmlinux`.
         let config = VmConfig {
             kernel: &spec.kernel,
             initramfs: &spec.initramfs,
@@ -70,6 +71,7 @@ mod tests {
             memory_mib: 256,
             timeout: Duration::from_secs(120),
             devices: crate::runner::DeviceDiscovery::CommandLine,
+            vmlinux: None,
         };
         let start = Instant::now();
         let err = format!("{:#}", KvmRunner.run(&spec).unwrap_err());

@@ -306,6 +306,7 @@ fn an_init_that_cannot_work_still_reports_and_resets() {
         memory_mib: 256,
         timeout: Duration::from_secs(120),
         devices: DeviceDiscovery::CommandLine,
+        vmlinux: None,
     };
     let outcome = qemu.run(&spec).unwrap();
     assert_eq!(outcome.end, RunEnd::Reset, "{}", outcome.console_tail(30));
