@@ -1,5 +1,6 @@
-//! Rows 1, 3 and 6: `template build` warm, cold against QEMU by hand and the
-//! host's mkfs, and eight at once against one alone.
+//! Rows 1, 3, 6 and 8: `template build` warm, cold against QEMU by hand and
+//! the host's mkfs, eight at once against one alone, and cold with Debian's
+//! stock kernel against the tinyconfig kernel `kernel build` makes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -100,7 +101,7 @@ pub fn cold_qemu(b: &Bench, p: &Place, kernel: &Path) -> [Row; 2] {
     let initrd = p.mnt.join("initramfs.cpio.gz");
     std::fs::write(
         &initrd,
-        template_initramfs(&b.bin, &formatter, p.fs).unwrap(),
+        template_initramfs(&b.bin, &formatter, p.fs, &[]).unwrap(),
     )
     .unwrap();
     let disk = p.mnt.join("disk.img");
@@ -236,5 +237,28 @@ pub fn contention(b: &Bench, p: &Place, kernel: &Path) -> Row {
         "one cold build alone",
         &pair,
         Goal::ratio(1.2),
+    )
+}
+
+/// Row 8: a forced cold build booting Debian's 6.12 stock kernel (its
+/// modules loaded in the guest, the disk found through ACPI) against the
+/// same build booting the tinyconfig kernel, interleaved.
+pub fn stock_vs_built(b: &Bench, p: &Place, stock: &Path, built: &Path) -> Row {
+    let build = |kernel: &Path| {
+        let kernel = kernel.to_str().unwrap().to_owned();
+        move || time(&mut p.build(b, &["--vmm", "qemu", "--force", "--kernel", &kernel]))
+    };
+    let pair = interleave(b.runs, build(stock), build(built));
+    let release = stock.file_name().unwrap().to_string_lossy();
+    Row::new(
+        p.fs.name(),
+        format!(
+            "`template build --vmm qemu --force` ({}), Debian's `{}`",
+            p.capacity(),
+            release.trim_start_matches("vmlinuz-")
+        ),
+        "the same with the tinyconfig kernel",
+        &pair,
+        Goal::ratio(1.4),
     )
 }

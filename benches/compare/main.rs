@@ -6,10 +6,11 @@
 //! are real: btrfs, xfs and ext4, each on a loop device this benchmark makes
 //! and tears down, so it needs root.
 //!
-//! `cargo bench --bench compare -- [--runs N] [--rows 1,2,3,4,5,6,7,8] [--fs btrfs,xfs,ext4]`
+//! `cargo bench --bench compare -- [--runs N] [--rows 1,2,3,4,5,6,7,8,9] [--fs btrfs,xfs,ext4]`
 //!
 //! Row 7 boots the nested-KVM lane's outer guest once and needs its KVM-host
-//! kernel (`cargo ktstr kernel build --kind kvm-host`).
+//! kernel (`cargo ktstr kernel build --kind kvm-host`). Row 8 needs Debian's
+//! 6.12 kernel in /boot with its modules, and the cached tinyconfig kernel.
 
 mod build;
 mod clean;
@@ -59,7 +60,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         runs: 10,
-        rows: vec![1, 2, 3, 4, 5, 6, 7, 8],
+        rows: vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
         filesystems: Filesystem::ALL.to_vec(),
     };
     let mut it = std::env::args().skip(1);
@@ -110,10 +111,10 @@ fn main() {
         .collect();
     let mut rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
-    // Rows 3, 4, 6, 7 and 8 boot the template guest.
+    // Rows 3, 4, 6, 7, 8 and 9 boot the template guest.
     let kernel = || {
         cargo_ktstr::kernel::resolve::resolve_from_env(None).expect(
-            "rows 3, 4, 6, 7 and 8 boot a guest kernel: run `cargo ktstr kernel build` first",
+            "rows 3, 4, 6, 7, 8 and 9 boot a guest kernel: run `cargo ktstr kernel build` first",
         )
     };
     for row in &args.rows {
@@ -143,7 +144,11 @@ fn main() {
                     rows.extend(nested::rows(&bench, &kernel()));
                     break;
                 }
-                8 => rows.push(tcg::row(&bench, &place, &kernel())),
+                8 => {
+                    let (stock, built) = stock_and_built_kernels();
+                    rows.push(build::stock_vs_built(&bench, &place, &stock, &built));
+                }
+                9 => rows.push(tcg::row(&bench, &place, &kernel())),
                 other => panic!("no row {other}"),
             }
         }
@@ -157,6 +162,24 @@ fn main() {
     for note in notes {
         println!("{note}");
     }
+}
+
+/// Row 8's kernels: Debian's 6.12 from /boot, and the newest tinyconfig
+/// kernel `kernel build` cached.
+fn stock_and_built_kernels() -> (PathBuf, PathBuf) {
+    use cargo_ktstr::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
+    let stock = boot_kernels(BOOT_DIR.as_ref(), MODULES_ROOT.as_ref())
+        .into_iter()
+        .find(|k| k.has_modules && k.release.starts_with("6.12."))
+        .expect("row 8 boots Debian's 6.12 kernel: run .ci/install-deps")
+        .image;
+    let built = cargo_ktstr::kernel::store::KernelStore::from_env()
+        .and_then(|s| s.newest(cargo_ktstr::kernel::KernelKind::Template))
+        .ok()
+        .flatten()
+        .expect("row 8 needs the tinyconfig kernel: run `cargo ktstr kernel build` first")
+        .image;
+    (stock, built)
 }
 
 /// CPU model, cores, memory and kernel, for the README line.

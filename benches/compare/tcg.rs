@@ -1,4 +1,4 @@
-//! Row 8: TCG boots are deterministic. Cold template builds with QEMU's TCG,
+//! Row 9: TCG boots are deterministic. Cold template builds with QEMU's TCG,
 //! one after another; not one may hang. Before the runner told guests the
 //! host's TSC rate, about one stock boot in seven hung calibrating against
 //! the emulated PIT.

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use super::GlobalArgs;
 use crate::kernel::KernelKind;
 use crate::kernel::build::{self, BuildOptions};
+use crate::kernel::resolve::{HostKernels, KERNEL_ENV, Origin, available};
 use crate::kernel::store::KernelStore;
 use crate::progress::Progress;
 
@@ -16,7 +17,8 @@ use crate::progress::Progress;
 pub enum KernelCommand {
     /// Build a guest bzImage from a kernel source tree or tarball and cache it.
     Build(KernelBuildArgs),
-    /// List cached kernels.
+    /// List the kernels a template build can use: cached ones, and stock
+    /// kernels in /boot with their modules; the first is the default.
     List(KernelListArgs),
 }
 
@@ -82,23 +84,30 @@ pub fn run(global: &GlobalArgs, cmd: KernelCommand) -> Result<ExitCode> {
             super::print_stdout(&format!("{}\n", built.image.display()))?;
         }
         KernelCommand::List(args) => {
-            let kernels = store.list()?;
+            let kernels = available(
+                std::env::var_os(KERNEL_ENV),
+                &store,
+                &HostKernels::from_env(),
+            )?;
             if args.json {
                 super::print_stdout(&(serde_json::to_string_pretty(&kernels)? + "\n"))?;
             } else if kernels.is_empty() {
                 eprintln!(
-                    "no cached kernels in `{}`: build one with `cargo ktstr kernel build --source PATH`",
+                    "no kernels: none cached in `{}` and no /boot/vmlinuz-<release> with its \
+                     modules; build one with `cargo ktstr kernel build --source PATH`, or \
+                     install the distribution's kernel package",
                     store.dir().display()
                 );
             } else {
                 let mut text = String::new();
-                for k in kernels {
+                for k in &kernels {
                     text += &format!(
-                        "{}\t{}\t{:.1} MiB\t{}\n",
+                        "{}\t{}\t{:.1} MiB\t{}\t{}\n",
                         k.name,
                         k.kind,
                         k.size as f64 / (1 << 20) as f64,
-                        k.image.display()
+                        k.image.display(),
+                        origin_text(k.origin),
                     );
                 }
                 super::print_stdout(&text)?;
@@ -106,4 +115,14 @@ pub fn run(global: &GlobalArgs, cmd: KernelCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a listed kernel comes from, for people.
+fn origin_text(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Env => "from $KTSTR_KERNEL",
+        Origin::Cache => "built by `kernel build`",
+        Origin::Running => "the running kernel's, with its modules",
+        Origin::Boot => "stock, with its modules",
+    }
 }

@@ -1,4 +1,5 @@
-//! PID 1 in the template guest: mount what mkfs needs, format `/dev/vda`,
+//! PID 1 in the template guest: mount what mkfs needs, load the modules a
+//! stock kernel needs for its disk ([`super::modules`]), format `/dev/vda`,
 //! check the result, print one result line ([`super::protocol`]) and reboot.
 //! With `ktstr.mode=checks` on the command line it runs a list of checks
 //! instead ([`super::checks`]), as the nested lane's outer guest.
@@ -19,6 +20,7 @@ use nix::mount::{MsFlags, mount};
 use nix::sys::reboot::{RebootMode, reboot};
 
 use super::checks::MODE_PARAM;
+use super::modules::{self, DISK_DEADLINE, MODULES_DIR};
 use super::protocol::{DISK, INIT_PATH, TemplateResult, formatter_path, fs_from_cmdline};
 use crate::cache::filesystem::Filesystem;
 
@@ -121,6 +123,12 @@ fn format_disk(cmdline: &str) -> Result<TemplateResult> {
     let fs = fs_from_cmdline(cmdline).map_err(anyhow::Error::msg)?;
     mount_pseudo("devtmpfs", "/dev")?;
     mount_pseudo("sysfs", "/sys")?;
+    for skipped in modules::load_modules(Path::new(MODULES_DIR))? {
+        print_line(&format!(
+            "cargo-ktstr init: optional module not loaded: {skipped}\n"
+        ));
+    }
+    modules::wait_for_disk(Path::new(DISK), DISK_DEADLINE)?;
     let formatter = formatter_path(fs);
     let out = Command::new(&formatter)
         .args(fs.mkfs_args())

@@ -17,18 +17,27 @@ use flate2::write::GzEncoder;
 
 use super::elf::read_program;
 use super::libs::shared_objects;
+use super::modules::add_modules;
 use super::protocol::{INIT_PATH, formatter_path};
 use crate::cache::filesystem::Filesystem;
+use crate::kernel::modules::GuestModule;
 
 /// mke2fs reads its defaults from here; the guest's mkfs.ext4 should format
 /// exactly as the host's would.
 const MKE2FS_CONF: &str = "/etc/mke2fs.conf";
 
 /// Builds the initramfs that formats a disk with `fs`: `init` becomes
-/// `/init` and `formatter` becomes `/sbin/mkfs.<fs>`.
-pub fn template_initramfs(init: &Path, formatter: &Path, fs: Filesystem) -> Result<Vec<u8>> {
+/// `/init`, `formatter` becomes `/sbin/mkfs.<fs>`, and `modules` (a stock
+/// kernel's, in load order; none for a kernel build's) go under `/modules`.
+pub fn template_initramfs(
+    init: &Path,
+    formatter: &Path,
+    fs: Filesystem,
+    modules: &[GuestModule],
+) -> Result<Vec<u8>> {
     let mut archive = Archive::with_init(init)?;
     archive.program(&formatter_path(fs), formatter)?;
+    add_modules(&mut archive, modules)?;
     if fs == Filesystem::Ext4 {
         archive.mke2fs_conf()?;
     }
@@ -234,7 +243,7 @@ mod tests {
             some_program()
         });
         let init = some_program();
-        let gz = template_initramfs(&init, &formatter, fs).unwrap();
+        let gz = template_initramfs(&init, &formatter, fs, &[]).unwrap();
         let entries = read_back(&gz);
         let find = |name: &str| entries.iter().find(|e| e.name == name);
         for dir in ["dev", "proc", "sys", "sbin"] {
@@ -269,7 +278,8 @@ mod tests {
 
     #[test]
     fn ext4_gets_the_hosts_mke2fs_defaults() {
-        let gz = template_initramfs(&some_program(), &some_program(), Filesystem::Ext4).unwrap();
+        let gz =
+            template_initramfs(&some_program(), &some_program(), Filesystem::Ext4, &[]).unwrap();
         let entries = read_back(&gz);
         assert!(entries.iter().any(|e| e.name == "sbin/mkfs.ext4"));
         let has_conf = entries.iter().any(|e| e.name == "etc/mke2fs.conf");

@@ -2,7 +2,8 @@
 //! ([`crate::guest::builder`]); the initramfs it boots
 //! ([`crate::guest::initramfs`]), with the shared objects its programs need
 //! ([`crate::guest::libs`]) cut to what runs ([`crate::guest::elf`]); the
-//! init that runs the formatter inside it ([`crate::guest::init`]); and the
+//! init that runs the formatter inside it ([`crate::guest::init`]), after
+//! loading a stock kernel's modules ([`crate::guest::modules`]); and the
 //! result line both sides agree on ([`crate::guest::protocol`]). The same
 //! init runs a list of checks ([`crate::guest::checks`]) in the nested-KVM
 //! lane's outer guest, which [`crate::guest::nested`] boots.
@@ -13,5 +14,6 @@ pub mod elf;
 pub mod init;
 pub mod initramfs;
 pub mod libs;
+pub mod modules;
 pub mod nested;
 pub mod protocol;

@@ -22,7 +22,7 @@ use crate::cache::fingerprint::find_formatter;
 use crate::guest::protocol::formatter_path;
 use crate::kernel::store::VMLINUX_FILE;
 use crate::runner::qemu::{Accel, QemuRunner};
-use crate::runner::{GuestRunner, GuestSpec, RunEnd, RunOutcome};
+use crate::runner::{DeviceDiscovery, GuestRunner, GuestSpec, RunEnd, RunOutcome};
 
 /// Where the template kernel is in the outer guest; its uncompressed
 /// vmlinux, where the cache has one, goes beside it.
@@ -150,6 +150,9 @@ pub fn run(spec: &NestedSpec) -> Result<NestedRun> {
         disk: spec.disk.clone(),
         memory_mib: OUTER_MEMORY_MIB,
         timeout: spec.timeout,
+        // The KVM host is a `kernel build` kernel.
+        devices: DeviceDiscovery::CommandLine,
+        vmlinux: None,
     };
     let mut stalls = Vec::new();
     loop {

@@ -1,5 +1,6 @@
-//! Guest kernels: build one from a source tree, keep it in the cache, and
-//! resolve which one a template build uses.
+//! Guest kernels: build one from a source tree, keep it in the cache, use a
+//! distribution's stock kernel with its modules ([`stock`], [`modules`]),
+//! and resolve which one a template build uses.
 //!
 //! A kernel is tinyconfig plus the fragments of its [`KernelKind`], so a cached
 //! kernel is named by the source's version, its kind and a hash of the
@@ -8,8 +9,11 @@
 
 pub mod build;
 pub mod kind;
+pub mod modules;
 pub mod resolve;
 pub mod source;
+pub mod stock;
 pub mod store;
+pub mod unpack;
 
 pub use kind::KernelKind;

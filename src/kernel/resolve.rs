@@ -1,25 +1,103 @@
-//! Which kernel a template build boots: `--kernel PATH`, else
-//! `$KTSTR_KERNEL`, else the newest cached template kernel.
+//! Which kernel a template build boots, first match wins: `--kernel PATH`,
+//! `$KTSTR_KERNEL`, the newest template kernel `kernel build` cached, the
+//! running kernel's `/boot/vmlinuz-$(uname -r)` when its modules are
+//! installed, the newest `/boot/vmlinuz-<release>` whose modules are. With
+//! none, one error lists what was looked at and the two ways to get one.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+use serde::Serialize;
 
 use super::KernelKind;
+use super::stock::{BOOT_DIR, BootKernel, MODULES_ROOT, boot_kernels};
 use super::store::KernelStore;
 
 /// The environment variable naming a kernel image.
 pub const KERNEL_ENV: &str = "KTSTR_KERNEL";
 /// The environment variable naming the nested lane's KVM-host kernel.
 pub const KVM_HOST_KERNEL_ENV: &str = "KTSTR_KVM_HOST_KERNEL";
+/// Overrides [`BOOT_DIR`] (for tests, and hosts that keep kernels elsewhere).
+pub const BOOT_DIR_ENV: &str = "KTSTR_BOOT_DIR";
+/// Overrides [`MODULES_ROOT`].
+pub const MODULES_ROOT_ENV: &str = "KTSTR_MODULES_ROOT";
+
+/// Where the host keeps its distribution kernels.
+#[derive(Debug, Clone)]
+pub struct HostKernels {
+    pub boot_dir: PathBuf,
+    pub modules_root: PathBuf,
+    /// `uname -r`.
+    pub running_release: Option<String>,
+}
+
+impl HostKernels {
+    /// [`BOOT_DIR`] and [`MODULES_ROOT`] (or their variables) and the
+    /// running kernel's release.
+    pub fn from_env() -> HostKernels {
+        let dir = |var, default| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| PathBuf::from(default), PathBuf::from)
+        };
+        HostKernels {
+            boot_dir: dir(BOOT_DIR_ENV, BOOT_DIR),
+            modules_root: dir(MODULES_ROOT_ENV, MODULES_ROOT),
+            running_release: nix::sys::utsname::uname()
+                .ok()
+                .and_then(|u| u.release().to_str().map(str::to_owned)),
+        }
+    }
+
+    /// The stock kernels with their modules, newest first.
+    fn usable(&self) -> Vec<BootKernel> {
+        boot_kernels(&self.boot_dir, &self.modules_root)
+            .into_iter()
+            .filter(|k| k.has_modules)
+            .collect()
+    }
+
+    /// The running kernel's image, when it is usable.
+    fn running(&self, usable: &[BootKernel]) -> Option<BootKernel> {
+        let release = self.running_release.as_deref()?;
+        usable.iter().find(|k| k.release == release).cloned()
+    }
+}
+
+/// Where a usable kernel comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// `$KTSTR_KERNEL`.
+    Env,
+    /// The kernel cache, built by `kernel build`.
+    Cache,
+    /// The running kernel, from the boot directory.
+    Running,
+    /// Another kernel in the boot directory.
+    Boot,
+}
+
+/// A kernel a build could use, in the order [`resolve`] tries them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Available {
+    /// A cache entry's name, or a stock kernel's release.
+    pub name: String,
+    /// `template`, `kvm-host`, or `stock`.
+    pub kind: String,
+    pub origin: Origin,
+    pub image: PathBuf,
+    pub size: u64,
+}
 
 /// Resolves the kernel from an explicit path, the value of
-/// [`KERNEL_ENV`], or the store.
+/// [`KERNEL_ENV`], the store, or the host's boot directory.
 pub fn resolve(
     explicit: Option<&Path>,
     env_value: Option<OsString>,
     store: &KernelStore,
+    host: &HostKernels,
 ) -> Result<PathBuf> {
     let named = explicit.map(|p| (p.to_owned(), "--kernel")).or_else(|| {
         env_value
@@ -30,29 +108,107 @@ pub fn resolve(
         if !path.is_file() {
             bail!(
                 "the kernel `{}` (from {from}) is not a file: pass a bzImage built by \
-                 `cargo ktstr kernel build`",
+                 `cargo ktstr kernel build`, or a distribution's `/boot/vmlinuz-<release>`",
                 path.display()
             );
         }
         return Ok(path);
     }
-    match store.newest(KernelKind::Template)? {
-        Some(kernel) => Ok(kernel.image),
-        None => bail!(
-            "no guest kernel: none in `{}`, no --kernel and no $KTSTR_KERNEL; build one with \
-             `cargo ktstr kernel build --source /usr/src/linux-source-6.12.tar.xz` \
-             (Debian package linux-source-6.12)",
-            store.dir().display()
-        ),
+    if let Some(kernel) = store.newest(KernelKind::Template)? {
+        return Ok(kernel.image);
     }
+    let usable = host.usable();
+    if let Some(kernel) = host.running(&usable).or_else(|| usable.into_iter().next()) {
+        return Ok(kernel.image);
+    }
+    bail!(
+        "no guest kernel: looked at --kernel and ${KERNEL_ENV} (neither given), the kernel \
+         cache `{}` (no template kernel), `{}` (the running kernel{}) and every \
+         `{}/vmlinuz-<release>` with its `{}/<release>/modules.dep` (none). Get one either way:\n\
+         - install the distribution's kernel package (Debian: `apt-get install linux-image-amd64`), \
+         whose kernel and modules are then used as they are, or\n\
+         - build one with `cargo ktstr kernel build --source /usr/src/linux-source-6.12.tar.xz` \
+         (Debian package linux-source-6.12)",
+        store.dir().display(),
+        host.boot_dir
+            .join(format!(
+                "vmlinuz-{}",
+                host.running_release.as_deref().unwrap_or("?")
+            ))
+            .display(),
+        if host.running_release.is_some() {
+            ", missing or without its modules"
+        } else {
+            ""
+        },
+        host.boot_dir.display(),
+        host.modules_root.display(),
+    )
 }
 
-/// [`resolve`] against this process's environment and kernel store.
+/// Every kernel a build could use, in [`resolve`]'s order (the first is
+/// the one a build without `--kernel` takes); cached KVM hosts are listed
+/// last, as they are only for the nested lane.
+pub fn available(
+    env_value: Option<OsString>,
+    store: &KernelStore,
+    host: &HostKernels,
+) -> Result<Vec<Available>> {
+    let mut all = Vec::new();
+    if let Some(path) = env_value.filter(|v| !v.is_empty()).map(PathBuf::from) {
+        if let Ok(meta) = path.metadata() {
+            all.push(Available {
+                name: path.display().to_string(),
+                kind: "given".into(),
+                origin: Origin::Env,
+                size: meta.len(),
+                image: path,
+            });
+        }
+    }
+    let cached = store.list()?;
+    let (templates, hosts): (Vec<_>, Vec<_>) = cached
+        .into_iter()
+        .partition(|k| k.kind == KernelKind::Template);
+    all.extend(templates.into_iter().map(|k| Available {
+        name: k.name,
+        kind: k.kind.to_string(),
+        origin: Origin::Cache,
+        image: k.image,
+        size: k.size,
+    }));
+    let usable = host.usable();
+    let running = host.running(&usable);
+    let stock = running.iter().map(|k| (k.clone(), Origin::Running)).chain(
+        usable
+            .iter()
+            .filter(|k| Some(*k) != running.as_ref())
+            .map(|k| (k.clone(), Origin::Boot)),
+    );
+    all.extend(stock.map(|(k, origin)| Available {
+        size: k.image.metadata().map_or(0, |m| m.len()),
+        name: k.release,
+        kind: "stock".into(),
+        origin,
+        image: k.image,
+    }));
+    all.extend(hosts.into_iter().map(|k| Available {
+        name: k.name,
+        kind: k.kind.to_string(),
+        origin: Origin::Cache,
+        image: k.image,
+        size: k.size,
+    }));
+    Ok(all)
+}
+
+/// [`resolve`] against this process's environment, kernel store and host.
 pub fn resolve_from_env(explicit: Option<&Path>) -> Result<PathBuf> {
     resolve(
         explicit,
         std::env::var_os(KERNEL_ENV),
         &KernelStore::from_env()?,
+        &HostKernels::from_env(),
     )
 }
 
@@ -75,43 +231,101 @@ pub fn resolve_kvm_host_from_env() -> Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
+
+    /// A host with these `/boot` kernels, modules installed for `with_modules`.
+    fn host(dir: &Path, releases: &[&str], with_modules: &[&str], running: &str) -> HostKernels {
+        let host = HostKernels {
+            boot_dir: dir.join("boot"),
+            modules_root: dir.join("modules"),
+            running_release: Some(running.to_owned()),
+        };
+        fs::create_dir_all(&host.boot_dir).unwrap();
+        for release in releases {
+            fs::write(host.boot_dir.join(format!("vmlinuz-{release}")), b"k").unwrap();
+        }
+        for release in with_modules {
+            let dir = host.modules_root.join(release);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("modules.dep"), b"").unwrap();
+        }
+        host
+    }
 
     #[test]
     fn flag_then_env_then_store_then_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         let store = KernelStore::new(tmp.path().join("kernels"));
-        let err = resolve(None, None, &store).unwrap_err().to_string();
-        assert!(err.contains("cargo ktstr kernel build --source"), "{err}");
+        let none = host(tmp.path(), &[], &[], "6.18.0");
+        let err = resolve(None, None, &store, &none).unwrap_err().to_string();
+        for needle in [
+            "cargo ktstr kernel build --source",
+            "apt-get install linux-image-amd64",
+            "vmlinuz-6.18.0",
+            "kernels",
+        ] {
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
 
         let entry = store.dir().join("6.12.0-abc");
-        std::fs::create_dir_all(&entry).unwrap();
-        std::fs::write(entry.join("bzImage"), b"k").unwrap();
+        fs::create_dir_all(&entry).unwrap();
+        fs::write(entry.join("bzImage"), b"k").unwrap();
         let flag = tmp.path().join("flag-bzImage");
         let env = tmp.path().join("env-bzImage");
-        std::fs::write(&flag, b"f").unwrap();
-        std::fs::write(&env, b"e").unwrap();
-        assert_eq!(resolve(None, None, &store).unwrap(), entry.join("bzImage"));
-        assert_eq!(
-            resolve(None, Some(env.clone().into()), &store).unwrap(),
-            env
-        );
-        assert_eq!(
-            resolve(Some(&flag), Some(env.into()), &store).unwrap(),
-            flag
-        );
+        fs::write(&flag, b"f").unwrap();
+        fs::write(&env, b"e").unwrap();
+        let resolve =
+            |explicit: Option<&Path>, env: Option<OsString>| resolve(explicit, env, &store, &none);
+        assert_eq!(resolve(None, None).unwrap(), entry.join("bzImage"));
+        assert_eq!(resolve(None, Some(env.clone().into())).unwrap(), env);
+        assert_eq!(resolve(Some(&flag), Some(env.into())).unwrap(), flag);
         // An empty variable counts as unset.
         assert_eq!(
-            resolve(None, Some(OsString::new()), &store).unwrap(),
+            resolve(None, Some(OsString::new())).unwrap(),
             entry.join("bzImage")
         );
         let missing = tmp.path().join("nope");
-        let err = resolve(Some(&missing), None, &store)
-            .unwrap_err()
-            .to_string();
+        let err = resolve(Some(&missing), None).unwrap_err().to_string();
         assert!(
             err.contains("from --kernel") && err.contains("nope"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn without_a_cached_kernel_the_running_one_then_the_newest_with_modules() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KernelStore::new(tmp.path().join("kernels"));
+        let releases = ["6.1.0-57-amd64", "6.12.95+deb12-amd64", "6.13.0"];
+        // 6.13.0 has no modules: never taken.
+        let with = ["6.1.0-57-amd64", "6.12.95+deb12-amd64"];
+        let running = host(tmp.path(), &releases, &with, "6.1.0-57-amd64");
+        let boot = |r: &str| running.boot_dir.join(format!("vmlinuz-{r}"));
+        assert_eq!(
+            resolve(None, None, &store, &running).unwrap(),
+            boot("6.1.0-57-amd64")
+        );
+        let other = HostKernels {
+            running_release: Some("6.18.44".into()),
+            ..running.clone()
+        };
+        assert_eq!(
+            resolve(None, None, &store, &other).unwrap(),
+            boot("6.12.95+deb12-amd64")
+        );
+        let listed: Vec<_> = available(None, &store, &running)
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.name, a.origin))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("6.1.0-57-amd64".to_owned(), Origin::Running),
+                ("6.12.95+deb12-amd64".to_owned(), Origin::Boot)
+            ]
         );
     }
 }

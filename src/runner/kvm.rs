@@ -38,7 +38,10 @@ impl GuestRunner for KvmRunner {
         if let Err(why) = kvm_boot_support() {
             return Err(cannot_boot(&why));
         }
-        // The VMM announces the disk on the command line itself.
+        // The VMM announces the disk on the command line and in its ACPI
+        // tables alike, so `spec.devices` asks nothing more of it. It enters
+        // a cached kernel's vmlinux where there is one (`spec.vmlinux`, an
+        // unpacked stock kernel for QEMU's PVH entry, it leaves alone).
         let kernel = entry_image(&spec.kernel);
         let config = VmConfig {
             kernel: &kernel,
@@ -99,6 +102,8 @@ mod tests {
             disk: "/nonexistent/disk.img".into(),
             memory_mib: 256,
             timeout: Duration::from_secs(120),
+            devices: crate::runner::DeviceDiscovery::CommandLine,
+            vmlinux: None,
         };
         let start = Instant::now();
         let err = format!("{:#}", KvmRunner.run(&spec).unwrap_err());

@@ -31,6 +31,24 @@ pub struct GuestSpec {
     pub memory_mib: u32,
     /// How long the run may take before it is stopped.
     pub timeout: Duration,
+    /// How the kernel must be told where its disk is.
+    pub devices: DeviceDiscovery,
+    /// The same kernel uncompressed: an ELF vmlinux with a PVH entry, which
+    /// a runner may boot instead of `kernel` so the guest skips its
+    /// decompressor (QEMU does; about 2 s of a stock kernel's boot under TCG).
+    pub vmlinux: Option<Vec<u8>>,
+}
+
+/// How a guest kernel finds its virtio-mmio disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceDiscovery {
+    /// A `virtio_mmio.device=` argument on the command line: a kernel with
+    /// `VIRTIO_MMIO_CMDLINE_DEVICES` (one `kernel build` made), which may
+    /// have no ACPI at all.
+    CommandLine,
+    /// ACPI tables (a DSDT entry per device): distribution kernels, which
+    /// leave `VIRTIO_MMIO_CMDLINE_DEVICES` off.
+    Acpi,
 }
 
 /// Boots a [`GuestSpec`] once.

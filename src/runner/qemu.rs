@@ -2,8 +2,11 @@
 //!
 //! The disk is a virtio-mmio block device (QEMU announces it on the kernel
 //! command line itself), the console is the 8250 on stdout, and
-//! `-no-reboot` turns the guest's reset into QEMU's exit. A microvm without
-//! ACPI cannot power off, so an exit with status 0 is the guest's reset.
+//! `-no-reboot` turns the guest's reset into QEMU's exit. A kernel built by
+//! `kernel build` gets a microvm without ACPI, its disk announced on the
+//! command line; a stock kernel one with ACPI, its disk in the DSDT. Either
+//! way the guest resets (`reboot=t`) rather than powers off, so an exit
+//! with status 0 is the guest's reset.
 //! The initramfs reaches QEMU as an inherited memfd, so no file is left
 //! behind whichever way the run ends.
 
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 
-use super::{GuestRunner, GuestSpec, RunEnd, RunOutcome};
+use super::{DeviceDiscovery, GuestRunner, GuestSpec, RunEnd, RunOutcome};
 use crate::outcome::Console;
 
 /// The QEMU binary this runner needs.
@@ -77,7 +80,7 @@ impl QemuRunner {
         self
     }
 
-    fn args(&self, spec: &GuestSpec, initrd: &Path) -> Vec<OsString> {
+    fn args(&self, spec: &GuestSpec, kernel: &Path, initrd: &Path) -> Vec<OsString> {
         let (accel, cpu) = match self.accel {
             Accel::Kvm => ("kvm", "host"),
             Accel::Tcg => ("tcg", "max"),
@@ -89,13 +92,19 @@ impl QemuRunner {
         // timeout instead of failing.
         drive.push(",format=raw,if=none,id=disk0,werror=report,rerror=report");
         let memory = format!("{}M", spec.memory_mib);
+        // With ACPI on, microvm describes each virtio-mmio device in its
+        // DSDT; with it off, on the command line it appends.
+        let machine = match spec.devices {
+            DeviceDiscovery::CommandLine => "microvm,acpi=off",
+            DeviceDiscovery::Acpi => "microvm,acpi=on",
+        };
         let cmdline = match self.accel {
             Accel::Kvm => spec.cmdline.clone(),
             Accel::Tcg => tcg_cmdline(&spec.cmdline, crate::host::tsc_khz()),
         };
         #[rustfmt::skip]
         let fixed = [
-            "-M", "microvm,acpi=off", "-accel", accel, "-cpu", cpu, "-m", &memory,
+            "-M", machine, "-accel", accel, "-cpu", cpu, "-m", &memory,
             "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
             "-serial", "stdio", "-no-reboot", "-append", &cmdline,
             "-device", "virtio-blk-device,drive=disk0",
@@ -103,7 +112,7 @@ impl QemuRunner {
         let mut args: Vec<OsString> = fixed.iter().map(OsString::from).collect();
         args.extend([
             "-kernel".into(),
-            spec.kernel.clone().into_os_string(),
+            kernel.as_os_str().to_owned(),
             "-initrd".into(),
             initrd.as_os_str().to_owned(),
             "-drive".into(),
@@ -140,25 +149,37 @@ impl GuestRunner for QemuRunner {
         let deadline = start
             .checked_add(spec.timeout)
             .with_context(|| format!("a timeout of {:?} is too long", spec.timeout))?;
-        let initrd = initramfs_memfd(&spec.initramfs)?;
-        // QEMU opens the inherited descriptor through its own /proc/self/fd.
+        let initrd = memfd("ktstr-initramfs", &spec.initramfs)?;
+        // QEMU opens the inherited descriptors through its own /proc/self/fd.
         let initrd_fd = initrd.as_raw_fd();
         let initrd_path = PathBuf::from(format!("/proc/self/fd/{initrd_fd}"));
+        // An unpacked kernel boots through its PVH entry, skipping the
+        // guest's decompressor.
+        let vmlinux = spec
+            .vmlinux
+            .as_deref()
+            .map(|v| memfd("ktstr-vmlinux", v))
+            .transpose()?;
+        let vmlinux_fd = vmlinux.as_ref().map(|fd| fd.as_raw_fd());
+        let kernel_path = vmlinux_fd.map_or_else(
+            || spec.kernel.clone(),
+            |fd| PathBuf::from(format!("/proc/self/fd/{fd}")),
+        );
         let mut cmd = Command::new(&self.binary);
         let parent = nix::unistd::getpid();
         // SAFETY: the hook runs in the forked child before exec; it calls
         // only prctl, getppid and fcntl, which are async-signal-safe, and
         // does not allocate.
-        unsafe { cmd.pre_exec(move || prepare_child(parent, initrd_fd)) };
+        unsafe { cmd.pre_exec(move || prepare_child(parent, initrd_fd, vmlinux_fd)) };
         let child = cmd
-            .args(self.args(spec, &initrd_path))
+            .args(self.args(spec, &kernel_path, &initrd_path))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("failed to run `{}`", self.binary.display()))?;
         let mut child = Reaped(child);
-        drop(initrd);
+        drop((initrd, vmlinux));
         let last_output = Arc::new(AtomicU64::new(0));
         let console = capture_console(child.0.stdout.take(), start, Arc::clone(&last_output));
         let stderr = collect(child.0.stderr.take());
@@ -217,30 +238,36 @@ fn escape_commas(value: &OsStr) -> OsString {
 /// QEMU when the thread that started it dies: a builder killed mid-build
 /// (SIGKILL, no unwinding) must not leave a guest running on with no one to
 /// enforce its timeout. Then lets QEMU, and only QEMU, inherit the
-/// initramfs memfd.
-fn prepare_child(parent: nix::unistd::Pid, initrd: RawFd) -> std::io::Result<()> {
+/// initramfs memfd and the unpacked kernel's, if any.
+fn prepare_child(
+    parent: nix::unistd::Pid,
+    initrd: RawFd,
+    vmlinux: Option<RawFd>,
+) -> std::io::Result<()> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
     // The parent may have died before the prctl took effect.
     if nix::unistd::getppid() != parent {
         // ESRCH: the builder is gone (no allocation between fork and exec).
         return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
     }
-    // SAFETY: fcntl on a descriptor number; a bad one only fails.
-    if unsafe { libc::fcntl(initrd, libc::F_SETFD, 0) } != 0 {
-        return Err(std::io::Error::last_os_error());
+    for fd in std::iter::once(initrd).chain(vmlinux) {
+        // SAFETY: fcntl on a descriptor number; a bad one only fails.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
     }
     Ok(())
 }
 
-/// The initramfs in an anonymous file. It is close-on-exec, so that no
-/// other child this process spawns meanwhile inherits it; QEMU's
+/// `bytes` in an anonymous file named `name`. It is close-on-exec, so
+/// that no other child this process spawns meanwhile inherits it; QEMU's
 /// [`prepare_child`] clears the flag in QEMU alone.
-fn initramfs_memfd(bytes: &[u8]) -> Result<OwnedFd> {
-    let fd = memfd_create("ktstr-initramfs", MFdFlags::MFD_CLOEXEC)
-        .context("failed to create a memfd for the initramfs")?;
+fn memfd(name: &str, bytes: &[u8]) -> Result<OwnedFd> {
+    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC)
+        .with_context(|| format!("failed to create a memfd for {name}"))?;
     let mut file = File::from(fd);
     file.write_all(bytes)
-        .context("failed to write the initramfs into a memfd")?;
+        .with_context(|| format!("failed to write {name} into a memfd"))?;
     Ok(OwnedFd::from(file))
 }
 
@@ -323,6 +350,8 @@ mod tests {
             disk: dir.join("disk,with,commas.img"),
             memory_mib: 128,
             timeout: Duration::from_secs(30),
+            devices: DeviceDiscovery::CommandLine,
+            vmlinux: None,
         }
     }
 
@@ -331,7 +360,7 @@ mod tests {
         let runner = QemuRunner::at(QEMU_BINARY.into(), Accel::Tcg);
         let dir = Path::new("/d");
         let args: Vec<String> = runner
-            .args(&spec(dir), Path::new("/proc/self/fd/9"))
+            .args(&spec(dir), &spec(dir).kernel, Path::new("/proc/self/fd/9"))
             .into_iter()
             .map(|a| a.into_string().unwrap())
             .collect();
@@ -351,13 +380,20 @@ mod tests {
         assert_eq!(after("-initrd"), "/proc/self/fd/9");
         assert!(after("-drive").starts_with("file=/d/disk,,with,,commas.img,"));
         assert!(args.contains(&"-no-reboot".to_owned()));
+        assert_eq!(after("-M"), "microvm,acpi=off");
+        let mut stock = spec(dir);
+        stock.devices = DeviceDiscovery::Acpi;
+        let args = runner.args(&stock, &stock.kernel, Path::new("/i"));
+        let at = args.iter().position(|a| a == "-M").unwrap();
+        assert_eq!(args[at + 1], "microvm,acpi=on");
     }
 
     #[test]
     fn only_a_tcg_guest_is_told_the_tsc_rate() {
         let args = |accel| {
             let runner = QemuRunner::at(QEMU_BINARY.into(), accel);
-            let args = runner.args(&spec(Path::new("/d")), Path::new("/i"));
+            let spec = spec(Path::new("/d"));
+            let args = runner.args(&spec, &spec.kernel, Path::new("/i"));
             let at = args.iter().position(|a| a == "-append").unwrap();
             args[at + 1].clone().into_string().unwrap()
         };
@@ -402,7 +438,7 @@ mod tests {
 
     #[test]
     fn only_the_child_that_asks_inherits_the_initramfs() {
-        let fd = initramfs_memfd(b"cpio").unwrap();
+        let fd = memfd("test", b"cpio").unwrap();
         let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
         assert_ne!(
             flags & libc::FD_CLOEXEC,
@@ -416,7 +452,7 @@ mod tests {
         let mut asks = Command::new("cat");
         let parent = nix::unistd::getpid();
         // SAFETY: as in `run`: only async-signal-safe calls.
-        unsafe { asks.pre_exec(move || prepare_child(parent, raw)) };
+        unsafe { asks.pre_exec(move || prepare_child(parent, raw, None)) };
         assert!(read_by(&mut asks));
     }
 

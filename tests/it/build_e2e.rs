@@ -13,7 +13,7 @@ use cargo_ktstr::guest::builder::GuestBuilder;
 use cargo_ktstr::guest::initramfs::template_initramfs;
 use cargo_ktstr::guest::protocol::TemplateResult;
 use cargo_ktstr::runner::qemu::{Accel, QemuRunner};
-use cargo_ktstr::runner::{GuestRunner, GuestSpec, RunEnd};
+use cargo_ktstr::runner::{DeviceDiscovery, GuestRunner, GuestSpec, RunEnd};
 use serde_json::Value;
 
 use crate::guests;
@@ -292,11 +292,13 @@ fn an_init_that_cannot_work_still_reports_and_resets() {
     // No ktstr.fs= on the command line: init cannot know what to format.
     let spec = GuestSpec {
         kernel,
-        initramfs: template_initramfs(&bin(), &mkfs, Filesystem::Ext4).unwrap(),
+        initramfs: template_initramfs(&bin(), &mkfs, Filesystem::Ext4, &[]).unwrap(),
         cmdline: "console=ttyS0 reboot=t panic=-1".into(),
         disk,
         memory_mib: 256,
         timeout: Duration::from_secs(120),
+        devices: DeviceDiscovery::CommandLine,
+        vmlinux: None,
     };
     let outcome = qemu.run(&spec).unwrap();
     assert_eq!(outcome.end, RunEnd::Reset, "{}", outcome.console_tail(30));

@@ -14,10 +14,14 @@ use crate::util::{bin, prerequisite, stderr, stdout};
 /// Debian's kernel source package, which CI installs.
 const DEBIAN_SOURCE: &str = "/usr/src/linux-source-6.12.tar.xz";
 
-/// The binary with its ktstr cache in `cache` and no kernel from the environment.
+/// The binary with its ktstr cache in `cache`, no kernel from the
+/// environment, and an empty boot directory (the host's /boot may have
+/// stock kernels, which a build would then take).
 fn ktstr_in(cache: &Path) -> Command {
     let mut cmd = Command::new(bin());
-    cmd.env("KTSTR_CACHE_DIR", cache).env_remove("KTSTR_KERNEL");
+    cmd.env("KTSTR_CACHE_DIR", cache)
+        .env("KTSTR_BOOT_DIR", cache.join("no-boot"))
+        .env_remove("KTSTR_KERNEL");
     cmd
 }
 

@@ -21,5 +21,6 @@ mod misdirected;
 mod nested;
 mod real_kvm;
 mod soak;
+mod stock;
 mod util;
 mod vmm_guests;

@@ -1,0 +1,178 @@
+//! Kernel modules in the template guest, both sides of it.
+//!
+//! The host puts each module, uncompressed, at `/modules/<name>.ko` and
+//! lists them in load order in `/modules/order`, one a line:
+//! `<name>.ko` for a module the guest needs, `<name>.ko optional` for a
+//! softdep whose failure is only reported. A kernel that needs no modules
+//! gets no `/modules` at all. The guest's init loads each with
+//! `finit_module(2)`, counts "already loaded" (`EEXIST`) as done, then
+//! waits for `/dev/vda`, which appears only once virtio_blk has probed.
+
+use std::fs::File;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::errno::Errno;
+use nix::kmod::{ModuleInitFlags, finit_module};
+
+use super::initramfs::Archive;
+use crate::kernel::modules::GuestModule;
+
+/// Where the modules and their order are in the initramfs.
+pub const MODULES_DIR: &str = "/modules";
+/// The order file's name in [`MODULES_DIR`].
+const ORDER_FILE: &str = "order";
+/// The word that marks an optional module in the order file.
+const OPTIONAL: &str = "optional";
+/// How long the guest waits for its disk after loading the modules (the
+/// probe takes milliseconds; TCG on a loaded host, a few hundred).
+pub const DISK_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Adds `modules` and their order file to `archive`.
+pub fn add_modules(archive: &mut Archive, modules: &[GuestModule]) -> Result<()> {
+    if modules.is_empty() {
+        return Ok(());
+    }
+    let mut order = String::new();
+    for module in modules {
+        let file = format!("{}.ko", module.name);
+        archive.file(&format!("{MODULES_DIR}/{file}"), 0o644, &module.bytes)?;
+        order += &file;
+        if module.optional {
+            order += " ";
+            order += OPTIONAL;
+        }
+        order += "\n";
+    }
+    archive.file(
+        &format!("{MODULES_DIR}/{ORDER_FILE}"),
+        0o644,
+        order.as_bytes(),
+    )
+}
+
+/// The order file's lines as (file name, optional).
+fn parse_order(text: &str) -> Vec<(&str, bool)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            Some((words.next()?, words.next() == Some(OPTIONAL)))
+        })
+        .collect()
+}
+
+/// In the guest: loads every module `dir`'s order file lists; returns the
+/// failures of optional ones, for the console. No order file: nothing to do.
+pub fn load_modules(dir: &Path) -> Result<Vec<String>> {
+    let order_path = dir.join(ORDER_FILE);
+    let text = match std::fs::read_to_string(&order_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("failed to read {}", order_path.display()));
+        }
+    };
+    let mut skipped = Vec::new();
+    for (file, optional) in parse_order(&text) {
+        let path = dir.join(file);
+        match load_one(&path) {
+            Ok(()) => {}
+            Err(e) if optional => skipped.push(format!("{file}: {e}")),
+            Err(e) => bail!(
+                "failed to load module {}: {e} (the kernel's log above says why; a module \
+                 from another kernel release fails so)",
+                path.display()
+            ),
+        }
+    }
+    Ok(skipped)
+}
+
+fn load_one(path: &Path) -> Result<(), Errno> {
+    let file = File::open(path).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+    match finit_module(&file, c"", ModuleInitFlags::empty()) {
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// In the guest: waits until `disk` exists, polling, for at most `deadline`.
+pub fn wait_for_disk(disk: &Path, deadline: Duration) -> Result<()> {
+    let start = Instant::now();
+    while !disk.exists() {
+        if start.elapsed() >= deadline {
+            bail!(
+                "no {} after {} s: the kernel found no virtio-blk disk (a stock kernel needs \
+                 the VMM to describe the disk in ACPI; a kernel without modules needs \
+                 VIRTIO_BLK and VIRTIO_MMIO_CMDLINE_DEVICES built in)",
+                disk.display(),
+                deadline.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_order_file_round_trips() {
+        let modules = [
+            GuestModule {
+                name: "virtio_ring".into(),
+                bytes: b"r".to_vec(),
+                optional: false,
+            },
+            GuestModule {
+                name: "crc32c_intel".into(),
+                bytes: b"c".to_vec(),
+                optional: true,
+            },
+        ];
+        let mut archive = Archive::default();
+        add_modules(&mut archive, &modules).unwrap();
+        let order = "virtio_ring.ko\ncrc32c_intel.ko optional\n";
+        assert_eq!(
+            parse_order(order),
+            [("virtio_ring.ko", false), ("crc32c_intel.ko", true)]
+        );
+        let cpio = archive.finish().unwrap();
+        let text = String::from_utf8_lossy(&cpio);
+        assert!(
+            text.contains("modules/virtio_ring.ko") && text.contains(order),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_order_file_loads_nothing_and_a_missing_disk_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load_modules(dir.path()).unwrap().is_empty());
+        let start = Instant::now();
+        let err = wait_for_disk(&dir.path().join("vda"), Duration::from_millis(50)).unwrap_err();
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        assert!(err.to_string().contains("virtio-blk"), "{err}");
+        wait_for_disk(dir.path(), Duration::ZERO).unwrap();
+    }
+
+    #[test]
+    fn a_module_that_will_not_load_is_fatal_unless_optional() {
+        // Not a module at all: finit_module refuses it (or, unprivileged, EPERM).
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bad.ko"), b"not an ELF").unwrap();
+        std::fs::write(dir.path().join(ORDER_FILE), "bad.ko optional\n").unwrap();
+        let skipped = load_modules(dir.path()).unwrap();
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].starts_with("bad.ko: "), "{skipped:?}");
+        std::fs::write(dir.path().join(ORDER_FILE), "bad.ko\n").unwrap();
+        let err = load_modules(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("failed to load module") && err.contains("bad.ko"),
+            "{err}"
+        );
+    }
+}

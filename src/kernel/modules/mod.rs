@@ -1,0 +1,161 @@
+//! A stock kernel's modules, made ready for the template guest: which ones
+//! it needs ([`GUEST_NEEDS`] and their closure, [`plan`]), read from kmod's
+//! indexes ([`index`]) and decompressed on the host ([`decompress`]), and
+//! refused before any boot when the kernel would refuse them (an unsigned
+//! module for a kernel that enforces signatures).
+//!
+//! The guest needs only its disk: the formatter runs in user space, and the
+//! magic check reads `/dev/vda` raw, so no filesystem module is loaded.
+
+pub mod decompress;
+pub mod index;
+pub mod plan;
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+
+use self::index::ModuleIndex;
+
+/// What the template guest loads: the virtio-mmio transport and the block
+/// driver behind `/dev/vda` (their dependencies, `virtio` and
+/// `virtio_ring` where those are modules, come with them).
+pub const GUEST_NEEDS: &[&str] = &["virtio_mmio", "virtio_blk"];
+
+/// The marker `scripts/sign-file` appends after a module's signature.
+const SIGNATURE_MAGIC: &[u8] = b"~Module signature appended~\n";
+
+/// One module, uncompressed, for the guest to load.
+#[derive(Debug, Clone)]
+pub struct GuestModule {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    /// A softdep: failing to load it is reported, not fatal.
+    pub optional: bool,
+}
+
+/// The modules `wanted` needs from modules directory `dir`, in load order
+/// and uncompressed. With `signatures_enforced` (the kernel's
+/// `MODULE_SIG_FORCE` or a forced lockdown), an unsigned one is an error.
+pub fn guest_modules(
+    dir: &Path,
+    wanted: &[&str],
+    signatures_enforced: bool,
+) -> Result<Vec<GuestModule>> {
+    let index = ModuleIndex::read(dir)?;
+    let mut modules = Vec::new();
+    for planned in plan::load_order(&index, dir, wanted)? {
+        let bytes = decompress::read_module(&planned.path)?;
+        if signatures_enforced && !bytes.ends_with(SIGNATURE_MAGIC) {
+            bail!(
+                "the kernel enforces module signatures, and module `{}` (`{}`) is not signed: \
+                 use the modules that came with this kernel, or a kernel without \
+                 CONFIG_MODULE_SIG_FORCE (for instance one built by `cargo ktstr kernel build`)",
+                planned.name,
+                planned.path.display()
+            );
+        }
+        modules.push(GuestModule {
+            name: planned.name,
+            bytes,
+            optional: planned.optional,
+        });
+    }
+    Ok(modules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A modules directory with `virtio_blk` needing `virtio_ring`, whose
+    /// files hold `body`.
+    fn tree(body: &[u8]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let k = dir.path().join("kernel");
+        std::fs::create_dir_all(&k).unwrap();
+        std::fs::write(k.join("virtio_ring.ko"), body).unwrap();
+        std::fs::write(k.join("virtio_blk.ko"), body).unwrap();
+        std::fs::write(
+            dir.path().join("modules.dep"),
+            "kernel/virtio_blk.ko: kernel/virtio_ring.ko\nkernel/virtio_ring.ko:\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn unsigned_modules_are_refused_only_where_signatures_are_enforced() {
+        let dir = tree(b"\x7fELF unsigned");
+        let modules = guest_modules(dir.path(), &["virtio_blk"], false).unwrap();
+        let names: Vec<_> = modules.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["virtio_ring", "virtio_blk"]);
+        let err = guest_modules(dir.path(), &["virtio_blk"], true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`virtio_ring`") && err.contains("not signed"),
+            "{err}"
+        );
+
+        let signed = [b"\x7fELF".as_slice(), b"sig", SIGNATURE_MAGIC].concat();
+        let dir = tree(&signed);
+        assert_eq!(
+            guest_modules(dir.path(), &["virtio_blk"], true)
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    /// The host's own kernels' trees, where installed (CI installs Debian's
+    /// 6.1 and 6.12): the guest's needs resolve, and btrfs's closure has its
+    /// dependencies before it and its crc32c softdep.
+    #[test]
+    fn the_installed_module_trees_resolve() {
+        let Ok(entries) = std::fs::read_dir("/lib/modules") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI installs Debian's kernels"
+            );
+            return eprintln!("skipped: no /lib/modules");
+        };
+        let mut checked = 0;
+        for dir in entries.flatten().map(|e| e.path()) {
+            if !dir.join("modules.dep").is_file() {
+                continue;
+            }
+            let modules = guest_modules(&dir, GUEST_NEEDS, false).unwrap();
+            let names: Vec<_> = modules.iter().map(|m| m.name.as_str()).collect();
+            assert!(
+                names.ends_with(&["virtio_mmio", "virtio_blk"]),
+                "{}: {names:?}",
+                dir.display()
+            );
+            assert!(
+                modules
+                    .iter()
+                    .all(|m| m.bytes.starts_with(b"\x7fELF") && !m.optional)
+            );
+
+            let index = ModuleIndex::read(&dir).unwrap();
+            let order = plan::load_order(&index, &dir, &["btrfs"]).unwrap();
+            let at = |n: &str| order.iter().position(|m| m.name == n);
+            let btrfs = at("btrfs").unwrap();
+            assert!(at("libcrc32c").unwrap() < btrfs && at("raid6_pq").unwrap() < btrfs);
+            assert!(
+                order
+                    .iter()
+                    .any(|m| m.name.starts_with("crc32c") && m.optional)
+            );
+            checked += 1;
+        }
+        if checked == 0 {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI installs Debian's kernels"
+            );
+            eprintln!("skipped: no modules tree in /lib/modules");
+        }
+    }
+}
