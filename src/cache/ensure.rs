@@ -13,6 +13,7 @@ use super::cleanup::space::human_bytes;
 use super::filesystem::Filesystem;
 use super::fingerprint;
 use super::key::{Capacity, Key};
+use super::last_use;
 use super::lock::{self, Mode};
 use super::lookup;
 use super::minimum;
@@ -109,11 +110,16 @@ pub fn ensure_key(
 ) -> Result<Ensured> {
     std::fs::create_dir_all(root)
         .with_context(|| format!("failed to create the template root `{}`", root.display()))?;
-    let done = |path: PathBuf, built: bool| Ensured {
-        key: key.clone(),
-        path,
-        built,
-        elapsed: start.elapsed(),
+    let name = key.to_string();
+    let done = |path: PathBuf, built: bool| {
+        // Every use goes through here: a hit, a clone, a per-test image.
+        last_use::record(root, &name);
+        Ensured {
+            key: key.clone(),
+            path,
+            built,
+            elapsed: start.elapsed(),
+        }
     };
     let seen = lookup::find(root, key)?;
     if let (Some(path), false) = (&seen, opts.force) {
@@ -122,7 +128,6 @@ pub fn ensure_key(
     // Under --force, remember which entry we saw (if any) before waiting.
     let seen_id = seen.as_deref().map(identity).transpose()?;
 
-    let name = key.to_string();
     let _lock = lock::lock_with_timeout(
         &lock::key_lock_path(root, &name),
         Mode::Exclusive,

@@ -67,10 +67,7 @@ fn step(job: &Worker, rng: &mut StdRng, round: usize) -> Result<()> {
     let sweep = |mode| {
         cleanup::clean(
             &job.root,
-            CleanOptions {
-                mode,
-                dry_run: false,
-            },
+            CleanOptions::new(mode, false),
         )
     };
     match rng.random_range(0..4) {

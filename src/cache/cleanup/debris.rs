@@ -11,7 +11,8 @@ use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
-use super::{CleanReport, ItemKind};
+use super::plan::Identity;
+use super::{CleanReport, ItemKind, Reason};
 use crate::cache::lock;
 use crate::cache::names::{self, DebrisKind, RootName};
 
@@ -47,8 +48,24 @@ pub(super) fn sweep(root: &Path, names: &[OsString], report: &mut CleanReport) {
             continue;
         };
         let alive = *alive.entry(pid).or_insert_with(|| owner_alive(pid));
-        sweep_one(root, &name, kind, pid, alive, report);
+        sweep_one(root, &name, kind, pid, alive, None, report);
     }
+}
+
+/// `--plan`'s removal of one listed piece: by the sweep's own rules, and
+/// only if it is still `expect`.
+pub(super) fn apply_planned(
+    root: &Path,
+    name: &str,
+    kind: ItemKind,
+    pid: i32,
+    expect: &Identity,
+    report: &mut CleanReport,
+) {
+    if fs::symlink_metadata(root.join(name)).is_err() {
+        return report.skip(name, "already gone".into());
+    }
+    sweep_one(root, name, kind, pid, owner_alive(pid), Some(expect), report);
 }
 
 fn sweep_one(
@@ -57,6 +74,7 @@ fn sweep_one(
     kind: ItemKind,
     pid: i32,
     alive: bool,
+    expect: Option<&Identity>,
     report: &mut CleanReport,
 ) {
     let path = root.join(name);
@@ -65,6 +83,9 @@ fn sweep_one(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,
         Err(e) => return report.fail(name, kind, format!("cannot stat it: {e}")),
     };
+    if expect.is_some_and(|expect| Identity::of_meta(&meta) != *expect) {
+        return report.keep(name, kind, super::plan::CHANGED.into(), None, false);
+    }
     if alive {
         let reason = format!("owner pid {pid} is alive");
         return report.keep(name, kind, reason, Some(pid), true);
@@ -75,7 +96,9 @@ fn sweep_one(
         // one, none carries our flock, and opening one could follow it, block
         // or wake a device. Its name goes; a link's target is untouched.
         tracing::debug!("{name} is a {}", describe_type(&meta));
-        return report.remove(name, kind, false, Some(allocated(&meta)));
+        let identity = Some(Identity::of_meta(&meta));
+        report.remove(name, kind, false, Some(allocated(&meta)), Reason::Debris, identity);
+        return;
     }
     // Our writers make staging directories as directories and the rest as
     // regular files; a user's file or tree that merely wears the name stays.
@@ -123,7 +146,8 @@ fn remove_if_unlocked(
     match lock::try_lock_until_closed(&file) {
         Ok(true) => {
             let bytes = (!meta.is_dir()).then(|| allocated(meta));
-            report.remove(name, kind, meta.is_dir(), bytes);
+            let identity = Some(Identity::of_meta(meta));
+            report.remove(name, kind, meta.is_dir(), bytes, Reason::Debris, identity);
             // Closing releases the lock, after the removal.
             drop(file);
         }
