@@ -65,6 +65,7 @@ pub mod clone;
 pub mod ensure;
 pub mod filesystem;
 pub mod fingerprint;
+pub mod heal;
 pub mod key;
 pub mod last_use;
 pub mod list;

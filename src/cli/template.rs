@@ -148,6 +148,7 @@ fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
     let builder = builder_for(global, &args.build);
     let opts = EnsureOptions {
         lock_timeout: Duration::from_secs(args.build.lock_timeout),
+        evict: !args.build.no_evict,
         force: args.force,
     };
     let ensured = ensure_template(&root, args.spec.fs, capacity, &builder, &opts)?;
@@ -192,6 +193,7 @@ fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
     let builder = builder_for(global, &args.build);
     let opts = EnsureOptions {
         lock_timeout: Duration::from_secs(args.build.lock_timeout),
+        evict: !args.build.no_evict,
         force: false,
     };
     let mode = match args.reflink {

@@ -63,6 +63,7 @@ fn step(job: &Worker, rng: &mut StdRng, round: usize) -> Result<()> {
     let opts = EnsureOptions {
         lock_timeout: Duration::from_secs(120),
         force: rng.random_bool(0.2),
+        ..EnsureOptions::default()
     };
     let sweep = |mode| {
         cleanup::clean(
