@@ -128,12 +128,28 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__clean)
-            opts="-v -q -h -V --all --stale --dry-run --json --verbose --quiet --cache-dir --help --version"
+            opts="-v -q -h -V --all --stale --older-than --max-size --min-free --plan --dry-run --json --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --min-free)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --plan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --cache-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -462,7 +478,7 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__template__subcmd__build)
-            opts="-v -q -h -V --fs --capacity --kernel --vmm --timeout --memory --lock-timeout --force --json --verbose --quiet --cache-dir --help --version"
+            opts="-v -q -h -V --fs --capacity --kernel --vmm --timeout --memory --lock-timeout --no-evict --force --json --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -508,7 +524,7 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__template__subcmd__clone)
-            opts="-v -q -h -V --fs --capacity --kernel --vmm --timeout --memory --lock-timeout --reflink --verbose --quiet --cache-dir --help --version"
+            opts="-v -q -h -V --fs --capacity --kernel --vmm --timeout --memory --lock-timeout --no-evict --reflink --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -628,12 +644,16 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__template__subcmd__list)
-            opts="-v -q -h -V --json --verbose --quiet --cache-dir --help --version"
+            opts="-v -q -h -V --json --sort --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --sort)
+                    COMPREPLY=($(compgen -W "size age last-used" -- "${cur}"))
+                    return 0
+                    ;;
                 --cache-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

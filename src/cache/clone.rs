@@ -87,7 +87,11 @@ pub(crate) fn clone_need(template: &Path) -> u64 {
 /// examined).
 fn same_filesystem(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let dir = if b.as_os_str().is_empty() { Path::new(".") } else { b };
+    let dir = if b.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        b
+    };
     match (std::fs::metadata(a), std::fs::metadata(dir)) {
         (Ok(a), Ok(b)) => a.dev() == b.dev(),
         _ => false,

@@ -122,7 +122,11 @@ fn describe(report: &CleanReport, root: &Path) -> String {
     if t.kept_in_use > 0 {
         line += &format!("; kept {} in use", t.kept_in_use);
     }
-    if let Some(short) = report.budget.as_ref().map(|b| b.min_free_short_bytes).filter(|s| *s > 0)
+    if let Some(short) = report
+        .budget
+        .as_ref()
+        .map(|b| b.min_free_short_bytes)
+        .filter(|s| *s > 0)
     {
         line += &format!("; still {} short", space::human_bytes(short));
     }
@@ -144,7 +148,10 @@ mod tests {
     fn the_need_covers_what_mkfs_writes_and_never_the_whole_disk_twice() {
         let key = |fs, mib| Key::new(fs, Capacity::from_mib(mib).unwrap(), "0123456789abcdef");
         assert_eq!(build_need(&key(Filesystem::Ext4, 16)), 16 << 20);
-        assert_eq!(build_need(&key(Filesystem::Xfs, 300)), (64 << 20) + (300 << 20) / 16);
+        assert_eq!(
+            build_need(&key(Filesystem::Xfs, 300)),
+            (64 << 20) + (300 << 20) / 16
+        );
         assert!(build_need(&key(Filesystem::Ext4, 1024)) > 34 << 20);
     }
 
@@ -154,7 +161,9 @@ mod tests {
         assert!(is_disk_full(&enospc.context("failed to write `x`")));
         let edquot = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EDQUOT));
         assert!(is_disk_full(&edquot));
-        assert!(is_disk_full(&anyhow::anyhow!("io").context(DiskFull("full".into()))));
+        assert!(is_disk_full(
+            &anyhow::anyhow!("io").context(DiskFull("full".into()))
+        ));
         let eio = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EIO));
         assert!(!is_disk_full(&eio));
     }

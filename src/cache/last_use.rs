@@ -67,7 +67,10 @@ fn touch(path: &Path) -> Result<(), i32> {
 /// When the entry `name` was last used: the later of its directory's and its
 /// lockfile's mtime. `None` when the directory cannot be examined.
 pub fn last_used(root: &Path, name: &str) -> Option<SystemTime> {
-    let dir = fs::symlink_metadata(root.join(name)).ok()?.modified().ok()?;
+    let dir = fs::symlink_metadata(root.join(name))
+        .ok()?
+        .modified()
+        .ok()?;
     let lockfile = fs::symlink_metadata(lock::key_lock_path(root, name))
         .ok()
         .and_then(|m| m.modified().ok());
@@ -142,7 +145,10 @@ mod tests {
         fs::create_dir(&dir).unwrap();
         drop(lock::try_lock(&lock::key_lock_path(root.path(), name), lock::Mode::Shared).unwrap());
         set_mtime(&dir, Duration::from_secs(3600));
-        set_mtime(&lock::key_lock_path(root.path(), name), Duration::from_secs(3600));
+        set_mtime(
+            &lock::key_lock_path(root.path(), name),
+            Duration::from_secs(3600),
+        );
         as_nobody(|| record(root.path(), name));
         assert!(secs_since(fs::metadata(&dir).unwrap().modified().unwrap()) >= 3599);
         assert!(secs_since(last_used(root.path(), name).unwrap()) < 5);

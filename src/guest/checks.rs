@@ -17,7 +17,7 @@
 //! passed its deadline (as `timeout(1)` says) and 127 when it could not be
 //! started. The whole output (stdout then stderr, interleaved as written)
 //! goes to `<disk>/checks/<name>.log` when a disk is mounted; the line
-//! carries its last [`OUTPUT_TAIL`] bytes.
+//! carries its last `OUTPUT_TAIL` bytes.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};

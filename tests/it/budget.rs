@@ -69,7 +69,9 @@ fn mount(fs: &str) -> Option<(LoopFs, std::path::PathBuf)> {
 #[test]
 fn budgets_remove_least_recently_used_first_keep_what_is_held_and_say_why() {
     for fs in ["btrfs", "xfs", "ext4"] {
-        let Some((_mnt, root)) = mount(fs) else { return };
+        let Some((_mnt, root)) = mount(fs) else {
+            return;
+        };
         let e: Vec<String> = [10, 8, 6, 2, 0]
             .iter()
             .enumerate()
@@ -78,7 +80,10 @@ fn budgets_remove_least_recently_used_first_keep_what_is_held_and_say_why() {
         // A cloner holds the second oldest.
         let holder = FlockHolder::shared(&lockfile(&root, &e[1]));
 
-        let listed = json(&root, &["template", "list", "--json", "--sort", "last-used"]);
+        let listed = json(
+            &root,
+            &["template", "list", "--json", "--sort", "last-used"],
+        );
         let order: Vec<_> = listed["entries"].as_array().unwrap().iter().collect();
         assert_eq!(order[0]["name"], e[0].as_str(), "{fs}");
         assert!(order[0]["last_used_secs"].as_u64().unwrap() >= 10 * 86_400 - 5);
@@ -93,12 +98,21 @@ fn budgets_remove_least_recently_used_first_keep_what_is_held_and_say_why() {
 
         // Four entries of ~8 MiB left, one held: two more must go for 20 MiB.
         let out = ktstr_ok(&root, &["-v", "clean", "--max-size", "20M"]);
-        assert!(out.contains(&format!("kept {}: in use by pid {}", e[1], holder.pid())), "{out}");
-        assert!(out.contains(&format!("removed {} (template", e[2])), "{out}");
+        assert!(
+            out.contains(&format!("kept {}: in use by pid {}", e[1], holder.pid())),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("removed {} (template", e[2])),
+            "{out}"
+        );
         assert!(out.contains("; max-size, last used 6d ago)"), "{out}");
         assert!(out.contains(" of 20 MiB; "), "{out}");
         assert!(!root.join(&e[2]).exists() && !root.join(&e[3]).exists());
-        assert!(root.join(&e[4]).exists(), "the most recently used went: {out}");
+        assert!(
+            root.join(&e[4]).exists(),
+            "the most recently used went: {out}"
+        );
 
         // More free space than removing everything can give: the last
         // removable entry goes, then the shortfall is an error.
@@ -106,7 +120,11 @@ fn budgets_remove_least_recently_used_first_keep_what_is_held_and_say_why() {
         let want = avail.blocks_available() * avail.fragment_size() + (12 << 20);
         let out = ktstr(&root, &["clean", "--min-free", &want.to_string(), "--json"]);
         assert_eq!(out.status.code(), Some(1), "{fs}: {}", stderr(&out));
-        assert!(stderr(&out).contains("short of --min-free"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("short of --min-free"),
+            "{}",
+            stderr(&out)
+        );
         let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
         assert_eq!(removals(&r), [(e[4].clone(), "min-free".into())]);
         assert!(r["budget"]["min_free_short_bytes"].as_u64().unwrap() > 2 << 20);
@@ -128,7 +146,9 @@ fn budget_values_that_do_not_parse_or_cannot_be_met_are_usage_errors() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
         assert!(
-            err.contains("90s, 30m, 12h, 7d, 2w") || err.contains("512M, 4G") || err.contains("whole filesystem"),
+            err.contains("90s, 30m, 12h, 7d, 2w")
+                || err.contains("512M, 4G")
+                || err.contains("whole filesystem"),
             "{err}"
         );
     }
@@ -136,7 +156,9 @@ fn budget_values_that_do_not_parse_or_cannot_be_met_are_usage_errors() {
 
 #[test]
 fn a_plan_removes_exactly_what_it_listed_and_nothing_that_changed() {
-    let Some((_mnt, root)) = mount("btrfs") else { return };
+    let Some((_mnt, root)) = mount("btrfs") else {
+        return;
+    };
     let e: Vec<String> = (0..3).map(|i| entry(&root, i, days(3))).collect();
     let dead = dead_pid();
     let piece = format!("template.img.in-flight.{}.{dead}", key(9));
@@ -168,7 +190,11 @@ fn a_plan_removes_exactly_what_it_listed_and_nothing_that_changed() {
     let mut v2 = plan.clone();
     v2["format_version"] = 2.into();
     let bad = root.parent().unwrap().join("bad.json");
-    for text in [v2.to_string(), "{".to_owned(), "{\"format_version\": 1}".to_owned()] {
+    for text in [
+        v2.to_string(),
+        "{".to_owned(),
+        "{\"format_version\": 1}".to_owned(),
+    ] {
         fs::write(&bad, text).unwrap();
         let out = ktstr(&root, &["clean", "--plan", bad.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -178,18 +204,35 @@ fn a_plan_removes_exactly_what_it_listed_and_nothing_that_changed() {
     let r = json(&root, &["clean", "--plan", plan_arg, "--json"]);
     let mut gone = removals(&r);
     gone.sort();
-    let mut want = vec![(e[0].clone(), "all".to_owned()), (piece.clone(), "debris".into())];
+    let mut want = vec![
+        (e[0].clone(), "all".to_owned()),
+        (piece.clone(), "debris".into()),
+    ];
     want.sort();
     assert_eq!(gone, want);
     let kept: Vec<(String, String)> = r["kept"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| (k["name"].as_str().unwrap().into(), k["reason"].as_str().unwrap().into()))
+        .map(|k| {
+            (
+                k["name"].as_str().unwrap().into(),
+                k["reason"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert!(kept.contains(&(e[1].clone(), "changed since the plan; kept".into())), "{kept:?}");
-    assert!(kept.contains(&(replaced.clone(), "changed since the plan; kept".into())), "{kept:?}");
-    assert!(kept.iter().any(|(n, why)| *n == e[2] && why.contains(&holder.pid().to_string())));
+    assert!(
+        kept.contains(&(e[1].clone(), "changed since the plan; kept".into())),
+        "{kept:?}"
+    );
+    assert!(
+        kept.contains(&(replaced.clone(), "changed since the plan; kept".into())),
+        "{kept:?}"
+    );
+    assert!(
+        kept.iter()
+            .any(|(n, why)| *n == e[2] && why.contains(&holder.pid().to_string()))
+    );
     for name in [&e[1], &e[2], &replaced, &fresh] {
         assert!(root.join(name).exists(), "{name} went");
     }

@@ -36,7 +36,11 @@ fn fill(path: &Path) {
             Err(e) => panic!("filling {}: {e}", path.display()),
         }
     }
-    while file.write_all(&chunk[..4096]).and_then(|()| file.sync_all()).is_ok() {}
+    while file
+        .write_all(&chunk[..4096])
+        .and_then(|()| file.sync_all())
+        .is_ok()
+    {}
 }
 
 fn names(root: &Path) -> Vec<String> {
@@ -51,17 +55,24 @@ fn names(root: &Path) -> Vec<String> {
 #[test]
 fn a_build_on_a_full_disk_evicts_the_least_recently_used_unheld_entries_and_succeeds() {
     for evict in [false, true] {
-        let Some(mnt) = LoopFs::new("ext4", 256) else { return };
+        let Some(mnt) = LoopFs::new("ext4", 256) else {
+            return;
+        };
         let root = mnt.path().join("cache");
         fs::create_dir(&root).unwrap();
         // Oldest first; the oldest is held by a cloner.
-        let e: Vec<String> = (0..5).map(|i| entry(&root, i, 30, 1000 * (5 - i))).collect();
+        let e: Vec<String> = (0..5)
+            .map(|i| entry(&root, i, 30, 1000 * (5 - i)))
+            .collect();
         fs::create_dir_all(root.join(".locks")).unwrap();
         let held = FlockHolder::shared(&root.join(".locks").join(format!("{}.lock", e[0])));
         fill(&mnt.path().join("filler"));
         let before = names(&root);
 
-        let opts = EnsureOptions { evict, ..EnsureOptions::default() };
+        let opts = EnsureOptions {
+            evict,
+            ..EnsureOptions::default()
+        };
         let cap = Capacity::from_mib(64).unwrap();
         let built = ensure_template(&root, Filesystem::Ext4, cap, &HostMkfsBuilder, &opts);
         if !evict {
@@ -71,16 +82,26 @@ fn a_build_on_a_full_disk_evicts_the_least_recently_used_unheld_entries_and_succ
             continue;
         }
         let built = built.unwrap();
-        assert!(matches!(lookup::lookup(&root, &built.key).unwrap(), Entry::Valid(_)));
+        assert!(matches!(
+            lookup::lookup(&root, &built.key).unwrap(),
+            Entry::Valid(_)
+        ));
         let left = names(&root);
         assert!(left.contains(&e[0]), "the held entry went: {left:?}");
-        assert!(left.contains(&e[4]), "the most recently used went: {left:?}");
+        assert!(
+            left.contains(&e[4]),
+            "the most recently used went: {left:?}"
+        );
         // What went is a prefix of the unheld entries, oldest first.
         let gone: Vec<_> = e[1..].iter().filter(|n| !left.contains(n)).collect();
         assert!(!gone.is_empty());
         assert_eq!(gone, e[1..=gone.len()].iter().collect::<Vec<_>>());
         // Nothing half-written: only entries and .locks.
-        assert!(left.iter().all(|n| n == ".locks" || n.starts_with("ext4-64m-")), "{left:?}");
+        assert!(
+            left.iter()
+                .all(|n| n == ".locks" || n.starts_with("ext4-64m-")),
+            "{left:?}"
+        );
         drop(held);
     }
 }

@@ -65,12 +65,7 @@ fn step(job: &Worker, rng: &mut StdRng, round: usize) -> Result<()> {
         force: rng.random_bool(0.2),
         ..EnsureOptions::default()
     };
-    let sweep = |mode| {
-        cleanup::clean(
-            &job.root,
-            CleanOptions::new(mode, false),
-        )
-    };
+    let sweep = |mode| cleanup::clean(&job.root, CleanOptions::new(mode, false));
     match rng.random_range(0..4) {
         0 => drop(ensure_template(
             &job.root,

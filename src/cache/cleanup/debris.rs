@@ -65,7 +65,15 @@ pub(super) fn apply_planned(
     if fs::symlink_metadata(root.join(name)).is_err() {
         return report.skip(name, "already gone".into());
     }
-    sweep_one(root, name, kind, pid, owner_alive(pid), Some(expect), report);
+    sweep_one(
+        root,
+        name,
+        kind,
+        pid,
+        owner_alive(pid),
+        Some(expect),
+        report,
+    );
 }
 
 fn sweep_one(
@@ -97,7 +105,14 @@ fn sweep_one(
         // or wake a device. Its name goes; a link's target is untouched.
         tracing::debug!("{name} is a {}", describe_type(&meta));
         let identity = Some(Identity::of_meta(&meta));
-        report.remove(name, kind, false, Some(allocated(&meta)), Reason::Debris, identity);
+        report.remove(
+            name,
+            kind,
+            false,
+            Some(allocated(&meta)),
+            Reason::Debris,
+            identity,
+        );
         return;
     }
     // Our writers make staging directories as directories and the rest as

@@ -173,7 +173,10 @@ pub fn apply(root: &Path, plan: &Plan) -> CleanReport {
             continue;
         };
         match names::classify(item.name.as_ref()) {
-            RootName::Debris { kind, pid: Some(pid) } => {
+            RootName::Debris {
+                kind,
+                pid: Some(pid),
+            } => {
                 debris::apply_planned(root, &item.name, kind.into(), pid, &expect, &mut report);
             }
             RootName::Other if item.name.parse::<Key>().is_ok() => {
@@ -202,9 +205,17 @@ fn apply_entry(root: &Path, item: &PlannedItem, expect: Identity, report: &mut C
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return report.skip(&item.name, "already gone".into());
         }
-        Err(e) => return report.fail(&item.name, ItemKind::Template, format!("cannot stat it: {e}")),
+        Err(e) => {
+            return report.fail(
+                &item.name,
+                ItemKind::Template,
+                format!("cannot stat it: {e}"),
+            );
+        }
     }
-    let Ok(key) = item.name.parse::<Key>() else { return };
+    let Ok(key) = item.name.parse::<Key>() else {
+        return;
+    };
     let lockfile_existed = lock::key_lock_path(root, &item.name).exists();
     let mut candidate = entries::Candidate {
         name: item.name.clone(),

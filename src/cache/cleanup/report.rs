@@ -362,7 +362,14 @@ impl CleanReport {
         let before = self.removed.len();
         let identity = super::plan::Identity::of_entry(&self.path_of(&entry.name));
         let bytes = Some(entry.bytes);
-        let gone = self.remove(&entry.name, ItemKind::Template, true, bytes, entry.reason, identity);
+        let gone = self.remove(
+            &entry.name,
+            ItemKind::Template,
+            true,
+            bytes,
+            entry.reason,
+            identity,
+        );
         if let Some(removed) = self.removed.get_mut(before) {
             removed.invalid = entry.invalid;
             removed.last_used_secs = entry.last_used_secs;

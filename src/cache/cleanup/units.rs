@@ -5,12 +5,12 @@ use std::time::Duration;
 
 const DURATION_ACCEPTED: &str =
     "write it as a whole number and a unit: s, m, h, d or w (90s, 30m, 12h, 7d, 2w)";
-const SIZE_ACCEPTED: &str =
-    "write it as a whole number of bytes, or with K, M, G or T (KiB, MiB, GiB, TiB): 512M, 4G, 4GiB";
+const SIZE_ACCEPTED: &str = "write it as a whole number of bytes, or with K, M, G or T (KiB, MiB, GiB, TiB): 512M, 4G, 4GiB";
 
 /// `90s`, `30m`, `12h`, `7d`, `2w`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (number, unit) = split(s).ok_or_else(|| format!("invalid duration `{s}`: {DURATION_ACCEPTED}"))?;
+    let (number, unit) =
+        split(s).ok_or_else(|| format!("invalid duration `{s}`: {DURATION_ACCEPTED}"))?;
     let scale: u64 = match unit {
         "s" => 1,
         "m" => 60,
@@ -18,7 +18,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "d" => 86_400,
         "w" => 7 * 86_400,
         "" => return Err(format!("duration `{s}` has no unit: {DURATION_ACCEPTED}")),
-        _ => return Err(format!("invalid duration `{s}`: unknown unit `{unit}`; {DURATION_ACCEPTED}")),
+        _ => {
+            return Err(format!(
+                "invalid duration `{s}`: unknown unit `{unit}`; {DURATION_ACCEPTED}"
+            ));
+        }
     };
     let secs = number
         .checked_mul(scale)
@@ -35,7 +39,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "M" | "MiB" => 20,
         "G" | "GiB" => 30,
         "T" | "TiB" => 40,
-        _ => return Err(format!("invalid size `{s}`: unknown unit `{unit}`; {SIZE_ACCEPTED}")),
+        _ => {
+            return Err(format!(
+                "invalid size `{s}`: unknown unit `{unit}`; {SIZE_ACCEPTED}"
+            ));
+        }
     };
     number
         .checked_mul(1 << shift)
@@ -62,7 +70,16 @@ mod tests {
         assert_eq!(secs("12h"), Ok(43_200));
         assert_eq!(secs("7d"), Ok(604_800));
         assert_eq!(secs("2w"), Ok(1_209_600));
-        for bad in ["", "7", "d", "7x", "-1d", "1.5h", "7 d", "99999999999999999999w"] {
+        for bad in [
+            "",
+            "7",
+            "d",
+            "7x",
+            "-1d",
+            "1.5h",
+            "7 d",
+            "99999999999999999999w",
+        ] {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains("90s, 30m, 12h, 7d, 2w"), "{bad}: {err}");
         }

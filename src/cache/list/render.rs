@@ -36,8 +36,18 @@ impl ListReport {
 
     /// Left-aligned columns as wide as their widest cell.
     fn table(&self) -> String {
-        let mut rows =
-            vec![["KEY", "FS", "CAPACITY", "ALLOCATED", "STATE", "AGE", "LAST USED"].map(String::from)];
+        let mut rows = vec![
+            [
+                "KEY",
+                "FS",
+                "CAPACITY",
+                "ALLOCATED",
+                "STATE",
+                "AGE",
+                "LAST USED",
+            ]
+            .map(String::from),
+        ];
         for e in &self.entries {
             rows.push([
                 names::shown(&e.name).into_owned(),

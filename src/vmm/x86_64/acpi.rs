@@ -8,15 +8,17 @@
 //! (no PM timer, SCI or legacy power registers to emulate), the MADT (one
 //! local APIC, the IOAPIC at GSI 0) and the DSDT (COM1 and the disk).
 
+use acpi_tables::Aml;
 use acpi_tables::aml::{
     Device, EISAName, IO, Interrupt, Memory32Fixed, Name, Path, ResourceTemplate,
 };
 use acpi_tables::fadt::{FADT, FADTBuilder, Flags};
-use acpi_tables::madt::{EnabledStatus, IoApic, LocalInterruptController, MADT, ProcessorLocalApic};
+use acpi_tables::madt::{
+    EnabledStatus, IoApic, LocalInterruptController, MADT, ProcessorLocalApic,
+};
 use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
-use acpi_tables::Aml;
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::vmm::VmmError;
@@ -137,7 +139,10 @@ fn dsdt(disk: bool) -> Vec<u8> {
     let com1_hid = Name::new(Path::new("_HID"), &com1_hid);
     let com1_uid = Name::new(Path::new("_UID"), &0u8);
     let com1_crs = Name::new(Path::new("_CRS"), &com1_crs);
-    let com1 = Device::new(Path::new("_SB_.COM1"), vec![&com1_hid, &com1_uid, &com1_crs]);
+    let com1 = Device::new(
+        Path::new("_SB_.COM1"),
+        vec![&com1_hid, &com1_uid, &com1_crs],
+    );
 
     let disk_mem = Memory32Fixed::new(true, VIRTIO_MMIO_START as u32, VIRTIO_MMIO_SIZE as u32);
     let disk_irq = Interrupt::new(true, true, false, false, VIRTIO_BLK_IRQ);
@@ -145,7 +150,10 @@ fn dsdt(disk: bool) -> Vec<u8> {
     let disk_hid = Name::new(Path::new("_HID"), &VIRTIO_MMIO_HID);
     let disk_uid = Name::new(Path::new("_UID"), &0u8);
     let disk_crs = Name::new(Path::new("_CRS"), &disk_crs);
-    let virtio = Device::new(Path::new("_SB_.V000"), vec![&disk_hid, &disk_uid, &disk_crs]);
+    let virtio = Device::new(
+        Path::new("_SB_.V000"),
+        vec![&disk_hid, &disk_uid, &disk_crs],
+    );
 
     let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     dsdt.append_slice(&bytes(&com1));
