@@ -49,6 +49,9 @@ _cargo__ktstr() {
             cargo__ktstr__subcmd__help__subcmd__kernel,build)
                 cmd="cargo__ktstr__subcmd__help__subcmd__kernel__subcmd__build"
                 ;;
+            cargo__ktstr__subcmd__help__subcmd__kernel,clean)
+                cmd="cargo__ktstr__subcmd__help__subcmd__kernel__subcmd__clean"
+                ;;
             cargo__ktstr__subcmd__help__subcmd__kernel,list)
                 cmd="cargo__ktstr__subcmd__help__subcmd__kernel__subcmd__list"
                 ;;
@@ -64,6 +67,9 @@ _cargo__ktstr() {
             cargo__ktstr__subcmd__kernel,build)
                 cmd="cargo__ktstr__subcmd__kernel__subcmd__build"
                 ;;
+            cargo__ktstr__subcmd__kernel,clean)
+                cmd="cargo__ktstr__subcmd__kernel__subcmd__clean"
+                ;;
             cargo__ktstr__subcmd__kernel,help)
                 cmd="cargo__ktstr__subcmd__kernel__subcmd__help"
                 ;;
@@ -72,6 +78,9 @@ _cargo__ktstr() {
                 ;;
             cargo__ktstr__subcmd__kernel__subcmd__help,build)
                 cmd="cargo__ktstr__subcmd__kernel__subcmd__help__subcmd__build"
+                ;;
+            cargo__ktstr__subcmd__kernel__subcmd__help,clean)
+                cmd="cargo__ktstr__subcmd__kernel__subcmd__help__subcmd__clean"
                 ;;
             cargo__ktstr__subcmd__kernel__subcmd__help,help)
                 cmd="cargo__ktstr__subcmd__kernel__subcmd__help__subcmd__help"
@@ -236,7 +245,7 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__help__subcmd__kernel)
-            opts="build list"
+            opts="build list clean"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -250,6 +259,20 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__help__subcmd__kernel__subcmd__build)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cargo__subcmd__ktstr__subcmd__help__subcmd__kernel__subcmd__clean)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -334,7 +357,7 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__kernel)
-            opts="-v -q -h -V --verbose --quiet --cache-dir --help --version build list help"
+            opts="-v -q -h -V --verbose --quiet --cache-dir --help --version build list clean help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -385,8 +408,34 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cargo__subcmd__ktstr__subcmd__kernel__subcmd__clean)
+            opts="-v -q -h -V --keep --older-than --dry-run --json --verbose --quiet --cache-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --keep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cargo__subcmd__ktstr__subcmd__kernel__subcmd__help)
-            opts="build list help"
+            opts="build list clean help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -400,6 +449,20 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__kernel__subcmd__help__subcmd__build)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cargo__subcmd__ktstr__subcmd__kernel__subcmd__help__subcmd__clean)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -104,14 +104,15 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "clone" -d 'Give DEST its own copy-on-write clone of a template, building it on a miss'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "list" -d 'List published templates and count debris'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -s q -l quiet -d 'Only errors on stderr'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -s h -l help -d 'Print help'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -s V -l version -d 'Print version'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -f -a "build" -d 'Build a guest bzImage from a kernel source tree or tarball and cache it'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -f -a "list" -d 'List cached kernels'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -s q -l quiet -d 'Only errors on stderr'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -s h -l help -d 'Print help'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -s V -l version -d 'Print version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -f -a "build" -d 'Build a guest bzImage from a kernel source tree or tarball and cache it'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -f -a "list" -d 'List cached kernels'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -f -a "clean" -d 'Remove dead builds\' scratch and, with --keep or --older-than, cached kernels no build is using'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -l source -d 'A kernel source directory or tarball (e.g. /usr/src/linux-source-6.12.tar.xz)' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -s j -l jobs -d 'Parallel make jobs [default: the number of CPUs]' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -l kind -d 'What the kernel is for: the template guest, or the KVM host of the nested-KVM test lane (the template kernel plus KVM and KVM_AMD)' -r -f -a "template\t''
@@ -128,8 +129,18 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fi
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Only errors on stderr'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l keep -d 'Keep the N most recently used kernels of each kind (template, kvm-host)' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l older-than -d 'Remove kernels last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w (with --keep, only those beyond the N kept)' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l dry-run -d 'List what would be removed; change nothing'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l json -d 'Print one JSON document on stdout'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -s q -l quiet -d 'Only errors on stderr'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -s h -l help -d 'Print help'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -s V -l version -d 'Print version'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "build" -d 'Build a guest bzImage from a kernel source tree or tarball and cache it'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "list" -d 'List cached kernels'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "clean" -d 'Remove dead builds\' scratch and, with --keep or --older-than, cached kernels no build is using'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand generate" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand generate" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
@@ -146,3 +157,4 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "list" -d 'List published templates and count debris'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "build" -d 'Build a guest bzImage from a kernel source tree or tarball and cache it'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "list" -d 'List cached kernels'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "clean" -d 'Remove dead builds\' scratch and, with --keep or --older-than, cached kernels no build is using'

@@ -18,6 +18,7 @@ mod report;
 pub mod space;
 pub mod units;
 
+pub(crate) use debris::owner_alive;
 pub use report::{
     BudgetStatus, CleanReport, FORMAT_VERSION, Failed, ItemKind, Kept, Reason, Removed, Skipped,
     Totals,

@@ -13,6 +13,8 @@ use crate::cache::cleanup::{
 };
 use crate::cache::list::human_age;
 use crate::cache::{names, root};
+use crate::kernel::clean::{self as kernel_clean, KernelCleanOptions};
+use crate::kernel::store::KernelStore;
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {
@@ -89,10 +91,27 @@ pub fn run(global: &GlobalArgs, args: CleanArgs) -> Result<ExitCode> {
             cleanup::clean(&root, options)?
         }
     };
+    // Dead kernel builds' scratch goes by the same rules; kernels never do.
+    let kernel_opts = KernelCleanOptions {
+        dry_run: report.dry_run,
+        ..KernelCleanOptions::default()
+    };
+    let scratch = match (&args.plan, KernelStore::from_env()) {
+        (None, Ok(store)) => Some(kernel_clean::clean(&store, kernel_opts)?),
+        _ => None,
+    };
     if args.json {
-        super::print_stdout(&(serde_json::to_string_pretty(&report)? + "\n"))?;
+        let mut doc = serde_json::to_value(&report)?;
+        if let Some(scratch) = &scratch {
+            doc["kernel_scratch"] = serde_json::to_value(scratch)?;
+        }
+        super::print_stdout(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
     } else {
-        super::print_stdout(&render(&report, global.verbose > 0))?;
+        let mut text = render(&report, global.verbose > 0);
+        if let Some(scratch) = scratch.filter(|s| !s.removed.is_empty() || !s.kept.is_empty()) {
+            text += &super::kernel::render_clean(&scratch);
+        }
+        super::print_stdout(&text)?;
     }
     let short = report.budget.as_ref().map_or(0, |b| b.min_free_short_bytes);
     if short > 0 {

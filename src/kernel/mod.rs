@@ -7,6 +7,7 @@
 //! kernel that lacks an option.
 
 pub mod build;
+pub mod clean;
 pub mod kind;
 pub mod resolve;
 pub mod source;

@@ -237,3 +237,80 @@ fn a_plan_removes_exactly_what_it_listed_and_nothing_that_changed() {
         assert!(root.join(name).exists(), "{name} went");
     }
 }
+
+/// A cached kernel under `base`, last used `ago`.
+fn kernel(base: &Path, name: &str, ago: Duration) -> std::path::PathBuf {
+    let dir = base.join("kernels").join(name);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("bzImage"), vec![7u8; 1 << 20]).unwrap();
+    fs::File::open(&dir)
+        .unwrap()
+        .set_modified(SystemTime::now() - ago)
+        .unwrap();
+    dir
+}
+
+fn with_base(base: &Path, args: &[&str]) -> std::process::Output {
+    crate::util::ktstr_cmd(&base.join("disk_templates"))
+        .env("KTSTR_CACHE_DIR", base)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn kernel_clean_keeps_what_a_build_uses_and_clean_sweeps_dead_kernel_scratch() {
+    let Some((_mnt, root)) = mount("ext4") else {
+        return;
+    };
+    let base = root.parent().unwrap().join("base");
+    fs::create_dir_all(base.join("disk_templates")).unwrap();
+    let old = kernel(&base, "6.1.0-aaaa", days(30));
+    let in_use = kernel(&base, "6.2.0-bbbb", days(20));
+    let newest = kernel(&base, "6.3.0-cccc", days(1));
+    let build = FlockHolder::shared(&in_use);
+    let dead = dead_pid();
+    let scratch = base
+        .join("kernels")
+        .join(format!(".build-6.4.0-dddd.{dead}"));
+    fs::create_dir_all(scratch.join("out")).unwrap();
+    fs::write(scratch.join("out").join("vmlinux.o"), vec![1u8; 4 << 20]).unwrap();
+    let locked = base
+        .join("kernels")
+        .join(format!(".build-6.4.0-eeee.{dead}"));
+    fs::create_dir(&locked).unwrap();
+    let holder = FlockHolder::exclusive(&locked);
+    // A template entry: kernel cleanup leaves templates alone and vice versa.
+    let tmpl = entry(&base.join("disk_templates"), 1, days(40));
+
+    // `clean` (even with --all) sweeps the dead scratch and no kernel.
+    let out = with_base(&base, &["clean", "--all", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let swept = &r["kernel_scratch"]["removed"];
+    assert_eq!(swept.as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(swept[0]["reason"], "scratch");
+    assert!(
+        !scratch.exists() && locked.exists(),
+        "the held scratch went"
+    );
+    assert!(old.exists() && in_use.exists() && newest.exists());
+    assert!(!base.join("disk_templates").join(&tmpl).exists());
+
+    let out = with_base(&base, &["kernel", "clean", "--keep", "1", "--dry-run"]);
+    let text = stdout(&out);
+    assert!(text.contains("would remove 6.1.0-aaaa"), "{text}");
+    assert!(
+        text.contains(&format!("kept 6.2.0-bbbb: in use by pid {}", build.pid())),
+        "{text}"
+    );
+    assert!(old.exists());
+    let out = with_base(&base, &["kernel", "clean", "--older-than", "2d", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!old.exists() && in_use.exists() && newest.exists());
+    drop(build);
+    let out = with_base(&base, &["kernel", "clean", "--keep", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!in_use.exists() && newest.exists());
+    drop(holder);
+}

@@ -18,7 +18,7 @@ use crate::cache::names::{self, DebrisKind, RootName};
 
 /// Whether `pid` may still be running. Only ESRCH says it is gone: EPERM is a
 /// live process of another user, and any other errno is no proof of death.
-pub(super) fn owner_alive(pid: i32) -> bool {
+pub(crate) fn owner_alive(pid: i32) -> bool {
     !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH))
 }
 
