@@ -86,12 +86,13 @@ impl CleanOptions {
 /// Sweeps `root` as `options` say. A missing root is an empty report.
 pub fn clean(root: &Path, options: CleanOptions) -> Result<CleanReport> {
     let mut report = CleanReport::new(root, options.mode, options.dry_run);
-    let Some(names) = read_root(root)? else {
+    let Some(listed) = read_root_inodes(root)? else {
         report.finish(0);
         return Ok(report);
     };
     let before = space::free_bytes(root).ok();
-    debris::sweep(root, &names, &mut report);
+    debris::sweep(root, &listed, &mut report);
+    let names: Vec<_> = listed.into_iter().map(|(name, _)| name).collect();
     let budgeted = options.budget.is_set();
     let mut status = None;
     if options.mode != CleanMode::Debris || budgeted {
@@ -126,6 +127,14 @@ pub(super) fn commit_and_measure(root: &Path, before: Option<u64>, report: &Clea
 
 /// The root's names, sorted; `None` when the root does not exist.
 pub(crate) fn read_root(root: &Path) -> Result<Option<Vec<std::ffi::OsString>>> {
+    let listed = read_root_inodes(root)?;
+    Ok(listed.map(|l| l.into_iter().map(|(name, _)| name).collect()))
+}
+
+/// The root's names with the inode the listing gives each (no stat), sorted;
+/// `None` when the root does not exist.
+fn read_root_inodes(root: &Path) -> Result<Option<Vec<(std::ffi::OsString, u64)>>> {
+    use std::os::unix::fs::DirEntryExt;
     let context = || {
         format!(
             "failed to read the cache root `{}`; check --cache-dir / $KTSTR_CACHE_DIR and its \
@@ -140,7 +149,8 @@ pub(crate) fn read_root(root: &Path) -> Result<Option<Vec<std::ffi::OsString>>> 
     };
     let mut names = Vec::new();
     for entry in dir {
-        names.push(entry.with_context(context)?.file_name());
+        let entry = entry.with_context(context)?;
+        names.push((entry.file_name(), entry.ino()));
     }
     names.sort();
     Ok(Some(names))

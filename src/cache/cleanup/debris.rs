@@ -22,13 +22,21 @@ pub(crate) fn owner_alive(pid: i32) -> bool {
     !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH))
 }
 
-/// Sweeps every debris-shaped name among `names`; a dry run (the report's
-/// flag) tests everything and removes nothing.
-pub(super) fn sweep(root: &Path, names: &[OsString], report: &mut CleanReport) {
+mod fast;
+
+/// Sweeps every debris-shaped name among `names` (with the inode the listing
+/// gave each); a dry run (the report's flag) tests everything and removes
+/// nothing. Outside a dry run pieces go the fast way ([`fast`]) where it
+/// can tell they are safe to, else the careful way below.
+pub(super) fn sweep(root: &Path, names: &[(OsString, u64)], report: &mut CleanReport) {
+    // After the listing, as the fast path's reasoning needs.
+    let fast = (!report.dry_run)
+        .then(|| fast::FastRoot::open(root))
+        .flatten();
     // One kill(2) per owner, not per piece: a crashed run leaves many pieces
     // of one pid. A pid that dies meanwhile stays "alive" here: kept, safely.
     let mut alive: HashMap<i32, bool> = HashMap::new();
-    for name in names {
+    for (name, ino) in names {
         let (kind, pid) = match names::classify(name) {
             RootName::Debris { kind, pid } => (ItemKind::from(kind), pid),
             RootName::NotUtf8 => {
@@ -48,6 +56,22 @@ pub(super) fn sweep(root: &Path, names: &[OsString], report: &mut CleanReport) {
             continue;
         };
         let alive = *alive.entry(pid).or_insert_with(|| owner_alive(pid));
+        if !alive && let Some(fast) = &fast {
+            let want_dir = kind == ItemKind::Debris(DebrisKind::StagingDir);
+            match fast.remove(&name, *ino, want_dir) {
+                Ok(fast::Outcome::Removed { bytes, identity }) => {
+                    report.removed_by_caller(&name, kind, bytes, identity);
+                    continue;
+                }
+                Ok(fast::Outcome::Vanished) => continue,
+                Ok(fast::Outcome::Changed) => {
+                    report.skip(&name, "it changed while being examined; left alone".into());
+                    continue;
+                }
+                // A lock to try, a tree to check, or a permission to mend.
+                Ok(fast::Outcome::Careful) | Err(_) => {}
+            }
+        }
         sweep_one(root, &name, kind, pid, alive, None, report);
     }
 }

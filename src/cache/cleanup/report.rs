@@ -356,6 +356,33 @@ impl CleanReport {
         true
     }
 
+    /// Records `name`, which the caller removed (a dead writer's debris).
+    pub(super) fn removed_by_caller(
+        &mut self,
+        name: &str,
+        kind: ItemKind,
+        bytes: u64,
+        identity: Identity,
+    ) {
+        let path = self.path_of(name);
+        tracing::debug!(
+            "removed {} ({}, {})",
+            path.display(),
+            kind.describe(),
+            space::human_bytes(bytes)
+        );
+        self.removed.push(Removed {
+            name: name.to_owned(),
+            path,
+            kind,
+            bytes,
+            invalid: None,
+            reason: Reason::Debris,
+            last_used_secs: None,
+            identity: Some(identity),
+        });
+    }
+
     /// Removes the entry directory `name` as [`CleanReport::remove`] does,
     /// noting why it was invalid, if it was, and when it was last used.
     pub(super) fn remove_entry(&mut self, entry: EntryRemoval) -> bool {
