@@ -33,10 +33,18 @@ pub(super) fn sweep(root: &Path, names: &[(OsString, u64)], report: &mut CleanRe
     let fast = (!report.dry_run)
         .then(|| fast::FastRoot::open(root))
         .flatten();
+    // In inode order where pieces go the fast way: the filesystems keep
+    // inodes (and btrfs its items) in that order, so unlinking in it walks
+    // their trees and tables once instead of hopping (as `rm -rf` does for
+    // large directories). The report is put back in name order after.
+    let mut order: Vec<&(OsString, u64)> = names.iter().collect();
+    if fast.is_some() {
+        order.sort_by_key(|(_, ino)| *ino);
+    }
     // One kill(2) per owner, not per piece: a crashed run leaves many pieces
     // of one pid. A pid that dies meanwhile stays "alive" here: kept, safely.
     let mut alive: HashMap<i32, bool> = HashMap::new();
-    for (name, ino) in names {
+    for (name, ino) in order {
         let (kind, pid) = match names::classify(name) {
             RootName::Debris { kind, pid } => (ItemKind::from(kind), pid),
             RootName::NotUtf8 => {
@@ -73,6 +81,9 @@ pub(super) fn sweep(root: &Path, names: &[(OsString, u64)], report: &mut CleanRe
             }
         }
         sweep_one(root, &name, kind, pid, alive, None, report);
+    }
+    if fast.is_some() {
+        report.sort_by_name();
     }
 }
 

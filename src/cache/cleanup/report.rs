@@ -356,6 +356,15 @@ impl CleanReport {
         true
     }
 
+    /// Puts the lists in name order, as a sweep that took its pieces in
+    /// another order (by inode) found them.
+    pub(super) fn sort_by_name(&mut self) {
+        self.removed.sort_by(|a, b| a.name.cmp(&b.name));
+        self.kept.sort_by(|a, b| a.name.cmp(&b.name));
+        self.skipped.sort_by(|a, b| a.name.cmp(&b.name));
+        self.failed.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
     /// Records `name`, which the caller removed (a dead writer's debris).
     pub(super) fn removed_by_caller(
         &mut self,

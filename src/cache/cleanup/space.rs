@@ -68,6 +68,13 @@ pub fn filesystem_bytes(path: &Path) -> io::Result<u64> {
 /// gave back: btrfs and ext4 count freed blocks as free only once their
 /// transaction or journal commits.
 pub fn commit(root: &Path) -> io::Result<()> {
+    // xfs's statfs flushes its deferred inode inactivation itself, so it
+    // counts freed blocks without a commit, which there costs a log force
+    // (110 ms after 10,000 unlinks, a tenth of the sweep).
+    const XFS_MAGIC: i64 = 0x5846_5342;
+    if nix::sys::statfs::statfs(root).is_ok_and(|st| st.filesystem_type().0 as i64 == XFS_MAGIC) {
+        return Ok(());
+    }
     let dir = fs::File::open(root)?;
     nix::unistd::syncfs(dir.as_fd())?;
     Ok(())

@@ -17,9 +17,8 @@
 use std::collections::HashSet;
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use nix::dir::{Dir, Type};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat};
@@ -31,7 +30,7 @@ use crate::cache::tree;
 /// The root, open, with what the fast path needs to judge its pieces.
 #[derive(Debug)]
 pub(super) struct FastRoot {
-    dir: Dir,
+    dir: std::os::fd::OwnedFd,
     dev: u64,
     mount: Option<u64>,
     locked: HashSet<u64>,
@@ -54,7 +53,8 @@ impl FastRoot {
     /// Opens `root` and reads /proc/locks; `None` (use the careful path)
     /// when either cannot be done. Call only after listing the root.
     pub(super) fn open(root: &std::path::Path) -> Option<FastRoot> {
-        let dir = Dir::open(root, OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).ok()?;
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let dir = nix::fcntl::open(root, flags, Mode::empty()).ok()?;
         let (dev, mount) = tree::mount_id(dir.as_fd()).ok()?;
         let locked = crate::cache::lock::locked_inodes()?;
         Some(FastRoot {
@@ -111,32 +111,64 @@ impl FastRoot {
     /// on another mount or is no longer `ino`.
     fn empty_dir(&self, name: &CStr, ino: u64) -> io::Result<Option<u64>> {
         let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let mut dir = Dir::openat(self.dir.as_fd(), name, flags, Mode::empty())?;
-        let (dev, mount) = tree::mount_id(dir.as_fd())?;
-        let opened = nix::sys::stat::fstat(dir.as_fd())?;
-        if dev != self.dev || mount != self.mount || opened.st_ino != ino {
+        let dir = nix::fcntl::openat(self.dir.as_fd(), name, flags, Mode::empty())?;
+        let place = tree::statx_of(dir.as_fd())?;
+        if place.dev != self.dev || place.mount != self.mount || place.ino != ino {
             return Ok(None);
         }
-        let mut files = Vec::new();
-        for entry in dir.iter() {
-            let entry = entry?;
-            let child = entry.file_name();
-            if child == c"." || child == c".." {
-                continue;
-            }
-            // A directory, or a type the listing does not tell: careful path.
-            if !matches!(entry.file_type(), Some(t) if t != Type::Directory) {
-                return Ok(None);
-            }
-            files.push(child.to_owned());
-        }
+        let Some(files) = plain_files(dir.as_fd())? else {
+            return Ok(None);
+        };
         let mut bytes = 0;
-        let fd = dir.as_fd();
         for child in files {
-            bytes += remove_file_at(fd, &child)?;
+            bytes += remove_file_at(dir.as_fd(), &child)?;
         }
         Ok(Some(bytes))
     }
+}
+
+/// The names in the open directory `dir` when none is a directory (or of a
+/// type the listing does not tell), by getdents64 straight into a buffer:
+/// opendir(3) would add an fstat, fcntls and a seek per directory.
+fn plain_files(dir: BorrowedFd) -> io::Result<Option<Vec<CString>>> {
+    let mut buf = vec![0u8; 32 << 10];
+    let mut names = Vec::new();
+    loop {
+        // SAFETY: getdents64 writes at most `buf.len()` bytes into `buf`,
+        // which outlives the call; the descriptor is open.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        if n == 0 {
+            return Ok(Some(names));
+        }
+        let mut at = 0;
+        while at < n {
+            // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name.
+            let record = buf.get(at..n).filter(|r| r.len() >= 19).ok_or_else(bad_record)?;
+            let reclen = usize::from(u16::from_ne_bytes([record[16], record[17]]));
+            let entry = record.get(19..reclen).filter(|_| reclen >= 19).ok_or_else(bad_record)?;
+            let name = CStr::from_bytes_until_nul(entry).map_err(|_| bad_record())?;
+            at += reclen;
+            if name == c"." || name == c".." {
+                continue;
+            }
+            if matches!(record[18], libc::DT_DIR | libc::DT_UNKNOWN) {
+                return Ok(None);
+            }
+            names.push(name.to_owned());
+        }
+    }
+}
+
+fn bad_record() -> io::Error {
+    io::Error::other("getdents64 returned a malformed record")
 }
 
 /// Unlinks the non-directory `name` in `dir`; its allocated bytes.
