@@ -71,8 +71,8 @@ pub fn commit(root: &Path) -> io::Result<()> {
     // xfs's statfs flushes its deferred inode inactivation itself, so it
     // counts freed blocks without a commit, which there costs a log force
     // (110 ms after 10,000 unlinks, a tenth of the sweep).
-    const XFS_MAGIC: i64 = 0x5846_5342;
-    if nix::sys::statfs::statfs(root).is_ok_and(|st| st.filesystem_type().0 as i64 == XFS_MAGIC) {
+    use nix::sys::statfs::{XFS_SUPER_MAGIC, statfs};
+    if statfs(root).is_ok_and(|st| st.filesystem_type() == XFS_SUPER_MAGIC) {
         return Ok(());
     }
     let dir = fs::File::open(root)?;

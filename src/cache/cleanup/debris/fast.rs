@@ -151,9 +151,15 @@ fn plain_files(dir: BorrowedFd) -> io::Result<Option<Vec<CString>>> {
         let mut at = 0;
         while at < n {
             // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name.
-            let record = buf.get(at..n).filter(|r| r.len() >= 19).ok_or_else(bad_record)?;
+            let record = buf
+                .get(at..n)
+                .filter(|r| r.len() >= 19)
+                .ok_or_else(bad_record)?;
             let reclen = usize::from(u16::from_ne_bytes([record[16], record[17]]));
-            let entry = record.get(19..reclen).filter(|_| reclen >= 19).ok_or_else(bad_record)?;
+            let entry = record
+                .get(19..reclen)
+                .filter(|_| reclen >= 19)
+                .ok_or_else(bad_record)?;
             let name = CStr::from_bytes_until_nul(entry).map_err(|_| bad_record())?;
             at += reclen;
             if name == c"." || name == c".." {
