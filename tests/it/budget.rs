@@ -314,3 +314,50 @@ fn kernel_clean_keeps_what_a_build_uses_and_clean_sweeps_dead_kernel_scratch() {
     assert!(!in_use.exists() && newest.exists());
     drop(holder);
 }
+
+/// An entry published as ktstr 0.15 publishes (staging directory, image
+/// written in, renamed onto the key), never used since: its last use is its
+/// publication. A hit through this tool records a use; ktstr's lookup, which
+/// reads only `<key>/template.img`, finds the same image.
+#[test]
+fn an_entry_nobody_recorded_a_use_of_counts_from_its_publication() {
+    let Some((_mnt, root)) = mount("ext4") else {
+        return;
+    };
+    let name = crate::util::current_key(Filesystem::Ext4, 64);
+    let staging = root.join(format!("{name}.tmp.{}", std::process::id()));
+    fs::create_dir(&staging).unwrap();
+    if !crate::util::mkfs_image(&staging.join("template.img"), Filesystem::Ext4, 64) {
+        return;
+    }
+    fs::rename(&staging, root.join(&name)).unwrap();
+    // Published three days ago.
+    let published = SystemTime::now() - days(3);
+    fs::File::open(root.join(&name))
+        .unwrap()
+        .set_modified(published)
+        .unwrap();
+    let image = fs::read(root.join(&name).join("template.img")).unwrap();
+
+    let listed = json(&root, &["template", "list", "--json"]);
+    let secs = listed["entries"][0]["last_used_secs"].as_u64().unwrap();
+    assert!((3 * 86_400 - 5..3 * 86_400 + 60).contains(&secs), "{secs}");
+    let r = json(
+        &root,
+        &["clean", "--older-than", "2d", "--dry-run", "--json"],
+    );
+    assert_eq!(removals(&r), [(name.clone(), "older-than".into())]);
+
+    ktstr_ok(
+        &root,
+        &["template", "build", "--fs", "ext4", "--capacity", "64M"],
+    );
+    let listed = json(&root, &["template", "list", "--json"]);
+    assert!(listed["entries"][0]["last_used_secs"].as_u64().unwrap() < 60);
+    let r = json(&root, &["clean", "--older-than", "2d", "--json"]);
+    assert!(removals(&r).is_empty(), "a used entry went: {r}");
+    assert_eq!(
+        fs::read(root.join(&name).join("template.img")).unwrap(),
+        image
+    );
+}
