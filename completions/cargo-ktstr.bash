@@ -49,6 +49,9 @@ _cargo__ktstr() {
             cargo__ktstr__subcmd__help__subcmd__kernel,build)
                 cmd="cargo__ktstr__subcmd__help__subcmd__kernel__subcmd__build"
                 ;;
+            cargo__ktstr__subcmd__help__subcmd__kernel,clean)
+                cmd="cargo__ktstr__subcmd__help__subcmd__kernel__subcmd__clean"
+                ;;
             cargo__ktstr__subcmd__help__subcmd__kernel,list)
                 cmd="cargo__ktstr__subcmd__help__subcmd__kernel__subcmd__list"
                 ;;
@@ -64,6 +67,9 @@ _cargo__ktstr() {
             cargo__ktstr__subcmd__kernel,build)
                 cmd="cargo__ktstr__subcmd__kernel__subcmd__build"
                 ;;
+            cargo__ktstr__subcmd__kernel,clean)
+                cmd="cargo__ktstr__subcmd__kernel__subcmd__clean"
+                ;;
             cargo__ktstr__subcmd__kernel,help)
                 cmd="cargo__ktstr__subcmd__kernel__subcmd__help"
                 ;;
@@ -72,6 +78,9 @@ _cargo__ktstr() {
                 ;;
             cargo__ktstr__subcmd__kernel__subcmd__help,build)
                 cmd="cargo__ktstr__subcmd__kernel__subcmd__help__subcmd__build"
+                ;;
+            cargo__ktstr__subcmd__kernel__subcmd__help,clean)
+                cmd="cargo__ktstr__subcmd__kernel__subcmd__help__subcmd__clean"
                 ;;
             cargo__ktstr__subcmd__kernel__subcmd__help,help)
                 cmd="cargo__ktstr__subcmd__kernel__subcmd__help__subcmd__help"
@@ -128,12 +137,28 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__clean)
-            opts="-v -q -h -V --all --stale --dry-run --json --verbose --quiet --cache-dir --help --version"
+            opts="-v -q -h -V --all --stale --older-than --max-size --min-free --plan --dry-run --json --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --min-free)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --plan)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --cache-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -220,7 +245,7 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__help__subcmd__kernel)
-            opts="build list"
+            opts="build list clean"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -234,6 +259,20 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__help__subcmd__kernel__subcmd__build)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cargo__subcmd__ktstr__subcmd__help__subcmd__kernel__subcmd__clean)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -318,7 +357,7 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__kernel)
-            opts="-v -q -h -V --verbose --quiet --cache-dir --help --version build list help"
+            opts="-v -q -h -V --verbose --quiet --cache-dir --help --version build list clean help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -369,8 +408,34 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cargo__subcmd__ktstr__subcmd__kernel__subcmd__clean)
+            opts="-v -q -h -V --keep --older-than --dry-run --json --verbose --quiet --cache-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --keep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --older-than)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cargo__subcmd__ktstr__subcmd__kernel__subcmd__help)
-            opts="build list help"
+            opts="build list clean help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -384,6 +449,20 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__kernel__subcmd__help__subcmd__build)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cargo__subcmd__ktstr__subcmd__kernel__subcmd__help__subcmd__clean)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -462,7 +541,7 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__template__subcmd__build)
-            opts="-v -q -h -V --fs --capacity --kernel --vmm --timeout --memory --lock-timeout --force --json --verbose --quiet --cache-dir --help --version"
+            opts="-v -q -h -V --fs --capacity --kernel --vmm --timeout --memory --lock-timeout --no-evict --force --json --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -508,7 +587,7 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__template__subcmd__clone)
-            opts="-v -q -h -V --fs --capacity --kernel --vmm --timeout --memory --lock-timeout --reflink --verbose --quiet --cache-dir --help --version"
+            opts="-v -q -h -V --fs --capacity --kernel --vmm --timeout --memory --lock-timeout --no-evict --reflink --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -628,12 +707,16 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__template__subcmd__list)
-            opts="-v -q -h -V --json --verbose --quiet --cache-dir --help --version"
+            opts="-v -q -h -V --json --sort --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --sort)
+                    COMPREPLY=($(compgen -W "size age last-used" -- "${cur}"))
+                    return 0
+                    ;;
                 --cache-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

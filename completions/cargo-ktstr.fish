@@ -34,6 +34,10 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "template" -
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "kernel" -d 'Build and list guest kernels'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "generate" -d 'Write shell completions or man pages generated from this command line'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l older-than -d 'Remove entries last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l max-size -d 'Remove least recently used entries until the templates allocate at most SIZE: bytes, or 512M, 4G, 4GiB, 1T' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l min-free -d 'Remove least recently used entries until the root\'s filesystem has SIZE available (as df shows it); exit 1 if it cannot' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l plan -d 'Remove exactly what a `--dry-run --json` report listed, each only if it is unchanged (and an entry unused) since' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l all -d 'After the debris, remove every published entry no process holds'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l stale -d 'After the debris, remove entries made by another formatter version'
@@ -62,6 +66,7 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l memory -d 'Guest memory in MiB (16 to 3072)' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l lock-timeout -d 'Seconds to wait for another process building the same template' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l no-evict -d 'On a full disk, fail instead of removing debris and least recently used templates no process holds and trying once more'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l force -d 'Rebuild and replace the entry even when it exists'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l json -d 'Print key, path, fs, capacity, built-or-found and seconds as JSON'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
@@ -81,10 +86,14 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __
 always\t'FICLONE only; fail where the filesystem cannot'
 never\t'A sparse copy of the data extents'"
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l no-evict -d 'On a full disk, fail instead of removing debris and least recently used templates no process holds and trying once more'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -s q -l quiet -d 'Only errors on stderr'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -s V -l version -d 'Print version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from list" -l sort -d 'Order the entries: by key (default), size (largest first), age (oldest first) or last-used (least recently used first, the order clean\'s budgets remove in)' -r -f -a "size\t''
+age\t''
+last-used\t''"
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from list" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document on stdout'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
@@ -95,14 +104,15 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "clone" -d 'Give DEST its own copy-on-write clone of a template, building it on a miss'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "list" -d 'List published templates and count debris'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -s q -l quiet -d 'Only errors on stderr'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -s h -l help -d 'Print help'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -s V -l version -d 'Print version'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -f -a "build" -d 'Build a guest bzImage from a kernel source tree or tarball and cache it'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -f -a "list" -d 'List the kernels a template build can use: cached ones, and stock kernels in /boot with their modules; the first is the default'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -s q -l quiet -d 'Only errors on stderr'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -s h -l help -d 'Print help'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -s V -l version -d 'Print version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -f -a "build" -d 'Build a guest bzImage from a kernel source tree or tarball and cache it'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -f -a "list" -d 'List the kernels a template build can use: cached ones, and stock kernels in /boot with their modules; the first is the default'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -f -a "clean" -d 'Remove dead builds\' scratch and, with --keep or --older-than, cached kernels no build is using'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -l source -d 'A kernel source directory or tarball (e.g. /usr/src/linux-source-6.12.tar.xz)' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -s j -l jobs -d 'Parallel make jobs [default: the number of CPUs]' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -l kind -d 'What the kernel is for: the template guest, or the KVM host of the nested-KVM test lane (the template kernel plus KVM and KVM_AMD)' -r -f -a "template\t''
@@ -119,8 +129,18 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fi
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Only errors on stderr'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l keep -d 'Keep the N most recently used kernels of each kind (template, kvm-host)' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l older-than -d 'Remove kernels last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w (with --keep, only those beyond the N kept)' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l dry-run -d 'List what would be removed; change nothing'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l json -d 'Print one JSON document on stdout'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -s q -l quiet -d 'Only errors on stderr'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -s h -l help -d 'Print help'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -s V -l version -d 'Print version'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "build" -d 'Build a guest bzImage from a kernel source tree or tarball and cache it'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the kernels a template build can use: cached ones, and stock kernels in /boot with their modules; the first is the default'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "clean" -d 'Remove dead builds\' scratch and, with --keep or --older-than, cached kernels no build is using'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand generate" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand generate" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
@@ -137,3 +157,4 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "list" -d 'List published templates and count debris'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "build" -d 'Build a guest bzImage from a kernel source tree or tarball and cache it'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "list" -d 'List the kernels a template build can use: cached ones, and stock kernels in /boot with their modules; the first is the default'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "clean" -d 'Remove dead builds\' scratch and, with --keep or --older-than, cached kernels no build is using'

@@ -44,7 +44,7 @@ pub fn row(b: &Bench, fs: Filesystem, mnt: &Path) -> Row {
         "`clean`, 10,000 dead pieces",
         "`find -mindepth 1 -delete`",
         &pair,
-        Goal::ratio(1.5),
+        Goal::ratio(1.2),
     )
 }
 

@@ -18,6 +18,7 @@ use nix::sys::statfs;
 
 use super::ensure::{self, EnsureOptions, Ensured, TemplateBuilder};
 use super::filesystem::Filesystem;
+use super::heal;
 use super::key::Capacity;
 use super::lock::{self, Mode};
 use super::lookup;
@@ -66,9 +67,35 @@ pub fn clone_template(
         return Err(dest_exists(dest));
     }
     let (ensured, method) = with_entry_shared(root, fs, capacity, builder, opts, |e| {
-        clone_file(&e.path, dest, mode)
+        // Evicting templates frees space only on the cache's filesystem.
+        let evict = opts.evict && same_filesystem(root, dest.parent().unwrap_or(dest));
+        heal::retry_when_full(root, clone_need(&e.path), evict, || {
+            clone_file(&e.path, dest, mode)
+        })
     })?;
     Ok(Cloned { ensured, method })
+}
+
+/// What a clone of `template` may need free: its allocated bytes, all of
+/// which a sparse copy writes (a reflink needs far less).
+pub(crate) fn clone_need(template: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(template).map_or(0, |m| m.blocks() * 512)
+}
+
+/// Whether `a` and `b` are on one filesystem (false when either cannot be
+/// examined).
+fn same_filesystem(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let dir = if b.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        b
+    };
+    match (std::fs::metadata(a), std::fs::metadata(dir)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
+    }
 }
 
 /// Ensures the template, then runs `f` on it while holding its key's lock

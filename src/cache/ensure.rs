@@ -12,7 +12,9 @@ use nix::fcntl::Flock;
 use super::cleanup::space::human_bytes;
 use super::filesystem::Filesystem;
 use super::fingerprint;
+use super::heal;
 use super::key::{Capacity, Key};
+use super::last_use;
 use super::lock::{self, Mode};
 use super::lookup;
 use super::minimum;
@@ -60,6 +62,10 @@ pub struct EnsureOptions {
     pub lock_timeout: Duration,
     /// Build and replace the entry even when it exists.
     pub force: bool,
+    /// On a full disk, remove debris and least recently used entries no one
+    /// holds, then try once more ([`crate::cache::heal`]). By default on
+    /// unless `KTSTR_NO_EVICT` is set.
+    pub evict: bool,
 }
 
 impl Default for EnsureOptions {
@@ -67,6 +73,7 @@ impl Default for EnsureOptions {
         EnsureOptions {
             lock_timeout: Duration::from_secs(600),
             force: false,
+            evict: !heal::no_evict_from_env(),
         }
     }
 }
@@ -109,11 +116,16 @@ pub fn ensure_key(
 ) -> Result<Ensured> {
     std::fs::create_dir_all(root)
         .with_context(|| format!("failed to create the template root `{}`", root.display()))?;
-    let done = |path: PathBuf, built: bool| Ensured {
-        key: key.clone(),
-        path,
-        built,
-        elapsed: start.elapsed(),
+    let name = key.to_string();
+    let done = |path: PathBuf, built: bool| {
+        // Every use goes through here: a hit, a clone, a per-test image.
+        last_use::record(root, &name);
+        Ensured {
+            key: key.clone(),
+            path,
+            built,
+            elapsed: start.elapsed(),
+        }
     };
     let seen = lookup::find(root, key)?;
     if let (Some(path), false) = (&seen, opts.force) {
@@ -122,7 +134,6 @@ pub fn ensure_key(
     // Under --force, remember which entry we saw (if any) before waiting.
     let seen_id = seen.as_deref().map(identity).transpose()?;
 
-    let name = key.to_string();
     let _lock = lock::lock_with_timeout(
         &lock::key_lock_path(root, &name),
         Mode::Exclusive,
@@ -139,7 +150,9 @@ pub fn ensure_key(
         }
     }
 
-    let path = build_and_publish(root, key, builder, opts.force)?;
+    let path = heal::retry_when_full(root, heal::build_need(key), opts.evict, || {
+        build_and_publish(root, key, builder, opts.force)
+    })?;
     tracing::info!(
         "built the template {key} in {:.1}s",
         start.elapsed().as_secs_f64()
@@ -180,11 +193,7 @@ const FULL_BELOW: u64 = 1 << 20;
 /// the filesystem under `root` has (almost) no space left; a formatter in a
 /// guest only ever sees an I/O error.
 fn when_disk_full(root: &Path, err: anyhow::Error) -> anyhow::Error {
-    let enospc = err.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.raw_os_error() == Some(libc::ENOSPC))
-    });
+    let enospc = heal::is_disk_full(&err);
     let free = nix::sys::statvfs::statvfs(root)
         .ok()
         .map(|st| st.blocks_available() * st.fragment_size());
@@ -192,11 +201,12 @@ fn when_disk_full(root: &Path, err: anyhow::Error) -> anyhow::Error {
         return err;
     }
     let free = free.map_or("unknown".to_owned(), |b| format!("{} free", human_bytes(b)));
-    err.context(format!(
+    err.context(heal::DiskFull(format!(
         "the disk holding the template cache `{}` is full ({free}): free some space \
-         (`cargo ktstr clean --all` removes templates no process uses) and try again",
+         (`cargo ktstr clean --min-free SIZE` removes least recently used templates no process \
+         uses until SIZE is free) and try again",
         root.display()
-    ))
+    )))
 }
 
 /// Tells one published image from its successor: a new build is a new file.

@@ -15,6 +15,7 @@ use super::cleanup::entries::StaleCheck;
 use super::cleanup::{Skipped, space};
 use super::filesystem::Filesystem;
 use super::key::Key;
+use super::last_use;
 use super::lock::{self, Mode};
 use super::lookup;
 use super::names::{self, DebrisKind, RootName};
@@ -51,6 +52,23 @@ pub struct ListEntry {
     pub stale: Option<bool>,
     /// Seconds since `template.img` (else the directory) was last written.
     pub age_secs: Option<u64>,
+    /// Seconds since its last use ([`crate::cache::last_use`]); an entry
+    /// nobody recorded a use of counts from its publication.
+    pub last_used_secs: Option<u64>,
+}
+
+/// The order of `template list --sort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListOrder {
+    /// By key (the default).
+    #[default]
+    Name,
+    /// Largest allocation first.
+    Size,
+    /// Oldest image first.
+    Age,
+    /// Least recently used first: the order the budgets of `clean` remove in.
+    LastUsed,
 }
 
 /// Debris by shape, with its allocated bytes.
@@ -112,6 +130,20 @@ pub fn list(root: &Path) -> Result<ListReport> {
 }
 
 impl ListReport {
+    /// Puts the entries in `order`; ties, and what cannot be told, by name.
+    pub fn sort(&mut self, order: ListOrder) {
+        let far = |secs: Option<u64>| std::cmp::Reverse(secs.unwrap_or(u64::MAX));
+        self.entries.sort_by(|a, b| {
+            let by = match order {
+                ListOrder::Name => std::cmp::Ordering::Equal,
+                ListOrder::Size => b.allocated_bytes.cmp(&a.allocated_bytes),
+                ListOrder::Age => far(a.age_secs).cmp(&far(b.age_secs)),
+                ListOrder::LastUsed => far(a.last_used_secs).cmp(&far(b.last_used_secs)),
+            };
+            by.then_with(|| a.name.cmp(&b.name))
+        });
+    }
+
     /// Records a name left alone; a name that is not UTF-8 is shown (and its
     /// path given) lossily, so the JSON form can still be written.
     fn skip(&mut self, path: PathBuf, reason: &str) {
@@ -176,6 +208,7 @@ fn examine(root: &Path, name: &str, stale: &mut StaleCheck, notes: &mut Vec<Stri
         holders: holders.into_iter().filter(|pid| *pid > 0).collect(),
         stale: is_stale,
         age_secs: age(&image).or_else(|| age(&path)),
+        last_used_secs: last_use::last_used(root, name).map(last_use::secs_since),
         path,
     }
 }

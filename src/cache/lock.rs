@@ -18,7 +18,7 @@ use super::names;
 mod create;
 mod holders;
 pub use create::{Shape, create_locked};
-pub use holders::{Holder, describe_holders, describe_pids, holders};
+pub use holders::{Holder, describe_holders, describe_pids, holders, locked_inodes};
 
 /// Shared (readers: cloners) or exclusive (builders, `clean --all`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

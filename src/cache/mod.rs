@@ -20,6 +20,9 @@
 //! that is not whole MiB into the key), or it is invalid
 //! ([`crate::cache::lookup`]).
 //!
+//! An entry's last use is its directory's mtime, set on every hit and clone
+//! (or, for another user's entry, its lockfile's): [`crate::cache::last_use`].
+//!
 //! # Lock protocol
 //!
 //! * [`crate::cache::ensure::ensure_template`] looks the key up without a lock (a hit
@@ -62,7 +65,9 @@ pub mod clone;
 pub mod ensure;
 pub mod filesystem;
 pub mod fingerprint;
+pub mod heal;
 pub mod key;
+pub mod last_use;
 pub mod list;
 pub mod lock;
 pub mod lookup;

@@ -109,6 +109,12 @@ pub fn classify(name: &OsStr) -> RootName {
     RootName::Other
 }
 
+/// Whether `name` is one plain name in a directory: not empty, `.` or `..`,
+/// and without a `/` or NUL (a plan must not lead out of its root).
+pub fn is_plain(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
 /// `<fs>-<MiB>m-<16 lowercase hex>` with any lowercase alphanumeric `fs`.
 pub fn key_shaped(s: &str) -> bool {
     let mut parts = s.splitn(3, '-');

@@ -16,6 +16,7 @@ use nix::fcntl::Flock;
 use super::clone::{self, Reflink};
 use super::ensure::{EnsureOptions, Ensured, TemplateBuilder};
 use super::filesystem::Filesystem;
+use super::heal;
 use super::key::{Capacity, Key};
 use super::lock;
 use super::names;
@@ -69,10 +70,13 @@ impl PerTestImage {
         need_name: bool,
     ) -> Result<Self> {
         let clone_one = |e: &Ensured| {
-            if !need_name && let Some(file) = unnamed(root, &e.path)? {
-                return Ok(Backing::Unnamed(file));
-            }
-            named(root, &e.path)
+            let need = clone::clone_need(&e.path);
+            heal::retry_when_full(root, need, opts.evict, || {
+                if !need_name && let Some(file) = unnamed(root, &e.path)? {
+                    return Ok(Backing::Unnamed(file));
+                }
+                named(root, &e.path)
+            })
         };
         let (ensured, backing) =
             clone::with_entry_shared(root, fs, capacity, builder, opts, clone_one)?;

@@ -112,9 +112,32 @@ fn place_of(fd: BorrowedFd) -> io::Result<Place> {
     Ok(Place { dev, mount })
 }
 
+/// Where an open file is, and which inode it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Statx {
+    pub dev: u64,
+    pub mount: Option<u64>,
+    pub ino: u64,
+}
+
+/// The device, mount id and inode of an open file, by one statx(2).
+pub(crate) fn statx_of(fd: BorrowedFd) -> io::Result<Statx> {
+    let buf = statx_raw(fd)?;
+    Ok(Statx {
+        dev: libc::makedev(buf.stx_dev_major, buf.stx_dev_minor),
+        mount: (buf.stx_mask & libc::STATX_MNT_ID != 0).then_some(buf.stx_mnt_id),
+        ino: buf.stx_ino,
+    })
+}
+
 /// The device and mount id of an open file, by statx(2) (`STATX_MNT_ID`,
 /// Linux 5.8; `None` where the kernel does not fill it in).
 pub(crate) fn mount_id(fd: BorrowedFd) -> io::Result<(u64, Option<u64>)> {
+    let s = statx_of(fd)?;
+    Ok((s.dev, s.mount))
+}
+
+fn statx_raw(fd: BorrowedFd) -> io::Result<libc::statx> {
     // SAFETY: statx only writes the zeroed struct it is given.
     let mut buf: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: a valid descriptor, an empty NUL-terminated path with
@@ -132,9 +155,7 @@ pub(crate) fn mount_id(fd: BorrowedFd) -> io::Result<(u64, Option<u64>)> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    let dev = libc::makedev(buf.stx_dev_major, buf.stx_dev_minor);
-    let mount = (buf.stx_mask & libc::STATX_MNT_ID != 0).then_some(buf.stx_mnt_id);
-    Ok((dev, mount))
+    Ok(buf)
 }
 
 #[cfg(test)]

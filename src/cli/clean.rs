@@ -1,13 +1,20 @@
 //! `cargo ktstr clean`: parse and call [`crate::cache::cleanup`].
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
 
 use super::GlobalArgs;
-use crate::cache::cleanup::{self, CleanMode, CleanOptions, CleanReport, space};
+use crate::cache::cleanup::{
+    self, Budget, CleanMode, CleanOptions, CleanReport, ItemKind, plan, space, units,
+};
+use crate::cache::list::human_age;
 use crate::cache::{names, root};
+use crate::kernel::clean::{self as kernel_clean, KernelCleanOptions};
+use crate::kernel::store::KernelStore;
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {
@@ -18,6 +25,26 @@ pub struct CleanArgs {
     /// After the debris, remove entries made by another formatter version.
     #[arg(long)]
     pub stale: bool,
+
+    /// Remove entries last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w.
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    pub older_than: Option<Duration>,
+
+    /// Remove least recently used entries until the templates allocate at most
+    /// SIZE: bytes, or 512M, 4G, 4GiB, 1T.
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    pub max_size: Option<u64>,
+
+    /// Remove least recently used entries until the root's filesystem has SIZE
+    /// available (as df shows it); exit 1 if it cannot.
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    pub min_free: Option<u64>,
+
+    /// Remove exactly what a `--dry-run --json` report listed, each only if
+    /// it is unchanged (and an entry unused) since.
+    #[arg(long, value_name = "FILE",
+          conflicts_with_all = ["all", "stale", "older_than", "max_size", "min_free", "dry_run"])]
+    pub plan: Option<PathBuf>,
 
     /// List what would be removed; change nothing.
     #[arg(long)]
@@ -35,15 +62,67 @@ pub fn run(global: &GlobalArgs, args: CleanArgs) -> Result<ExitCode> {
         (false, true) => CleanMode::Stale,
         (false, false) => CleanMode::Debris,
     };
-    let options = CleanOptions {
-        mode,
-        dry_run: args.dry_run,
+    if let Some(min) = args.min_free {
+        let size = space::filesystem_bytes(&root).unwrap_or(u64::MAX);
+        if min > size {
+            eprintln!(
+                "error: --min-free {} is more than the whole filesystem holding `{}` ({}); \
+                 give at most its size",
+                space::human_bytes(min),
+                root.display(),
+                space::human_bytes(size)
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let report = match &args.plan {
+        Some(path) => plan::apply(&root, &plan::Plan::read(path, &root)?),
+        None => {
+            let budget = Budget {
+                older_than: args.older_than,
+                max_size: args.max_size,
+                min_free: args.min_free,
+            };
+            let options = CleanOptions {
+                mode,
+                dry_run: args.dry_run,
+                budget,
+            };
+            cleanup::clean(&root, options)?
+        }
     };
-    let report = cleanup::clean(&root, options)?;
+    // Dead kernel builds' scratch goes by the same rules; kernels never do.
+    let kernel_opts = KernelCleanOptions {
+        dry_run: report.dry_run,
+        ..KernelCleanOptions::default()
+    };
+    let scratch = match (&args.plan, KernelStore::from_env()) {
+        (None, Ok(store)) => Some(kernel_clean::clean(&store, kernel_opts)?),
+        _ => None,
+    };
     if args.json {
-        super::print_stdout(&(serde_json::to_string_pretty(&report)? + "\n"))?;
+        let mut doc = serde_json::to_value(&report)?;
+        if let Some(scratch) = &scratch {
+            doc["kernel_scratch"] = serde_json::to_value(scratch)?;
+        }
+        super::print_stdout(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
     } else {
-        super::print_stdout(&render(&report, global.verbose > 0))?;
+        let mut text = render(&report, global.verbose > 0);
+        if let Some(scratch) = scratch.filter(|s| !s.removed.is_empty() || !s.kept.is_empty()) {
+            text += &super::kernel::render_clean(&scratch);
+        }
+        super::print_stdout(&text)?;
+    }
+    let short = report.budget.as_ref().map_or(0, |b| b.min_free_short_bytes);
+    if short > 0 {
+        eprintln!(
+            "error: `{}` is still {} short of --min-free: nothing else can be removed \
+             ({} kept in use); stop what holds them, or free space elsewhere",
+            root.display(),
+            space::human_bytes(short),
+            report.totals.kept_in_use
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -64,7 +143,18 @@ fn render(report: &CleanReport, verbose: bool) -> String {
             let invalid = r.invalid.as_deref().map_or(String::new(), |why| {
                 format!(", invalid: {}", names::shown(why))
             });
-            out += &format!("{verb} {name} ({}{invalid}, {size})\n", r.kind.describe());
+            let why = if r.kind == ItemKind::Template {
+                let used = r.last_used_secs.map_or(String::new(), |secs| {
+                    format!(", last used {} ago", human_age(secs))
+                });
+                format!("; {}{used}", r.reason.as_str())
+            } else {
+                String::new()
+            };
+            out += &format!(
+                "{verb} {name} ({}{invalid}, {size}{why})\n",
+                r.kind.describe()
+            );
         }
     }
     for k in &report.kept {

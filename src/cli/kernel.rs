@@ -7,8 +7,10 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
+use crate::cache::cleanup::space;
 use crate::kernel::KernelKind;
 use crate::kernel::build::{self, BuildOptions};
+use crate::kernel::clean::{self as kernel_clean, KernelCleanOptions, KernelCleanReport};
 use crate::kernel::resolve::{HostKernels, KERNEL_ENV, Origin, available};
 use crate::kernel::store::KernelStore;
 use crate::progress::Progress;
@@ -20,6 +22,29 @@ pub enum KernelCommand {
     /// List the kernels a template build can use: cached ones, and stock
     /// kernels in /boot with their modules; the first is the default.
     List(KernelListArgs),
+    /// Remove dead builds' scratch and, with --keep or --older-than, cached
+    /// kernels no build is using.
+    Clean(KernelCleanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KernelCleanArgs {
+    /// Keep the N most recently used kernels of each kind (template, kvm-host).
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+
+    /// Remove kernels last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w
+    /// (with --keep, only those beyond the N kept).
+    #[arg(long, value_name = "DURATION", value_parser = crate::cache::cleanup::units::parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+
+    /// List what would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +108,20 @@ pub fn run(global: &GlobalArgs, cmd: KernelCommand) -> Result<ExitCode> {
             let built = build::build(&store, &args.source, opts, &progress)?;
             super::print_stdout(&format!("{}\n", built.image.display()))?;
         }
+        KernelCommand::Clean(args) => {
+            let opts = KernelCleanOptions {
+                keep: args.keep,
+                older_than: args.older_than,
+                dry_run: args.dry_run,
+            };
+            let report = kernel_clean::clean(&store, opts)?;
+            let text = if args.json {
+                serde_json::to_string_pretty(&report)? + "\n"
+            } else {
+                render_clean(&report)
+            };
+            super::print_stdout(&text)?;
+        }
         KernelCommand::List(args) => {
             let kernels = available(
                 std::env::var_os(KERNEL_ENV),
@@ -125,4 +164,29 @@ fn origin_text(origin: Origin) -> &'static str {
         Origin::Running => "the running kernel's, with its modules",
         Origin::Boot => "stock, with its modules",
     }
+}
+
+/// The text form of `kernel clean`: each removal, what was kept, the summary.
+pub(crate) fn render_clean(report: &KernelCleanReport) -> String {
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let mut out = String::new();
+    for r in &report.removed {
+        let used = r.last_used_secs.map_or(String::new(), |s| {
+            format!(", last used {} ago", crate::cache::list::human_age(s))
+        });
+        out += &format!(
+            "{verb} {} ({}; {}{used})\n",
+            r.name,
+            space::human_bytes(r.bytes),
+            r.reason
+        );
+    }
+    for k in &report.kept {
+        out += &format!("kept {}: {}\n", k.name, k.reason);
+    }
+    out + &report.summary() + "\n"
 }

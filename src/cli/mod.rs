@@ -105,6 +105,11 @@ pub struct BuildOptions {
     /// Seconds to wait for another process building the same template.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub lock_timeout: u64,
+
+    /// On a full disk, fail instead of removing debris and least recently
+    /// used templates no process holds and trying once more.
+    #[arg(long, env = "KTSTR_NO_EVICT")]
+    pub no_evict: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

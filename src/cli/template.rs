@@ -75,6 +75,29 @@ pub struct ListArgs {
     /// Print one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Order the entries: by key (default), size (largest first), age (oldest
+    /// first) or last-used (least recently used first, the order clean's
+    /// budgets remove in).
+    #[arg(long, value_enum, value_name = "ORDER")]
+    pub sort: Option<SortBy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortBy {
+    Size,
+    Age,
+    LastUsed,
+}
+
+impl From<SortBy> for crate::cache::list::ListOrder {
+    fn from(by: SortBy) -> Self {
+        match by {
+            SortBy::Size => Self::Size,
+            SortBy::Age => Self::Age,
+            SortBy::LastUsed => Self::LastUsed,
+        }
+    }
 }
 
 pub fn run(global: &GlobalArgs, cmd: TemplateCommand) -> Result<ExitCode> {
@@ -125,6 +148,7 @@ fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
     let builder = builder_for(global, &args.build);
     let opts = EnsureOptions {
         lock_timeout: Duration::from_secs(args.build.lock_timeout),
+        evict: !args.build.no_evict,
         force: args.force,
     };
     let ensured = ensure_template(&root, args.spec.fs, capacity, &builder, &opts)?;
@@ -169,6 +193,7 @@ fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
     let builder = builder_for(global, &args.build);
     let opts = EnsureOptions {
         lock_timeout: Duration::from_secs(args.build.lock_timeout),
+        evict: !args.build.no_evict,
         force: false,
     };
     let mode = match args.reflink {
@@ -203,7 +228,8 @@ fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
 /// `template list`: the table (or JSON) of [`crate::cache::list::list`].
 fn list(global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
     let root = crate::cache::root::template_root(global.cache_dir.clone())?;
-    let report = crate::cache::list::list(&root)?;
+    let mut report = crate::cache::list::list(&root)?;
+    report.sort(args.sort.map(Into::into).unwrap_or_default());
     let text = if args.json {
         serde_json::to_string_pretty(&report)? + "\n"
     } else {

@@ -160,6 +160,8 @@ impl TemplateBuilder for GuestBuilder {
                 key.capacity
             ),
         );
+        // Held while the guest may read the kernel, so `kernel clean` keeps it.
+        let _kernel_in_use = crate::kernel::clean::hold_for_use(&self.kernel);
         let outcome = self.runner.run(&spec)?;
         // At -vv the whole console, also on success: a kernel's warnings
         // are worth seeing before they become failures.

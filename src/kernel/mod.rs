@@ -8,6 +8,7 @@
 //! kernel that lacks an option.
 
 pub mod build;
+pub mod clean;
 pub mod kind;
 pub mod modules;
 pub mod resolve;

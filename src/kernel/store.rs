@@ -23,7 +23,7 @@ use crate::cache::lock::{self, Mode};
 use crate::cache::root;
 
 /// The prefix of a build's scratch directory.
-const SCRATCH_PREFIX: &str = ".build-";
+pub(crate) const SCRATCH_PREFIX: &str = ".build-";
 
 /// The kernel image inside an entry.
 pub const IMAGE_FILE: &str = "bzImage";

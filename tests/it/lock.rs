@@ -66,6 +66,7 @@ fn child_body() {
     let opts = EnsureOptions {
         lock_timeout: Duration::from_secs(120),
         force: job.force,
+        ..EnsureOptions::default()
     };
     let result = match &job.dest {
         None => ensure::ensure_template(&job.root, FS, cap, &Gated(&job), &opts),

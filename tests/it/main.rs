@@ -1,6 +1,7 @@
 //! One integration binary, a module per area. Each runs the real
 //! `cargo-ktstr` binary against a temporary cache root.
 
+mod budget;
 mod build_e2e;
 mod cache;
 mod clean;
@@ -11,6 +12,7 @@ mod diskfull;
 mod edges;
 #[path = "../guests/mod.rs"]
 mod guests;
+mod heal;
 mod hostile;
 mod interop;
 mod kernel;

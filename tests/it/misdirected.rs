@@ -140,3 +140,65 @@ fn a_symlinked_locks_dir_creates_nothing_outside_the_root() {
         "{err}"
     );
 }
+
+/// The sweep's fast path keeps every test of the careful one: a dead
+/// writer's staging directory with a tmpfs inside, or that is itself a mount
+/// point, loses nothing of the tmpfs, and a dead pid's piece that a live
+/// process holds a flock on stays; the rest goes.
+#[test]
+fn the_debris_sweep_crosses_no_mount_point_and_honours_live_flocks() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let dead = dead_pid();
+    let inside = root.join(format!("{KEY}.tmp.{dead}"));
+    let on_top = root.join(format!("ext4-64m-0011223344556677.tmp.{dead}"));
+    fs::create_dir_all(inside.join("mnt")).unwrap();
+    fs::create_dir_all(&on_top).unwrap();
+    let mount = |at: &std::path::Path| {
+        nix::unistd::geteuid().is_root()
+            && Command::new("mount")
+                .args(["-t", "tmpfs", "tmpfs"])
+                .arg(at)
+                .status()
+                .is_ok_and(|s| s.success())
+    };
+    if !prerequisite(
+        "root, to mount a tmpfs",
+        mount(&inside.join("mnt")) && mount(&on_top),
+    ) {
+        let _ = Command::new("umount").arg(inside.join("mnt")).status();
+        return;
+    }
+    fs::write(inside.join("mnt").join("data"), b"precious").unwrap();
+    fs::write(on_top.join("data"), b"precious").unwrap();
+    let held = root.join(format!(".per-test-{dead}-1-2.img"));
+    fs::write(&held, b"x").unwrap();
+    let holder = crate::util::FlockHolder::exclusive(&held);
+    let gone: Vec<_> = (0..50)
+        .map(|i| {
+            let p = root.join(format!(".per-test-{dead}-{i:x}-0.img"));
+            fs::write(&p, b"x").unwrap();
+            p
+        })
+        .collect();
+
+    let out = ktstr(root, &["clean"]);
+    let data = [
+        fs::read(inside.join("mnt").join("data")),
+        fs::read(on_top.join("data")),
+    ];
+    let _ = Command::new("umount").arg(inside.join("mnt")).status();
+    let _ = Command::new("umount").arg(&on_top).status();
+    for d in data {
+        assert_eq!(d.unwrap(), b"precious");
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(held.exists(), "a piece under a live flock went");
+    let text = crate::util::stdout(&out);
+    assert!(
+        text.contains(&format!("flock is held by pid {}", holder.pid())),
+        "{text}"
+    );
+    assert!(gone.iter().all(|p| !p.exists()));
+    assert!(inside.exists() && on_top.exists());
+}

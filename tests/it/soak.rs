@@ -63,16 +63,9 @@ fn step(job: &Worker, rng: &mut StdRng, round: usize) -> Result<()> {
     let opts = EnsureOptions {
         lock_timeout: Duration::from_secs(120),
         force: rng.random_bool(0.2),
+        ..EnsureOptions::default()
     };
-    let sweep = |mode| {
-        cleanup::clean(
-            &job.root,
-            CleanOptions {
-                mode,
-                dry_run: false,
-            },
-        )
-    };
+    let sweep = |mode| cleanup::clean(&job.root, CleanOptions::new(mode, false));
     match rng.random_range(0..4) {
         0 => drop(ensure_template(
             &job.root,

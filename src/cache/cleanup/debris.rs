@@ -11,23 +11,40 @@ use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
-use super::{CleanReport, ItemKind};
+use super::plan::Identity;
+use super::{CleanReport, ItemKind, Reason};
 use crate::cache::lock;
 use crate::cache::names::{self, DebrisKind, RootName};
 
 /// Whether `pid` may still be running. Only ESRCH says it is gone: EPERM is a
 /// live process of another user, and any other errno is no proof of death.
-pub(super) fn owner_alive(pid: i32) -> bool {
+pub(crate) fn owner_alive(pid: i32) -> bool {
     !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH))
 }
 
-/// Sweeps every debris-shaped name among `names`; a dry run (the report's
-/// flag) tests everything and removes nothing.
-pub(super) fn sweep(root: &Path, names: &[OsString], report: &mut CleanReport) {
+mod fast;
+
+/// Sweeps every debris-shaped name among `names` (with the inode the listing
+/// gave each); a dry run (the report's flag) tests everything and removes
+/// nothing. Outside a dry run pieces go the fast way ([`fast`]) where it
+/// can tell they are safe to, else the careful way below.
+pub(super) fn sweep(root: &Path, names: &[(OsString, u64)], report: &mut CleanReport) {
+    // After the listing, as the fast path's reasoning needs.
+    let fast = (!report.dry_run)
+        .then(|| fast::FastRoot::open(root))
+        .flatten();
+    // In inode order where pieces go the fast way: the filesystems keep
+    // inodes (and btrfs its items) in that order, so unlinking in it walks
+    // their trees and tables once instead of hopping (as `rm -rf` does for
+    // large directories). The report is put back in name order after.
+    let mut order: Vec<&(OsString, u64)> = names.iter().collect();
+    if fast.is_some() {
+        order.sort_by_key(|(_, ino)| *ino);
+    }
     // One kill(2) per owner, not per piece: a crashed run leaves many pieces
     // of one pid. A pid that dies meanwhile stays "alive" here: kept, safely.
     let mut alive: HashMap<i32, bool> = HashMap::new();
-    for name in names {
+    for (name, ino) in order {
         let (kind, pid) = match names::classify(name) {
             RootName::Debris { kind, pid } => (ItemKind::from(kind), pid),
             RootName::NotUtf8 => {
@@ -47,8 +64,51 @@ pub(super) fn sweep(root: &Path, names: &[OsString], report: &mut CleanReport) {
             continue;
         };
         let alive = *alive.entry(pid).or_insert_with(|| owner_alive(pid));
-        sweep_one(root, &name, kind, pid, alive, report);
+        if !alive && let Some(fast) = &fast {
+            let want_dir = kind == ItemKind::Debris(DebrisKind::StagingDir);
+            match fast.remove(&name, *ino, want_dir) {
+                Ok(fast::Outcome::Removed { bytes, identity }) => {
+                    report.removed_by_caller(&name, kind, bytes, identity);
+                    continue;
+                }
+                Ok(fast::Outcome::Vanished) => continue,
+                Ok(fast::Outcome::Changed) => {
+                    report.skip(&name, "it changed while being examined; left alone".into());
+                    continue;
+                }
+                // A lock to try, a tree to check, or a permission to mend.
+                Ok(fast::Outcome::Careful) | Err(_) => {}
+            }
+        }
+        sweep_one(root, &name, kind, pid, alive, None, report);
     }
+    if fast.is_some() {
+        report.sort_by_name();
+    }
+}
+
+/// `--plan`'s removal of one listed piece: by the sweep's own rules, and
+/// only if it is still `expect`.
+pub(super) fn apply_planned(
+    root: &Path,
+    name: &str,
+    kind: ItemKind,
+    pid: i32,
+    expect: &Identity,
+    report: &mut CleanReport,
+) {
+    if fs::symlink_metadata(root.join(name)).is_err() {
+        return report.skip(name, "already gone".into());
+    }
+    sweep_one(
+        root,
+        name,
+        kind,
+        pid,
+        owner_alive(pid),
+        Some(expect),
+        report,
+    );
 }
 
 fn sweep_one(
@@ -57,6 +117,7 @@ fn sweep_one(
     kind: ItemKind,
     pid: i32,
     alive: bool,
+    expect: Option<&Identity>,
     report: &mut CleanReport,
 ) {
     let path = root.join(name);
@@ -65,6 +126,9 @@ fn sweep_one(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,
         Err(e) => return report.fail(name, kind, format!("cannot stat it: {e}")),
     };
+    if expect.is_some_and(|expect| Identity::of_meta(&meta) != *expect) {
+        return report.keep(name, kind, super::plan::CHANGED.into(), None, false);
+    }
     if alive {
         let reason = format!("owner pid {pid} is alive");
         return report.keep(name, kind, reason, Some(pid), true);
@@ -75,7 +139,16 @@ fn sweep_one(
         // one, none carries our flock, and opening one could follow it, block
         // or wake a device. Its name goes; a link's target is untouched.
         tracing::debug!("{name} is a {}", describe_type(&meta));
-        return report.remove(name, kind, false, Some(allocated(&meta)));
+        let identity = Some(Identity::of_meta(&meta));
+        report.remove(
+            name,
+            kind,
+            false,
+            Some(allocated(&meta)),
+            Reason::Debris,
+            identity,
+        );
+        return;
     }
     // Our writers make staging directories as directories and the rest as
     // regular files; a user's file or tree that merely wears the name stays.
@@ -123,7 +196,8 @@ fn remove_if_unlocked(
     match lock::try_lock_until_closed(&file) {
         Ok(true) => {
             let bytes = (!meta.is_dir()).then(|| allocated(meta));
-            report.remove(name, kind, meta.is_dir(), bytes);
+            let identity = Some(Identity::of_meta(meta));
+            report.remove(name, kind, meta.is_dir(), bytes, Reason::Debris, identity);
             // Closing releases the lock, after the removal.
             drop(file);
         }

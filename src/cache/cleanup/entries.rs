@@ -6,11 +6,15 @@ use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
-use super::{CleanMode, CleanOptions, CleanReport, ItemKind};
+use super::plan;
+use super::report::EntryRemoval;
+use super::{CleanMode, CleanOptions, CleanReport, ItemKind, Reason, space};
 use crate::cache::filesystem::Filesystem;
 use crate::cache::fingerprint;
 use crate::cache::key::{FINGERPRINT_LEN, Key};
+use crate::cache::last_use;
 use crate::cache::lock::{self, Mode};
 use crate::cache::lookup;
 use crate::cache::names::{self, RootName};
@@ -35,18 +39,67 @@ impl StaleCheck {
     }
 }
 
-/// Removes every entry directory among `names` that no process holds (with
-/// `--stale`, only stale ones), once `.locks/` is sound.
+/// An entry the sweep may remove, with what the budgets weigh.
+#[derive(Debug)]
+pub(super) struct Candidate {
+    pub name: String,
+    pub key: Key,
+    pub last_used: Option<SystemTime>,
+    /// Allocated bytes of the whole entry directory.
+    pub bytes: u64,
+    /// A builder or cloner holds it: kept, and already reported.
+    pub held: bool,
+}
+
+impl Candidate {
+    fn removal(&self, reason: Reason) -> EntryRemoval {
+        EntryRemoval {
+            name: self.name.clone(),
+            bytes: self.bytes,
+            reason,
+            invalid: None,
+            last_used_secs: self.last_used.map(last_use::secs_since),
+        }
+    }
+}
+
+/// Judges every entry directory among `names`: first by the rules that take
+/// an entry whatever the budgets (`--all`, `--stale`, `--older-than`), then,
+/// least recently used first, by `--max-size` and `--min-free`. Each is
+/// removed only while this process holds its key lock exclusively. Returns
+/// the entries left, least recently used first.
 pub(super) fn sweep(
     root: &Path,
     names: &[OsString],
-    options: CleanOptions,
+    options: &CleanOptions,
     report: &mut CleanReport,
-) {
+) -> Vec<Candidate> {
+    let mut pool = candidates(root, names, report);
     // `.locks/` is made only once an entry is found: a root aimed at the
     // wrong directory gains nothing.
-    let mut locks_ready = None;
+    if pool.is_empty() {
+        return pool;
+    }
+    if !locks_dir_ready(root, report) {
+        // No lock can be taken, so nothing may go; the budgets see as much.
+        pool.iter_mut().for_each(|c| c.held = true);
+        return pool;
+    }
     let mut stale = StaleCheck::default();
+    let now = SystemTime::now();
+    pool.retain_mut(|c| {
+        let Some(reason) = unconditional_reason(c, options, now, &mut stale, report) else {
+            return true;
+        };
+        !remove_if_unused(root, c, reason, report)
+    });
+    pool
+}
+
+/// The entry directories among `names`, least recently used first (an entry
+/// whose last use cannot be read first of all).
+fn candidates(root: &Path, names: &[OsString], report: &mut CleanReport) -> Vec<Candidate> {
+    let mut pool = Vec::new();
     for name in names {
         if names::classify(name) != RootName::Other {
             continue;
@@ -60,14 +113,38 @@ pub(super) fn sweep(
                 continue;
             }
         };
-        if !*locks_ready.get_or_insert_with(|| locks_dir_ready(root, report)) {
-            return;
-        }
-        if options.mode == CleanMode::Stale && !judge_stale(name, &key, &mut stale, report) {
-            continue;
-        }
-        remove_if_unused(root, name, &key, report);
+        pool.push(Candidate {
+            name: name.to_owned(),
+            key,
+            last_used: last_use::last_used(root, name),
+            bytes: space::allocated_bytes(&root.join(name)).unwrap_or(0),
+            held: false,
+        });
     }
+    pool.sort_by(|a, b| (a.last_used, &a.name).cmp(&(b.last_used, &b.name)));
+    pool
+}
+
+/// Why `c` goes whatever the budgets, if it does: `--all`, `--stale`, or a
+/// last use older than `--older-than`.
+fn unconditional_reason(
+    c: &Candidate,
+    options: &CleanOptions,
+    now: SystemTime,
+    stale: &mut StaleCheck,
+    report: &mut CleanReport,
+) -> Option<Reason> {
+    match options.mode {
+        CleanMode::All => return Some(Reason::All),
+        CleanMode::Stale if judge_stale(&c.name, &c.key, stale, report) => {
+            return Some(Reason::Stale);
+        }
+        _ => {}
+    }
+    let limit = options.budget.older_than?;
+    let used = c.last_used.unwrap_or(SystemTime::UNIX_EPOCH);
+    let age = now.duration_since(used).unwrap_or(Duration::ZERO);
+    (age > limit).then_some(Reason::OlderThan)
 }
 
 /// `name`'s key when it is an entry to judge, `Ok(None)` when it vanished,
@@ -104,7 +181,31 @@ fn judge_stale(name: &str, key: &Key, stale: &mut StaleCheck, report: &mut Clean
     }
 }
 
-fn remove_if_unused(root: &Path, name: &str, key: &Key, report: &mut CleanReport) {
+/// Removes `c` for `reason` unless a builder or cloner holds its key lock;
+/// whether it went (in a dry run, would go). A held entry is reported once
+/// and marked, so later budgets pass over it.
+pub(super) fn remove_if_unused(
+    root: &Path,
+    c: &mut Candidate,
+    reason: Reason,
+    report: &mut CleanReport,
+) -> bool {
+    remove_if_unchanged(root, c, reason, &|_| true, report)
+}
+
+/// [`remove_if_unused`], removing only if `still(dir)` holds once the key
+/// lock is taken (a plan's entry must be what the plan saw).
+pub(super) fn remove_if_unchanged(
+    root: &Path,
+    c: &mut Candidate,
+    reason: Reason,
+    still: &dyn Fn(&Path) -> bool,
+    report: &mut CleanReport,
+) -> bool {
+    if c.held {
+        return false;
+    }
+    let name = c.name.as_str();
     let lock_path = lock::key_lock_path(root, name);
     let held = if report.dry_run {
         probe_lock(&lock_path)
@@ -112,24 +213,40 @@ fn remove_if_unused(root: &Path, name: &str, key: &Key, report: &mut CleanReport
         lock::try_lock(&lock_path, Mode::Exclusive).map(|h| h.map(|l| Held::Key { _lock: l }))
     };
     match held {
+        Ok(Some(_)) if !still(&root.join(name)) => {
+            report.keep(name, ItemKind::Template, plan::CHANGED.into(), None, false);
+            c.held = true;
+            false
+        }
         Ok(Some(held)) => {
             // Held across the removal: a builder or cloner that comes now
             // waits, then finds no entry and builds afresh. Judged as a
             // lookup would, so the report says which entries were invalid.
-            let invalid = match lookup::judge(root, key) {
+            let invalid = match lookup::judge(root, &c.key) {
                 Ok(lookup::Verdict::Invalid(why)) => Some(why),
                 Ok(_) => None,
                 Err(e) => Some(format!("cannot examine it: {e:#}")),
             };
-            report.remove_entry(name, invalid);
+            let gone = report.remove_entry(EntryRemoval {
+                invalid,
+                ..c.removal(reason)
+            });
             drop(held);
+            gone
         }
         Ok(None) => {
             let pid = lock::holders(&lock_path).first().map(|h| h.pid);
-            let reason = format!("in use by {}", lock::describe_holders(&lock_path));
-            report.keep(name, ItemKind::Template, reason, pid, true);
+            let why = format!("in use by {}", lock::describe_holders(&lock_path));
+            report.keep(name, ItemKind::Template, why, pid, true);
+            c.held = true;
+            false
         }
-        Err(e) => report.fail(name, ItemKind::Template, format!("{e:#}")),
+        Err(e) => {
+            report.fail(name, ItemKind::Template, format!("{e:#}"));
+            // Not removable now; no later budget should try it again.
+            c.held = true;
+            false
+        }
     }
 }
 
@@ -152,7 +269,7 @@ fn probe_lock(path: &Path) -> anyhow::Result<Option<Held>> {
 /// Makes sure `.locks/` is a directory of the root (creating it unless this
 /// is a dry run). Anything else there (a file, a symlink that could lead the
 /// lockfiles out of the root) is left alone and no entry is removed.
-fn locks_dir_ready(root: &Path, report: &mut CleanReport) -> bool {
+pub(super) fn locks_dir_ready(root: &Path, report: &mut CleanReport) -> bool {
     let path = root.join(names::LOCKS_DIR);
     let problem = match fs::symlink_metadata(&path) {
         Ok(meta) if meta.is_dir() => return true,

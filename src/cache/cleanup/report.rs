@@ -5,8 +5,9 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::plan::Identity;
 use super::{CleanMode, space};
 use crate::cache::names::DebrisKind;
 
@@ -36,6 +37,34 @@ impl ItemKind {
     }
 }
 
+/// Why something was removed: a dead writer's debris, or which rule took an
+/// entry. In JSON, `debris`, `all`, `stale`, `older-than`, `max-size`,
+/// `min-free`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    Debris,
+    All,
+    Stale,
+    OlderThan,
+    MaxSize,
+    MinFree,
+}
+
+impl Reason {
+    /// The word the report and the JSON use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Debris => "debris",
+            Reason::All => "all",
+            Reason::Stale => "stale",
+            Reason::OlderThan => "older-than",
+            Reason::MaxSize => "max-size",
+            Reason::MinFree => "min-free",
+        }
+    }
+}
+
 /// Removed (or, in a dry run, would be).
 #[derive(Debug, Clone, Serialize)]
 pub struct Removed {
@@ -47,6 +76,11 @@ pub struct Removed {
     /// Why a template was no valid entry (a lookup would have ignored it),
     /// else `None`.
     pub invalid: Option<String>,
+    pub reason: Reason,
+    /// A template's last use, in seconds before this sweep.
+    pub last_used_secs: Option<u64>,
+    /// What it was when judged, so `clean --plan` removes only that.
+    pub identity: Option<Identity>,
 }
 
 /// Left in place because something may still need it.
@@ -97,9 +131,30 @@ pub struct Totals {
     pub failed: usize,
 }
 
+/// Where the budgets stand once the sweep is done (in a dry run, where they
+/// would): present when `--older-than`, `--max-size` or `--min-free` was given.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BudgetStatus {
+    /// Allocated bytes of the entries left.
+    pub templates_bytes: u64,
+    pub max_size_bytes: Option<u64>,
+    pub older_than_secs: Option<u64>,
+    /// Free bytes of the filesystem holding the root (statvfs `f_bavail`, as
+    /// `df` shows); in a dry run, today's plus what would be removed.
+    pub free_bytes: Option<u64>,
+    pub min_free_bytes: Option<u64>,
+    /// How far `free_bytes` is under `--min-free`: nothing removable was left.
+    pub min_free_short_bytes: u64,
+}
+
+/// The version of the JSON report, which a plan carries (`clean --plan`).
+pub const FORMAT_VERSION: u32 = 1;
+
 /// The outcome of one sweep.
 #[derive(Debug, Clone, Serialize)]
 pub struct CleanReport {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
     pub root: PathBuf,
     pub mode: CleanMode,
     pub dry_run: bool,
@@ -108,8 +163,26 @@ pub struct CleanReport {
     pub skipped: Vec<Skipped>,
     pub failed: Vec<Failed>,
     pub totals: Totals,
+    pub budget: Option<BudgetStatus>,
 }
+
 impl CleanReport {
+    /// An empty report of a sweep of `root`.
+    pub fn new(root: &std::path::Path, mode: CleanMode, dry_run: bool) -> Self {
+        CleanReport {
+            format_version: FORMAT_VERSION,
+            root: root.to_owned(),
+            mode,
+            dry_run,
+            removed: Vec::new(),
+            kept: Vec::new(),
+            skipped: Vec::new(),
+            failed: Vec::new(),
+            totals: Totals::default(),
+            budget: None,
+        }
+    }
+
     /// Fills in the totals once the lists are complete.
     pub(super) fn finish(&mut self, freed_bytes: u64) {
         let templates = self
@@ -140,8 +213,8 @@ impl CleanReport {
         };
         let debris = count(t.removed_debris, "debris entry", "debris entries");
         let what = match self.mode {
-            CleanMode::Debris => debris,
-            CleanMode::All | CleanMode::Stale => {
+            CleanMode::Debris if self.budget.is_none() && t.removed_templates == 0 => debris,
+            CleanMode::Debris | CleanMode::All | CleanMode::Stale => {
                 let noun = match self.mode {
                     CleanMode::Stale => ("stale template", "stale templates"),
                     _ => ("template", "templates"),
@@ -176,6 +249,9 @@ impl CleanReport {
         }
         if t.failed > 0 {
             line += &format!("; failed to remove {} (see the warnings)", t.failed);
+        }
+        if let Some(budget) = &self.budget {
+            line += &format!("; {}", budget.line());
         }
         line
     }
@@ -226,10 +302,18 @@ impl CleanReport {
     }
 
     /// Removes `name` (a directory recursively, anything else as a link or
-    /// file), or only records it in a dry run. `bytes` is its allocated size
-    /// when the caller already knows it. The caller holds whatever lock makes
-    /// that safe.
-    pub(super) fn remove(&mut self, name: &str, kind: ItemKind, is_dir: bool, bytes: Option<u64>) {
+    /// file), or only records it in a dry run; whether it went. `bytes` is
+    /// its allocated size when the caller already knows it, `identity` what
+    /// it was when judged. The caller holds whatever lock makes that safe.
+    pub(super) fn remove(
+        &mut self,
+        name: &str,
+        kind: ItemKind,
+        is_dir: bool,
+        bytes: Option<u64>,
+        reason: Reason,
+        identity: Option<Identity>,
+    ) -> bool {
         let path = self.path_of(name);
         let bytes = bytes.unwrap_or_else(|| {
             space::allocated_bytes(&path).unwrap_or_else(|e| {
@@ -247,7 +331,10 @@ impl CleanReport {
                 Ok(()) => {}
                 // Someone else removed it first: done all the same.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return self.fail(name, kind, with_advice(&e)),
+                Err(e) => {
+                    self.fail(name, kind, with_advice(&e));
+                    return false;
+                }
             }
             tracing::debug!(
                 "removed {} ({}, {})",
@@ -262,17 +349,105 @@ impl CleanReport {
             kind,
             bytes,
             invalid: None,
+            reason,
+            last_used_secs: None,
+            identity,
+        });
+        true
+    }
+
+    /// Puts the lists in name order, as a sweep that took its pieces in
+    /// another order (by inode) found them.
+    pub(super) fn sort_by_name(&mut self) {
+        self.removed.sort_by(|a, b| a.name.cmp(&b.name));
+        self.kept.sort_by(|a, b| a.name.cmp(&b.name));
+        self.skipped.sort_by(|a, b| a.name.cmp(&b.name));
+        self.failed.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// Records `name`, which the caller removed (a dead writer's debris).
+    pub(super) fn removed_by_caller(
+        &mut self,
+        name: &str,
+        kind: ItemKind,
+        bytes: u64,
+        identity: Identity,
+    ) {
+        let path = self.path_of(name);
+        tracing::debug!(
+            "removed {} ({}, {})",
+            path.display(),
+            kind.describe(),
+            space::human_bytes(bytes)
+        );
+        self.removed.push(Removed {
+            name: name.to_owned(),
+            path,
+            kind,
+            bytes,
+            invalid: None,
+            reason: Reason::Debris,
+            last_used_secs: None,
+            identity: Some(identity),
         });
     }
 
     /// Removes the entry directory `name` as [`CleanReport::remove`] does,
-    /// noting why it was invalid, if it was.
-    pub(super) fn remove_entry(&mut self, name: &str, invalid: Option<String>) {
+    /// noting why it was invalid, if it was, and when it was last used.
+    pub(super) fn remove_entry(&mut self, entry: EntryRemoval) -> bool {
         let before = self.removed.len();
-        self.remove(name, ItemKind::Template, true, None);
+        let identity = super::plan::Identity::of_entry(&self.path_of(&entry.name));
+        let bytes = Some(entry.bytes);
+        let gone = self.remove(
+            &entry.name,
+            ItemKind::Template,
+            true,
+            bytes,
+            entry.reason,
+            identity,
+        );
         if let Some(removed) = self.removed.get_mut(before) {
-            removed.invalid = invalid;
+            removed.invalid = entry.invalid;
+            removed.last_used_secs = entry.last_used_secs;
         }
+        gone
+    }
+}
+
+/// An entry [`CleanReport::remove_entry`] removes, and what the report says
+/// of it.
+#[derive(Debug)]
+pub(super) struct EntryRemoval {
+    pub name: String,
+    pub bytes: u64,
+    pub reason: Reason,
+    pub invalid: Option<String>,
+    pub last_used_secs: Option<u64>,
+}
+
+impl BudgetStatus {
+    /// `templates: 3.1 GiB of 4.0 GiB; 12 GiB free (--min-free 10 GiB)`.
+    pub fn line(&self) -> String {
+        let h = space::human_bytes;
+        let mut line = format!("templates: {}", h(self.templates_bytes));
+        if let Some(max) = self.max_size_bytes {
+            line += &format!(" of {}", h(max));
+        }
+        if let Some(free) = self.free_bytes {
+            line += &format!("; {} free", h(free));
+        }
+        if let Some(min) = self.min_free_bytes {
+            if self.min_free_short_bytes > 0 {
+                line += &format!(
+                    ", {} short of --min-free {}",
+                    h(self.min_free_short_bytes),
+                    h(min)
+                );
+            } else {
+                line += &format!(" (--min-free {})", h(min));
+            }
+        }
+        line
     }
 }
 
@@ -299,16 +474,7 @@ mod tests {
     use super::*;
 
     fn report(mode: CleanMode, dry_run: bool) -> CleanReport {
-        CleanReport {
-            root: PathBuf::from("/r"),
-            mode,
-            dry_run,
-            removed: Vec::new(),
-            kept: Vec::new(),
-            skipped: Vec::new(),
-            failed: Vec::new(),
-            totals: Totals::default(),
-        }
+        CleanReport::new(std::path::Path::new("/r"), mode, dry_run)
     }
 
     fn removed(kind: ItemKind, bytes: u64) -> Removed {
@@ -318,6 +484,9 @@ mod tests {
             kind,
             bytes,
             invalid: None,
+            reason: Reason::Debris,
+            last_used_secs: None,
+            identity: None,
         }
     }
 

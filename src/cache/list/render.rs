@@ -36,8 +36,18 @@ impl ListReport {
 
     /// Left-aligned columns as wide as their widest cell.
     fn table(&self) -> String {
-        let mut rows =
-            vec![["KEY", "FS", "CAPACITY", "ALLOCATED", "STATE", "AGE"].map(String::from)];
+        let mut rows = vec![
+            [
+                "KEY",
+                "FS",
+                "CAPACITY",
+                "ALLOCATED",
+                "STATE",
+                "AGE",
+                "LAST USED",
+            ]
+            .map(String::from),
+        ];
         for e in &self.entries {
             rows.push([
                 names::shown(&e.name).into_owned(),
@@ -47,9 +57,11 @@ impl ListReport {
                 space::human_bytes(e.allocated_bytes),
                 e.state_text(),
                 e.age_secs.map_or("-".into(), human_age),
+                e.last_used_secs
+                    .map_or("-".into(), |secs| format!("{} ago", human_age(secs))),
             ]);
         }
-        let mut widths = [0; 6];
+        let mut widths = [0; 7];
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());

@@ -53,6 +53,26 @@ fn mountinfo_device(mountinfo: &str, mount: u64) -> Option<(u64, u64)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
+/// Every inode /proc/locks lists a lock on (held or waited for, of any
+/// kind, on any device): one read for a whole sweep. `None` when /proc/locks
+/// cannot be read. An inode not in it had no lock when it was read.
+pub fn locked_inodes() -> Option<std::collections::HashSet<u64>> {
+    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    Some(parse_locked_inodes(&text))
+}
+
+/// The inode of each line's `major:minor:inode` field.
+fn parse_locked_inodes(text: &str) -> std::collections::HashSet<u64> {
+    text.lines()
+        .filter_map(|line| {
+            let field = line
+                .split_whitespace()
+                .find(|f| f.matches(':').count() == 2)?;
+            field.rsplit(':').next()?.parse().ok()
+        })
+        .collect()
+}
+
 fn parse_proc_locks(text: &str, device_inode: &str) -> Vec<Holder> {
     text.lines()
         .filter_map(|line| {
@@ -94,6 +114,19 @@ pub fn describe_pids(pids: &[i32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_listed_inode_counts_held_or_waited_for() {
+        let text = "1: FLOCK  ADVISORY  WRITE 7 00:2d:1234 0 EOF\n\
+                    1: -> FLOCK  ADVISORY  WRITE 8 00:2d:99 0 EOF\n\
+                    2: POSIX  ADVISORY  READ 9 fd:01:42 0 EOF\n\
+                    3: OFDLCK ADVISORY  READ -1 00:05:7 0 EOF\n";
+        let inodes = parse_locked_inodes(text);
+        for ino in [1234, 99, 42, 7] {
+            assert!(inodes.contains(&ino), "{ino}");
+        }
+        assert_eq!(inodes.len(), 4);
+    }
 
     #[test]
     fn proc_locks_lines_are_matched_by_device_and_inode() {

@@ -1,0 +1,102 @@
+//! `--max-size` and `--min-free`: least recently used entries go until the
+//! budget is met or nothing removable is left.
+//!
+//! Both walk the entries [`super::entries::sweep`] left, least recently used
+//! first, passing over any a builder or cloner holds (each is kept and named
+//! once). `--min-free` reads the filesystem again after each removal, synced
+//! first, since btrfs and ext4 count freed blocks only once they commit; a dry
+//! run adds each entry's allocated size instead, which overstates what
+//! removing reflink-sharing entries would give back.
+
+use std::path::Path;
+
+use super::entries::{self, Candidate};
+use super::{Budget, BudgetStatus, CleanReport, Reason, space};
+
+/// Applies `budget` to `pool` and says where it stands.
+pub(super) fn apply(
+    root: &Path,
+    budget: &Budget,
+    mut pool: Vec<Candidate>,
+    report: &mut CleanReport,
+) -> BudgetStatus {
+    if let Some(max) = budget.max_size {
+        max_size(root, max, &mut pool, report);
+    }
+    let mut status = BudgetStatus {
+        max_size_bytes: budget.max_size,
+        older_than_secs: budget.older_than.map(|d| d.as_secs()),
+        min_free_bytes: budget.min_free,
+        ..BudgetStatus::default()
+    };
+    if let Some(min) = budget.min_free {
+        status.free_bytes = Some(min_free(root, min, &mut pool, report));
+    }
+    status.templates_bytes = pool.iter().map(|c| c.bytes).sum();
+    status
+}
+
+/// Fills in the space left once the sweep is over and committed (`free`, by
+/// statvfs; a dry run adds what it would remove), and any shortfall.
+pub(super) fn settle(status: &mut BudgetStatus, free: Option<u64>, report: &CleanReport) {
+    let free = if report.dry_run {
+        // min_free already added what would go, removal by removal.
+        status.free_bytes.or_else(|| {
+            let would = report.removed.iter().map(|r| r.bytes).sum::<u64>();
+            free.map(|f| f + would)
+        })
+    } else {
+        free.or(status.free_bytes)
+    };
+    status.free_bytes = free;
+    if let (Some(min), Some(free)) = (status.min_free_bytes, free) {
+        status.min_free_short_bytes = min.saturating_sub(free);
+    }
+}
+
+/// Removes least recently used entries until the rest allocate at most `max`.
+fn max_size(root: &Path, max: u64, pool: &mut Vec<Candidate>, report: &mut CleanReport) {
+    let mut total: u64 = pool.iter().map(|c| c.bytes).sum();
+    pool.retain_mut(|c| {
+        if total <= max || !entries::remove_if_unused(root, c, Reason::MaxSize, report) {
+            return true;
+        }
+        total -= c.bytes;
+        false
+    });
+}
+
+/// Removes least recently used entries until the filesystem has `min` bytes
+/// available; the bytes available at the end (estimated in a dry run).
+fn min_free(root: &Path, min: u64, pool: &mut Vec<Candidate>, report: &mut CleanReport) -> u64 {
+    let Ok(mut free) = space::available_bytes(root) else {
+        return 0;
+    };
+    // What earlier removals (debris, other rules) gave back shows only once
+    // the filesystem commits.
+    if !report.dry_run && !report.removed.is_empty() {
+        free = committed_available(root).unwrap_or(free);
+    } else if report.dry_run {
+        free += report.removed.iter().map(|r| r.bytes).sum::<u64>();
+    }
+    pool.retain_mut(|c| {
+        if free >= min || !entries::remove_if_unused(root, c, Reason::MinFree, report) {
+            return true;
+        }
+        free = if report.dry_run {
+            free + c.bytes
+        } else {
+            committed_available(root).unwrap_or(free + c.bytes)
+        };
+        false
+    });
+    free
+}
+
+/// Bytes available once what was removed is committed.
+fn committed_available(root: &Path) -> Option<u64> {
+    if let Err(e) = space::commit(root) {
+        tracing::debug!("syncfs `{}`: {e}", root.display());
+    }
+    space::available_bytes(root).ok()
+}
