@@ -205,6 +205,9 @@ fn run_one(check: &CheckSpec, log: &Path) -> CheckResult {
         let _ = fs::write(log, format!("{e:#}\n"));
         STATUS_NOT_RUN
     });
+    // Durable before its result is kept: a guest stopped later must not
+    // leave a kept result whose log was never written out.
+    let _ = File::open(log).and_then(|f| f.sync_all());
     CheckResult {
         name: check.name.clone(),
         status,

@@ -33,7 +33,9 @@ pub const OUTER_MEMORY_MIB: u32 = 2048;
 const CONSOLE_TAIL_LINES: usize = 40;
 /// A console silent this long (init prints a line at least every 30 s)
 /// means the outer guest is stuck, not busy.
-const SILENCE_LIMIT: Duration = Duration::from_secs(180);
+const SILENCE_LIMIT: Duration = Duration::from_secs(120);
+/// Boots of the outer guest before a stall is a failure.
+const MAX_BOOTS: usize = 3;
 
 /// The outer guest's initramfs under construction.
 #[derive(Debug)]
@@ -177,7 +179,7 @@ pub fn run(spec: &NestedSpec) -> Result<NestedRun> {
             run.results.len(),
             run.console_tail()
         );
-        if !stalled || !stalls.is_empty() {
+        if !stalled || stalls.len() + 1 >= MAX_BOOTS {
             bail!("{why}");
         }
         stalls.push(why);
