@@ -51,8 +51,8 @@ pub fn rows(b: &Bench, template_kernel: &Path) -> Vec<Row> {
         .program(&format!("/usr/bin/{QEMU_BINARY}"), &qemu)
         .unwrap();
     for data in QEMU_DATA {
-        // Debian links these into the seabios package; the guest gets files.
-        let host = std::fs::canonicalize(data).unwrap();
+        // Links on the host; the guest gets the files.
+        let host = std::fs::canonicalize(data).unwrap_or_else(|e| panic!("{data}: {e}"));
         outer.file(data, &host).unwrap();
     }
     let image = FsImage::new("btrfs", 4096).expect("a btrfs outer disk");
