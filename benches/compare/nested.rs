@@ -24,7 +24,8 @@ use crate::table::{Goal, Row};
 /// What QEMU's microvm loads besides the kernel: its firmware and the
 /// option ROM that boots a kernel through fw_cfg (Debian keeps the
 /// firmware in /usr/share/seabios, where its QEMU looks too).
-const QEMU_DATA: [&str; 2] = [
+const QEMU_DATA: [&str; 3] = [
+    "/usr/share/qemu/qboot.rom",
     "/usr/share/seabios/bios-microvm.bin",
     "/usr/share/qemu/linuxboot_dma.bin",
 ];
