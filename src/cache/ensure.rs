@@ -132,7 +132,10 @@ pub fn ensure_key(
         return Ok(done(path.clone(), false));
     }
     // Under --force, remember which entry we saw (if any) before waiting.
-    let seen_id = seen.as_deref().map(identity).transpose()?;
+    let seen_id = match &seen {
+        Some(path) => identity(path)?,
+        None => None,
+    };
 
     let _lock = lock::lock_with_timeout(
         &lock::key_lock_path(root, &name),
@@ -145,7 +148,7 @@ pub fn ensure_key(
     // build, which is what we were asked for.
     // (Quietly: an invalid entry was already reported.)
     if let lookup::Entry::Valid(path) = lookup::lookup(root, key)? {
-        if !opts.force || Some(identity(&path)?) != seen_id {
+        if !opts.force || identity(&path)? != seen_id {
             return Ok(done(path, false));
         }
     }
@@ -210,10 +213,14 @@ fn when_disk_full(root: &Path, err: anyhow::Error) -> anyhow::Error {
 }
 
 /// Tells one published image from its successor: a new build is a new file.
-fn identity(path: &Path) -> Result<(u64, u64, i64, i64)> {
-    let m =
-        std::fs::metadata(path).with_context(|| format!("failed to stat `{}`", path.display()))?;
-    Ok((m.dev(), m.ino(), m.ctime(), m.ctime_nsec()))
+/// `None` when it is gone: looked up without the lock, an entry may be
+/// removed by `clean --all` before this looks at it.
+fn identity(path: &Path) -> Result<Option<(u64, u64, i64, i64)>> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some((m.dev(), m.ino(), m.ctime(), m.ctime_nsec()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("failed to stat `{}`", path.display())),
+    }
 }
 
 /// `template.img.in-flight.<key>.<pid>`: a sparse file of the key's capacity,
