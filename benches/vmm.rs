@@ -48,7 +48,7 @@ fn main() {
         kernel: &kernel,
         initramfs: &[],
         cmdline: "console=ttyS0",
-        disk: None,
+        disks: &[],
         memory_mib: 256,
         timeout: Duration::from_secs(10),
     };

@@ -6,12 +6,15 @@
 //! are real: btrfs, xfs and ext4, each on a loop device this benchmark makes
 //! and tears down, so it needs root.
 //!
-//! `cargo bench --bench compare -- [--runs N] [--rows 1,2,3,4,5,6,7,8,9] [--fs btrfs,xfs,ext4]`
+//! `cargo bench --bench compare -- [--runs N] [--rows 1,2,3,4,5,6,7,8,9,10] [--fs btrfs,xfs,ext4]`
 //!
 //! Row 7 boots the nested-KVM lane's outer guest once and needs its KVM-host
 //! kernel (`cargo ktstr kernel build --kind kvm-host`). Row 8 needs Debian's
 //! 6.12 kernel in /boot with its modules, and the cached tinyconfig kernel.
+//! Row 10 builds the fixture fragment's kernel once (minutes) from
+//! `$KTSTR_KERNEL_SOURCE` or Debian's linux-source-6.12.
 
+mod boot;
 mod build;
 mod clean;
 mod clone;
@@ -60,7 +63,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         runs: 10,
-        rows: vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
+        rows: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
         filesystems: Filesystem::ALL.to_vec(),
     };
     let mut it = std::env::args().skip(1);
@@ -111,12 +114,13 @@ fn main() {
         .collect();
     let mut rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
-    // Rows 3, 4, 6, 7, 8 and 9 boot the template guest.
+    // Rows 3, 4, 6, 7, 8, 9 and 10 boot the template guest.
     let kernel = || {
         cargo_ktstr::kernel::resolve::resolve_from_env(None).expect(
-            "rows 3, 4, 6, 7, 8 and 9 boot a guest kernel: run `cargo ktstr kernel build` first",
+            "rows 3, 4, 6, 7, 8, 9 and 10 boot a guest kernel: run `cargo ktstr kernel build` first",
         )
     };
+    let fixture = args.rows.contains(&10).then(boot::fixture_kernel);
     for row in &args.rows {
         for (fs, mnt) in &mounts {
             eprintln!("row {row} on {fs}:");
@@ -149,6 +153,12 @@ fn main() {
                     rows.push(build::stock_vs_built(&bench, &place, &stock, &built));
                 }
                 9 => rows.push(tcg::row(&bench, &place, &kernel())),
+                10 => rows.push(boot::row(
+                    &bench,
+                    &place,
+                    &kernel(),
+                    fixture.as_deref().unwrap(),
+                )),
                 other => panic!("no row {other}"),
             }
         }

@@ -69,7 +69,7 @@ fn hello(b: &Bench) -> Row {
         kernel: &kernel,
         initramfs: &[],
         cmdline: "console=ttyS0",
-        disk: None,
+        disks: &[],
         memory_mib: 256,
         timeout: Duration::from_secs(10),
     };

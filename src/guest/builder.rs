@@ -144,7 +144,7 @@ impl TemplateBuilder for GuestBuilder {
             cmdline: format!("{} {extra_args}", cmdline(key.fs, self.runner.reboot_arg()))
                 .trim_end()
                 .to_owned(),
-            disk: staging.to_owned(),
+            disks: vec![staging.to_owned()],
             memory_mib: self.memory_mib,
             timeout: self.timeout,
             devices,

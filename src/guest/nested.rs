@@ -153,7 +153,7 @@ pub fn run(spec: &NestedSpec) -> Result<NestedRun> {
             checks::DISK_PARAM,
             spec.disk_fs
         ),
-        disk: spec.disk.clone(),
+        disks: vec![spec.disk.clone()],
         memory_mib: OUTER_MEMORY_MIB,
         timeout: spec.timeout,
         // The KVM host is a `kernel build` kernel.

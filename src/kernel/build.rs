@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::KernelKind;
+use super::kind::fragment_options;
 use super::source::{Source, check_build_tools};
 use super::store::{CONFIG_FILE, IMAGE_FILE, KernelStore, VMLINUX_FILE};
 use crate::progress::{Progress, secs};
@@ -47,11 +48,48 @@ pub fn build(
     opts: BuildOptions,
     progress: &Progress,
 ) -> Result<KernelBuild> {
-    let BuildOptions { kind, force, .. } = opts;
+    let recipe = Recipe {
+        label: opts.kind.to_string(),
+        fragments: opts.kind.fragments(),
+        name: &|version| opts.kind.entry_name(version),
+    };
+    build_recipe(store, source, &recipe, opts, progress)
+}
+
+/// Fragments merged onto tinyconfig, and the cache name of their kernel.
+/// [`build`] takes a [`KernelKind`]'s; the benchmark builds an older
+/// fragment's kernel, kept as a fixture, into a store of its own.
+pub struct Recipe<'a> {
+    /// What the kernel is, for messages ("template").
+    pub label: String,
+    /// (file name, text), in merge order.
+    pub fragments: &'a [(&'a str, &'a str)],
+    /// The entry name for a source version.
+    pub name: &'a dyn Fn(&str) -> String,
+}
+
+impl std::fmt::Debug for Recipe<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipe")
+            .field("label", &self.label)
+            .finish()
+    }
+}
+
+/// Builds (or finds) `recipe`'s kernel for `source` in `store`
+/// (`opts.kind` is not used).
+pub fn build_recipe(
+    store: &KernelStore,
+    source: &Path,
+    recipe: &Recipe<'_>,
+    opts: BuildOptions,
+    progress: &Progress,
+) -> Result<KernelBuild> {
+    let force = opts.force;
     let start = Instant::now();
     let source = Source::open(source)?;
     let version = source.version()?;
-    let name = kind.entry_name(&version);
+    let name = (recipe.name)(&version);
     let found = if force { None } else { store.lookup(&name)? };
     if let Some(image) = found {
         progress.step("Found", format!("kernel {name} in the cache"));
@@ -62,7 +100,7 @@ pub fn build(
             elapsed: start.elapsed(),
         });
     }
-    let image = build_entry(store, &source, &name, opts, progress)?;
+    let image = build_entry(store, &source, &name, recipe, opts, progress)?;
     progress.step(
         "Finished",
         format!("kernel {name} in {}", secs(start.elapsed())),
@@ -81,7 +119,8 @@ fn build_entry(
     store: &KernelStore,
     source: &Source,
     name: &str,
-    BuildOptions { kind, jobs, force }: BuildOptions,
+    recipe: &Recipe<'_>,
+    BuildOptions { jobs, force, .. }: BuildOptions,
     progress: &Progress,
 ) -> Result<PathBuf> {
     check_build_tools()?;
@@ -100,9 +139,9 @@ fn build_entry(
     let out = scratch.0.join("out");
     progress.step(
         "Configuring",
-        format!("{name}: tinyconfig + the {kind} fragments"),
+        format!("{name}: tinyconfig + the {} fragments", recipe.label),
     );
-    configure(&tree, &out, &scratch.0, kind)?;
+    configure(&tree, &out, &scratch.0, recipe.fragments)?;
     progress.step(
         "Compiling",
         format!("bzImage with make -j{jobs} (about 4 minutes with -j2)"),
@@ -118,7 +157,7 @@ fn build_entry(
 
 /// tinyconfig, merge the fragments, olddefconfig; then check every option
 /// of the fragments made it (an unmet dependency drops one silently).
-fn configure(tree: &Path, out: &Path, scratch: &Path, kind: KernelKind) -> Result<()> {
+fn configure(tree: &Path, out: &Path, scratch: &Path, fragments: &[(&str, &str)]) -> Result<()> {
     make(tree, out, &["tinyconfig"], &Progress::silent())?;
     let config = out.join(".config");
     let mut merge = Command::new(tree.join("scripts/kconfig/merge_config.sh"));
@@ -128,7 +167,7 @@ fn configure(tree: &Path, out: &Path, scratch: &Path, kind: KernelKind) -> Resul
         .arg("-O")
         .arg(out)
         .arg(&config);
-    for (file, text) in kind.fragments() {
+    for (file, text) in fragments {
         let fragment = scratch.join(file);
         fs::write(&fragment, text)
             .with_context(|| format!("failed to write `{}`", fragment.display()))?;
@@ -138,7 +177,7 @@ fn configure(tree: &Path, out: &Path, scratch: &Path, kind: KernelKind) -> Resul
     make(tree, out, &["olddefconfig"], &Progress::silent())?;
     let merged = fs::read_to_string(&config)
         .with_context(|| format!("failed to read `{}`", config.display()))?;
-    let missing = missing_options(&merged, kind);
+    let missing = missing_options(&merged, fragments);
     if !missing.is_empty() {
         bail!(
             "the merged kernel config lacks {} (a dependency this kernel version does not \
@@ -150,8 +189,8 @@ fn configure(tree: &Path, out: &Path, scratch: &Path, kind: KernelKind) -> Resul
 }
 
 /// Options of the fragment the merged `.config` does not have as asked.
-fn missing_options(config: &str, kind: KernelKind) -> Vec<String> {
-    let (on, off) = kind.options();
+fn missing_options(config: &str, fragments: &[(&str, &str)]) -> Vec<String> {
+    let (on, off) = fragment_options(fragments);
     let set = |name: &str| config.lines().any(|l| l == format!("{name}=y"));
     on.into_iter()
         .filter(|name| !set(name))
@@ -251,11 +290,12 @@ mod tests {
         let kind = KernelKind::KvmHost;
         let (on, _) = kind.options();
         let full: String = on.iter().map(|o| format!("{o}=y\n")).collect();
+        let kind = kind.fragments();
         assert!(missing_options(&full, kind).is_empty());
         let lacking = full.replace("CONFIG_KVM_AMD=y\n", "# CONFIG_KVM_AMD is not set\n");
         assert_eq!(missing_options(&lacking, kind), ["CONFIG_KVM_AMD"]);
         // The template kernel does not need KVM.
-        assert!(missing_options(&lacking, KernelKind::Template).is_empty());
+        assert!(missing_options(&lacking, KernelKind::Template.fragments()).is_empty());
         let modules = format!("{full}CONFIG_MODULES=y\n");
         assert_eq!(
             missing_options(&modules, kind),

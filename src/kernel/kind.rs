@@ -57,22 +57,9 @@ impl KernelKind {
             .to_owned()
     }
 
-    /// The options the fragments turn on (`CONFIG_X=y`) and off
-    /// (`# CONFIG_X is not set`), for checking the merged `.config`.
+    /// The options the fragments turn on and off ([`fragment_options`]).
     pub fn options(self) -> (Vec<&'static str>, Vec<&'static str>) {
-        let mut on = Vec::new();
-        let mut off = Vec::new();
-        for line in self.fragments().iter().flat_map(|(_, text)| text.lines()) {
-            if let Some(name) = line.strip_suffix("=y") {
-                on.push(name);
-            } else if let Some(name) = line
-                .strip_prefix("# ")
-                .and_then(|l| l.strip_suffix(" is not set"))
-            {
-                off.push(name);
-            }
-        }
-        (on, off)
+        fragment_options(self.fragments())
     }
 
     /// The cache name of this kind of kernel built from source `version`.
@@ -91,6 +78,24 @@ impl KernelKind {
             KernelKind::Template
         }
     }
+}
+
+/// The options `fragments` turn on (`CONFIG_X=y`) and off
+/// (`# CONFIG_X is not set`), for checking the merged `.config`.
+pub fn fragment_options<'a>(fragments: &[(&str, &'a str)]) -> (Vec<&'a str>, Vec<&'a str>) {
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for line in fragments.iter().flat_map(|(_, text)| text.lines()) {
+        if let Some(name) = line.strip_suffix("=y") {
+            on.push(name);
+        } else if let Some(name) = line
+            .strip_prefix("# ")
+            .and_then(|l| l.strip_suffix(" is not set"))
+        {
+            off.push(name);
+        }
+    }
+    (on, off)
 }
 
 impl fmt::Display for KernelKind {

@@ -47,7 +47,7 @@ impl GuestRunner for KvmRunner {
             kernel: &kernel,
             initramfs: &spec.initramfs,
             cmdline: &spec.cmdline,
-            disk: Some(&spec.disk),
+            disks: &spec.disks,
             memory_mib: spec.memory_mib,
             timeout: spec.timeout,
         };
@@ -99,7 +99,7 @@ mod tests {
             kernel: "/nonexistent/bzImage".into(),
             initramfs: Vec::new(),
             cmdline: String::new(),
-            disk: "/nonexistent/disk.img".into(),
+            disks: vec!["/nonexistent/disk.img".into()],
             memory_mib: 256,
             timeout: Duration::from_secs(120),
             devices: crate::runner::DeviceDiscovery::CommandLine,

@@ -1,6 +1,6 @@
 //! Boot a guest once and say how it ended.
 //!
-//! A runner boots kernel + initramfs + command line with one virtio-blk disk,
+//! A runner boots kernel + initramfs + command line with its virtio-blk disks,
 //! captures the serial console, and stops at the guest's reset or shutdown or
 //! at a deadline. Two implementations: [`crate::runner::qemu`] and [`crate::runner::kvm`] (the built-in
 //! VMM); [`crate::runner::detect`] picks one for `--vmm auto`.
@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::outcome::{RunEnd, RunOutcome};
+pub use crate::vmm::disk_serial;
+pub use crate::vmm::layout::MAX_DISKS;
 
 pub mod detect;
 pub mod kvm;
@@ -20,13 +22,16 @@ pub mod qemu;
 pub struct GuestSpec {
     /// A bzImage (or, for the built-in VMM, an ELF vmlinux).
     pub kernel: PathBuf,
-    /// A gzip-compressed newc cpio archive.
+    /// A newc cpio archive, compressed or not.
     pub initramfs: Vec<u8>,
     /// The kernel command line, without any `virtio_mmio.device=` argument:
-    /// each runner announces its disk itself.
+    /// each runner announces its disks itself.
     pub cmdline: String,
-    /// The file backing the one virtio-blk disk (`/dev/vda` in the guest).
-    pub disk: PathBuf,
+    /// The files backing the virtio-blk disks, at most [`MAX_DISKS`]. Disk
+    /// `i` has the serial [`disk_serial`]`(i)` (`/sys/block/vdX/serial`):
+    /// the guest tells several apart by it, since the order in which it
+    /// names them `vda`, `vdb`, ... is the runner's. One disk is `/dev/vda`.
+    pub disks: Vec<PathBuf>,
     /// Guest memory in MiB.
     pub memory_mib: u32,
     /// How long the run may take before it is stopped.

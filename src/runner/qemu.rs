@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 
-use super::{DeviceDiscovery, GuestRunner, GuestSpec, RunEnd, RunOutcome};
+use super::{DeviceDiscovery, GuestRunner, GuestSpec, RunEnd, RunOutcome, disk_serial};
 use crate::outcome::Console;
 
 /// The QEMU binary this runner needs.
@@ -85,12 +85,6 @@ impl QemuRunner {
             Accel::Kvm => ("kvm", "host"),
             Accel::Tcg => ("tcg", "max"),
         };
-        let mut drive = OsString::from("file=");
-        drive.push(escape_commas(spec.disk.as_os_str()));
-        // Report write errors to the guest: QEMU's default (werror=enospc)
-        // pauses the VM on a full host disk, and the run would sit out its
-        // timeout instead of failing.
-        drive.push(",format=raw,if=none,id=disk0,werror=report,rerror=report");
         let memory = format!("{}M", spec.memory_mib);
         // With ACPI on, microvm describes each virtio-mmio device in its
         // DSDT; with it off, on the command line it appends.
@@ -107,7 +101,6 @@ impl QemuRunner {
             "-M", machine, "-accel", accel, "-cpu", cpu, "-m", &memory,
             "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
             "-serial", "stdio", "-no-reboot", "-append", &cmdline,
-            "-device", "virtio-blk-device,drive=disk0",
         ];
         let mut args: Vec<OsString> = fixed.iter().map(OsString::from).collect();
         args.extend([
@@ -115,9 +108,24 @@ impl QemuRunner {
             kernel.as_os_str().to_owned(),
             "-initrd".into(),
             initrd.as_os_str().to_owned(),
-            "-drive".into(),
-            drive,
         ]);
+        for (i, disk) in spec.disks.iter().enumerate() {
+            let serial = disk_serial(i);
+            let mut drive = OsString::from("file=");
+            drive.push(escape_commas(disk.as_os_str()));
+            // Report write errors to the guest: QEMU's default
+            // (werror=enospc) pauses the VM on a full host disk, and the run
+            // would sit out its timeout instead of failing.
+            drive.push(format!(
+                ",format=raw,if=none,id={serial},werror=report,rerror=report"
+            ));
+            args.extend([
+                "-device".into(),
+                format!("virtio-blk-device,drive={serial},serial={serial}").into(),
+                "-drive".into(),
+                drive,
+            ]);
+        }
         args
     }
 }
@@ -347,7 +355,7 @@ mod tests {
             kernel: dir.join("bzImage"),
             initramfs: b"not really".to_vec(),
             cmdline: "console=ttyS0 ktstr.fs=btrfs".into(),
-            disk: dir.join("disk,with,commas.img"),
+            disks: vec![dir.join("disk,with,commas.img")],
             memory_mib: 128,
             timeout: Duration::from_secs(30),
             devices: DeviceDiscovery::CommandLine,
@@ -379,6 +387,10 @@ mod tests {
         assert_eq!(after("-kernel"), "/d/bzImage");
         assert_eq!(after("-initrd"), "/proc/self/fd/9");
         assert!(after("-drive").starts_with("file=/d/disk,,with,,commas.img,"));
+        assert_eq!(
+            after("-device"),
+            "virtio-blk-device,drive=disk0,serial=disk0"
+        );
         assert!(args.contains(&"-no-reboot".to_owned()));
         assert_eq!(after("-M"), "microvm,acpi=off");
         let mut stock = spec(dir);
@@ -386,6 +398,32 @@ mod tests {
         let args = runner.args(&stock, &stock.kernel, Path::new("/i"));
         let at = args.iter().position(|a| a == "-M").unwrap();
         assert_eq!(args[at + 1], "microvm,acpi=on");
+    }
+
+    #[test]
+    fn each_disk_gets_a_drive_and_a_device_with_its_serial() {
+        let runner = QemuRunner::at(QEMU_BINARY.into(), Accel::Tcg);
+        let mut spec = spec(Path::new("/d"));
+        spec.disks = vec!["/d/a.img".into(), "/d/b.img".into()];
+        let args: Vec<String> = runner
+            .args(&spec, &spec.kernel, Path::new("/i"))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let values = |flag: &str| -> Vec<&str> {
+            let at = args.iter().enumerate().filter(|(_, a)| *a == flag);
+            at.map(|(i, _)| args[i + 1].as_str()).collect()
+        };
+        assert_eq!(
+            values("-device"),
+            [
+                "virtio-blk-device,drive=disk0,serial=disk0",
+                "virtio-blk-device,drive=disk1,serial=disk1"
+            ]
+        );
+        let drives = values("-drive");
+        assert!(drives[0].starts_with("file=/d/a.img,") && drives[0].contains("id=disk0,"));
+        assert!(drives[1].starts_with("file=/d/b.img,") && drives[1].contains("id=disk1,"));
     }
 
     #[test]
@@ -491,7 +529,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spec = spec(dir.path());
         // The disk, commas and all, opens; the kernel does not exist.
-        std::fs::File::create(&spec.disk)
+        std::fs::File::create(&spec.disks[0])
             .unwrap()
             .set_len(1 << 20)
             .unwrap();

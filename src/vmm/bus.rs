@@ -25,15 +25,16 @@ pub enum BusEvent {
 pub struct Bus {
     serial: SerialDevice,
     i8042: I8042,
-    block: Option<MmioTransport<Block>>,
+    /// Disk `i` answers at [`virtio_mmio_base`]`(i)`.
+    disks: Vec<MmioTransport<Block>>,
 }
 
 impl Bus {
-    pub fn new(serial: SerialDevice, block: Option<MmioTransport<Block>>) -> Self {
+    pub fn new(serial: SerialDevice, disks: Vec<MmioTransport<Block>>) -> Self {
         Bus {
             serial,
             i8042: I8042,
-            block,
+            disks,
         }
     }
 
@@ -62,16 +63,24 @@ impl Bus {
 
     /// Unclaimed MMIO reads as zeros.
     pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
-        match (block_offset(addr), self.block.as_mut()) {
-            (Some(offset), Some(block)) => block.read(offset, data),
-            _ => data.fill(0),
+        match self.disk_at(addr) {
+            Some((disk, offset)) => disk.read(offset, data),
+            None => data.fill(0),
         }
     }
 
     pub fn mmio_write(&mut self, addr: u64, data: &[u8]) {
-        if let (Some(offset), Some(block)) = (block_offset(addr), self.block.as_mut()) {
-            block.write(offset, data);
+        if let Some((disk, offset)) = self.disk_at(addr) {
+            disk.write(offset, data);
         }
+    }
+
+    /// The disk whose window holds `addr`, and the offset into it.
+    fn disk_at(&mut self, addr: u64) -> Option<(&mut MmioTransport<Block>, u64)> {
+        let offset = addr.checked_sub(VIRTIO_MMIO_START)?;
+        let index = usize::try_from(offset / VIRTIO_MMIO_SIZE).ok()?;
+        let disk = self.disks.get_mut(index)?;
+        Some((disk, offset % VIRTIO_MMIO_SIZE))
     }
 
     #[cfg(test)]
@@ -82,11 +91,6 @@ impl Bus {
     pub fn into_console(self) -> Console {
         self.serial.into_console()
     }
-}
-
-fn block_offset(addr: u64) -> Option<u64> {
-    let offset = addr.checked_sub(VIRTIO_MMIO_START)?;
-    (offset < VIRTIO_MMIO_SIZE).then_some(offset)
 }
 
 fn is_i8042(port: u16) -> bool {
@@ -108,7 +112,7 @@ pub(crate) mod tests {
     pub(crate) fn test_bus() -> Bus {
         let serial =
             SerialDevice::new(IrqLine::new(None, 4).unwrap(), Console::new(Instant::now()));
-        Bus::new(serial, None)
+        Bus::new(serial, Vec::new())
     }
 
     #[test]
@@ -126,17 +130,31 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_virtio_window_reaches_the_block_device_and_nothing_else_does() {
+    fn each_virtio_window_reaches_its_own_disk_and_nothing_else_does() {
         use crate::vmm::devices::virtio::block::tests::{disk, memory};
-        let (_file, block) = disk();
-        let transport = MmioTransport::new(block, memory(), IrqLine::new(None, 5).unwrap());
+        use crate::vmm::layout::virtio_mmio_base;
+        let (_files, transports): (Vec<_>, Vec<_>) = (0..2)
+            .map(|_| {
+                let (file, block) = disk();
+                let irq = IrqLine::new(None, 5).unwrap();
+                (file, MmioTransport::new(block, memory(), irq))
+            })
+            .unzip();
         let serial =
             SerialDevice::new(IrqLine::new(None, 4).unwrap(), Console::new(Instant::now()));
-        let mut bus = Bus::new(serial, Some(transport));
+        let mut bus = Bus::new(serial, transports);
         let mut word = [0u8; 4];
-        bus.mmio_read(VIRTIO_MMIO_START, &mut word);
-        assert_eq!(&word, b"virt");
-        bus.mmio_read(VIRTIO_MMIO_START + VIRTIO_MMIO_SIZE, &mut word);
+        for i in 0..2 {
+            bus.mmio_read(virtio_mmio_base(i), &mut word);
+            assert_eq!(&word, b"virt", "disk {i}");
+        }
+        // Disk 1's status register is its own: disk 0's stays as it was.
+        bus.mmio_write(virtio_mmio_base(1) + 0x70, &1u32.to_le_bytes());
+        bus.mmio_read(virtio_mmio_base(0) + 0x70, &mut word);
+        assert_eq!(word, [0; 4]);
+        bus.mmio_read(virtio_mmio_base(1) + 0x70, &mut word);
+        assert_eq!(word, 1u32.to_le_bytes());
+        bus.mmio_read(virtio_mmio_base(2), &mut word);
         assert_eq!(word, [0; 4]);
         bus.mmio_read(VIRTIO_MMIO_START - 4, &mut word);
         assert_eq!(word, [0; 4]);

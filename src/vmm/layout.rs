@@ -37,7 +37,8 @@ pub const HIMEM_START: u64 = 0x10_0000;
 
 /// RAM must end below this; everything above, up to 4 GiB, is devices.
 pub const MMIO_GAP_START: u64 = 0xc000_0000;
-/// The virtio-mmio block device's register window.
+/// The first virtio-mmio block device's register window; disk `i`'s is
+/// the `i`-th window after it ([`virtio_mmio_base`]).
 pub const VIRTIO_MMIO_START: u64 = 0xd000_0000;
 pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
 /// The IOAPIC and the local APIC (the in-kernel irqchip serves both).
@@ -53,5 +54,16 @@ pub const SERIAL_IRQ: u32 = 4;
 /// The i8042 keyboard controller: data and command/status ports.
 pub const I8042_DATA_PORT: u16 = 0x60;
 pub const I8042_COMMAND_PORT: u16 = 0x64;
-/// The virtio-blk interrupt (an ISA line free on this machine).
-pub const VIRTIO_BLK_IRQ: u32 = 5;
+/// The disks' interrupts, disk `i` on the `i`-th: ISA lines nothing else
+/// in this machine uses (not the timer, keyboard, cascade, COM ports, RTC
+/// or FPU), each routed to its own IOAPIC pin by the MP table. Their count
+/// is the most disks one guest gets.
+pub const DISK_IRQS: [u32; 8] = [5, 6, 7, 9, 10, 11, 12, 14];
+
+/// The most virtio-blk disks one guest gets.
+pub const MAX_DISKS: usize = DISK_IRQS.len();
+
+/// Where disk `i`'s register window starts.
+pub const fn virtio_mmio_base(i: usize) -> u64 {
+    VIRTIO_MMIO_START + i as u64 * VIRTIO_MMIO_SIZE
+}

@@ -37,7 +37,7 @@ use devices::IrqLine;
 use devices::serial::SerialDevice;
 use devices::virtio::block::Block;
 use devices::virtio::mmio::MmioTransport;
-use layout::{KVM_TSS_START, SERIAL_IRQ, VIRTIO_BLK_IRQ, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START};
+use layout::{DISK_IRQS, KVM_TSS_START, MAX_DISKS, SERIAL_IRQ, VIRTIO_MMIO_SIZE, virtio_mmio_base};
 use memory::GuestMem;
 
 /// What went wrong setting up or running a VM.
@@ -84,6 +84,8 @@ pub enum VmmError {
     MsrRefused(u32),
     #[error("cannot open disk `{}`: {source}", path.display())]
     DiskFile { path: PathBuf, source: io::Error },
+    #[error("{0} disks asked for, but a guest gets at most {MAX_DISKS}: boot several guests")]
+    TooManyDisks(usize),
     #[error("cannot set up a device: {0}")]
     Device(io::Error),
     #[error(transparent)]
@@ -97,10 +99,11 @@ pub struct VmConfig<'a> {
     pub kernel: &'a Path,
     /// Loaded at the top of RAM and announced in the zero page; may be empty.
     pub initramfs: &'a [u8],
-    /// Without `virtio_mmio.device=`: the VMM announces its disk itself.
+    /// Without `virtio_mmio.device=`: the VMM announces its disks itself.
     pub cmdline: &'a str,
-    /// The file behind the virtio-blk disk, if the guest gets one.
-    pub disk: Option<&'a Path>,
+    /// The files behind the virtio-blk disks (none, or up to
+    /// [`MAX_DISKS`]); disk `i` has the serial `disk<i>` ([`disk_serial`]).
+    pub disks: &'a [PathBuf],
     pub memory_mib: u32,
     pub timeout: Duration,
 }
@@ -151,25 +154,27 @@ fn run_vm(config: &VmConfig<'_>, measure: bool) -> Result<(RunOutcome, MemoryUse
     let deadline = start
         .checked_add(config.timeout)
         .ok_or(VmmError::Timeout(config.timeout))?;
+    if config.disks.len() > MAX_DISKS {
+        return Err(VmmError::TooManyDisks(config.disks.len()));
+    }
     let kvm = Kvm::new().map_err(VmmError::KvmOpen)?;
     let vm = memory::Vm::new(&kvm, memory::create(config.memory_mib)?)?;
     let (vm, mem) = (vm.fd(), vm.mem());
     create_irqchip(vm)?;
 
-    let block = config
-        .disk
-        .map(|disk| block_device(vm, mem, disk))
-        .transpose()?;
-    let cmdline = match block {
-        Some(_) => format!("{} {}", config.cmdline, virtio_mmio_arg()),
-        None => config.cmdline.to_owned(),
-    };
+    let disks = (config.disks.iter().enumerate())
+        .map(|(i, disk)| block_device(vm, mem, i, disk))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut cmdline = config.cmdline.to_owned();
+    for i in 0..disks.len() {
+        cmdline = format!("{cmdline} {}", virtio_mmio_arg(i));
+    }
     let loaded = boot::load(mem, config.kernel, config.initramfs, cmdline.trim_start())?;
     x86_64::mptable::write_mptable(mem, 1)?;
-    let rsdp = x86_64::acpi::write_acpi_tables(mem, block.is_some())?;
+    let rsdp = x86_64::acpi::write_acpi_tables(mem, disks.len())?;
     boot::set_rsdp(mem, rsdp)?;
     let serial_irq = IrqLine::new(Some(vm), SERIAL_IRQ).map_err(VmmError::Device)?;
-    let mut bus = bus::Bus::new(SerialDevice::new(serial_irq, Console::new(start)), block);
+    let mut bus = bus::Bus::new(SerialDevice::new(serial_irq, Console::new(start)), disks);
 
     let mut vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
     x86_64::setup_vcpu(&kvm, &vcpu, mem, loaded.entry)?;
@@ -183,8 +188,18 @@ fn run_vm(config: &VmConfig<'_>, measure: bool) -> Result<(RunOutcome, MemoryUse
     Ok((outcome(end, bus.into_console(), total), usage))
 }
 
-/// The virtio-blk device on `disk`, its interrupt wired.
-fn block_device(vm: &VmFd, mem: &GuestMem, disk: &Path) -> Result<MmioTransport<Block>, VmmError> {
+/// The serial of disk `i`, which the guest reads to tell its disks apart.
+pub fn disk_serial(i: usize) -> String {
+    format!("disk{i}")
+}
+
+/// Disk `i`, the virtio-blk device on `disk`, its interrupt wired.
+fn block_device(
+    vm: &VmFd,
+    mem: &GuestMem,
+    i: usize,
+    disk: &Path,
+) -> Result<MmioTransport<Block>, VmmError> {
     let disk_err = |source| VmmError::DiskFile {
         path: disk.to_owned(),
         source,
@@ -194,18 +209,18 @@ fn block_device(vm: &VmFd, mem: &GuestMem, disk: &Path) -> Result<MmioTransport<
         .write(true)
         .open(disk)
         .map_err(disk_err)?;
-    let block = Block::new(file).map_err(disk_err)?;
-    let irq = IrqLine::new(Some(vm), VIRTIO_BLK_IRQ).map_err(VmmError::Device)?;
+    let block = Block::with_id(file, disk_serial(i).as_bytes()).map_err(disk_err)?;
+    let irq = IrqLine::new(Some(vm), DISK_IRQS[i]).map_err(VmmError::Device)?;
     Ok(MmioTransport::new(block, mem.clone(), irq))
 }
 
-/// How Linux learns of the device: `virtio_mmio.device=<size>@<base>:<irq>`.
-pub fn virtio_mmio_arg() -> String {
+/// How Linux learns of disk `i`: `virtio_mmio.device=<size>@<base>:<irq>`.
+pub fn virtio_mmio_arg(i: usize) -> String {
     format!(
         "virtio_mmio.device={}K@{:#x}:{}",
         VIRTIO_MMIO_SIZE >> 10,
-        VIRTIO_MMIO_START,
-        VIRTIO_BLK_IRQ
+        virtio_mmio_base(i),
+        DISK_IRQS[i]
     )
 }
 
@@ -248,7 +263,7 @@ mod tests {
             kernel: Path::new("/nonexistent"),
             initramfs: &[],
             cmdline: "",
-            disk: None,
+            disks: &[],
             memory_mib: 64,
             timeout: Duration::MAX,
         };
@@ -256,7 +271,23 @@ mod tests {
     }
 
     #[test]
-    fn the_disk_is_announced_where_the_device_lives() {
-        assert_eq!(virtio_mmio_arg(), "virtio_mmio.device=4K@0xd0000000:5");
+    fn each_disk_is_announced_where_its_device_lives() {
+        assert_eq!(virtio_mmio_arg(0), "virtio_mmio.device=4K@0xd0000000:5");
+        assert_eq!(virtio_mmio_arg(2), "virtio_mmio.device=4K@0xd0002000:7");
+    }
+
+    #[test]
+    fn more_disks_than_interrupt_lines_is_an_error_before_any_vm() {
+        let disks = vec![PathBuf::from("/nonexistent"); MAX_DISKS + 1];
+        let config = VmConfig {
+            kernel: Path::new("/nonexistent"),
+            initramfs: &[],
+            cmdline: "",
+            disks: &disks,
+            memory_mib: 64,
+            timeout: Duration::from_secs(1),
+        };
+        let err = run(&config).unwrap_err().to_string();
+        assert!(err.contains("at most 8"), "{err}");
     }
 }

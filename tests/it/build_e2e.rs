@@ -294,7 +294,7 @@ fn an_init_that_cannot_work_still_reports_and_resets() {
         kernel,
         initramfs: template_initramfs(&bin(), &mkfs, Filesystem::Ext4, &[]).unwrap(),
         cmdline: "console=ttyS0 reboot=t panic=-1".into(),
-        disk,
+        disks: vec![disk],
         memory_mib: 256,
         timeout: Duration::from_secs(120),
         devices: DeviceDiscovery::CommandLine,

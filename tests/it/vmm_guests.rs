@@ -24,7 +24,7 @@ fn config<'a>(kernel: &'a Path, cmdline: &'a str, timeout: Duration) -> VmConfig
         kernel,
         initramfs: &[],
         cmdline,
-        disk: None,
+        disks: &[],
         memory_mib: 256,
         timeout,
     }
@@ -132,7 +132,7 @@ fn the_guest_reads_the_zero_page_the_vmm_wrote() {
         .unwrap();
     let kernel = guests::build("boot_protocol");
     let config = VmConfig {
-        disk: Some(&disk),
+        disks: std::slice::from_ref(&disk),
         memory_mib: 128,
         ..config(&kernel, cmdline, Duration::from_secs(10))
     };
@@ -187,7 +187,7 @@ fn a_hundred_runs_leave_no_fd_or_mapping_behind() {
         };
         let config = VmConfig {
             initramfs: &[1, 2, 3],
-            disk: Some(&disk),
+            disks: std::slice::from_ref(&disk),
             ..config(kernel, "", Duration::from_millis(millis))
         };
         let end = vmm::run(&config).ok().map(|out| out.end);
@@ -216,7 +216,7 @@ fn a_guest_driver_uses_the_virtio_blk_disk() {
         .unwrap();
     let kernel = guests::build("virtio_blk");
     let config = VmConfig {
-        disk: Some(&disk),
+        disks: std::slice::from_ref(&disk),
         ..config(&kernel, "console=ttyS0", Duration::from_secs(10))
     };
     let out = vmm::run(&config).unwrap();
@@ -228,7 +228,7 @@ fn a_guest_driver_uses_the_virtio_blk_disk() {
         "read matches status=0".into(),
         "flush status=0".into(),
         "get-id status=0".into(),
-        "id=ktstr-template".into(),
+        "id=disk0".into(),
         "past-end status=1".into(),
         "straddling-end status=1".into(),
         "write-straddling-end status=1".into(),

@@ -23,8 +23,8 @@ use vm_memory::{Bytes, GuestAddress};
 
 use crate::vmm::VmmError;
 use crate::vmm::layout::{
-    ACPI_END, ACPI_START, APIC_START, IOAPIC_START, SERIAL_IRQ, SERIAL_PORT, SERIAL_PORT_LEN,
-    VIRTIO_BLK_IRQ, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START,
+    ACPI_END, ACPI_START, APIC_START, DISK_IRQS, IOAPIC_START, SERIAL_IRQ, SERIAL_PORT,
+    SERIAL_PORT_LEN, VIRTIO_MMIO_SIZE, virtio_mmio_base,
 };
 use crate::vmm::memory::GuestMem;
 
@@ -52,9 +52,9 @@ impl AcpiTables {
 }
 
 /// Builds the tables for one vCPU and this VM's devices: COM1, and the
-/// virtio-mmio disk when there is one.
-pub fn build(disk: bool) -> AcpiTables {
-    let dsdt = dsdt(disk);
+/// `disks` virtio-mmio disks.
+pub fn build(disks: usize) -> AcpiTables {
+    let dsdt = dsdt(disks);
     let madt = bytes(&madt());
     let mut next = ACPI_START + align(Rsdp::len() as u64);
     let mut place = |len: usize| {
@@ -85,8 +85,8 @@ pub fn build(disk: bool) -> AcpiTables {
 }
 
 /// Writes the tables into guest memory; returns the RSDP's address.
-pub fn write_acpi_tables(mem: &GuestMem, disk: bool) -> Result<u64, VmmError> {
-    let tables = build(disk);
+pub fn write_acpi_tables(mem: &GuestMem, disks: usize) -> Result<u64, VmmError> {
+    let tables = build(disks);
     for (at, blob) in &tables.blobs {
         mem.write_slice(blob, GuestAddress(*at))
             .map_err(VmmError::Memory)?;
@@ -128,10 +128,10 @@ fn madt() -> MADT {
     madt
 }
 
-/// `\_SB.COM1` (the 16550 on its ISA port and line) and `\_SB.V000` (the
-/// virtio-mmio window and its line), edge-triggered and active high, as
-/// the VMM raises them through irqfds.
-fn dsdt(disk: bool) -> Vec<u8> {
+/// `\_SB.COM1` (the 16550 on its ISA port and line) and `\_SB.V00<i>` for
+/// disk `i` (its virtio-mmio window and line), edge-triggered and active
+/// high, as the VMM raises them through irqfds.
+fn dsdt(disks: usize) -> Vec<u8> {
     let com1_io = IO::new(SERIAL_PORT, SERIAL_PORT, 1, SERIAL_PORT_LEN as u8);
     let com1_irq = Interrupt::new(true, true, false, false, SERIAL_IRQ);
     let com1_crs = ResourceTemplate::new(vec![&com1_io, &com1_irq]);
@@ -144,23 +144,24 @@ fn dsdt(disk: bool) -> Vec<u8> {
         vec![&com1_hid, &com1_uid, &com1_crs],
     );
 
-    let disk_mem = Memory32Fixed::new(true, VIRTIO_MMIO_START as u32, VIRTIO_MMIO_SIZE as u32);
-    let disk_irq = Interrupt::new(true, true, false, false, VIRTIO_BLK_IRQ);
-    let disk_crs = ResourceTemplate::new(vec![&disk_mem, &disk_irq]);
-    let disk_hid = Name::new(Path::new("_HID"), &VIRTIO_MMIO_HID);
-    let disk_uid = Name::new(Path::new("_UID"), &0u8);
-    let disk_crs = Name::new(Path::new("_CRS"), &disk_crs);
-    let virtio = Device::new(
-        Path::new("_SB_.V000"),
-        vec![&disk_hid, &disk_uid, &disk_crs],
-    );
-
     let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     dsdt.append_slice(&bytes(&com1));
-    if disk {
-        dsdt.append_slice(&bytes(&virtio));
+    for i in 0..disks {
+        dsdt.append_slice(&virtio_disk(i));
     }
     dsdt.as_slice().to_vec()
+}
+
+/// Disk `i`'s device: `\_SB.V00<i>`, its window and its line.
+fn virtio_disk(i: usize) -> Vec<u8> {
+    let window = Memory32Fixed::new(true, virtio_mmio_base(i) as u32, VIRTIO_MMIO_SIZE as u32);
+    let irq = Interrupt::new(true, true, false, false, DISK_IRQS[i]);
+    let crs = ResourceTemplate::new(vec![&window, &irq]);
+    let hid = Name::new(Path::new("_HID"), &VIRTIO_MMIO_HID);
+    let uid = Name::new(Path::new("_UID"), &(i as u8));
+    let crs = Name::new(Path::new("_CRS"), &crs);
+    let path = format!("_SB_.V{i:03}");
+    bytes(&Device::new(Path::new(&path), vec![&hid, &uid, &crs]))
 }
 
 #[cfg(test)]
@@ -181,7 +182,7 @@ mod tests {
 
     #[test]
     fn the_rsdp_leads_through_the_xsdt_to_every_table() {
-        let tables = build(true);
+        let tables = build(1);
         let find = |at: u64| &tables.blobs.iter().find(|(a, _)| *a == at).unwrap().1;
         let rsdp = &tables.blobs[0].1;
         assert_eq!(&rsdp[..8], b"RSD PTR ");
@@ -207,7 +208,7 @@ mod tests {
 
     #[test]
     fn tables_fit_their_room_without_overlapping() {
-        let tables = build(true);
+        let tables = build(1);
         let mut spans: Vec<(u64, u64)> = tables
             .blobs
             .iter()
@@ -219,16 +220,19 @@ mod tests {
     }
 
     #[test]
-    fn the_dsdt_names_the_serial_port_and_the_virtio_mmio_disk() {
-        let without = dsdt(false);
+    fn the_dsdt_names_the_serial_port_and_each_virtio_mmio_disk() {
+        let without = dsdt(0);
         assert!(!without.windows(4).any(|w| w == b"V000"));
-        let dsdt = dsdt(true);
+        let dsdt = dsdt(3);
         let has = |needle: &[u8]| dsdt.windows(needle.len()).any(|w| w == needle);
-        assert!(has(b"COM1") && has(b"V000") && has(VIRTIO_MMIO_HID.as_bytes()));
-        // The disk's window: a Memory32Fixed descriptor (0x86) with its base.
-        let mut window = vec![0x86, 9, 0, 1];
-        window.extend_from_slice(&(VIRTIO_MMIO_START as u32).to_le_bytes());
-        window.extend_from_slice(&(VIRTIO_MMIO_SIZE as u32).to_le_bytes());
-        assert!(has(&window));
+        assert!(has(b"COM1") && has(VIRTIO_MMIO_HID.as_bytes()));
+        assert!(has(b"V000") && has(b"V002") && !has(b"V003"));
+        // Each disk's window: a Memory32Fixed descriptor (0x86) with its base.
+        for i in 0..3 {
+            let mut window = vec![0x86, 9, 0, 1];
+            window.extend_from_slice(&(virtio_mmio_base(i) as u32).to_le_bytes());
+            window.extend_from_slice(&(VIRTIO_MMIO_SIZE as u32).to_le_bytes());
+            assert!(has(&window), "disk {i}");
+        }
     }
 }

@@ -32,7 +32,8 @@ const HEADER_LEN: u32 = 16;
 /// Data buffers per request: without it Linux sends one segment at a time.
 /// The queue's 256 descriptors hold this many plus header and status.
 const SEG_MAX: u32 = 126;
-/// What GET_ID returns (NUL-padded to 20 bytes).
+/// What GET_ID returns (NUL-padded to 20 bytes) unless a disk is given
+/// its own ([`Block::with_id`]).
 pub const DISK_ID: &[u8] = b"ktstr-template";
 
 /// Why a request failed; each maps to a status byte.
@@ -64,13 +65,33 @@ impl VirtioBlockError {
 pub struct Block {
     disk: File,
     sectors: u64,
+    /// The serial the guest reads (`/sys/block/vdX/serial`), NUL-padded.
+    id: [u8; VIRTIO_BLK_ID_BYTES as usize],
 }
 
 impl Block {
     /// Serves `disk`; its size (rounded down to whole sectors) is the capacity.
     pub fn new(disk: File) -> io::Result<Self> {
+        Block::with_id(disk, DISK_ID)
+    }
+
+    /// [`Block::new`] with the serial `id` (at most 20 bytes): with several
+    /// disks the guest tells them apart by it, not by probe order.
+    pub fn with_id(disk: File, id: &[u8]) -> io::Result<Self> {
         let sectors = disk.metadata()?.len() / SECTOR_SIZE;
-        Ok(Block { disk, sectors })
+        let mut padded = [0u8; VIRTIO_BLK_ID_BYTES as usize];
+        let Some(room) = padded.get_mut(..id.len()) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a disk serial has at most {VIRTIO_BLK_ID_BYTES} bytes"),
+            ));
+        };
+        room.copy_from_slice(id);
+        Ok(Block {
+            disk,
+            sectors,
+            id: padded,
+        })
     }
 
     /// Serves one chain; returns how many bytes it wrote into guest memory
@@ -116,7 +137,7 @@ impl Block {
             VIRTIO_BLK_T_IN => self.transfer(mem, &data, sector, true),
             VIRTIO_BLK_T_OUT => self.transfer(mem, &data, sector, false).map(|_| 0),
             VIRTIO_BLK_T_FLUSH => self.disk.sync_all().map(|_| 0).map_err(Into::into),
-            VIRTIO_BLK_T_GET_ID => get_id(mem, &data),
+            VIRTIO_BLK_T_GET_ID => get_id(mem, &data, &self.id),
             other => Err(VirtioBlockError::Unsupported(other)),
         }
     }
@@ -208,15 +229,13 @@ fn split_front(segments: &mut Vec<Segment>, n: u32) -> Option<Vec<Segment>> {
 }
 
 /// Writes the disk id, NUL-padded, into the data buffers.
-fn get_id(mem: &GuestMem, data: &[Segment]) -> Result<u32, VirtioBlockError> {
+fn get_id(mem: &GuestMem, data: &[Segment], id: &[u8]) -> Result<u32, VirtioBlockError> {
     if data.is_empty() {
         return Err(VirtioBlockError::Malformed("GET_ID without a buffer"));
     }
     if data.iter().any(|d| !d.writable) {
         return Err(VirtioBlockError::Malformed("GET_ID buffer not writable"));
     }
-    let mut id = [0u8; VIRTIO_BLK_ID_BYTES as usize];
-    id[..DISK_ID.len()].copy_from_slice(DISK_ID);
     let mut written = 0;
     for d in data {
         let len = (d.len as usize).min(id.len() - written);
@@ -392,6 +411,19 @@ pub(crate) mod tests {
         mem.read_slice(&mut id, GuestAddress(DATA)).unwrap();
         assert_eq!(&id[..DISK_ID.len()], DISK_ID);
         assert!(id[DISK_ID.len()..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn a_disk_given_its_own_serial_reports_it_and_a_long_one_is_refused() {
+        let (file, _) = disk();
+        let mut block = Block::with_id(file.reopen().unwrap(), b"disk3").unwrap();
+        let mem = memory();
+        write_header(&mem, VIRTIO_BLK_T_GET_ID, 0);
+        assert_eq!(submit(&mut block, &mem, &request(20, true)), (OK, 21));
+        let mut id = [0u8; 20];
+        mem.read_slice(&mut id, GuestAddress(DATA)).unwrap();
+        assert_eq!(&id, b"disk3\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
+        assert!(Block::with_id(file.reopen().unwrap(), &[b'x'; 21]).is_err());
     }
 
     #[test]

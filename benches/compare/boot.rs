@@ -1,0 +1,66 @@
+//! Row 10: a cold build with the kernel today's fragment makes, against the
+//! same build with the kernel of the fragment as it was before the boot-time
+//! work (`fixtures/template-a941d90.config`). The fixture kernel is built
+//! once, into a store of its own beside the kernel cache, so it is never a
+//! kernel a template build picks.
+
+use std::path::{Path, PathBuf};
+
+use cargo_ktstr::kernel::KernelKind;
+use cargo_ktstr::kernel::build::{BuildOptions, Recipe, build_recipe};
+use cargo_ktstr::kernel::store::KernelStore;
+use cargo_ktstr::progress::Progress;
+
+use crate::Bench;
+use crate::build::Place;
+use crate::measure::{interleave, time};
+use crate::table::{Goal, Row};
+
+const FIXTURE: &str = include_str!("fixtures/template-a941d90.config");
+
+/// The kernel source both kernels come from (`$KTSTR_KERNEL_SOURCE`, else
+/// Debian's linux-source-6.12).
+fn source() -> PathBuf {
+    std::env::var_os("KTSTR_KERNEL_SOURCE")
+        .map_or_else(|| "/usr/src/linux-source-6.12.tar.xz".into(), PathBuf::from)
+}
+
+/// The fixture fragment's kernel: built on the first run, a hit after.
+pub fn fixture_kernel() -> PathBuf {
+    let kernels = KernelStore::from_env().expect("the kernel cache");
+    let store = KernelStore::new(kernels.dir().with_file_name("bench-kernels"));
+    let name = |version: &str| format!("{version}-fixture-a941d90");
+    let recipe = Recipe {
+        label: "fixture (a941d90)".into(),
+        fragments: &[("template.config", FIXTURE)],
+        name: &name,
+    };
+    let opts = BuildOptions {
+        kind: KernelKind::Template,
+        jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        force: false,
+    };
+    eprintln!("row 10: the fixture kernel (about 5 minutes on the first run)");
+    build_recipe(&store, &source(), &recipe, opts, &Progress::new(false))
+        .expect("building the fixture kernel")
+        .image
+}
+
+/// Row 10 on one filesystem.
+pub fn row(b: &Bench, p: &Place, new: &Path, old: &Path) -> Row {
+    let build = |kernel: &Path| {
+        let kernel = kernel.to_str().unwrap().to_owned();
+        move || time(&mut p.build(b, &["--vmm", "qemu", "--force", "--kernel", &kernel]))
+    };
+    let pair = interleave(b.runs, build(new), build(old));
+    Row::new(
+        p.fs.name(),
+        format!(
+            "cold `template build --vmm qemu --force` ({}), today's kernel fragment",
+            p.capacity()
+        ),
+        "the same with the fragment before the boot-time work",
+        &pair,
+        Goal::ratio(0.55),
+    )
+}
