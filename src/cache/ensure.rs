@@ -1,4 +1,5 @@
-//! The lifecycle: lookup, lock, look again, build, publish.
+//! The lifecycle: lookup, lock, look again, build, publish; for several
+//! templates at once, [`batch`].
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -21,12 +22,24 @@ use super::minimum;
 use super::names;
 use super::publish::{self, IfValid};
 
+pub mod batch;
+pub use batch::{BatchItem, ensure_keys};
+
 /// Formats a staging image. The VM runners implement it through the
 /// template-building guest; tests plug in a host-side one.
 pub trait TemplateBuilder {
     /// Formats `staging`, a sparse file of `key.capacity` bytes that the
     /// caller created and holds under its flock, with `key.fs`.
     fn build(&self, key: &Key, staging: &Path) -> anyhow::Result<()>;
+
+    /// Formats several staging images, one result per job in order; the
+    /// guest builder boots one guest for them all. By default, one
+    /// [`TemplateBuilder::build`] after another.
+    fn build_many(&self, jobs: &[(&Key, &Path)]) -> Vec<anyhow::Result<()>> {
+        jobs.iter()
+            .map(|(key, staging)| self.build(key, staging))
+            .collect()
+    }
 }
 
 /// Formats with the host's own formatter, found as the fingerprint finds it.
@@ -179,13 +192,19 @@ fn build_and_publish(
         .build(key, &staging.path)
         .with_context(|| format!("failed to build the template {key}"))
         .and_then(|()| staging.verify(key))
-        .map_err(full)?;
+        .and_then(|()| publish_staged(root, key, &staging, force))
+        .map_err(full)
+}
+
+/// Publishes a verified staging image (replacing a valid entry only under
+/// `force`); the entry's image path.
+fn publish_staged(root: &Path, key: &Key, staging: &StagingImage, force: bool) -> Result<PathBuf> {
     let if_valid = if force {
         IfValid::Replace
     } else {
         IfValid::Keep
     };
-    let (path, _) = publish::publish(root, key, &staging.path, if_valid).map_err(full)?;
+    let (path, _) = publish::publish(root, key, &staging.path, if_valid)?;
     Ok(path)
 }
 
