@@ -77,6 +77,33 @@ pub struct TemplateSpec {
     pub capacity: Option<Capacity>,
 }
 
+/// A template named on the command line: `FS[:SIZE]` (`btrfs:256M`,
+/// `xfs`), the capacity the filesystem's default when left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemplateArg {
+    pub fs: Filesystem,
+    pub capacity: Capacity,
+}
+
+impl std::str::FromStr for TemplateArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (fs, size) = match s.split_once(':') {
+            Some((fs, size)) => (fs, Some(size)),
+            None => (s, None),
+        };
+        let fs: Filesystem = fs
+            .parse()
+            .map_err(|e| format!("`{s}`: {e} (a template is FS[:SIZE], e.g. btrfs:256M)"))?;
+        let capacity = match size {
+            Some(size) => size.parse().map_err(|e| format!("`{s}`: {e}"))?,
+            None => Capacity::from_mib(fs.default_capacity_mib())?,
+        };
+        Ok(TemplateArg { fs, capacity })
+    }
+}
+
 /// The longest `--timeout`: a day. Far beyond any build, and far from the
 /// `Instant` overflow a huge value would cause.
 pub const MAX_TIMEOUT_SECS: u64 = 86_400;

@@ -8,9 +8,9 @@ use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
-use super::{BuildOptions, GlobalArgs, TemplateSpec};
+use super::{BuildOptions, GlobalArgs, TemplateArg, TemplateSpec};
 use crate::cache::clone::{self, Reflink};
-use crate::cache::ensure::{EnsureOptions, ensure_template};
+use crate::cache::ensure::{EnsureOptions, Ensured, batch, ensure_keys, ensure_template};
 use crate::cache::filesystem::Filesystem;
 use crate::cache::key::Capacity;
 use crate::cache::root;
@@ -19,9 +19,10 @@ use crate::progress::{Progress, secs};
 
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
-    /// Build a template (or find it) and print its path.
+    /// Build templates (or find them) and print their paths.
     Build(BuildArgs),
-    /// Give DEST its own copy-on-write clone of a template, building it on a miss.
+    /// Give DEST its own copy-on-write clone of a template, building it on a
+    /// miss; or each FS[:SIZE]=DEST its own.
     Clone(CloneArgs),
     /// List published templates and count debris.
     List(ListArgs),
@@ -29,6 +30,11 @@ pub enum TemplateCommand {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
+    /// Templates as FS[:SIZE] (btrfs:256M xfs:1G ext4): the missing ones
+    /// are built by one guest, a disk each. Without any, --fs and --capacity.
+    #[arg(value_name = "FS:SIZE", conflicts_with_all = ["fs", "capacity"])]
+    pub templates: Vec<TemplateArg>,
+
     #[command(flatten)]
     pub spec: TemplateSpec,
 
@@ -39,7 +45,8 @@ pub struct BuildArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// Print key, path, fs, capacity, built-or-found and seconds as JSON.
+    /// Print key, path, fs, capacity, built-or-found and seconds as JSON
+    /// (an array of them for FS:SIZE arguments).
     #[arg(long)]
     pub json: bool,
 }
@@ -56,8 +63,10 @@ pub struct CloneArgs {
     #[arg(long, value_enum, default_value_t = ReflinkMode::Auto)]
     pub reflink: ReflinkMode,
 
-    /// Where the clone goes; must not exist.
-    pub dest: PathBuf,
+    /// Where the clone goes (must not exist); or FS[:SIZE]=DEST, once per
+    /// template, the missing ones built by one guest.
+    #[arg(value_name = "DEST", required = true)]
+    pub dest: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,8 +141,112 @@ struct BuildReport {
     seconds: f64,
 }
 
+impl BuildReport {
+    fn new(ensured: &Ensured) -> Self {
+        BuildReport {
+            key: ensured.key.to_string(),
+            path: ensured.path.clone(),
+            fs: ensured.key.fs,
+            capacity: ensured.key.capacity.to_string(),
+            capacity_bytes: ensured.key.capacity.bytes(),
+            built: ensured.built,
+            seconds: ensured.elapsed.as_secs_f64(),
+        }
+    }
+}
+
+/// One template of several, in `template build --json`: a report, or the
+/// key and why it failed.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ManyReport {
+    Done(BuildReport),
+    Failed {
+        key: String,
+        fs: Filesystem,
+        capacity: String,
+        error: String,
+    },
+}
+
+/// Finds or builds `wanted`, the missing ones in one boot, saying how each
+/// went; the ones that are there, in the order asked, and how many failed.
+fn ensure_many(
+    global: &GlobalArgs,
+    build: &BuildOptions,
+    wanted: &[TemplateArg],
+    force: bool,
+) -> Result<(Vec<ManyReport>, Vec<Option<Ensured>>, usize)> {
+    let root = root::template_root(global.cache_dir.clone())?;
+    let progress = Progress::new(global.quiet);
+    let pairs: Vec<_> = wanted.iter().map(|t| (t.fs, t.capacity)).collect();
+    let keys = batch::keys(&pairs)?;
+    progress.step(
+        "Looking up",
+        format!("{} templates in `{}`", keys.len(), root.display()),
+    );
+    let opts = EnsureOptions {
+        lock_timeout: Duration::from_secs(build.lock_timeout),
+        evict: !build.no_evict,
+        force,
+    };
+    let items = ensure_keys(&root, &keys, &builder_for(global, build), &opts)?;
+    let (mut reports, mut ensured, mut failed) = (Vec::new(), Vec::new(), 0);
+    for item in items {
+        match item.result {
+            Ok(e) => {
+                let (verb, what) = match e.built {
+                    true => ("Published", format!("{} in {}", e.key, secs(e.elapsed))),
+                    false => ("Found", e.key.to_string()),
+                };
+                progress.step(verb, what);
+                reports.push(ManyReport::Done(BuildReport::new(&e)));
+                ensured.push(Some(e));
+            }
+            Err(err) => {
+                failed += 1;
+                eprintln!("error: {err:#}");
+                reports.push(ManyReport::Failed {
+                    key: item.key.to_string(),
+                    fs: item.key.fs,
+                    capacity: item.key.capacity.to_string(),
+                    error: format!("{err:#}"),
+                });
+                ensured.push(None);
+            }
+        }
+    }
+    Ok((reports, ensured, failed))
+}
+
+/// Exit 1, after the others were reported, when any template failed.
+fn many_status(failed: usize, total: usize) -> Result<ExitCode> {
+    if failed == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("error: {failed} of {total} templates failed (each said why above)");
+    Ok(ExitCode::FAILURE)
+}
+
+/// `template build FS:SIZE...`.
+fn build_many(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
+    let (reports, ensured, failed) = ensure_many(global, &args.build, &args.templates, args.force)?;
+    let text = if args.json {
+        serde_json::to_string_pretty(&reports)? + "\n"
+    } else {
+        (ensured.iter().flatten())
+            .map(|e| format!("{}\n", e.path.display()))
+            .collect()
+    };
+    super::print_stdout(&text)?;
+    many_status(failed, reports.len())
+}
+
 /// `template build`: ensure the template and print its path.
 fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
+    if !args.templates.is_empty() {
+        return build_many(global, &args);
+    }
     let root = root::template_root(global.cache_dir.clone())?;
     let progress = Progress::new(global.quiet);
     let capacity = args.spec.capacity_or_default()?;
@@ -161,16 +274,7 @@ fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
         progress.step("Found", format!("{}", ensured.key));
     }
     let text = if args.json {
-        let report = BuildReport {
-            key: ensured.key.to_string(),
-            path: ensured.path,
-            fs: args.spec.fs,
-            capacity: capacity.to_string(),
-            capacity_bytes: capacity.bytes(),
-            built: ensured.built,
-            seconds: ensured.elapsed.as_secs_f64(),
-        };
-        serde_json::to_string_pretty(&report)? + "\n"
+        serde_json::to_string_pretty(&BuildReport::new(&ensured))? + "\n"
     } else {
         format!("{}\n", ensured.path.display())
     };
@@ -188,7 +292,32 @@ impl TemplateSpec {
     }
 }
 
+/// `template clone`'s arguments: one DEST (with --fs and --capacity), or
+/// FS[:SIZE]=DEST pairs.
+fn clone_targets(args: &CloneArgs) -> Result<Option<Vec<(TemplateArg, PathBuf)>>> {
+    let pair = |arg: &String| -> Option<Result<(TemplateArg, PathBuf)>> {
+        let (template, dest) = arg.split_once('=')?;
+        // A DEST with `=` in it, not a template.
+        let template = template.parse::<TemplateArg>().ok()?;
+        match dest.is_empty() {
+            true => Some(Err(anyhow::anyhow!("`{arg}` names no DEST after `=`"))),
+            false => Some(Ok((template, PathBuf::from(dest)))),
+        }
+    };
+    let pairs: Vec<_> = args.dest.iter().filter_map(pair).collect();
+    match (pairs.len(), args.dest.len()) {
+        (0, 1) => Ok(None),
+        (n, total) if n == total => pairs.into_iter().collect::<Result<_>>().map(Some),
+        _ => anyhow::bail!(
+            "give one DEST (with --fs and --capacity) or only FS[:SIZE]=DEST pairs, \
+             not {}",
+            args.dest.join(" ")
+        ),
+    }
+}
+
 fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
+    let many = clone_targets(&args)?;
     let root = root::template_root(global.cache_dir.clone())?;
     let builder = builder_for(global, &args.build);
     let opts = EnsureOptions {
@@ -201,16 +330,13 @@ fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
         ReflinkMode::Always => Reflink::Always,
         ReflinkMode::Never => Reflink::Never,
     };
+    if let Some(pairs) = many {
+        return clone_many(global, &args, &pairs, mode);
+    }
+    let dest = PathBuf::from(&args.dest[0]);
     let capacity = args.spec.capacity_or_default()?;
-    let cloned = clone::clone_template(
-        &root,
-        args.spec.fs,
-        capacity,
-        &builder,
-        &opts,
-        &args.dest,
-        mode,
-    )?;
+    let cloned =
+        clone::clone_template(&root, args.spec.fs, capacity, &builder, &opts, &dest, mode)?;
     tracing::info!(
         "cloned {} ({:?}, template {})",
         cloned.ensured.key,
@@ -221,8 +347,55 @@ fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
             "found"
         }
     );
-    super::print_stdout(&format!("{}\n", args.dest.display()))?;
+    super::print_stdout(&format!("{}\n", dest.display()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `template clone FS:SIZE=DEST...`: every template first (the missing
+/// ones in one boot), then each DEST its clone.
+fn clone_many(
+    global: &GlobalArgs,
+    args: &CloneArgs,
+    pairs: &[(TemplateArg, PathBuf)],
+    mode: Reflink,
+) -> Result<ExitCode> {
+    // Before a possibly long build; the clone's O_EXCL is the real guard.
+    if let Some((_, dest)) = pairs.iter().find(|(_, d)| d.symlink_metadata().is_ok()) {
+        anyhow::bail!("`{}` already exists: choose a new DEST", dest.display());
+    }
+    let wanted: Vec<TemplateArg> = pairs.iter().map(|(t, _)| *t).collect();
+    let (_, ensured, mut failed) = ensure_many(global, &args.build, &wanted, false)?;
+    let built = |t: &TemplateArg| {
+        (ensured.iter().flatten()).any(|e| e.key.fs == t.fs && e.key.capacity == t.capacity)
+    };
+    let root = root::template_root(global.cache_dir.clone())?;
+    let builder = builder_for(global, &args.build);
+    let opts = EnsureOptions {
+        lock_timeout: Duration::from_secs(args.build.lock_timeout),
+        evict: !args.build.no_evict,
+        force: false,
+    };
+    let mut done = String::new();
+    // Each a hit now; a template whose build failed was reported above.
+    for (template, dest) in pairs.iter().filter(|(t, _)| built(t)) {
+        match clone::clone_template(
+            &root,
+            template.fs,
+            template.capacity,
+            &builder,
+            &opts,
+            dest,
+            mode,
+        ) {
+            Ok(_) => done.push_str(&format!("{}\n", dest.display())),
+            Err(err) => {
+                failed += 1;
+                eprintln!("error: {err:#}");
+            }
+        }
+    }
+    super::print_stdout(&done)?;
+    many_status(failed, pairs.len())
 }
 
 /// `template list`: the table (or JSON) of [`crate::cache::list::list`].

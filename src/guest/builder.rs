@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::initramfs::template_initramfs;
-use super::protocol::{TemplateResult, cmdline};
+use super::initramfs::template_initramfs_many;
+use super::protocol::{TemplateResult, cmdline_many};
 use crate::cache::ensure::TemplateBuilder;
+use crate::cache::filesystem::Filesystem;
 use crate::cache::fingerprint::find_formatter;
 use crate::cache::key::Key;
 use crate::cli::VmmChoice;
@@ -25,7 +26,7 @@ use crate::kernel::stock::{GuestKernel, MODULES_ROOT, STOCK_CMDLINE};
 use crate::kernel::unpack::pvh_vmlinux;
 use crate::progress::{Progress, secs};
 use crate::runner::detect::select_runner;
-use crate::runner::{DeviceDiscovery, GuestRunner, GuestSpec, RunEnd, RunOutcome};
+use crate::runner::{DeviceDiscovery, GuestRunner, GuestSpec, MAX_DISKS, RunEnd, RunOutcome};
 
 /// `=1` has QEMU boot a stock kernel unpacked on the host, through its PVH
 /// entry (about 2 s faster under TCG; experimental).
@@ -100,10 +101,42 @@ impl GuestBuilder {
 
 impl TemplateBuilder for GuestBuilder {
     fn build(&self, key: &Key, staging: &Path) -> Result<()> {
-        let formatter = match &self.formatter {
-            Some(f) => f.clone(),
-            None => find_formatter(key.fs)?,
-        };
+        let mut results = self.build_many(&[(key, staging)]);
+        results.pop().expect("one result per job")
+    }
+
+    /// One guest, a disk per job (at most [`MAX_DISKS`] per boot: more
+    /// boot again), each disk's result judged on its own.
+    fn build_many(&self, jobs: &[(&Key, &Path)]) -> Vec<Result<()>> {
+        let mut results = Vec::with_capacity(jobs.len());
+        for boot in jobs.chunks(MAX_DISKS) {
+            match self.boot(boot) {
+                Ok(outcome) => results.extend(
+                    (boot.iter().enumerate())
+                        .map(|(i, (key, _))| check_outcome(key, i, &outcome, self.timeout)),
+                ),
+                // The boot itself could not be made: every job says why.
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    results.extend(boot.iter().map(|_| Err(anyhow::anyhow!("{why}"))));
+                }
+            }
+        }
+        results
+    }
+}
+
+impl GuestBuilder {
+    /// Boots one guest with a disk per job and waits for it to end.
+    fn boot(&self, jobs: &[(&Key, &Path)]) -> Result<RunOutcome> {
+        let mut formatters = Vec::new();
+        for (key, _) in jobs {
+            let formatter = match &self.formatter {
+                Some(f) => f.clone(),
+                None => find_formatter(key.fs)?,
+            };
+            formatters.push((key.fs, formatter));
+        }
         let packed = Instant::now();
         // Before any boot: a stock kernel's missing or unloadable modules
         // are an error here, not a guest that never finds its disk.
@@ -130,7 +163,11 @@ impl TemplateBuilder for GuestBuilder {
                 },
             ),
         };
-        let initramfs = template_initramfs(&self.init, &formatter, key.fs, &modules)?;
+        let formatters: Vec<(Filesystem, &Path)> = formatters
+            .iter()
+            .map(|(fs, f)| (*fs, f.as_path()))
+            .collect();
+        let initramfs = template_initramfs_many(&self.init, &formatters, &modules)?;
         tracing::info!(
             "initramfs: {} KiB ({} modules), kernel unpacked: {}; ready in {}",
             initramfs.len() / 1024,
@@ -138,26 +175,35 @@ impl TemplateBuilder for GuestBuilder {
             if vmlinux.is_some() { "yes" } else { "no" },
             secs(packed.elapsed())
         );
+        let filesystems: Vec<Filesystem> = jobs.iter().map(|(key, _)| key.fs).collect();
         let spec = GuestSpec {
             kernel: self.kernel.clone(),
             initramfs,
-            cmdline: format!("{} {extra_args}", cmdline(key.fs, self.runner.reboot_arg()))
-                .trim_end()
-                .to_owned(),
-            disks: vec![staging.to_owned()],
+            cmdline: format!(
+                "{} {extra_args}",
+                cmdline_many(&filesystems, self.runner.reboot_arg())
+            )
+            .trim_end()
+            .to_owned(),
+            disks: jobs
+                .iter()
+                .map(|(_, staging)| staging.to_path_buf())
+                .collect(),
             memory_mib: self.memory_mib,
             timeout: self.timeout,
             devices,
             vmlinux,
         };
+        let what: Vec<String> = (jobs.iter())
+            .map(|(key, _)| format!("{} on a {} disk", key.fs.mkfs(), key.capacity))
+            .collect();
         self.progress.step(
             "Booting",
             format!(
-                "template guest ({}, kernel `{}`) to run {} on a {} disk",
+                "template guest ({}, kernel `{}`) to run {}",
                 self.runner.name(),
                 self.kernel.display(),
-                key.fs.mkfs(),
-                key.capacity
+                what.join(", ")
             ),
         );
         // Held while the guest may read the kernel, so `kernel clean` keeps it.
@@ -170,16 +216,17 @@ impl TemplateBuilder for GuestBuilder {
             outcome.end,
             outcome.console_text()
         );
-        check_outcome(key, &outcome, self.timeout)?;
+        let keys: Vec<String> = jobs.iter().map(|(key, _)| key.to_string()).collect();
         self.progress.step(
             "Formatted",
             format!(
-                "{key} in the guest in {} (first console output after {})",
+                "{} in the guest in {} (first console output after {})",
+                keys.join(", "),
                 secs(outcome.total),
                 outcome.first_output.map_or("-".into(), secs)
             ),
         );
-        Ok(())
+        Ok(outcome)
     }
 }
 
@@ -198,25 +245,41 @@ pub struct OnMiss {
 
 impl TemplateBuilder for OnMiss {
     fn build(&self, key: &Key, staging: &Path) -> Result<()> {
+        self.builder()?.build(key, staging)
+    }
+
+    fn build_many(&self, jobs: &[(&Key, &Path)]) -> Vec<Result<()>> {
+        match self.builder() {
+            Ok(builder) => builder.build_many(jobs),
+            Err(e) => {
+                let why = format!("{e:#}");
+                jobs.iter().map(|_| Err(anyhow::anyhow!("{why}"))).collect()
+            }
+        }
+    }
+}
+
+impl OnMiss {
+    /// The kernel resolved and the runner picked, now that a build needs them.
+    fn builder(&self) -> Result<GuestBuilder> {
         let kernel = resolve_from_env(self.kernel.as_deref())?;
         let runner = select_runner(self.vmm)?;
         let host = HostKernels::from_env();
         // The guest's init is this very binary.
         let init = std::env::current_exe()
             .context("cannot find this program's own path, which the guest runs as its init")?;
-        GuestBuilder::new(runner, kernel, init)
+        Ok(GuestBuilder::new(runner, kernel, init)
             .timeout(self.timeout)
             .memory_mib(self.memory_mib)
             .modules_root(host.modules_root)
-            .progress(self.progress)
-            .build(key, staging)
+            .progress(self.progress))
     }
 }
 
-/// Whether a run built the template; the error says why not and quotes
-/// the console.
-fn check_outcome(key: &Key, outcome: &RunOutcome, timeout: Duration) -> Result<()> {
-    let result = TemplateResult::from_console(&outcome.console);
+/// Whether a run built the template on its disk `disk`; the error says why
+/// not and quotes the console.
+fn check_outcome(key: &Key, disk: usize, outcome: &RunOutcome, timeout: Duration) -> Result<()> {
+    let result = TemplateResult::for_disk(&outcome.console, disk);
     let why = match (outcome.end, result) {
         (RunEnd::Timeout, _) => format!(
             "the guest did not finish within {} s (raise --timeout if the machine is slow)",
@@ -271,7 +334,7 @@ mod tests {
             first_output: None,
             total: Duration::from_secs(1),
         };
-        check_outcome(&key, &outcome, Duration::from_secs(9))
+        check_outcome(&key, 0, &outcome, Duration::from_secs(9))
     }
 
     fn why(end: RunEnd, result: Option<TemplateResult>) -> String {

@@ -1,6 +1,7 @@
 //! PID 1 in the template guest: mount what mkfs needs, load the modules a
-//! stock kernel needs for its disk ([`super::modules`]), format `/dev/vda`,
-//! check the result, print one result line ([`super::protocol`]) and reboot.
+//! stock kernel needs for its disks ([`super::modules`]), find each disk by
+//! its serial ([`super::disks`]), format it, check the result, print one
+//! result line per disk ([`super::protocol`]) and reboot.
 //! With `ktstr.mode=checks` on the command line it runs a list of checks
 //! instead ([`super::checks`]), as the nested lane's outer guest.
 //!
@@ -20,8 +21,9 @@ use nix::mount::{MsFlags, mount};
 use nix::sys::reboot::{RebootMode, reboot};
 
 use super::checks::MODE_PARAM;
+use super::disks::find_disks;
 use super::modules::{self, DISK_DEADLINE, MODULES_DIR};
-use super::protocol::{DISK, INIT_PATH, TemplateResult, formatter_path, fs_from_cmdline};
+use super::protocol::{DISK, INIT_PATH, TemplateResult, filesystems_from_cmdline, formatter_path};
 use crate::cache::filesystem::Filesystem;
 
 /// The status reported when init could not run the formatter at all, as a
@@ -38,17 +40,15 @@ pub fn is_guest_init() -> bool {
 /// Runs as the guest's init; never returns.
 pub fn run() -> ! {
     set_panic_hook(power_cycle);
-    let result = match read_cmdline() {
-        Ok(cmdline) if cmdline.split_whitespace().any(|a| a == MODE_PARAM) => {
-            match run_checks(&cmdline) {
-                Ok(()) => power_cycle(),
-                Err(e) => init_failed(format!("{e:#}")),
-            }
-        }
-        Ok(cmdline) => format_disk(&cmdline).unwrap_or_else(|e| init_failed(format!("{e:#}"))),
-        Err(e) => init_failed(format!("{e:#}")),
+    let done = match read_cmdline() {
+        Ok(cmdline) if cmdline.split_whitespace().any(|a| a == MODE_PARAM) => run_checks(&cmdline),
+        Ok(cmdline) => format_disks(&cmdline),
+        Err(e) => Err(e),
     };
-    report(&result);
+    // A line without a disk stands for every disk not yet reported.
+    if let Err(e) = done {
+        report(&init_failed(format!("{e:#}")));
+    }
     power_cycle()
 }
 
@@ -116,11 +116,12 @@ fn init_failed(output: String) -> TemplateResult {
     }
 }
 
-/// Mounts, formats, syncs and checks; the result says how it went.
-fn format_disk(cmdline: &str) -> Result<TemplateResult> {
+/// Mounts what the formatters need, then formats, syncs and checks each
+/// disk, printing its result line as it goes.
+fn format_disks(cmdline: &str) -> Result<()> {
     // The command line first: without `ktstr.fs=` this is no template
     // guest, and nothing else is touched.
-    let fs = fs_from_cmdline(cmdline).map_err(anyhow::Error::msg)?;
+    let filesystems = filesystems_from_cmdline(cmdline).map_err(anyhow::Error::msg)?;
     mount_pseudo("devtmpfs", "/dev")?;
     mount_pseudo("sysfs", "/sys")?;
     for skipped in modules::load_modules(Path::new(MODULES_DIR))? {
@@ -128,11 +129,20 @@ fn format_disk(cmdline: &str) -> Result<TemplateResult> {
             "cargo-ktstr init: optional module not loaded: {skipped}\n"
         ));
     }
-    modules::wait_for_disk(Path::new(DISK), DISK_DEADLINE)?;
+    let disks = find_disks(Path::new("/sys/block"), filesystems.len(), DISK_DEADLINE)?;
+    for (i, (fs, disk)) in filesystems.into_iter().zip(disks).enumerate() {
+        let result = format_disk(fs, &disk).unwrap_or_else(|e| init_failed(format!("{e:#}")));
+        print_line(&result.render_for_disk(i));
+    }
+    Ok(())
+}
+
+/// Formats `disk` with `fs`, syncs and checks; the result says how it went.
+fn format_disk(fs: Filesystem, disk: &Path) -> Result<TemplateResult> {
     let formatter = formatter_path(fs);
     let out = Command::new(&formatter)
         .args(fs.mkfs_args())
-        .arg(DISK)
+        .arg(disk)
         .env_clear()
         .env("PATH", "/sbin:/bin")
         .output()
@@ -146,7 +156,7 @@ fn format_disk(cmdline: &str) -> Result<TemplateResult> {
     output.push_str(&String::from_utf8_lossy(&out.stderr));
     Ok(TemplateResult {
         status,
-        magic: synced_magic(fs)?,
+        magic: synced_magic(fs, disk)?,
         output,
     })
 }
@@ -163,13 +173,14 @@ fn mount_pseudo(fstype: &str, target: &str) -> Result<()> {
 }
 
 /// Flushes the disk, then reads its superblock magic back.
-fn synced_magic(fs: Filesystem) -> Result<bool> {
+fn synced_magic(fs: Filesystem, disk: &Path) -> Result<bool> {
+    let shown = disk.display();
     nix::unistd::sync();
-    File::open(DISK)
+    File::open(disk)
         .and_then(|f| f.sync_all())
-        .with_context(|| format!("failed to flush {DISK}"))?;
-    fs.path_has_magic(Path::new(DISK))
-        .with_context(|| format!("failed to read the superblock of {DISK}"))
+        .with_context(|| format!("failed to flush {shown}"))?;
+    fs.path_has_magic(disk)
+        .with_context(|| format!("failed to read the superblock of {shown}"))
 }
 
 /// Prints the result line on the console.

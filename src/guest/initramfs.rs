@@ -35,10 +35,27 @@ pub fn template_initramfs(
     fs: Filesystem,
     modules: &[GuestModule],
 ) -> Result<Vec<u8>> {
+    template_initramfs_many(init, &[(fs, formatter)], modules)
+}
+
+/// [`template_initramfs`] for a guest with several disks: each distinct
+/// filesystem's formatter, once.
+pub fn template_initramfs_many(
+    init: &Path,
+    formatters: &[(Filesystem, &Path)],
+    modules: &[GuestModule],
+) -> Result<Vec<u8>> {
     let mut archive = Archive::with_init(init)?;
-    archive.program(&formatter_path(fs), formatter)?;
+    let mut added = Vec::new();
+    for &(fs, formatter) in formatters {
+        if added.contains(&fs) {
+            continue;
+        }
+        added.push(fs);
+        archive.program(&formatter_path(fs), formatter)?;
+    }
     add_modules(&mut archive, modules)?;
-    if fs == Filesystem::Ext4 {
+    if added.contains(&Filesystem::Ext4) {
         archive.mke2fs_conf()?;
     }
     archive.finish()
@@ -269,5 +286,25 @@ mod tests {
         assert!(entries.iter().any(|e| e.name == "sbin/mkfs.ext4"));
         let has_conf = entries.iter().any(|e| e.name == "etc/mke2fs.conf");
         assert_eq!(has_conf, Path::new(MKE2FS_CONF).is_file());
+    }
+
+    #[test]
+    fn several_filesystems_get_each_formatter_once() {
+        let program = some_program();
+        let formatters = [
+            (Filesystem::Xfs, program.as_path()),
+            (Filesystem::Ext4, program.as_path()),
+            (Filesystem::Xfs, program.as_path()),
+        ];
+        let cpio = template_initramfs_many(&program, &formatters, &[]).unwrap();
+        let entries = read_back(&cpio);
+        let count = |name: &str| entries.iter().filter(|e| e.name == name).count();
+        assert_eq!(count("sbin/mkfs.xfs"), 1);
+        assert_eq!(count("sbin/mkfs.ext4"), 1);
+        assert_eq!(count("sbin/mkfs.btrfs"), 0);
+        assert_eq!(
+            count("etc/mke2fs.conf"),
+            usize::from(Path::new(MKE2FS_CONF).is_file())
+        );
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod builder;
 pub mod checks;
+pub mod disks;
 pub mod elf;
 pub mod init;
 pub mod initramfs;

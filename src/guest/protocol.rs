@@ -1,15 +1,20 @@
 //! What the host and the template guest tell each other.
 //!
-//! Host to guest: the kernel command line carries `ktstr.fs=<fs>` (the
-//! kernel passes a dotted parameter it does not know on to nobody, so init
-//! reads it from /proc/cmdline). The formatter is `/sbin/mkfs.<fs>` in the
-//! initramfs and the disk is `/dev/vda`.
+//! Host to guest: the kernel command line carries `ktstr.fs=<fs>[,<fs>...]`,
+//! one filesystem per disk in disk order (the kernel passes a dotted
+//! parameter it does not know on to nobody, so init reads it from
+//! /proc/cmdline). The formatter is `/sbin/mkfs.<fs>` in the initramfs and
+//! disk `i` is the virtio-blk disk with serial `disk<i>`
+//! ([`crate::guest::disks`]).
 //!
-//! Guest to host: exactly one line on the console,
+//! Guest to host: one line on the console per disk,
 //!
 //! ```text
-//! KTSTR_TEMPLATE_RESULT status=<exit status> magic=<yes|no> output=<escaped text>
+//! KTSTR_TEMPLATE_RESULT disk=<i> status=<exit status> magic=<yes|no> output=<escaped text>
 //! ```
+//!
+//! or one line without `disk=` that stands for every disk, when init failed
+//! before it formatted any.
 //!
 //! `status` is the formatter's exit code (128 + signal when it was killed,
 //! 127 when init could not run it at all); `magic` says whether init found
@@ -25,12 +30,12 @@ use crate::cache::filesystem::Filesystem;
 
 /// The marker that starts the result line.
 pub const RESULT_MARKER: &str = "KTSTR_TEMPLATE_RESULT";
-/// The command-line parameter naming the filesystem to format.
+/// The command-line parameter naming the filesystems to format.
 pub const FS_PARAM: &str = "ktstr.fs";
 /// Where the initramfs puts the init (this binary), and so the name the
 /// kernel runs it by.
 pub const INIT_PATH: &str = "/init";
-/// The block device the guest formats.
+/// The block device of a guest with one disk.
 pub const DISK: &str = "/dev/vda";
 /// The most formatter output a result line carries.
 const OUTPUT_LIMIT: usize = 4096;
@@ -44,16 +49,26 @@ pub fn formatter_path(fs: Filesystem) -> String {
 /// The kernel command line of a template guest; `reboot` is how the
 /// runner wants the guest to reset (`reboot=t` or `reboot=k`).
 pub fn cmdline(fs: Filesystem, reboot: &str) -> String {
-    format!("console=ttyS0 {reboot} panic=-1 {FS_PARAM}={fs}")
+    cmdline_many(&[fs], reboot)
 }
 
-/// The filesystem named on a kernel command line.
-pub fn fs_from_cmdline(cmdline: &str) -> Result<Filesystem, String> {
+/// The kernel command line of a template guest that formats disk `i` with
+/// `filesystems[i]`.
+pub fn cmdline_many(filesystems: &[Filesystem], reboot: &str) -> String {
+    let names: Vec<&str> = filesystems.iter().map(|fs| fs.name()).collect();
+    format!(
+        "console=ttyS0 {reboot} panic=-1 {FS_PARAM}={}",
+        names.join(",")
+    )
+}
+
+/// The filesystems named on a kernel command line, one per disk.
+pub fn filesystems_from_cmdline(cmdline: &str) -> Result<Vec<Filesystem>, String> {
     let value = cmdline
         .split_whitespace()
         .find_map(|arg| arg.strip_prefix(FS_PARAM)?.strip_prefix('='))
         .ok_or_else(|| format!("no {FS_PARAM}= on the kernel command line `{cmdline}`"))?;
-    value.parse()
+    value.split(',').map(str::parse).collect()
 }
 
 /// What the guest reports.
@@ -69,7 +84,14 @@ impl TemplateResult {
         self.status == 0 && self.magic
     }
 
-    /// The line the guest prints, newline included.
+    /// The line the guest prints for disk `disk`, newline included.
+    pub fn render_for_disk(&self, disk: usize) -> String {
+        let line = self.render();
+        let rest = line.strip_prefix(RESULT_MARKER).unwrap_or(&line);
+        format!("{RESULT_MARKER} disk={disk}{rest}")
+    }
+
+    /// The line the guest prints for every disk at once, newline included.
     pub fn render(&self) -> String {
         let magic = if self.magic { "yes" } else { "no" };
         let mut output = self.output.as_bytes();
@@ -84,21 +106,44 @@ impl TemplateResult {
         )
     }
 
-    /// The last result line in a console transcript.
+    /// The last result line in a console transcript, for whichever disk.
     pub fn from_console(console: &[u8]) -> Option<TemplateResult> {
-        let text = String::from_utf8_lossy(console);
-        text.lines()
-            .rev()
-            .find_map(|line| Self::parse(&line[line.find(RESULT_MARKER)?..]))
+        Self::all_from_console(console).pop().map(|(_, r)| r)
     }
 
-    fn parse(line: &str) -> Option<TemplateResult> {
+    /// The result for disk `disk`: its last line, else the last line that
+    /// stands for every disk.
+    pub fn for_disk(console: &[u8], disk: usize) -> Option<TemplateResult> {
+        let all = Self::all_from_console(console);
+        let last = |want: Option<usize>| {
+            let found = all.iter().rev().find(|(d, _)| *d == want);
+            found.map(|(_, r)| r.clone())
+        };
+        last(Some(disk)).or_else(|| last(None))
+    }
+
+    /// Every result line, with the disk it names (`None`: every disk).
+    fn all_from_console(console: &[u8]) -> Vec<(Option<usize>, TemplateResult)> {
+        let text = String::from_utf8_lossy(console);
+        text.lines()
+            .filter_map(|line| Self::parse(&line[line.find(RESULT_MARKER)?..]))
+            .collect()
+    }
+
+    fn parse(line: &str) -> Option<(Option<usize>, TemplateResult)> {
         let rest = line.strip_prefix(RESULT_MARKER)?.trim_end_matches('\r');
+        let (disk, rest) = match rest.strip_prefix(" disk=") {
+            Some(rest) => {
+                let (disk, rest) = rest.split_once(' ')?;
+                (Some(disk.parse().ok()?), format!(" {rest}"))
+            }
+            None => (None, rest.to_owned()),
+        };
         let rest = rest.strip_prefix(" status=")?;
         let (status, rest) = rest.split_once(' ')?;
         let (magic, rest) = rest.strip_prefix("magic=")?.split_once(' ')?;
         let output = rest.strip_prefix("output=")?;
-        Some(TemplateResult {
+        let result = TemplateResult {
             status: status.parse().ok()?,
             magic: match magic {
                 "yes" => true,
@@ -106,7 +151,8 @@ impl TemplateResult {
                 _ => return None,
             },
             output: unescape(output),
-        })
+        };
+        Some((disk, result))
     }
 }
 
@@ -228,16 +274,47 @@ mod tests {
     }
 
     #[test]
-    fn the_filesystem_comes_from_the_command_line() {
+    fn the_filesystems_come_from_the_command_line() {
         for fs in Filesystem::ALL {
-            assert_eq!(fs_from_cmdline(&cmdline(fs, "reboot=t")), Ok(fs));
+            assert_eq!(
+                filesystems_from_cmdline(&cmdline(fs, "reboot=t")),
+                Ok(vec![fs])
+            );
         }
+        let all = cmdline_many(&Filesystem::ALL, "reboot=k");
+        assert!(all.ends_with(" ktstr.fs=btrfs,xfs,ext4"), "{all}");
+        assert_eq!(filesystems_from_cmdline(&all).unwrap(), Filesystem::ALL);
         assert!(
-            fs_from_cmdline("console=ttyS0")
+            filesystems_from_cmdline("console=ttyS0")
                 .unwrap_err()
                 .contains("ktstr.fs=")
         );
-        assert!(fs_from_cmdline("ktstr.fs=zfs").is_err());
-        assert!(fs_from_cmdline("ktstr.fsx=btrfs").is_err());
+        assert!(filesystems_from_cmdline("ktstr.fs=zfs").is_err());
+        assert!(filesystems_from_cmdline("ktstr.fs=btrfs,").is_err());
+        assert!(filesystems_from_cmdline("ktstr.fsx=btrfs").is_err());
+    }
+
+    #[test]
+    fn each_disk_gets_its_own_line_and_a_line_for_all_stands_for_each() {
+        let result = |status| TemplateResult {
+            status,
+            magic: status == 0,
+            output: format!("mkfs {status}"),
+        };
+        let console = format!(
+            "{}noise\r\n{}",
+            result(0).render_for_disk(1),
+            result(3).render_for_disk(0)
+        );
+        assert!(console.starts_with("KTSTR_TEMPLATE_RESULT disk=1 status=0 magic=yes"));
+        let console = console.as_bytes();
+        assert_eq!(TemplateResult::for_disk(console, 0), Some(result(3)));
+        assert_eq!(TemplateResult::for_disk(console, 1), Some(result(0)));
+        assert_eq!(TemplateResult::for_disk(console, 2), None);
+        let failed = result(127).render();
+        assert_eq!(
+            TemplateResult::for_disk(failed.as_bytes(), 2),
+            Some(result(127))
+        );
     }
 }
