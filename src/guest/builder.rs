@@ -45,6 +45,8 @@ pub struct GuestBuilder {
     kernel: PathBuf,
     init: PathBuf,
     formatter: Option<PathBuf>,
+    /// Per filesystem, ahead of `formatter`.
+    formatter_for: Vec<(Filesystem, PathBuf)>,
     timeout: Duration,
     memory_mib: u32,
     modules_root: PathBuf,
@@ -60,6 +62,7 @@ impl GuestBuilder {
             kernel,
             init,
             formatter: None,
+            formatter_for: Vec::new(),
             timeout: Duration::from_secs(120),
             memory_mib: 256,
             modules_root: MODULES_ROOT.into(),
@@ -89,6 +92,12 @@ impl GuestBuilder {
     /// Runs `formatter` in the guest instead of the host's mkfs for the key.
     pub fn formatter(mut self, formatter: PathBuf) -> Self {
         self.formatter = Some(formatter);
+        self
+    }
+
+    /// Runs `formatter` in the guest for `fs`'s keys only.
+    pub fn formatter_for(mut self, fs: Filesystem, formatter: PathBuf) -> Self {
+        self.formatter_for.push((fs, formatter));
         self
     }
 
@@ -131,9 +140,10 @@ impl GuestBuilder {
     fn boot(&self, jobs: &[(&Key, &Path)]) -> Result<RunOutcome> {
         let mut formatters = Vec::new();
         for (key, _) in jobs {
-            let formatter = match &self.formatter {
-                Some(f) => f.clone(),
-                None => find_formatter(key.fs)?,
+            let for_fs = self.formatter_for.iter().find(|(fs, _)| *fs == key.fs);
+            let formatter = match (for_fs, &self.formatter) {
+                (Some((_, f)), _) | (None, Some(f)) => f.clone(),
+                (None, None) => find_formatter(key.fs)?,
             };
             formatters.push((key.fs, formatter));
         }

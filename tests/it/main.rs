@@ -20,6 +20,7 @@ mod list;
 mod lock;
 mod loopfs;
 mod misdirected;
+mod multi;
 mod nested;
 mod real_kvm;
 mod soak;
