@@ -11,6 +11,7 @@
 pub mod builder;
 pub mod checks;
 pub mod elf;
+pub mod find_init;
 pub mod init;
 pub mod initramfs;
 pub mod libs;
