@@ -541,7 +541,7 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__template__subcmd__build)
-            opts="-v -q -h -V --fs --capacity --kernel --vmm --timeout --memory --lock-timeout --no-evict --force --json --verbose --quiet --cache-dir --help --version"
+            opts="-v -q -h -V --fs --capacity --kernel --vmm --timeout --memory --lock-timeout --no-evict --verify --force --json --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -587,7 +587,7 @@ _cargo__ktstr() {
             return 0
             ;;
         cargo__subcmd__ktstr__subcmd__template__subcmd__clone)
-            opts="-v -q -h -V --fs --capacity --kernel --vmm --timeout --memory --lock-timeout --no-evict --reflink --verbose --quiet --cache-dir --help --version"
+            opts="-v -q -h -V --fs --capacity --kernel --vmm --timeout --memory --lock-timeout --no-evict --verify --reflink --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -2,30 +2,73 @@
 //! templates") for VM-based sched_ext tests, a copy-on-write clone of one for
 //! every test, and the guest that formats them with the kernel under test.
 //!
-//! The table of contents:
+//! # For a test harness
 //!
-//! * [`cache`]: where the cache lives, what its names mean, the lock
-//!   protocol, lookup, publish, clone, and cleanup.
-//! * [`cli`]: the command-line model (clap) and the thin handlers behind it.
-//! * [`guest`]: the template-building guest: its init (PID 1), initramfs and
-//!   result line.
-//! * [`host`]: what the host offers: programs on PATH, a usable /dev/kvm.
-//! * [`kernel`]: guest kernels: build from a source tree, cache, resolve
-//!   which one to use.
-//! * [`outcome`]: how a guest run ended and its bounded console capture.
-//! * [`progress`]: progress lines (and a spinner on a terminal) on stderr.
-//! * [`runner`]: boot a guest once: the runner trait, QEMU and the built-in
-//!   VMM behind it.
-//! * [`vmm`]: the built-in VMM on the rust-vmm crates.
+//! [`TemplateCache`] is the API: open the cache, then take a template or a
+//! test's own clone of one. A miss boots a one-shot guest that runs mkfs
+//! with the kernel under test; a hit costs a lookup.
+//!
+//! ```
+//! use cargo_ktstr::{Capacity, Filesystem, HostMkfsBuilder, TemplateCache};
+//! # fn main() -> anyhow::Result<()> {
+//! # let dir = tempfile::tempdir()?;
+//! // TemplateCache::open()? is the root the CLI uses; the host-side builder
+//! // formats without a guest, so this example needs no kernel.
+//! let cache = TemplateCache::at(dir.path()).builder(HostMkfsBuilder);
+//! let template = cache.ensure(Filesystem::Ext4, Capacity::from_mib(64)?)?;
+//! let image = cache.per_test(Filesystem::Ext4, Capacity::from_mib(64)?)?;
+//! let (file, path) = (image.file(), image.path());
+//! assert!(template.exists() && file.metadata()?.len() == 64 << 20 && path.exists());
+//! drop(image); // the clone is gone; the template stays
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Configuration is by builder-style methods on [`TemplateCache`] (kernel,
+//! VMM, timeouts, memory, progress, verification, the guest init, a custom
+//! [`TemplateBuilder`]); the defaults are what the CLI does.
+//!
+//! The guest's PID 1 is this crate's init inside some binary:
+//! `cargo-ktstr`, or the harness itself when it calls [`init_if_guest`]
+//! first thing in `main`. [`GuestInit`] says how one is found.
+//!
+//! [`runner`] boots a guest of a harness's own, and [`probe`] is such a
+//! guest: it writes a file to a per-test image (`examples/harness.rs`
+//! uses both).
+//!
+//! The other modules are this crate's binary's, tests' and benches', and are
+//! not API.
 
-pub mod cache;
-pub mod cli;
-pub mod guest;
-pub mod host;
-pub mod kernel;
-pub mod outcome;
-pub mod progress;
+#![warn(missing_docs)]
+
+mod template_cache;
+
+pub use cache::ensure::{HostMkfsBuilder, TemplateBuilder};
+pub use cache::filesystem::Filesystem;
+pub use cache::key::{Capacity, CapacityError, Key};
+pub use cache::per_test::PerTestImage;
+pub use guest::find_init::{GuestInit, init_if_guest};
+pub use runner::VmmChoice;
+pub use template_cache::TemplateCache;
+
+pub mod probe;
 pub mod runner;
+
+// Not API: reachable for this crate's binary, integration tests and benches,
+// and free to change in any release.
+#[doc(hidden)]
+pub mod cache;
+#[doc(hidden)]
+pub mod guest;
+#[doc(hidden)]
+pub mod host;
+#[doc(hidden)]
+pub mod kernel;
+#[doc(hidden)]
+pub mod outcome;
+#[doc(hidden)]
+pub mod progress;
+#[doc(hidden)]
 pub mod vmm;
 
 #[cfg(test)]

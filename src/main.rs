@@ -5,13 +5,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use cargo_ktstr::cli::{self, Cli};
+mod cli;
+
+use crate::cli::Cli;
 
 fn main() -> ExitCode {
-    // In the template guest this binary is the init, not the CLI.
-    if cargo_ktstr::guest::init::is_guest_init() {
-        cargo_ktstr::guest::init::run();
-    }
+    // In a guest this binary is the init, not the CLI; elsewhere this also
+    // makes it the init of the guests it boots.
+    cargo_ktstr::init_if_guest();
     let mut args: Vec<_> = std::env::args_os().collect();
     // `cargo ktstr clean` runs `cargo-ktstr ktstr clean`.
     if args.get(1).is_some_and(|a| a == "ktstr") {

@@ -31,6 +31,7 @@ impl fmt::Display for RunEnd {
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
+    /// How the run ended.
     pub end: RunEnd,
     /// What the guest wrote to its serial console (the last
     /// [`CONSOLE_LIMIT`] bytes at most).

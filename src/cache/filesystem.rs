@@ -14,14 +14,19 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Filesystem {
+    /// btrfs (`mkfs.btrfs`).
     Btrfs,
+    /// XFS (`mkfs.xfs`).
     Xfs,
+    /// ext4 (`mkfs.ext4`).
     Ext4,
 }
 
 impl Filesystem {
+    /// Every filesystem, in the order the CLI lists them.
     pub const ALL: [Filesystem; 3] = [Filesystem::Btrfs, Filesystem::Xfs, Filesystem::Ext4];
 
+    /// The name the kernel and the CLI use: `btrfs`, `xfs`, `ext4`.
     pub fn name(self) -> &'static str {
         match self {
             Filesystem::Btrfs => "btrfs",
@@ -80,6 +85,18 @@ impl Filesystem {
 
     /// The capacity used when none is given; each is at least its
     /// formatter's minimum.
+    /// The data of a read-only mount that replays no log and so writes
+    /// nothing to the disk (with `MS_RDONLY`): xfs `norecovery`, ext4
+    /// `noload`; btrfs writes nothing when mounted `ro`.
+    pub fn read_only_mount_data(self) -> Option<&'static str> {
+        match self {
+            Filesystem::Btrfs => None,
+            Filesystem::Xfs => Some("norecovery"),
+            Filesystem::Ext4 => Some("noload"),
+        }
+    }
+
+    /// The CLI's capacity when none is given, in MiB.
     pub fn default_capacity_mib(self) -> u64 {
         match self {
             // mkfs.xfs refuses anything smaller.

@@ -23,19 +23,22 @@ impl Capacity {
     /// The smallest capacity of any key, whatever the formatter allows.
     pub const MIN_MIB: u64 = MIN_MIB;
 
-    pub fn from_mib(mib: u64) -> Result<Self, String> {
+    /// `mib` MiB; an error says the range when it is outside it.
+    pub fn from_mib(mib: u64) -> Result<Self, CapacityError> {
         if !(MIN_MIB..=MAX_MIB).contains(&mib) {
-            return Err(format!(
+            return Err(CapacityError(format!(
                 "capacity {mib} MiB is out of range: it must be at least 16 MiB and at most 16 TiB"
-            ));
+            )));
         }
         Ok(Capacity { mib })
     }
 
+    /// The capacity in MiB.
     pub fn mib(self) -> u64 {
         self.mib
     }
 
+    /// The capacity in bytes.
     pub fn bytes(self) -> u64 {
         self.mib * MIB
     }
@@ -48,6 +51,11 @@ impl Capacity {
         self.bytes()..self.bytes() + MIB
     }
 }
+
+/// A capacity outside what a key can hold; it says the range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CapacityError(String);
 
 impl fmt::Display for Capacity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -96,7 +104,9 @@ impl FromStr for Capacity {
 /// The key of one template: filesystem, capacity, formatter fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
+    /// The filesystem.
     pub fs: Filesystem,
+    /// The disk's capacity.
     pub capacity: Capacity,
     /// The first [`FINGERPRINT_LEN`] hex characters of the formatter's
     /// version fingerprint.
@@ -104,6 +114,8 @@ pub struct Key {
 }
 
 impl Key {
+    /// The key of `fs` and `capacity` for a formatter whose fingerprint is
+    /// `fingerprint` (cut to [`FINGERPRINT_LEN`] characters).
     pub fn new(fs: Filesystem, capacity: Capacity, fingerprint: &str) -> Self {
         Key {
             fs,

@@ -38,7 +38,9 @@ enum Backing {
 
 impl PerTestImage {
     /// Ensures the template for (`fs`, `capacity`) under `root` and clones it
-    /// for one test, holding the key's lock shared while it clones.
+    /// for one test, holding the key's lock shared while it clones. (Not API:
+    /// a harness calls [`crate::TemplateCache::per_test`].)
+    #[doc(hidden)]
     pub fn create(
         root: &Path,
         fs: Filesystem,
@@ -51,6 +53,7 @@ impl PerTestImage {
 
     /// Like [`PerTestImage::create`] but always named, for a VMM that needs
     /// a real path.
+    #[doc(hidden)]
     pub fn create_named(
         root: &Path,
         fs: Filesystem,

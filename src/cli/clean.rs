@@ -1,4 +1,4 @@
-//! `cargo ktstr clean`: parse and call [`crate::cache::cleanup`].
+//! `cargo ktstr clean`: parse and call [`cargo_ktstr::cache::cleanup`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,13 +8,13 @@ use anyhow::Result;
 use clap::Args;
 
 use super::GlobalArgs;
-use crate::cache::cleanup::{
+use cargo_ktstr::cache::cleanup::{
     self, Budget, CleanMode, CleanOptions, CleanReport, ItemKind, plan, space, units,
 };
-use crate::cache::list::human_age;
-use crate::cache::{names, root};
-use crate::kernel::clean::{self as kernel_clean, KernelCleanOptions};
-use crate::kernel::store::KernelStore;
+use cargo_ktstr::cache::list::human_age;
+use cargo_ktstr::cache::{names, root};
+use cargo_ktstr::kernel::clean::{self as kernel_clean, KernelCleanOptions};
+use cargo_ktstr::kernel::store::KernelStore;
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {

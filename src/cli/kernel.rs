@@ -1,4 +1,4 @@
-//! `cargo ktstr kernel build|list`: parse and call [`crate::kernel`].
+//! `cargo ktstr kernel build|list`: parse and call [`cargo_ktstr::kernel`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,13 +7,13 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
-use crate::cache::cleanup::space;
-use crate::kernel::KernelKind;
-use crate::kernel::build::{self, BuildOptions};
-use crate::kernel::clean::{self as kernel_clean, KernelCleanOptions, KernelCleanReport};
-use crate::kernel::resolve::{HostKernels, KERNEL_ENV, Origin, available};
-use crate::kernel::store::KernelStore;
-use crate::progress::Progress;
+use cargo_ktstr::cache::cleanup::space;
+use cargo_ktstr::kernel::KernelKind;
+use cargo_ktstr::kernel::build::{self, BuildOptions};
+use cargo_ktstr::kernel::clean::{self as kernel_clean, KernelCleanOptions, KernelCleanReport};
+use cargo_ktstr::kernel::resolve::{HostKernels, KERNEL_ENV, Origin, available};
+use cargo_ktstr::kernel::store::KernelStore;
+use cargo_ktstr::progress::Progress;
 
 #[derive(Debug, Subcommand)]
 pub enum KernelCommand {
@@ -35,7 +35,7 @@ pub struct KernelCleanArgs {
 
     /// Remove kernels last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w
     /// (with --keep, only those beyond the N kept).
-    #[arg(long, value_name = "DURATION", value_parser = crate::cache::cleanup::units::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = cargo_ktstr::cache::cleanup::units::parse_duration)]
     pub older_than: Option<std::time::Duration>,
 
     /// List what would be removed; change nothing.
@@ -176,7 +176,7 @@ pub(crate) fn render_clean(report: &KernelCleanReport) -> String {
     let mut out = String::new();
     for r in &report.removed {
         let used = r.last_used_secs.map_or(String::new(), |s| {
-            format!(", last used {} ago", crate::cache::list::human_age(s))
+            format!(", last used {} ago", cargo_ktstr::cache::list::human_age(s))
         });
         out += &format!(
             "{verb} {} ({}; {}{used})\n",

@@ -1,15 +1,17 @@
 //! The command-line model. Help, man pages and completions all come from
 //! [`crate::cli::Cli`]; the handlers beside it only parse and call the library.
+//! It is the binary's: the library never imports it.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
-use crate::cache::filesystem::Filesystem;
-use crate::cache::key::Capacity;
+use cargo_ktstr::cache::filesystem::Filesystem;
+use cargo_ktstr::cache::key::Capacity;
+use cargo_ktstr::runner::VmmChoice;
 
 pub mod clean;
 pub mod generate;
@@ -98,7 +100,7 @@ impl std::str::FromStr for TemplateArg {
             .map_err(|e| format!("`{s}`: {e} (a template is FS[:SIZE], e.g. btrfs:256M)"))?;
         let capacity = match size {
             Some(size) => size.parse().map_err(|e| format!("`{s}`: {e}"))?,
-            None => Capacity::from_mib(fs.default_capacity_mib())?,
+            None => Capacity::from_mib(fs.default_capacity_mib()).map_err(|e| e.to_string())?,
         };
         Ok(TemplateArg { fs, capacity })
     }
@@ -137,16 +139,12 @@ pub struct BuildOptions {
     /// used templates no process holds and trying once more.
     #[arg(long, env = "KTSTR_NO_EVICT")]
     pub no_evict: bool,
-}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum VmmChoice {
-    /// The built-in VMM where KVM can boot a stock kernel, else QEMU.
-    Auto,
-    /// The built-in VMM.
-    Kvm,
-    /// qemu-system-x86_64 -M microvm.
-    Qemu,
+    /// Before publishing a build, have the guest mount the new filesystem
+    /// read-only with its own kernel and read its statfs; a failure
+    /// publishes nothing.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 fn parse_fs(s: &str) -> Result<Filesystem, String> {

@@ -9,13 +9,15 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::{BuildOptions, GlobalArgs, TemplateArg, TemplateSpec};
-use crate::cache::clone::{self, Reflink};
-use crate::cache::ensure::{EnsureOptions, Ensured, batch, ensure_keys, ensure_template};
-use crate::cache::filesystem::Filesystem;
-use crate::cache::key::Capacity;
-use crate::cache::root;
-use crate::guest::builder::OnMiss;
-use crate::progress::{Progress, secs};
+use cargo_ktstr::cache::clone::{self, Reflink};
+use cargo_ktstr::cache::ensure::{EnsureOptions, Ensured, batch, ensure_keys, ensure_template};
+use cargo_ktstr::cache::filesystem::Filesystem;
+use cargo_ktstr::cache::key::Capacity;
+use cargo_ktstr::cache::root;
+use cargo_ktstr::guest::builder::OnMiss;
+use cargo_ktstr::guest::find_init::GuestInit;
+use cargo_ktstr::guest::protocol::Verify;
+use cargo_ktstr::progress::{Progress, secs};
 
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
@@ -99,7 +101,7 @@ pub enum SortBy {
     LastUsed,
 }
 
-impl From<SortBy> for crate::cache::list::ListOrder {
+impl From<SortBy> for cargo_ktstr::cache::list::ListOrder {
     fn from(by: SortBy) -> Self {
         match by {
             SortBy::Size => Self::Size,
@@ -126,6 +128,13 @@ fn builder_for(global: &GlobalArgs, opts: &BuildOptions) -> OnMiss {
         timeout: Duration::from_secs(opts.timeout),
         memory_mib: opts.memory,
         progress: Progress::new(global.quiet),
+        // This binary called init_if_guest() in main: it is the init.
+        init: GuestInit::Find,
+        verify: if opts.verify {
+            Verify::Mount
+        } else {
+            Verify::Off
+        },
     }
 }
 
@@ -138,11 +147,14 @@ struct BuildReport {
     capacity: String,
     capacity_bytes: u64,
     built: bool,
+    /// Built with --verify, and the guest mounted it read-only.
+    verified: bool,
     seconds: f64,
 }
 
 impl BuildReport {
-    fn new(ensured: &Ensured) -> Self {
+    /// `verify`: the build was asked to verify (a failed one is an error by now).
+    fn new(ensured: &Ensured, verify: bool) -> Self {
         BuildReport {
             key: ensured.key.to_string(),
             path: ensured.path.clone(),
@@ -150,6 +162,7 @@ impl BuildReport {
             capacity: ensured.key.capacity.to_string(),
             capacity_bytes: ensured.key.capacity.bytes(),
             built: ensured.built,
+            verified: ensured.built && verify,
             seconds: ensured.elapsed.as_secs_f64(),
         }
     }
@@ -200,7 +213,7 @@ fn ensure_many(
                     false => ("Found", e.key.to_string()),
                 };
                 progress.step(verb, what);
-                reports.push(ManyReport::Done(BuildReport::new(&e)));
+                reports.push(ManyReport::Done(BuildReport::new(&e, build.verify)));
                 ensured.push(Some(e));
             }
             Err(err) => {
@@ -265,16 +278,27 @@ fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
         force: args.force,
     };
     let ensured = ensure_template(&root, args.spec.fs, capacity, &builder, &opts)?;
+    // A verification that failed is an error by now.
+    let verified = ensured.built && args.build.verify;
     if ensured.built {
         progress.step(
             "Published",
-            format!("{} in {}", ensured.key, secs(ensured.elapsed)),
+            format!(
+                "{} in {}{}",
+                ensured.key,
+                secs(ensured.elapsed),
+                if verified {
+                    ", verified by a read-only mount in the guest"
+                } else {
+                    ""
+                }
+            ),
         );
     } else {
         progress.step("Found", format!("{}", ensured.key));
     }
     let text = if args.json {
-        serde_json::to_string_pretty(&BuildReport::new(&ensured))? + "\n"
+        serde_json::to_string_pretty(&BuildReport::new(&ensured, args.build.verify))? + "\n"
     } else {
         format!("{}\n", ensured.path.display())
     };
@@ -398,10 +422,10 @@ fn clone_many(
     many_status(failed, pairs.len())
 }
 
-/// `template list`: the table (or JSON) of [`crate::cache::list::list`].
+/// `template list`: the table (or JSON) of [`cargo_ktstr::cache::list::list`].
 fn list(global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
-    let root = crate::cache::root::template_root(global.cache_dir.clone())?;
-    let mut report = crate::cache::list::list(&root)?;
+    let root = cargo_ktstr::cache::root::template_root(global.cache_dir.clone())?;
+    let mut report = cargo_ktstr::cache::list::list(&root)?;
     report.sort(args.sort.map(Into::into).unwrap_or_default());
     let text = if args.json {
         serde_json::to_string_pretty(&report)? + "\n"

@@ -13,18 +13,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use super::find_init::GuestInit;
 use super::initramfs::template_initramfs_many;
-use super::protocol::{TemplateResult, cmdline_many};
+use super::protocol::{TemplateResult, Verified, Verify, cmdline_many};
 use crate::cache::ensure::TemplateBuilder;
 use crate::cache::filesystem::Filesystem;
 use crate::cache::fingerprint::find_formatter;
 use crate::cache::key::Key;
-use crate::cli::VmmChoice;
 use crate::kernel::modules::{GUEST_NEEDS, guest_modules};
 use crate::kernel::resolve::{HostKernels, resolve_from_env};
 use crate::kernel::stock::{GuestKernel, MODULES_ROOT, STOCK_CMDLINE};
 use crate::kernel::unpack::pvh_vmlinux;
 use crate::progress::{Progress, secs};
+use crate::runner::VmmChoice;
 use crate::runner::detect::select_runner;
 use crate::runner::{DeviceDiscovery, GuestRunner, GuestSpec, MAX_DISKS, RunEnd, RunOutcome};
 
@@ -51,6 +52,7 @@ pub struct GuestBuilder {
     memory_mib: u32,
     modules_root: PathBuf,
     progress: Progress,
+    verify: Verify,
 }
 
 impl GuestBuilder {
@@ -67,7 +69,15 @@ impl GuestBuilder {
             memory_mib: 256,
             modules_root: MODULES_ROOT.into(),
             progress: Progress::silent(),
+            verify: Verify::Off,
         }
+    }
+
+    /// Has the guest mount the new filesystem read-only before the build
+    /// counts as done (default off); see [`super::protocol`].
+    pub fn verify(mut self, verify: Verify) -> Self {
+        self.verify = verify;
+        self
     }
 
     /// Where a stock kernel's modules are looked for (default
@@ -120,10 +130,19 @@ impl TemplateBuilder for GuestBuilder {
         let mut results = Vec::with_capacity(jobs.len());
         for boot in jobs.chunks(MAX_DISKS) {
             match self.boot(boot) {
-                Ok(outcome) => results.extend(
-                    (boot.iter().enumerate())
-                        .map(|(i, (key, _))| check_outcome(key, i, &outcome, self.timeout)),
-                ),
+                Ok(outcome) => results.extend((boot.iter().enumerate()).map(|(i, (key, _))| {
+                    let verified = check_outcome(key, i, &outcome, self.timeout, self.verify)?;
+                    if let Some(Verified::Mounted { blocks, block_size }) = verified {
+                        self.progress.step(
+                            "Verified",
+                            format!(
+                                "{key}: the guest kernel mounted it read-only ({blocks} blocks \
+                                 of {block_size} bytes)"
+                            ),
+                        );
+                    }
+                    Ok(())
+                })),
                 // The boot itself could not be made: every job says why.
                 Err(e) => {
                     let why = format!("{e:#}");
@@ -151,10 +170,19 @@ impl GuestBuilder {
         // Before any boot: a stock kernel's missing or unloadable modules
         // are an error here, not a guest that never finds its disk.
         let kernel = GuestKernel::identify(&self.kernel, &self.modules_root)?;
+        // A read-only mount needs the filesystem's module too.
+        let mut wanted = GUEST_NEEDS.to_vec();
+        if self.verify != Verify::Off {
+            for (key, _) in jobs {
+                if !wanted.contains(&key.fs.name()) {
+                    wanted.push(key.fs.name());
+                }
+            }
+        }
         let (modules, devices, extra_args, vmlinux) = match &kernel {
             GuestKernel::SelfContained(_) => (Vec::new(), DeviceDiscovery::CommandLine, "", None),
             GuestKernel::Stock(stock) => (
-                guest_modules(&stock.modules_dir, GUEST_NEEDS, stock.signatures_enforced)
+                guest_modules(&stock.modules_dir, &wanted, stock.signatures_enforced)
                     .with_context(|| {
                         format!(
                             "the stock kernel `{}` (release {}) cannot boot the template guest",
@@ -190,11 +218,13 @@ impl GuestBuilder {
             kernel: self.kernel.clone(),
             initramfs,
             cmdline: format!(
-                "{} {extra_args}",
-                cmdline_many(&filesystems, self.runner.reboot_arg())
+                "{} {} {extra_args}",
+                cmdline_many(&filesystems, self.runner.reboot_arg()),
+                self.verify.param()
             )
-            .trim_end()
-            .to_owned(),
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
             disks: jobs
                 .iter()
                 .map(|(_, staging)| staging.to_path_buf())
@@ -247,10 +277,18 @@ pub struct OnMiss {
     /// `--kernel`, else `$KTSTR_KERNEL`, else the newest cached kernel, else
     /// a stock kernel in /boot ([`crate::kernel::resolve`]).
     pub kernel: Option<PathBuf>,
+    /// Which VMM boots the guest.
     pub vmm: VmmChoice,
+    /// How long the guest may run.
     pub timeout: Duration,
+    /// Guest memory in MiB.
     pub memory_mib: u32,
+    /// Where progress lines go.
     pub progress: Progress,
+    /// The guest's PID 1.
+    pub init: GuestInit,
+    /// Whether the guest mounts the new filesystem read-only first.
+    pub verify: Verify,
 }
 
 impl TemplateBuilder for OnMiss {
@@ -275,10 +313,9 @@ impl OnMiss {
         let kernel = resolve_from_env(self.kernel.as_deref())?;
         let runner = select_runner(self.vmm)?;
         let host = HostKernels::from_env();
-        // The guest's init is this very binary.
-        let init = std::env::current_exe()
-            .context("cannot find this program's own path, which the guest runs as its init")?;
+        let init = self.init.resolve()?;
         Ok(GuestBuilder::new(runner, kernel, init)
+            .verify(self.verify)
             .timeout(self.timeout)
             .memory_mib(self.memory_mib)
             .modules_root(host.modules_root)
@@ -286,10 +323,17 @@ impl OnMiss {
     }
 }
 
-/// Whether a run built the template on its disk `disk`; the error says why
-/// not and quotes the console.
-fn check_outcome(key: &Key, disk: usize, outcome: &RunOutcome, timeout: Duration) -> Result<()> {
+/// Whether a run built the template on its disk `disk` (and what its
+/// verification found); the error says why not and quotes the console.
+fn check_outcome(
+    key: &Key,
+    disk: usize,
+    outcome: &RunOutcome,
+    timeout: Duration,
+    verify: Verify,
+) -> Result<Option<Verified>> {
     let result = TemplateResult::for_disk(&outcome.console, disk);
+    let verified = result.as_ref().and_then(|r| r.verified);
     let why = match (outcome.end, result) {
         (RunEnd::Timeout, _) => format!(
             "the guest did not finish within {} s (raise --timeout if the machine is slow)",
@@ -311,13 +355,26 @@ fn check_outcome(key: &Key, disk: usize, outcome: &RunOutcome, timeout: Duration
             key.fs.mkfs(),
             key.fs
         ),
+        (_, Some(r)) if verify != Verify::Off && r.verified.is_none() => format!(
+            "the build was asked to verify, but the guest's result line says nothing of a \
+             read-only mount: the guest init (`{}` in the initramfs) predates --verify; use a \
+             cargo-ktstr of this version as the init",
+            super::protocol::INIT_PATH
+        ),
+        (_, Some(r)) if verify != Verify::Off && r.verified == Some(Verified::No) => format!(
+            "{} succeeded in the guest, but the guest kernel could not mount the new {} \
+             read-only: {}",
+            key.fs.mkfs(),
+            key.fs,
+            r.output.trim()
+        ),
         (RunEnd::Shutdown, Some(_)) => format!(
             "the guest shut down instead of resetting: rebuild the kernel with \
              `cargo ktstr kernel build --force`{VMM_HINT}"
         ),
         // The image itself is checked on the host by `ensure_template`
         // before it is published.
-        (RunEnd::Reset, Some(_)) => return Ok(()),
+        (RunEnd::Reset, Some(_)) => return Ok(verified),
     };
     bail!(
         "building template {key} failed: {why}\n--- the guest console's last {CONSOLE_TAIL_LINES} lines ---\n{}",
@@ -344,7 +401,7 @@ mod tests {
             first_output: None,
             total: Duration::from_secs(1),
         };
-        check_outcome(&key, 0, &outcome, Duration::from_secs(9))
+        check_outcome(&key, 0, &outcome, Duration::from_secs(9), Verify::Off).map(|_| ())
     }
 
     fn why(end: RunEnd, result: Option<TemplateResult>) -> String {
@@ -356,6 +413,7 @@ mod tests {
         Some(TemplateResult {
             status,
             magic,
+            verified: None,
             output,
         })
     }
@@ -378,5 +436,47 @@ mod tests {
         }
         // The image itself is ensure_template's to check.
         assert!(check(RunEnd::Reset, result(0, true)).is_ok());
+    }
+
+    #[test]
+    fn a_build_asked_to_verify_needs_a_line_that_says_it_mounted() {
+        let key = Key::new(
+            Filesystem::Xfs,
+            Capacity::from_mib(300).unwrap(),
+            "0123456789abcdef",
+        );
+        let run = |verified, verify| {
+            let line = TemplateResult {
+                status: 0,
+                magic: true,
+                verified,
+                output: "mount: bad superblock".into(),
+            }
+            .render();
+            let outcome = RunOutcome {
+                end: RunEnd::Reset,
+                console: format!("Linux version 6.12\n{line}").into_bytes(),
+                first_output: None,
+                total: Duration::from_secs(1),
+            };
+            check_outcome(&key, 0, &outcome, Duration::from_secs(9), verify)
+                .map_err(|e| format!("{e:#}"))
+        };
+        let mounted = Some(Verified::Mounted {
+            blocks: 76800,
+            block_size: 4096,
+        });
+        assert_eq!(run(mounted, Verify::Mount), Ok(mounted));
+        let old = run(None, Verify::Mount).unwrap_err();
+        assert!(old.contains("predates --verify"), "{old}");
+        let failed = run(Some(Verified::No), Verify::Mount).unwrap_err();
+        assert!(
+            failed.contains("could not mount the new xfs read-only")
+                && failed.contains("bad superblock")
+                && failed.contains("Linux version 6.12"),
+            "{failed}"
+        );
+        // Unasked, a line without the field is the old success.
+        assert_eq!(run(None, Verify::Off), Ok(None));
     }
 }

@@ -3,7 +3,10 @@
 //! its serial ([`super::disks`]), format it, check the result, print one
 //! result line per disk ([`super::protocol`]) and reboot.
 //! With `ktstr.mode=checks` on the command line it runs a list of checks
-//! instead ([`super::checks`]), as the nested lane's outer guest.
+//! instead ([`super::checks`]), as the nested lane's outer guest; with
+//! `ktstr.mode=probe` it writes a file to a per-test image
+//! ([`crate::probe`]). With `ktstr.verify=` it mounts the new filesystem
+//! read-only before reporting ([`super::protocol`]).
 //!
 //! Every way out ends in a reboot, which the host sees as the end of the
 //! run: an error becomes a failed result line, a panic is printed by a hook
@@ -23,7 +26,9 @@ use nix::sys::reboot::{RebootMode, reboot};
 use super::checks::MODE_PARAM;
 use super::disks::find_disks;
 use super::modules::{self, DISK_DEADLINE, MODULES_DIR};
-use super::protocol::{DISK, INIT_PATH, TemplateResult, filesystems_from_cmdline, formatter_path};
+use super::protocol::{
+    DISK, INIT_PATH, TemplateResult, Verified, Verify, filesystems_from_cmdline, formatter_path,
+};
 use crate::cache::filesystem::Filesystem;
 
 /// The status reported when init could not run the formatter at all, as a
@@ -42,6 +47,21 @@ pub fn run() -> ! {
     set_panic_hook(power_cycle);
     let done = match read_cmdline() {
         Ok(cmdline) if cmdline.split_whitespace().any(|a| a == MODE_PARAM) => run_checks(&cmdline),
+        Ok(cmdline)
+            if cmdline
+                .split_whitespace()
+                .any(|a| a == crate::probe::MODE_PARAM) =>
+        {
+            let probed = crate::probe::run_in_guest(&cmdline);
+            print_line(
+                &crate::probe::ProbeResult {
+                    ok: probed.is_ok(),
+                    output: probed.unwrap_or_else(|e| format!("{e:#}")),
+                }
+                .render(),
+            );
+            power_cycle()
+        }
         Ok(cmdline) => format_disks(&cmdline),
         Err(e) => Err(e),
     };
@@ -67,7 +87,7 @@ fn run_checks(cmdline: &str) -> Result<()> {
 }
 
 /// Mounts `/dev/vda`, formatted as `fstype`, at `target`.
-pub(super) fn mount_disk(fstype: &str, target: &str) -> Result<()> {
+pub(crate) fn mount_disk(fstype: &str, target: &str) -> Result<()> {
     fs::create_dir_all(target).with_context(|| format!("failed to create {target}"))?;
     mount(
         Some(DISK),
@@ -80,7 +100,7 @@ pub(super) fn mount_disk(fstype: &str, target: &str) -> Result<()> {
 }
 
 /// Syncs and unmounts `target`; a failure is printed, the reset syncs anyway.
-pub(super) fn unmount_disk(target: &str) {
+pub(crate) fn unmount_disk(target: &str) {
     nix::unistd::sync();
     if let Err(e) = nix::mount::umount(target) {
         print_line(&format!(
@@ -91,7 +111,7 @@ pub(super) fn unmount_disk(target: &str) {
 
 /// Prints `line` on the console in one write, so kernel messages cannot
 /// land in the middle of it.
-pub(super) fn print_line(line: &str) {
+pub(crate) fn print_line(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(line.as_bytes());
     let _ = out.flush();
@@ -112,6 +132,7 @@ fn init_failed(output: String) -> TemplateResult {
     TemplateResult {
         status: STATUS_INIT_FAILED,
         magic: false,
+        verified: None,
         output,
     }
 }
@@ -129,16 +150,18 @@ fn format_disks(cmdline: &str) -> Result<()> {
             "cargo-ktstr init: optional module not loaded: {skipped}\n"
         ));
     }
+    let verify = Verify::from_cmdline(cmdline);
     let disks = find_disks(Path::new("/sys/block"), filesystems.len(), DISK_DEADLINE)?;
     for (i, (fs, disk)) in filesystems.into_iter().zip(disks).enumerate() {
-        let result = format_disk(fs, &disk).unwrap_or_else(|e| init_failed(format!("{e:#}")));
+        let result =
+            format_disk(fs, &disk, verify).unwrap_or_else(|e| init_failed(format!("{e:#}")));
         print_line(&result.render_for_disk(i));
     }
     Ok(())
 }
 
 /// Formats `disk` with `fs`, syncs and checks; the result says how it went.
-fn format_disk(fs: Filesystem, disk: &Path) -> Result<TemplateResult> {
+fn format_disk(fs: Filesystem, disk: &Path, verify: Verify) -> Result<TemplateResult> {
     let formatter = formatter_path(fs);
     let out = Command::new(&formatter)
         .args(fs.mkfs_args())
@@ -154,14 +177,100 @@ fn format_disk(fs: Filesystem, disk: &Path) -> Result<TemplateResult> {
         .unwrap_or(STATUS_INIT_FAILED);
     let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
     output.push_str(&String::from_utf8_lossy(&out.stderr));
+    let magic = synced_magic(fs, disk)?;
+    // Only a formatted disk is worth mounting; a failed mkfs says why itself.
+    let verified = match (verify, status == 0 && magic) {
+        (Verify::Off, _) => None,
+        (_, false) => Some(Verified::No),
+        (_, true) => Some(verify_read_only(fs, disk, verify).unwrap_or_else(|e| {
+            output.push_str(&format!("\nverification failed: {e:#}"));
+            Verified::No
+        })),
+    };
+    if let Some(Verified::Mounted { blocks, block_size }) = verified {
+        output.push_str(&format!(
+            "\nverified: mounted read-only, {blocks} blocks of {block_size} bytes"
+        ));
+    }
     Ok(TemplateResult {
         status,
-        magic: synced_magic(fs, disk)?,
+        magic,
+        verified,
         output,
     })
 }
 
-fn mount_pseudo(fstype: &str, target: &str) -> Result<()> {
+/// Where the verification mounts the new filesystem.
+const VERIFY_MOUNT: &str = "/verify";
+
+/// Mounts `disk` read-only with this kernel, reads its statfs and
+/// unmounts it; under [`Verify::Hash`] the disk must hash the same before
+/// the mount and after the unmount.
+fn verify_read_only(fs: Filesystem, disk: &Path, verify: Verify) -> Result<Verified> {
+    let shown = disk.display();
+    let hash = || disk_hash(disk);
+    let before = (verify == Verify::Hash).then(hash).transpose()?;
+    fs::create_dir_all(VERIFY_MOUNT).with_context(|| format!("failed to create {VERIFY_MOUNT}"))?;
+    let data = fs.read_only_mount_data();
+    mount(
+        Some(disk),
+        VERIFY_MOUNT,
+        Some(fs.name()),
+        MsFlags::MS_RDONLY,
+        data,
+    )
+    .with_context(|| {
+        format!(
+            "the guest kernel could not mount {shown} ({fs}, ro{}) read-only",
+            data.map_or(String::new(), |d| format!(",{d}"))
+        )
+    })?;
+    let stat = nix::sys::statvfs::statvfs(VERIFY_MOUNT);
+    nix::mount::umount(VERIFY_MOUNT)
+        .with_context(|| format!("failed to unmount {VERIFY_MOUNT}"))?;
+    let stat =
+        stat.with_context(|| format!("statfs of the read-only mount {VERIFY_MOUNT} failed"))?;
+    if let Some(before) = before {
+        let after = hash()?;
+        print_line(&format!(
+            "cargo-ktstr init: {shown} sha256 before mount {before}, after unmount {after}\n"
+        ));
+        anyhow::ensure!(
+            before == after,
+            "{shown} changed under the read-only mount (sha256 {before} before, {after} after)"
+        );
+    }
+    Ok(Verified::Mounted {
+        blocks: stat.blocks() as u64,
+        block_size: stat.fragment_size() as u64,
+    })
+}
+
+/// The sha256 of the whole disk, in hex.
+fn disk_hash(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let shown = path.display();
+    let mut disk = File::open(path).with_context(|| format!("failed to open {shown}"))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = disk
+            .read(&mut buf)
+            .with_context(|| format!("failed to read {shown}"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+pub(crate) fn mount_pseudo(fstype: &str, target: &str) -> Result<()> {
     mount(
         Some(fstype),
         target,

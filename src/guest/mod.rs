@@ -12,6 +12,7 @@ pub mod builder;
 pub mod checks;
 pub mod disks;
 pub mod elf;
+pub mod find_init;
 pub mod init;
 pub mod initramfs;
 pub mod libs;

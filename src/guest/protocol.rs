@@ -23,6 +23,23 @@
 //! backslash, newline, carriage return and tab as `\\ \n \r \t`, any other
 //! byte outside printable ASCII as `\xNN`. A build succeeded when
 //! `status=0 magic=yes`.
+//!
+//! Verification: `ktstr.verify=mount` (or `=hash`) on the command line has
+//! init, after mkfs and the magic check, mount `/dev/vda` read-only with the
+//! guest's own kernel (btrfs `ro`, xfs `ro,norecovery`, ext4 `ro,noload`:
+//! options that replay no log and write nothing), read its statfs and
+//! unmount it. `=hash` also hashes the whole disk before the mount and after
+//! the unmount, and fails when the two differ (the test that proves the
+//! image stays what mkfs wrote). The result line then carries one more
+//! field, before `output`:
+//!
+//! ```text
+//! KTSTR_TEMPLATE_RESULT status=0 magic=yes verified=<blocks>x<block size> output=...
+//! KTSTR_TEMPLATE_RESULT status=0 magic=yes verified=no output=<why>
+//! ```
+//!
+//! A build that did not ask prints the line without it, exactly as before,
+//! so parsers that predate the field still read every unverified build.
 
 use std::fmt::Write as _;
 
@@ -37,6 +54,8 @@ pub const FS_PARAM: &str = "ktstr.fs";
 pub const INIT_PATH: &str = "/init";
 /// The block device of a guest with one disk.
 pub const DISK: &str = "/dev/vda";
+/// The command-line parameter asking init to verify the new filesystem.
+pub const VERIFY_PARAM: &str = "ktstr.verify";
 /// The most formatter output a result line carries.
 const OUTPUT_LIMIT: usize = 4096;
 
@@ -50,6 +69,56 @@ pub fn formatter_path(fs: Filesystem) -> String {
 /// runner wants the guest to reset (`reboot=t` or `reboot=k`).
 pub fn cmdline(fs: Filesystem, reboot: &str) -> String {
     cmdline_many(&[fs], reboot)
+}
+
+/// Whether and how the guest checks the filesystem it made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Verify {
+    /// No check beyond the superblock magic.
+    #[default]
+    Off,
+    /// Mount read-only, statfs, unmount.
+    Mount,
+    /// [`Verify::Mount`], hashing the whole disk before and after.
+    Hash,
+}
+
+impl Verify {
+    /// The command-line argument that asks for it; empty for [`Verify::Off`].
+    pub fn param(self) -> String {
+        match self {
+            Verify::Off => String::new(),
+            Verify::Mount => format!("{VERIFY_PARAM}=mount"),
+            Verify::Hash => format!("{VERIFY_PARAM}=hash"),
+        }
+    }
+
+    /// The verification a kernel command line asks for.
+    pub fn from_cmdline(cmdline: &str) -> Verify {
+        let value = cmdline
+            .split_whitespace()
+            .find_map(|arg| arg.strip_prefix(VERIFY_PARAM)?.strip_prefix('='));
+        match value {
+            None => Verify::Off,
+            Some("hash") => Verify::Hash,
+            // Any other value asks for a check: a typo must not skip it.
+            Some(_) => Verify::Mount,
+        }
+    }
+}
+
+/// What the read-only mount found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// The mount failed (or the disk changed under it); `output` says why.
+    No,
+    /// Mounted read-only; statfs counted `blocks` of `block_size` bytes.
+    Mounted {
+        /// statfs `f_blocks`.
+        blocks: u64,
+        /// statfs `f_bsize`.
+        block_size: u64,
+    },
 }
 
 /// The kernel command line of a template guest that formats disk `i` with
@@ -74,12 +143,19 @@ pub fn filesystems_from_cmdline(cmdline: &str) -> Result<Vec<Filesystem>, String
 /// What the guest reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateResult {
+    /// The formatter's exit status.
     pub status: i32,
+    /// Whether the superblock magic was on the disk after a sync.
     pub magic: bool,
+    /// The read-only mount's result; `None` when none was asked for (or
+    /// the guest predates the field).
+    pub verified: Option<Verified>,
+    /// The formatter's output, or init's own error.
     pub output: String,
 }
 
 impl TemplateResult {
+    /// Formatted with the magic in place (verification is judged apart).
     pub fn succeeded(&self) -> bool {
         self.status == 0 && self.magic
     }
@@ -99,8 +175,15 @@ impl TemplateResult {
             // Keep the end: a formatter's last words say why it failed.
             output = &output[output.len() - OUTPUT_LIMIT..];
         }
+        let verified = match self.verified {
+            None => String::new(),
+            Some(Verified::No) => " verified=no".to_owned(),
+            Some(Verified::Mounted { blocks, block_size }) => {
+                format!(" verified={blocks}x{block_size}")
+            }
+        };
         format!(
-            "{RESULT_MARKER} status={} magic={magic} output={}\n",
+            "{RESULT_MARKER} status={} magic={magic}{verified} output={}\n",
             self.status,
             escape(output)
         )
@@ -141,7 +224,22 @@ impl TemplateResult {
         };
         let rest = rest.strip_prefix(" status=")?;
         let (status, rest) = rest.split_once(' ')?;
-        let (magic, rest) = rest.strip_prefix("magic=")?.split_once(' ')?;
+        let (magic, mut rest) = rest.strip_prefix("magic=")?.split_once(' ')?;
+        let mut verified = None;
+        if let Some(after) = rest.strip_prefix("verified=") {
+            let (value, after) = after.split_once(' ')?;
+            verified = Some(match value {
+                "no" => Verified::No,
+                _ => {
+                    let (blocks, block_size) = value.split_once('x')?;
+                    Verified::Mounted {
+                        blocks: blocks.parse().ok()?,
+                        block_size: block_size.parse().ok()?,
+                    }
+                }
+            });
+            rest = after;
+        }
         let output = rest.strip_prefix("output=")?;
         let result = TemplateResult {
             status: status.parse().ok()?,
@@ -150,6 +248,7 @@ impl TemplateResult {
                 "no" => false,
                 _ => return None,
             },
+            verified,
             output: unescape(output),
         };
         Some((disk, result))
@@ -208,6 +307,7 @@ mod tests {
         let result = TemplateResult {
             status: 1,
             magic: false,
+            verified: None,
             output: "mkfs.btrfs: error\n\tpath \\dev\\vda: \u{1b}[1m héllo\r\n".into(),
         };
         let line = result.render();
@@ -226,6 +326,7 @@ mod tests {
         let ok = TemplateResult {
             status: 0,
             magic: true,
+            verified: None,
             output: String::new(),
         };
         assert!(ok.succeeded());
@@ -261,6 +362,7 @@ mod tests {
         let line = TemplateResult {
             status: 1,
             magic: false,
+            verified: None,
             output,
         }
         .render();
@@ -271,6 +373,60 @@ mod tests {
                 .output
                 .ends_with("the reason")
         );
+    }
+
+    #[test]
+    fn the_verified_field_round_trips_and_its_absence_is_the_old_line() {
+        for verified in [
+            Some(Verified::No),
+            Some(Verified::Mounted {
+                blocks: 65536,
+                block_size: 4096,
+            }),
+            None,
+        ] {
+            let result = TemplateResult {
+                status: 0,
+                magic: true,
+                verified,
+                output: "done verified=no".into(),
+            };
+            let line = result.render();
+            assert_eq!(TemplateResult::from_console(line.as_bytes()), Some(result));
+        }
+        let mounted = TemplateResult {
+            status: 0,
+            magic: true,
+            verified: Some(Verified::Mounted {
+                blocks: 2,
+                block_size: 512,
+            }),
+            output: String::new(),
+        };
+        assert_eq!(
+            mounted.render(),
+            "KTSTR_TEMPLATE_RESULT status=0 magic=yes verified=2x512 output=\n"
+        );
+        assert_eq!(
+            TemplateResult::from_console(
+                b"KTSTR_TEMPLATE_RESULT status=0 magic=yes verified=2x output=\n"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn verification_comes_from_the_command_line() {
+        assert_eq!(
+            Verify::from_cmdline("console=ttyS0 ktstr.fs=xfs"),
+            Verify::Off
+        );
+        for v in [Verify::Mount, Verify::Hash] {
+            let line = format!("{} {}", cmdline(Filesystem::Xfs, "reboot=t"), v.param());
+            assert_eq!(Verify::from_cmdline(&line), v);
+        }
+        assert_eq!(Verify::from_cmdline("ktstr.verify=yes"), Verify::Mount);
+        assert_eq!(Verify::Off.param(), "");
     }
 
     #[test]
@@ -299,6 +455,7 @@ mod tests {
         let result = |status| TemplateResult {
             status,
             magic: status == 0,
+            verified: None,
             output: format!("mkfs {status}"),
         };
         let console = format!(

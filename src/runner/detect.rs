@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use super::GuestRunner;
 use super::kvm::{KvmRunner, cannot_boot};
 use super::qemu::{Accel, QemuRunner};
-use crate::cli::VmmChoice;
+use crate::runner::VmmChoice;
 
 /// Why the host's KVM cannot boot an unmodified Linux kernel, or `Ok` when
 /// it can.

@@ -3,7 +3,7 @@
 //! A runner boots kernel + initramfs + command line with its virtio-blk disks,
 //! captures the serial console, and stops at the guest's reset or shutdown or
 //! at a deadline. Two implementations: [`crate::runner::qemu`] and [`crate::runner::kvm`] (the built-in
-//! VMM); [`crate::runner::detect`] picks one for `--vmm auto`.
+//! VMM); [`select_runner`] picks one for a [`VmmChoice`].
 
 use std::fmt;
 use std::path::PathBuf;
@@ -13,9 +13,28 @@ pub use crate::outcome::{RunEnd, RunOutcome};
 pub use crate::vmm::disk_serial;
 pub use crate::vmm::layout::MAX_DISKS;
 
+pub use detect::select_runner;
+
+// The implementations: not API, reached through [`select_runner`].
+#[doc(hidden)]
 pub mod detect;
+#[doc(hidden)]
 pub mod kvm;
+#[doc(hidden)]
 pub mod qemu;
+
+/// Which VMM boots a guest: `--vmm` on the command line, and
+/// [`select_runner`]'s argument.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum VmmChoice {
+    /// The built-in VMM where KVM can boot a stock kernel, else QEMU.
+    #[default]
+    Auto,
+    /// The built-in VMM.
+    Kvm,
+    /// qemu-system-x86_64 -M microvm.
+    Qemu,
+}
 
 /// What to boot.
 #[derive(Debug, Clone)]
@@ -57,7 +76,7 @@ pub enum DeviceDiscovery {
 }
 
 /// Boots a [`GuestSpec`] once.
-pub trait GuestRunner: fmt::Debug {
+pub trait GuestRunner: fmt::Debug + Send + Sync {
     /// A short name for messages: "kvm" or "qemu".
     fn name(&self) -> &'static str;
 

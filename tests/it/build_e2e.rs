@@ -361,3 +361,73 @@ fn auto_without_a_usable_vmm_explains_both() {
     );
     assert_eq!(names(root.path()), [".locks"]);
 }
+
+/// `--verify` leaves the image byte for byte what mkfs wrote: the guest
+/// hashes the whole disk after mkfs and before the read-only mount, and
+/// again after the unmount (`ktstr.verify=hash`), and the host hashes the
+/// image after the run. A mount that wrote anything (a log replay, a
+/// superblock's mount count or time) would make them differ.
+#[test]
+fn verification_mounts_read_only_and_leaves_the_image_as_mkfs_wrote_it() {
+    use cargo_ktstr::guest::protocol::{Verified, Verify, cmdline};
+    use sha2::Digest;
+    let Some((kernel, qemu)) = guest_prerequisites() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (fs, mib) in [
+        (Filesystem::Ext4, 64),
+        (Filesystem::Btrfs, 128),
+        (Filesystem::Xfs, 300),
+    ] {
+        let disk = dir.path().join(format!("{fs}.img"));
+        std::fs::File::create(&disk)
+            .unwrap()
+            .set_len(mib << 20)
+            .unwrap();
+        let mkfs = cargo_ktstr::cache::fingerprint::find_formatter(fs).unwrap();
+        let spec = GuestSpec {
+            kernel: kernel.clone(),
+            initramfs: template_initramfs(&bin(), &mkfs, fs, &[]).unwrap(),
+            cmdline: format!(
+                "{} {}",
+                cmdline(fs, qemu.reboot_arg()),
+                Verify::Hash.param()
+            ),
+            disks: vec![disk.clone()],
+            memory_mib: 256,
+            timeout: Duration::from_secs(120),
+            devices: DeviceDiscovery::CommandLine,
+            vmlinux: None,
+        };
+        let outcome = qemu.run(&spec).unwrap();
+        let console = outcome.console_text();
+        let result = TemplateResult::from_console(&outcome.console).expect(&console);
+        assert!(
+            result.succeeded() && matches!(result.verified, Some(Verified::Mounted { .. })),
+            "{fs}: {result:?}\n{console}"
+        );
+        let hashes = console
+            .lines()
+            .find_map(|l| {
+                l.split_once("sha256 before mount ")?
+                    .1
+                    .split_once(", after unmount ")
+            })
+            .unwrap_or_else(|| panic!("{fs}: no hashes on the console:\n{console}"));
+        let before = hashes.0.trim();
+        let after = hashes.1.trim();
+        assert_eq!(before, after, "{fs}: the read-only mount changed the disk");
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut std::fs::File::open(&disk).unwrap(), &mut hasher).unwrap();
+        let host: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            host, before,
+            "{fs}: the image on the host is not what mkfs wrote"
+        );
+    }
+}

@@ -10,6 +10,7 @@ mod clone;
 mod crash;
 mod diskfull;
 mod edges;
+mod facade;
 #[path = "../guests/mod.rs"]
 mod guests;
 mod heal;
