@@ -174,6 +174,47 @@ impl TemplateCache {
         Ok(ensured.path)
     }
 
+    /// [`TemplateCache::ensure`] for several templates at once: the missing
+    /// ones are built by one guest with a disk each (a CI warm-up step asks
+    /// once for all it needs). The paths in the order asked; an error names
+    /// every template that failed, after the others were published.
+    pub fn ensure_all(&self, wanted: &[(Filesystem, Capacity)]) -> Result<Vec<PathBuf>> {
+        let on_miss = self.on_miss();
+        let keys = crate::cache::ensure::batch::keys(wanted)?;
+        let items = crate::cache::ensure::ensure_keys(
+            &self.root,
+            &keys,
+            self.pick_builder(&on_miss),
+            &self.options,
+        )?;
+        let mut paths = std::collections::HashMap::new();
+        let mut failed = Vec::new();
+        for item in items {
+            match item.result {
+                Ok(ensured) => {
+                    paths.insert(item.key, ensured.path);
+                }
+                Err(e) => failed.push(format!("{e:#}")),
+            }
+        }
+        if !failed.is_empty() {
+            anyhow::bail!(
+                "{} of {} templates failed:\n{}",
+                failed.len(),
+                keys.len(),
+                failed.join("\n")
+            );
+        }
+        // `keys` dropped repeats; every pair asked for gets its path.
+        let by_pair = |(fs, capacity): &(Filesystem, Capacity)| {
+            let found = paths
+                .iter()
+                .find(|(k, _)| k.fs == *fs && k.capacity == *capacity);
+            found.map(|(_, path)| path.clone())
+        };
+        Ok(wanted.iter().filter_map(by_pair).collect())
+    }
+
     /// A test's own writable copy-on-write clone of the template for `fs`
     /// and `capacity` (built first if missing): open, removed when dropped.
     pub fn per_test(&self, fs: Filesystem, capacity: Capacity) -> Result<PerTestImage> {

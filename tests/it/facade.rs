@@ -178,3 +178,31 @@ fn a_verified_guest_build_through_the_facade() {
         "no ext4 magic in a clone of {template:?}"
     );
 }
+
+#[test]
+fn ensure_all_builds_several_templates_in_one_guest_and_then_finds_them() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = TemplateCache::at(root.path()).verify(true);
+    if !prerequisite(
+        "a guest kernel ($KTSTR_KERNEL)",
+        cache.resolve_kernel().is_ok(),
+    ) {
+        return;
+    }
+    let wanted = [
+        (Filesystem::Btrfs, mib(256)),
+        (Filesystem::Ext4, mib(64)),
+        (Filesystem::Btrfs, mib(256)),
+    ];
+    let paths = cache.ensure_all(&wanted).unwrap();
+    assert_eq!(paths.len(), 3);
+    assert_eq!(paths[0], paths[2], "one template asked for twice");
+    for (path, (fs, _)) in paths.iter().zip(&wanted) {
+        assert!(fs.path_has_magic(path).unwrap(), "{path:?}");
+    }
+    let hashes: Vec<_> = paths.iter().map(|p| sha256(p)).collect();
+    let again = cache.ensure_all(&wanted).unwrap();
+    assert_eq!(again, paths);
+    let rehashed: Vec<_> = again.iter().map(|p| sha256(p)).collect();
+    assert_eq!(rehashed, hashes, "found, not built again");
+}
