@@ -3,8 +3,12 @@
 //! work (`fixtures/template-a941d90.config`). The fixture kernel is built
 //! once, into a store of its own beside the kernel cache, so it is never a
 //! kernel a template build picks.
+//!
+//! Row 11: btrfs, xfs and ext4 templates built by one guest boot, against
+//! one template of the row's filesystem alone.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use cargo_ktstr::kernel::KernelKind;
 use cargo_ktstr::kernel::build::{BuildOptions, Recipe, build_recipe};
@@ -62,5 +66,35 @@ pub fn row(b: &Bench, p: &Place, new: &Path, old: &Path) -> Row {
         "the same with the fragment before the boot-time work",
         &pair,
         Goal::ratio(0.55),
+    )
+}
+
+/// The three templates of row 11, at their default capacities.
+const THREE: [&str; 3] = ["btrfs:256M", "xfs:300M", "ext4:256M"];
+
+/// Row 11 on one filesystem.
+pub fn many_in_one_boot(b: &Bench, p: &Place, kernel: &Path) -> Row {
+    let kernel = kernel.to_str().unwrap().to_owned();
+    let three = || {
+        let mut cmd = Command::new(&b.bin);
+        cmd.arg("--cache-dir")
+            .arg(p.root())
+            .args([
+                "template", "build", "--vmm", "qemu", "--force", "--kernel", &kernel,
+            ])
+            .args(THREE);
+        time(&mut cmd)
+    };
+    let one = || time(&mut p.build(b, &["--vmm", "qemu", "--force", "--kernel", &kernel]));
+    let pair = interleave(b.runs, three, one);
+    Row::new(
+        p.fs.name(),
+        format!(
+            "cold `template build --vmm qemu --force {}`",
+            THREE.join(" ")
+        ),
+        format!("one cold {} {} template", p.fs.name(), p.capacity()),
+        &pair,
+        Goal::ratio(1.3),
     )
 }

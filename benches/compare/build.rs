@@ -25,7 +25,7 @@ pub struct Place<'a> {
 }
 
 impl Place<'_> {
-    fn root(&self) -> PathBuf {
+    pub fn root(&self) -> PathBuf {
         self.mnt.join("cache")
     }
 

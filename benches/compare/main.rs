@@ -6,7 +6,7 @@
 //! are real: btrfs, xfs and ext4, each on a loop device this benchmark makes
 //! and tears down, so it needs root.
 //!
-//! `cargo bench --bench compare -- [--runs N] [--rows 1,2,3,4,5,6,7,8,9,10] [--fs btrfs,xfs,ext4]`
+//! `cargo bench --bench compare -- [--runs N] [--rows 1,2,3,4,5,6,7,8,9,10,11] [--fs btrfs,xfs,ext4]`
 //!
 //! Row 7 boots the nested-KVM lane's outer guest once and needs its KVM-host
 //! kernel (`cargo ktstr kernel build --kind kvm-host`). Row 8 needs Debian's
@@ -63,7 +63,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         runs: 10,
-        rows: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        rows: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
         filesystems: Filesystem::ALL.to_vec(),
     };
     let mut it = std::env::args().skip(1);
@@ -114,10 +114,10 @@ fn main() {
         .collect();
     let mut rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
-    // Rows 3, 4, 6, 7, 8, 9 and 10 boot the template guest.
+    // Rows 3, 4 and 6 to 11 boot the template guest.
     let kernel = || {
         cargo_ktstr::kernel::resolve::resolve_from_env(None).expect(
-            "rows 3, 4, 6, 7, 8, 9 and 10 boot a guest kernel: run `cargo ktstr kernel build` first",
+            "rows 3, 4 and 6 to 11 boot a guest kernel: run `cargo ktstr kernel build` first",
         )
     };
     let fixture = args.rows.contains(&10).then(boot::fixture_kernel);
@@ -159,6 +159,7 @@ fn main() {
                     &kernel(),
                     fixture.as_deref().unwrap(),
                 )),
+                11 => rows.push(boot::many_in_one_boot(&bench, &place, &kernel())),
                 other => panic!("no row {other}"),
             }
         }
