@@ -31,6 +31,10 @@ const SWITCH: &str = "KTSTR_NESTED";
 const IT: &str = "/bin/it";
 /// Where the prebuilt synthetic guests are in the outer guest.
 const GUESTS: &str = "/guests";
+/// Where Debian's 6.12 kernel (`boot/vmlinuz-<release>`) and the part of its
+/// module tree the template guest needs (`lib/modules/<release>`) are in
+/// the outer guest.
+const STOCK: &str = "/stock";
 /// The outer deadline: well past the few minutes the checks take, so only
 /// a hang reaches it.
 const OUTER_TIMEOUT: Duration = Duration::from_secs(45 * 60);
@@ -46,6 +50,10 @@ struct Lane {
     entries: Vec<(String, bool)>,
     /// The clone equals its template byte for byte, and shares extents.
     clone: Option<(bool, usize)>,
+    /// The entries the multi-template check published, as `entries`.
+    multi: Vec<(String, bool)>,
+    /// Whether the stock kernel's ext4 image carries its magic.
+    stock: Option<bool>,
 }
 
 impl Lane {
@@ -76,8 +84,9 @@ fn lane(test: &str) -> Option<&'static Lane> {
 }
 
 /// The checks, in order: the CLI first, then this test binary's tests that
-/// need a KVM that boots a stock kernel.
-fn checks() -> Vec<CheckSpec> {
+/// need a KVM that boots a stock kernel. `stock` is the Debian kernel's
+/// path in the outer guest.
+fn checks(stock: &str) -> Vec<CheckSpec> {
     let cli = |name: &str, cache: &str, args: &[&str]| {
         // Nested guests are slow on a busy machine: generous deadlines,
         // which only a hang reaches.
@@ -106,10 +115,37 @@ fn checks() -> Vec<CheckSpec> {
             .env("KTSTR_KERNEL", TEMPLATE_KERNEL)
             .env(guests::PREBUILT_ENV, GUESTS)
     };
+    let stock_build = cli(
+        "stock",
+        "/disk/stock",
+        &[
+            "template", "build", "--vmm", "kvm", "--fs", "ext4", "--json", "-vv", "--kernel", stock,
+        ],
+    )
+    .env("KTSTR_BOOT_DIR", &format!("{STOCK}/boot"))
+    .env("KTSTR_MODULES_ROOT", &format!("{STOCK}/lib/modules"));
+    let multi = cli(
+        "multi",
+        "/disk/multi",
+        &[
+            "template",
+            "build",
+            "--vmm",
+            "kvm",
+            "--json",
+            "--kernel",
+            TEMPLATE_KERNEL,
+            "btrfs:256M",
+            "xfs:300M",
+            "ext4:64M",
+        ],
+    );
     vec![
         build("btrfs"),
         build("xfs"),
         build("ext4"),
+        multi,
+        stock_build,
         cli(
             "auto",
             "/disk/auto",
@@ -142,10 +178,11 @@ fn checks() -> Vec<CheckSpec> {
 }
 
 /// The outer initramfs: the crate's own, plus this test binary, the
-/// `cargo-ktstr` binary where the tests look for it, and the prebuilt
-/// synthetic guests.
+/// `cargo-ktstr` binary where the tests look for it, the prebuilt
+/// synthetic guests, and Debian's 6.12 kernel with the modules it needs.
 fn initramfs(template_kernel: &Path) -> anyhow::Result<Vec<u8>> {
     let mut outer = OuterInitramfs::new(&bin(), template_kernel)?;
+    let stock = add_stock_kernel(&mut outer)?;
     outer.program(IT, &std::env::current_exe()?)?;
     outer.symlink(bin().to_str().unwrap(), "/init")?;
     for name in guests::ALL {
@@ -155,7 +192,48 @@ fn initramfs(template_kernel: &Path) -> anyhow::Result<Vec<u8>> {
         &format!("{GUESTS}/{}", guests::HANG),
         &guests::hanging_formatter(),
     )?;
-    outer.finish(&checks())
+    outer.finish(&checks(&stock))
+}
+
+/// Adds Debian's 6.12 kernel (CI installs it) under [`STOCK`]: its image,
+/// its config, its module indexes and the closure of the modules the
+/// template guest needs; returns the image's path in the outer guest.
+fn add_stock_kernel(outer: &mut OuterInitramfs) -> anyhow::Result<String> {
+    use cargo_ktstr::kernel::modules::GUEST_NEEDS;
+    use cargo_ktstr::kernel::modules::index::ModuleIndex;
+    use cargo_ktstr::kernel::modules::plan::load_order;
+    use cargo_ktstr::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
+    let kernel = boot_kernels(BOOT_DIR.as_ref(), MODULES_ROOT.as_ref())
+        .into_iter()
+        .find(|k| k.has_modules && k.release.starts_with("6.12."))
+        .ok_or_else(|| {
+            anyhow::anyhow!("the lane boots Debian's 6.12 kernel: run .ci/install-deps")
+        })?;
+    let release = &kernel.release;
+    let image = format!("{STOCK}/boot/vmlinuz-{release}");
+    outer.file(&image, &kernel.image)?;
+    let config = Path::new(BOOT_DIR).join(format!("config-{release}"));
+    if config.is_file() {
+        outer.file(&format!("{STOCK}/boot/config-{release}"), &config)?;
+    }
+    let host_dir = Path::new(MODULES_ROOT).join(release);
+    let guest_dir = format!("{STOCK}/lib/modules/{release}");
+    for index in [
+        "modules.dep",
+        "modules.softdep",
+        "modules.alias",
+        "modules.builtin",
+    ] {
+        if host_dir.join(index).is_file() {
+            outer.file(&format!("{guest_dir}/{index}"), &host_dir.join(index))?;
+        }
+    }
+    let planned = load_order(&ModuleIndex::read(&host_dir)?, &host_dir, GUEST_NEEDS)?;
+    for module in planned {
+        let relative = module.path.strip_prefix(&host_dir)?;
+        outer.file(&format!("{guest_dir}/{}", relative.display()), &module.path)?;
+    }
+    Ok(image)
 }
 
 fn boot() -> Result<Lane, String> {
@@ -181,6 +259,8 @@ fn boot() -> Result<Lane, String> {
         logs: BTreeMap::new(),
         entries: Vec::new(),
         clone: None,
+        multi: Vec::new(),
+        stock: None,
     };
     read_disk(disk.path(), &mut lane);
     Ok(lane)
@@ -216,6 +296,24 @@ fn read_disk(disk: &Path, lane: &mut Lane) {
         }
         lane.entries.push((key, magic));
     }
+    for entry in std::fs::read_dir(disk.join("multi")).into_iter().flatten() {
+        let entry = entry.unwrap();
+        let key = entry.file_name().to_string_lossy().into_owned();
+        if let Some(fs) = Filesystem::ALL
+            .into_iter()
+            .find(|fs| key.starts_with(fs.name()))
+        {
+            let magic = fs.path_has_magic(&entry.path().join("template.img"));
+            lane.multi.push((key, magic.unwrap_or(false)));
+        }
+    }
+    for entry in std::fs::read_dir(disk.join("stock")).into_iter().flatten() {
+        let entry = entry.unwrap();
+        if entry.file_name().to_string_lossy().starts_with("ext4") {
+            let image = entry.path().join("template.img");
+            lane.stock = Some(Filesystem::Ext4.path_has_magic(&image).unwrap_or(false));
+        }
+    }
     let clone = disk.join("clone.img");
     if let (Some(template), true) = (btrfs_template, clone.exists()) {
         let same = std::fs::read(&template).unwrap() == std::fs::read(&clone).unwrap();
@@ -244,6 +342,41 @@ fn nested_kvm_builds_btrfs_xfs_and_ext4_templates() {
             published[0].0
         );
     }
+}
+
+#[test]
+fn nested_kvm_builds_three_templates_in_one_boot() {
+    let Some(lane) = lane("nested_kvm_builds_three_templates_in_one_boot") else {
+        return;
+    };
+    let log = lane.passed("multi");
+    assert_eq!(log.matches("\"built\": true").count(), 3, "{log}");
+    assert_eq!(
+        log.matches("Booting template guest (kvm,").count(),
+        1,
+        "{log}"
+    );
+    for fs in Filesystem::ALL {
+        let magic = lane.multi.iter().find(|(k, _)| k.starts_with(fs.name()));
+        assert!(magic.is_some_and(|(_, m)| *m), "{fs}: {:?}", lane.multi);
+    }
+}
+
+#[test]
+fn nested_debians_kernel_builds_in_the_builtin_vmm() {
+    let Some(lane) = lane("nested_debians_kernel_builds_in_the_builtin_vmm") else {
+        return;
+    };
+    // The VMM's ACPI tables announce the disk to a kernel without
+    // command-line virtio-mmio devices; its modules load from the initramfs.
+    let log = lane.passed("stock");
+    assert!(log.contains("\"built\": true"), "{log}");
+    assert!(log.contains("Booting template guest (kvm,"), "{log}");
+    assert!(log.contains("Linux version 6.12."), "{log}");
+    assert!(
+        lane.stock.is_some_and(|m| m),
+        "no ext4 magic in the stock-built image"
+    );
 }
 
 #[test]
