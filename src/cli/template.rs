@@ -1,6 +1,6 @@
 //! `cargo ktstr template build|clone|list`: parse and call the cache.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -138,6 +138,16 @@ fn builder_for(global: &GlobalArgs, opts: &BuildOptions) -> OnMiss {
     }
 }
 
+/// How a miss waits, heals and replaces, from `--lock-timeout`,
+/// `--no-evict` and `--force`.
+fn ensure_options(build: &BuildOptions, force: bool) -> EnsureOptions {
+    EnsureOptions {
+        lock_timeout: Duration::from_secs(build.lock_timeout),
+        evict: !build.no_evict,
+        force,
+    }
+}
+
 /// What `template build --json` prints.
 #[derive(Debug, Serialize)]
 struct BuildReport {
@@ -198,11 +208,7 @@ fn ensure_many(
         "Looking up",
         format!("{} templates in `{}`", keys.len(), root.display()),
     );
-    let opts = EnsureOptions {
-        lock_timeout: Duration::from_secs(build.lock_timeout),
-        evict: !build.no_evict,
-        force,
-    };
+    let opts = ensure_options(build, force);
     let items = ensure_keys(&root, &keys, &builder_for(global, build), &opts)?;
     let (mut reports, mut ensured, mut failed) = (Vec::new(), Vec::new(), 0);
     for item in items {
@@ -272,11 +278,7 @@ fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
         ),
     );
     let builder = builder_for(global, &args.build);
-    let opts = EnsureOptions {
-        lock_timeout: Duration::from_secs(args.build.lock_timeout),
-        evict: !args.build.no_evict,
-        force: args.force,
-    };
+    let opts = ensure_options(&args.build, args.force);
     let ensured = ensure_template(&root, args.spec.fs, capacity, &builder, &opts)?;
     // A verification that failed is an error by now.
     let verified = ensured.built && args.build.verify;
@@ -344,18 +346,14 @@ fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
     let many = clone_targets(&args)?;
     let root = root::template_root(global.cache_dir.clone())?;
     let builder = builder_for(global, &args.build);
-    let opts = EnsureOptions {
-        lock_timeout: Duration::from_secs(args.build.lock_timeout),
-        evict: !args.build.no_evict,
-        force: false,
-    };
+    let opts = ensure_options(&args.build, false);
     let mode = match args.reflink {
         ReflinkMode::Auto => Reflink::Auto,
         ReflinkMode::Always => Reflink::Always,
         ReflinkMode::Never => Reflink::Never,
     };
     if let Some(pairs) = many {
-        return clone_many(global, &args, &pairs, mode);
+        return clone_many(global, &args, &pairs, (&root, &builder, &opts), mode);
     }
     let dest = PathBuf::from(&args.dest[0]);
     let capacity = args.spec.capacity_or_default()?;
@@ -381,6 +379,7 @@ fn clone_many(
     global: &GlobalArgs,
     args: &CloneArgs,
     pairs: &[(TemplateArg, PathBuf)],
+    (root, builder, opts): (&Path, &OnMiss, &EnsureOptions),
     mode: Reflink,
 ) -> Result<ExitCode> {
     // Before a possibly long build; the clone's O_EXCL is the real guard.
@@ -392,22 +391,15 @@ fn clone_many(
     let built = |t: &TemplateArg| {
         (ensured.iter().flatten()).any(|e| e.key.fs == t.fs && e.key.capacity == t.capacity)
     };
-    let root = root::template_root(global.cache_dir.clone())?;
-    let builder = builder_for(global, &args.build);
-    let opts = EnsureOptions {
-        lock_timeout: Duration::from_secs(args.build.lock_timeout),
-        evict: !args.build.no_evict,
-        force: false,
-    };
     let mut done = String::new();
     // Each a hit now; a template whose build failed was reported above.
     for (template, dest) in pairs.iter().filter(|(t, _)| built(t)) {
         match clone::clone_template(
-            &root,
+            root,
             template.fs,
             template.capacity,
-            &builder,
-            &opts,
+            builder,
+            opts,
             dest,
             mode,
         ) {
