@@ -25,7 +25,7 @@ pub enum BusEvent {
 pub struct Bus {
     serial: SerialDevice,
     i8042: I8042,
-    /// Disk `i` answers at [`virtio_mmio_base`]`(i)`.
+    /// Disk `i` answers at [`virtio_mmio_base`](super::layout::virtio_mmio_base)`(i)`.
     disks: Vec<MmioTransport<Block>>,
 }
 

@@ -25,7 +25,9 @@ use crate::cache::{fingerprint, heal, last_use, lookup, minimum};
 /// One template asked for, and how it went.
 #[derive(Debug)]
 pub struct BatchItem {
+    /// The template's key.
     pub key: Key,
+    /// Its entry, or why it could not be found or built.
     pub result: Result<Ensured>,
 }
 
