@@ -82,7 +82,12 @@ fn read_cmdline() -> Result<String> {
 fn run_checks(cmdline: &str) -> Result<()> {
     mount_pseudo("devtmpfs", "/dev")?;
     mount_pseudo("sysfs", "/sys")?;
-    mount_pseudo("tmpfs", "/tmp")?;
+    // A /tmp the initramfs fills (a test binary built under a /tmp target
+    // directory) must stay visible; the rootfs is writable memory anyway.
+    let tmp_is_empty = fs::read_dir("/tmp").map_or(true, |mut d| d.next().is_none());
+    if tmp_is_empty {
+        mount_pseudo("tmpfs", "/tmp")?;
+    }
     super::checks::run_all(cmdline)
 }
 
