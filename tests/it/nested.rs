@@ -253,6 +253,10 @@ fn boot() -> Result<Lane, String> {
         eprintln!("warning: the outer guest stalled and was booted again: {stall}");
     }
     println!("{}", run.console_tail());
+    // Where the lane's time goes (`--nocapture` shows it).
+    for result in &run.results {
+        eprintln!("check {}: status {}, {:.1} s", result.name, result.status, result.secs);
+    }
     let disk = image.mount().ok_or("cannot mount the outer disk")?;
     let mut lane = Lane {
         run,
