@@ -185,7 +185,7 @@ fn hand_written_qemu(kernel: &Path, initrd: &Path, disk: &Path, fs: Filesystem) 
     .args([
         "-append",
         &format!(
-            "{} tsc=reliable tsc_early_khz={}",
+            "{} tsc=reliable tsc_early_khz={} noapictimer",
             cmdline(fs, "reboot=t"),
             tsc_khz().expect("a cpu MHz line in /proc/cpuinfo")
         ),

@@ -139,7 +139,9 @@ impl NestedRun {
 /// and booted once more on the same disk, where the checks that reported
 /// are not run again; the stall is kept in [`NestedRun::stalls`].
 pub fn run(spec: &NestedSpec) -> Result<NestedRun> {
-    let qemu = QemuRunner::find(Accel::Tcg)?.silence_limit(SILENCE_LIMIT);
+    let qemu = QemuRunner::find(Accel::Tcg)?
+        .silence_limit(SILENCE_LIMIT)
+        .keep_apic_timer();
     let guest = GuestSpec {
         kernel: spec.host_kernel.clone(),
         initramfs: spec.initramfs.clone(),

@@ -255,7 +255,10 @@ fn boot() -> Result<Lane, String> {
     println!("{}", run.console_tail());
     // Where the lane's time goes (`--nocapture` shows it).
     for result in &run.results {
-        eprintln!("check {}: status {}, {:.1} s", result.name, result.status, result.secs);
+        eprintln!(
+            "check {}: status {}, {:.1} s",
+            result.name, result.status, result.secs
+        );
     }
     let disk = image.mount().ok_or("cannot mount the outer disk")?;
     let mut lane = Lane {
