@@ -157,24 +157,47 @@ fn format_disks(cmdline: &str) -> Result<()> {
     }
     let verify = Verify::from_cmdline(cmdline);
     let disks = find_disks(Path::new("/sys/block"), filesystems.len(), DISK_DEADLINE)?;
-    for (i, (fs, disk)) in filesystems.into_iter().zip(disks).enumerate() {
-        let result =
-            format_disk(fs, &disk, verify).unwrap_or_else(|e| init_failed(format!("{e:#}")));
+    // Every formatter at once: one's disk writes overlap another's CPU work
+    // (mkfs.xfs zeroes a 64 MiB log). Their output is a few lines (`-q`),
+    // far below what a pipe holds while an earlier one is waited for.
+    let jobs: Vec<_> = filesystems.into_iter().zip(disks).collect();
+    let running: Vec<_> = jobs
+        .iter()
+        .map(|(fs, disk)| spawn_formatter(*fs, disk))
+        .collect();
+    for (i, ((fs, disk), child)) in jobs.iter().zip(running).enumerate() {
+        let result = child
+            .and_then(|child| finish_disk(*fs, disk, child, verify))
+            .unwrap_or_else(|e| init_failed(format!("{e:#}")));
         print_line(&result.render_for_disk(i));
     }
     Ok(())
 }
 
-/// Formats `disk` with `fs`, syncs and checks; the result says how it went.
-fn format_disk(fs: Filesystem, disk: &Path, verify: Verify) -> Result<TemplateResult> {
+/// Starts `fs`'s formatter on `disk`, its output piped.
+fn spawn_formatter(fs: Filesystem, disk: &Path) -> Result<std::process::Child> {
     let formatter = formatter_path(fs);
-    let out = Command::new(&formatter)
+    Command::new(&formatter)
         .args(fs.mkfs_args())
         .arg(disk)
         .env_clear()
         .env("PATH", "/sbin:/bin")
-        .output()
-        .with_context(|| format!("failed to run `{formatter}`"))?;
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("failed to run `{formatter}`"))
+}
+
+/// Waits for `disk`'s formatter, syncs and checks; the result says how it went.
+fn finish_disk(
+    fs: Filesystem,
+    disk: &Path,
+    formatter: std::process::Child,
+    verify: Verify,
+) -> Result<TemplateResult> {
+    let out = formatter
+        .wait_with_output()
+        .with_context(|| format!("failed to wait for {}", fs.mkfs()))?;
     let status = out
         .status
         .code()
