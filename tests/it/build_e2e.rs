@@ -33,7 +33,7 @@ pub(crate) fn guest_prerequisites() -> Option<(PathBuf, QemuRunner)> {
 }
 
 /// `template build --vmm qemu --json` with `args` on the template root `root`.
-fn build_cmd(root: &Path, kernel: &Path, args: &[&str]) -> Command {
+pub(crate) fn build_cmd(root: &Path, kernel: &Path, args: &[&str]) -> Command {
     let mut cmd = ktstr_cmd(root);
     cmd.args(["template", "build", "--vmm", "qemu", "--json", "--kernel"])
         .arg(kernel)

@@ -13,19 +13,10 @@ use cargo_ktstr::cache::key::Capacity;
 use cargo_ktstr::guest::builder::GuestBuilder;
 use serde_json::Value;
 
-use crate::build_e2e::guest_prerequisites;
+use crate::build_e2e::{build_cmd, guest_prerequisites};
 use crate::util::{bin, ktstr_cmd, stderr};
 
 const THREE: [&str; 3] = ["btrfs:256M", "xfs:300M", "ext4:64M"];
-
-/// `template build --vmm qemu --json --kernel K <templates>`.
-fn build(root: &Path, kernel: &Path, templates: &[&str]) -> Command {
-    let mut cmd = ktstr_cmd(root);
-    cmd.args(["template", "build", "--vmm", "qemu", "--json", "--kernel"])
-        .arg(kernel)
-        .args(templates);
-    cmd
-}
 
 /// The JSON array and how many guests were booted (stderr's "Booting" lines).
 fn run(mut cmd: Command) -> (Vec<Value>, usize) {
@@ -55,13 +46,13 @@ fn three_missing_templates_take_one_boot_and_are_then_found() {
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let (reports, boots) = run(build(root.path(), &kernel, &THREE));
+    let (reports, boots) = run(build_cmd(root.path(), &kernel, &THREE));
     assert_eq!(boots, 1);
     assert_eq!(built(&reports), [true, true, true]);
     let fs: Vec<&str> = reports.iter().map(|r| r["fs"].as_str().unwrap()).collect();
     assert_eq!(fs, ["btrfs", "xfs", "ext4"], "in the order asked");
     assert_valid(&reports);
-    let (again, boots) = run(build(root.path(), &kernel, &THREE));
+    let (again, boots) = run(build_cmd(root.path(), &kernel, &THREE));
     assert_eq!((built(&again), boots), (vec![false; 3], 0));
     assert_eq!(again[1]["path"], reports[1]["path"]);
 }
@@ -72,8 +63,8 @@ fn present_templates_are_hits_and_the_rest_share_one_boot() {
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    run(build(root.path(), &kernel, &["xfs:300M"]));
-    let (reports, boots) = run(build(root.path(), &kernel, &THREE));
+    run(build_cmd(root.path(), &kernel, &["xfs:300M"]));
+    let (reports, boots) = run(build_cmd(root.path(), &kernel, &THREE));
     assert_eq!((built(&reports), boots), (vec![true, false, true], 1));
     assert_valid(&reports);
 }
@@ -84,8 +75,8 @@ fn overlapping_sets_from_two_processes_build_each_key_once() {
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let a = build(root.path(), &kernel, &["btrfs:256M", "xfs:300M"]).spawn_output();
-    let b = build(root.path(), &kernel, &["xfs:300M", "ext4:64M"]).spawn_output();
+    let a = build_cmd(root.path(), &kernel, &["btrfs:256M", "xfs:300M"]).spawn_output();
+    let b = build_cmd(root.path(), &kernel, &["xfs:300M", "ext4:64M"]).spawn_output();
     let (a, b) = (a.join().unwrap(), b.join().unwrap());
     let parse = |out: &std::process::Output| -> Vec<Value> {
         assert!(out.status.success(), "{}", stderr(out));
