@@ -196,11 +196,11 @@ enum ManyReport {
 /// went; the ones that are there, in the order asked, and how many failed.
 fn ensure_many(
     global: &GlobalArgs,
+    root: &Path,
     build: &BuildOptions,
     wanted: &[TemplateArg],
     force: bool,
 ) -> Result<(Vec<ManyReport>, Vec<Option<Ensured>>, usize)> {
-    let root = root::template_root(global.cache_dir.clone())?;
     let progress = Progress::new(global.quiet);
     let pairs: Vec<_> = wanted.iter().map(|t| (t.fs, t.capacity)).collect();
     let keys = batch::keys(&pairs)?;
@@ -209,7 +209,7 @@ fn ensure_many(
         format!("{} templates in `{}`", keys.len(), root.display()),
     );
     let opts = ensure_options(build, force);
-    let items = ensure_keys(&root, &keys, &builder_for(global, build), &opts)?;
+    let items = ensure_keys(root, &keys, &builder_for(global, build), &opts)?;
     let (mut reports, mut ensured, mut failed) = (Vec::new(), Vec::new(), 0);
     for item in items {
         match item.result {
@@ -249,7 +249,9 @@ fn many_status(failed: usize, total: usize) -> Result<ExitCode> {
 
 /// `template build FS:SIZE...`.
 fn build_many(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
-    let (reports, ensured, failed) = ensure_many(global, &args.build, &args.templates, args.force)?;
+    let root = root::template_root(global.cache_dir.clone())?;
+    let (reports, ensured, failed) =
+        ensure_many(global, &root, &args.build, &args.templates, args.force)?;
     let text = if args.json {
         serde_json::to_string_pretty(&reports)? + "\n"
     } else {
@@ -387,7 +389,7 @@ fn clone_many(
         anyhow::bail!("`{}` already exists: choose a new DEST", dest.display());
     }
     let wanted: Vec<TemplateArg> = pairs.iter().map(|(t, _)| *t).collect();
-    let (_, ensured, mut failed) = ensure_many(global, &args.build, &wanted, false)?;
+    let (_, ensured, mut failed) = ensure_many(global, root, &args.build, &wanted, false)?;
     let built = |t: &TemplateArg| {
         (ensured.iter().flatten()).any(|e| e.key.fs == t.fs && e.key.capacity == t.capacity)
     };

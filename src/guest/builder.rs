@@ -144,10 +144,7 @@ impl TemplateBuilder for GuestBuilder {
                     Ok(())
                 })),
                 // The boot itself could not be made: every job says why.
-                Err(e) => {
-                    let why = format!("{e:#}");
-                    results.extend(boot.iter().map(|_| Err(anyhow::anyhow!("{why}"))));
-                }
+                Err(e) => results.extend(every_job_fails(boot.len(), &e)),
             }
         }
         results
@@ -299,10 +296,7 @@ impl TemplateBuilder for OnMiss {
     fn build_many(&self, jobs: &[(&Key, &Path)]) -> Vec<Result<()>> {
         match self.builder() {
             Ok(builder) => builder.build_many(jobs),
-            Err(e) => {
-                let why = format!("{e:#}");
-                jobs.iter().map(|_| Err(anyhow::anyhow!("{why}"))).collect()
-            }
+            Err(e) => every_job_fails(jobs.len(), &e),
         }
     }
 }
@@ -321,6 +315,12 @@ impl OnMiss {
             .modules_root(host.modules_root)
             .progress(self.progress))
     }
+}
+
+/// `jobs` results that each carry `err` (an error is not `Clone`).
+fn every_job_fails(jobs: usize, err: &anyhow::Error) -> Vec<Result<()>> {
+    let why = format!("{err:#}");
+    (0..jobs).map(|_| Err(anyhow::anyhow!("{why}"))).collect()
 }
 
 /// Whether a run built the template on its disk `disk` (and what its
