@@ -23,15 +23,10 @@ use crate::cache::key::Key;
 use crate::kernel::modules::{GUEST_NEEDS, guest_modules};
 use crate::kernel::resolve::{HostKernels, resolve_from_env};
 use crate::kernel::stock::{GuestKernel, MODULES_ROOT, STOCK_CMDLINE};
-use crate::kernel::unpack::pvh_vmlinux;
 use crate::progress::{Progress, secs};
 use crate::runner::VmmChoice;
 use crate::runner::detect::select_runner;
 use crate::runner::{DeviceDiscovery, GuestRunner, GuestSpec, MAX_DISKS, RunEnd, RunOutcome};
-
-/// `=1` has QEMU boot a stock kernel unpacked on the host, through its PVH
-/// entry (about 2 s faster under TCG; experimental).
-pub const STOCK_PVH_ENV: &str = "KTSTR_STOCK_PVH";
 
 /// The next step when the built-in VMM may be the cause.
 const VMM_HINT: &str = "; with --vmm kvm, try --vmm qemu";
@@ -189,13 +184,7 @@ impl GuestBuilder {
                     })?,
                 DeviceDiscovery::Acpi,
                 STOCK_CMDLINE,
-                // Off unless asked: with one build of this binary a PVH
-                // boot of Debian's 6.12 hung with a silent console, 4 times
-                // in 4, and the cause is not known yet.
-                match std::env::var_os(STOCK_PVH_ENV).is_some_and(|v| v == "1") {
-                    true => pvh_vmlinux(&stock.image)?,
-                    false => None,
-                },
+                self.runner.unpack_stock(&stock.image)?,
             ),
         };
         let formatters: Vec<(Filesystem, &Path)> = formatters

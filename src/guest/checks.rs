@@ -56,7 +56,7 @@ const OUTPUT_TAIL: u64 = 2048;
 /// The marker of the line printed while a check runs.
 pub const RUNNING_MARKER: &str = "KTSTR_CHECK_RUNNING";
 /// How often that line is printed.
-const HEARTBEAT: Duration = Duration::from_secs(30);
+const HEARTBEAT: Duration = Duration::from_secs(10);
 /// Status of a check stopped at its deadline.
 pub const STATUS_TIMEOUT: i32 = 124;
 /// Status of a check that could not be started.

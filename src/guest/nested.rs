@@ -31,11 +31,12 @@ pub const TEMPLATE_KERNEL: &str = "/kernel/bzImage";
 pub const OUTER_MEMORY_MIB: u32 = 2048;
 /// Outer console lines an error quotes.
 const CONSOLE_TAIL_LINES: usize = 40;
-/// A console silent this long (init prints a line at least every 30 s)
+/// A console silent this long (init prints a line at least every 10 s)
 /// means the outer guest is stuck, not busy.
-const SILENCE_LIMIT: Duration = Duration::from_secs(120);
-/// Boots of the outer guest before a stall is a failure.
-const MAX_BOOTS: usize = 3;
+const SILENCE_LIMIT: Duration = Duration::from_secs(60);
+/// Boots of the outer guest before a stall is a failure: each costs the
+/// silence and a boot, about 1.5 minutes.
+const MAX_BOOTS: usize = 6;
 
 /// The outer guest's initramfs under construction.
 #[derive(Debug)]
@@ -102,7 +103,8 @@ pub struct NestedSpec {
     /// The outer guest's disk, formatted as `disk_fs` by the caller.
     pub disk: PathBuf,
     pub disk_fs: Filesystem,
-    /// The outer deadline: QEMU is stopped when it passes.
+    /// The outer deadline, for all its boots together: QEMU is stopped when
+    /// it passes.
     pub timeout: Duration,
 }
 
@@ -142,7 +144,7 @@ pub fn run(spec: &NestedSpec) -> Result<NestedRun> {
     let qemu = QemuRunner::find(Accel::Tcg)?
         .silence_limit(SILENCE_LIMIT)
         .keep_apic_timer();
-    let guest = GuestSpec {
+    let mut guest = GuestSpec {
         kernel: spec.host_kernel.clone(),
         initramfs: spec.initramfs.clone(),
         cmdline: format!(
@@ -163,7 +165,10 @@ pub fn run(spec: &NestedSpec) -> Result<NestedRun> {
         vmlinux: None,
     };
     let mut stalls = Vec::new();
+    // One deadline for all the boots together.
+    let start = std::time::Instant::now();
     loop {
+        guest.timeout = spec.timeout.saturating_sub(start.elapsed());
         let outcome = qemu.run(&guest)?;
         let run = NestedRun {
             results: CheckResult::all_from_console(&outcome.console),
@@ -173,7 +178,7 @@ pub fn run(spec: &NestedSpec) -> Result<NestedRun> {
         if checks::all_done(&run.outcome.console) {
             return Ok(run);
         }
-        let stalled = run.outcome.end == RunEnd::Timeout && run.outcome.total < spec.timeout;
+        let stalled = run.outcome.end == RunEnd::Timeout && run.outcome.total < guest.timeout;
         let why = format!(
             "the nested lane's outer guest {} after {:.1} s before running every check \
              ({} reported); the outer console's last {CONSOLE_TAIL_LINES} lines:\n{}",

@@ -6,9 +6,9 @@
 //! protected-mode code, which starts after the `setup_sects` (0x1f1) + 1
 //! real-mode sectors; it is `payload_length` (0x24c) bytes long. Kbuild
 //! appends the unpacked size as a little-endian u32 to its xz and zstd
-//! payloads (gzip carries its own). What comes out is the ELF vmlinux; it
-//! is used only when it has a PVH entry point (Xen note 18), through which
-//! QEMU boots an ELF kernel directly.
+//! payloads (gzip carries its own). What comes out is the ELF vmlinux: the
+//! built-in VMM enters it at its 64-bit entry, and QEMU boots it through
+//! its PVH entry point (Xen note 18) where it has one.
 
 use std::io::Read;
 use std::path::Path;
@@ -18,20 +18,22 @@ use anyhow::{Context, Result, bail};
 /// `XEN_ELFNOTE_PHYS32_ENTRY`: the 32-bit PVH entry point.
 const PVH_ENTRY_NOTE: u32 = 18;
 
-/// The uncompressed ELF kernel inside `bzimage`, when it has a PVH entry
-/// and its payload is gzip, xz or zstd; `None` otherwise.
-pub fn pvh_vmlinux(bzimage: &Path) -> Result<Option<Vec<u8>>> {
+/// The uncompressed ELF kernel inside `bzimage`, when its payload is gzip,
+/// xz or zstd; `None` otherwise.
+pub fn vmlinux(bzimage: &Path) -> Result<Option<Vec<u8>>> {
     let image = std::fs::read(bzimage)
         .with_context(|| format!("failed to read `{}`", bzimage.display()))?;
     let Some(payload) = payload(&image) else {
         return Ok(None);
     };
-    let Some(vmlinux) = decompress(payload)
-        .with_context(|| format!("failed to unpack the kernel in `{}`", bzimage.display()))?
-    else {
-        return Ok(None);
-    };
-    Ok(has_pvh_entry(&vmlinux).then_some(vmlinux))
+    let vmlinux = decompress(payload)
+        .with_context(|| format!("failed to unpack the kernel in `{}`", bzimage.display()))?;
+    Ok(vmlinux.filter(|v| v.starts_with(b"\x7fELF")))
+}
+
+/// [`vmlinux`], when it has a PVH entry.
+pub fn pvh_vmlinux(bzimage: &Path) -> Result<Option<Vec<u8>>> {
+    Ok(vmlinux(bzimage)?.filter(|v| has_pvh_entry(v)))
 }
 
 /// The compressed payload of a bzImage, or `None` for anything else.

@@ -1,12 +1,14 @@
 //! The built-in VMM as a [`super::GuestRunner`].
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 
 use super::detect::kvm_boot_support;
-use super::{GuestRunner, GuestSpec, RunOutcome};
+use super::{GuestRunner, GuestSpec, RunOutcome, memfd};
 use crate::kernel::store::{IMAGE_FILE, VMLINUX_FILE};
+use crate::kernel::unpack::vmlinux;
 use crate::vmm::{self, VmConfig};
 
 /// Boots guests with the built-in VMM ([`crate::vmm`]).
@@ -40,9 +42,17 @@ impl GuestRunner for KvmRunner {
         }
         // The VMM announces the disk on the command line and in its ACPI
         // tables alike, so `spec.devices` asks nothing more of it. It enters
-        // a cached kernel's vmlinux where there is one (`spec.vmlinux`, an
-        // unpacked stock kernel for QEMU's PVH entry, it leaves alone).
-        let kernel = entry_image(&spec.kernel);
+        // an unpacked kernel where it has one: a stock kernel's from
+        // `unpack_stock`, else a cached kernel's vmlinux.
+        let unpacked = spec
+            .vmlinux
+            .as_deref()
+            .map(|v| memfd("ktstr-vmlinux", v))
+            .transpose()?;
+        let kernel = match &unpacked {
+            Some(fd) => PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            None => entry_image(&spec.kernel),
+        };
         let config = VmConfig {
             kernel: &kernel,
             initramfs: &spec.initramfs,
@@ -52,7 +62,13 @@ impl GuestRunner for KvmRunner {
             timeout: spec.timeout,
         };
         vmm::run(&config)
-            .with_context(|| format!("booting `{}` in the built-in VMM", kernel.display()))
+            .with_context(|| format!("booting `{}` in the built-in VMM", spec.kernel.display()))
+    }
+
+    /// Every stock kernel it can unpack: the VMM enters the ELF at its
+    /// 64-bit entry, with no need for a PVH one.
+    fn unpack_stock(&self, image: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+        vmlinux(image)
     }
 }
 

@@ -6,6 +6,8 @@
 //! VMM); [`select_runner`] picks one for a [`VmmChoice`].
 
 use std::fmt;
+
+use anyhow::Context;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -57,9 +59,10 @@ pub struct GuestSpec {
     pub timeout: Duration,
     /// How the kernel must be told where its disk is.
     pub devices: DeviceDiscovery,
-    /// The same kernel uncompressed: an ELF vmlinux with a PVH entry, which
-    /// a runner may boot instead of `kernel` so the guest skips its
-    /// decompressor (QEMU does; about 2 s of a stock kernel's boot under TCG).
+    /// The same kernel uncompressed, from [`GuestRunner::unpack_stock`]: an
+    /// ELF vmlinux the runner boots instead of `kernel`, so the guest skips
+    /// its decompressor (about 2 s of a stock kernel's boot under TCG, 18 s
+    /// in a nested guest).
     pub vmlinux: Option<Vec<u8>>,
 }
 
@@ -87,4 +90,24 @@ pub trait GuestRunner: fmt::Debug + Send + Sync {
     /// Boots the guest and waits for it to end. An `Err` means the run could
     /// not be made at all; a guest that fails still returns an outcome.
     fn run(&self, spec: &GuestSpec) -> anyhow::Result<RunOutcome>;
+
+    /// The uncompressed kernel inside the stock bzImage `image` that this
+    /// runner boots in its place ([`GuestSpec::vmlinux`]), if it boots one.
+    fn unpack_stock(&self, image: &std::path::Path) -> anyhow::Result<Option<Vec<u8>>> {
+        let _ = image;
+        Ok(None)
+    }
+}
+
+/// `bytes` in an anonymous file named `name`, for a runner to open by
+/// `/proc/self/fd` path. It is close-on-exec, so
+/// that no other child this process spawns meanwhile inherits it; QEMU's
+/// `prepare_child` clears the flag in QEMU alone.
+pub(crate) fn memfd(name: &str, bytes: &[u8]) -> anyhow::Result<std::os::fd::OwnedFd> {
+    let fd = nix::sys::memfd::memfd_create(name, nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .with_context(|| format!("failed to create a memfd for {name}"))?;
+    let mut file = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut file, bytes)
+        .with_context(|| format!("failed to write {name} into a memfd"))?;
+    Ok(std::os::fd::OwnedFd::from(file))
 }
