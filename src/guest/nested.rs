@@ -32,7 +32,11 @@ pub const OUTER_MEMORY_MIB: u32 = 2048;
 /// Outer console lines an error quotes.
 const CONSOLE_TAIL_LINES: usize = 40;
 /// A console silent this long (init prints a line at least every 10 s)
-/// means the outer guest is stuck, not busy.
+/// means the outer guest lost a wake-up ([`QemuRunner::nudge_when_silent`]),
+/// and gets a byte on its serial console.
+const NUDGE_AFTER: Duration = Duration::from_secs(20);
+/// A console silent this long, nudges and all, means the outer guest is
+/// stuck for good.
 const SILENCE_LIMIT: Duration = Duration::from_secs(60);
 /// Boots of the outer guest before a stall is a failure: each costs the
 /// silence and a boot, about 1.5 minutes.
@@ -116,6 +120,8 @@ pub struct NestedRun {
     /// For each boot that went silent and was booted again: why, with its
     /// console's last lines.
     pub stalls: Vec<String>,
+    /// How often a silent outer guest was nudged on its serial console.
+    pub nudges: usize,
 }
 
 impl NestedRun {
@@ -134,15 +140,17 @@ impl NestedRun {
 /// reported, or the deadline; an outer guest that did not finish its
 /// list is an error quoting its console.
 ///
-/// An outer guest whose console goes silent has stopped running its own
-/// init: TCG stalled it (seen here once in about ten outer boots, right
-/// after an inner guest had started; nothing ran on for 19 minutes, not
-/// even a check's own deadline). It is stopped
-/// and booted once more on the same disk, where the checks that reported
-/// are not run again; the stall is kept in [`NestedRun::stalls`].
+/// An outer guest whose console goes silent has lost a timer interrupt
+/// to QEMU's TCG while it started inner guests (seen about once in five
+/// minutes of inner builds on a loaded machine: the vCPU halted in the idle
+/// loop, the timer's vector pending in its APIC). A byte on its console
+/// wakes it ([`QemuRunner::nudge_when_silent`]). One that stays silent is
+/// stopped and booted again on the same disk, where the checks that
+/// reported are not run again; the stall is kept in [`NestedRun::stalls`].
 pub fn run(spec: &NestedSpec) -> Result<NestedRun> {
     let qemu = QemuRunner::find(Accel::Tcg)?
         .silence_limit(SILENCE_LIMIT)
+        .nudge_when_silent(NUDGE_AFTER)
         .keep_apic_timer();
     let mut guest = GuestSpec {
         kernel: spec.host_kernel.clone(),
@@ -174,6 +182,7 @@ pub fn run(spec: &NestedSpec) -> Result<NestedRun> {
             results: CheckResult::all_from_console(&outcome.console),
             outcome,
             stalls: stalls.clone(),
+            nudges: qemu.nudges(),
         };
         if checks::all_done(&run.outcome.console) {
             return Ok(run);

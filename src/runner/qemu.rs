@@ -18,7 +18,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,9 @@ pub struct QemuRunner {
     silence_limit: Option<Duration>,
     /// Under TCG, keep the local APIC timer ([`QemuRunner::keep_apic_timer`]).
     apic_timer: bool,
+    /// [`QemuRunner::nudge_when_silent`]'s interval, and the nudges sent.
+    nudge: Option<Duration>,
+    nudges: Arc<AtomicUsize>,
 }
 
 impl QemuRunner {
@@ -74,6 +77,8 @@ impl QemuRunner {
             accel,
             silence_limit: None,
             apic_timer: false,
+            nudge: None,
+            nudges: Arc::default(),
         }
     }
 
@@ -83,6 +88,23 @@ impl QemuRunner {
     pub fn silence_limit(mut self, limit: Duration) -> Self {
         self.silence_limit = Some(limit);
         self
+    }
+
+    /// Writes a newline to the guest's serial console each time the console
+    /// has been silent for `after`. QEMU 10.0's TCG can lose the wake-up of
+    /// a guest that is a KVM host: its VMRUN sets the vCPU's interrupt
+    /// requests without QEMU's lock, over the one the APIC timer just
+    /// posted from the main loop, and the halted vCPU sleeps on with the
+    /// timer's vector pending (fixed in QEMU 10.2). The byte's interrupt
+    /// posts a fresh request, and the guest goes on; its tty echoes it.
+    pub fn nudge_when_silent(mut self, after: Duration) -> Self {
+        self.nudge = Some(after);
+        self
+    }
+
+    /// How many nudges ([`QemuRunner::nudge_when_silent`]) its runs sent.
+    pub fn nudges(&self) -> usize {
+        self.nudges.load(Ordering::Relaxed)
     }
 
     /// Under TCG, leaves the guest its local APIC timer (no `noapictimer`):
@@ -213,7 +235,10 @@ impl GuestRunner for QemuRunner {
         unsafe { cmd.pre_exec(move || prepare_child(parent, initrd_fd, vmlinux_fd)) };
         let child = cmd
             .args(self.args(spec, &kernel_path, &initrd_path))
-            .stdin(Stdio::null())
+            .stdin(match self.nudge {
+                Some(_) => Stdio::piped(),
+                None => Stdio::null(),
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -223,11 +248,24 @@ impl GuestRunner for QemuRunner {
         let last_output = Arc::new(AtomicU64::new(0));
         let console = capture_console(child.0.stdout.take(), start, Arc::clone(&last_output));
         let stderr = collect(child.0.stderr.take());
+        let silence = || {
+            let last = Duration::from_millis(last_output.load(Ordering::Relaxed));
+            start.elapsed().saturating_sub(last)
+        };
+        let mut stdin = child.0.stdin.take();
+        let mut nudged_at = Duration::ZERO;
         let silent_too_long = || {
-            self.silence_limit.is_some_and(|limit| {
-                let last = Duration::from_millis(last_output.load(Ordering::Relaxed));
-                start.elapsed().saturating_sub(last) > limit
-            })
+            if let (Some(after), Some(stdin)) = (self.nudge, stdin.as_mut()) {
+                let now = start.elapsed();
+                if silence() > after && now.saturating_sub(nudged_at) > after {
+                    nudged_at = now;
+                    // A guest that stopped reading is for the silence limit.
+                    if stdin.write_all(b"\n").is_ok() {
+                        self.nudges.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            self.silence_limit.is_some_and(|limit| silence() > limit)
         };
         let end = wait_until(&mut child.0, deadline, silent_too_long)?;
         let console = console.join().unwrap_or_else(|_| Console::new(start));
@@ -319,7 +357,11 @@ enum Waited {
 
 /// Waits for `child` until `deadline`, or until `stuck` says so, then
 /// kills it.
-fn wait_until(child: &mut Child, deadline: Instant, stuck: impl Fn() -> bool) -> Result<Waited> {
+fn wait_until(
+    child: &mut Child,
+    deadline: Instant,
+    mut stuck: impl FnMut() -> bool,
+) -> Result<Waited> {
     loop {
         if let Some(status) = child.try_wait().context("failed to wait for QEMU")? {
             return Ok(Waited::Exited(status));
@@ -499,6 +541,23 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn a_silent_guest_is_nudged_on_its_console_and_goes_on() {
+        // A stand-in for QEMU: prints a line, then waits for input.
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("qemu");
+        std::fs::write(&fake, "#!/bin/sh\necho booting\nread line\necho woke\n").unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let runner = QemuRunner::at(fake, Accel::Tcg)
+            .nudge_when_silent(Duration::from_millis(500))
+            .silence_limit(Duration::from_secs(30));
+        let out = runner.run(&spec(dir.path())).unwrap();
+        assert_ne!(out.end, RunEnd::Timeout);
+        assert_eq!(out.console_text(), "booting\nwoke\n");
+        assert_eq!(runner.nudges(), 1);
     }
 
     #[test]

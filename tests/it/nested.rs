@@ -318,6 +318,12 @@ fn boot() -> Result<Lane, String> {
     for stall in &run.stalls {
         eprintln!("warning: the outer guest stalled and was booted again: {stall}");
     }
+    if run.nudges > 0 {
+        eprintln!(
+            "note: the outer console went silent {} times and was nudged",
+            run.nudges
+        );
+    }
     println!("{}", run.console_tail());
     // Where the lane's time goes (`--nocapture` shows it).
     for result in &run.results {
