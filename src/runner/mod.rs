@@ -93,8 +93,7 @@ pub trait GuestRunner: fmt::Debug + Send + Sync {
 
     /// The uncompressed kernel inside the stock bzImage `image` that this
     /// runner boots in its place ([`GuestSpec::vmlinux`]), if it boots one.
-    fn unpack_stock(&self, image: &std::path::Path) -> anyhow::Result<Option<Vec<u8>>> {
-        let _ = image;
+    fn unpack_stock(&self, _image: &std::path::Path) -> anyhow::Result<Option<Vec<u8>>> {
         Ok(None)
     }
 }
