@@ -534,14 +534,20 @@ mod tests {
         assert!(err.contains("is too long"), "{err}");
     }
 
+    /// An executable shell script `body` in `dir`, standing in for QEMU.
+    fn fake_qemu(dir: &Path, body: &str) -> PathBuf {
+        let fake = dir.join("qemu");
+        std::fs::write(&fake, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        fake
+    }
+
     #[test]
     fn a_guest_that_goes_silent_is_stopped_at_the_silence_limit() {
         // A stand-in for QEMU: prints a line, then nothing, for a minute.
         let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("qemu");
-        std::fs::write(&fake, "#!/bin/sh\necho booting\nexec sleep 60\n").unwrap();
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        let fake = fake_qemu(dir.path(), "echo booting\nexec sleep 60");
         let runner = QemuRunner::at(fake, Accel::Tcg).silence_limit(Duration::from_secs(1));
         let start = Instant::now();
         let out = runner.run(&spec(dir.path())).unwrap();
@@ -568,10 +574,7 @@ mod tests {
     fn a_silent_guest_is_nudged_on_its_console_and_goes_on() {
         // A stand-in for QEMU: prints a line, then waits for input.
         let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("qemu");
-        std::fs::write(&fake, "#!/bin/sh\necho booting\nread line\necho woke\n").unwrap();
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        let fake = fake_qemu(dir.path(), "echo booting\nread line\necho woke");
         let runner = QemuRunner::at(fake, Accel::Tcg)
             .nudge_when_silent(Duration::from_millis(500))
             .silence_limit(Duration::from_secs(30));
