@@ -86,9 +86,7 @@ mod tests {
     fn a_trimmed_program_still_runs() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("echo");
-        fs::write(&path, trim_elf(fs::read("/bin/echo").unwrap())).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        crate::testutil::executable(&path, &trim_elf(fs::read("/bin/echo").unwrap()));
         let out = std::process::Command::new(&path)
             .arg("still here")
             .output()

@@ -537,9 +537,7 @@ mod tests {
     /// An executable shell script `body` in `dir`, standing in for QEMU.
     fn fake_qemu(dir: &Path, body: &str) -> PathBuf {
         let fake = dir.join("qemu");
-        std::fs::write(&fake, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        crate::testutil::script(&fake, body);
         fake
     }
 
