@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::cache::filesystem::Filesystem;
 use crate::guest::initramfs::Archive;
 use crate::guest::modules::add_modules;
-use crate::guest::protocol::{DISK, escape, unescape};
+use crate::guest::protocol::{DISK, escape, quiet_unless_logged, unescape};
 use crate::kernel::modules::{GUEST_NEEDS, guest_modules};
 use crate::kernel::resolve::HostKernels;
 use crate::kernel::stock::{GuestKernel, STOCK_CMDLINE};
@@ -96,13 +96,15 @@ impl Probe<'_> {
             kernel: self.kernel.to_owned(),
             initramfs: archive.finish()?,
             cmdline: format!(
-                "console=ttyS0 {} panic=-1 {MODE_PARAM} {NAME_PARAM}={} {DISK_PARAM}={} {extra}",
+                "console=ttyS0 {} panic=-1 {MODE_PARAM} {NAME_PARAM}={} {DISK_PARAM}={} {extra} {}",
                 runner.reboot_arg(),
                 self.name,
-                self.fs
+                self.fs,
+                quiet_unless_logged()
             )
-            .trim_end()
-            .to_owned(),
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
             disks: vec![self.disk.to_owned()],
             memory_mib: 256,
             timeout: self.timeout,

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 
 use super::find_init::GuestInit;
 use super::initramfs::template_initramfs_many;
-use super::protocol::{TemplateResult, Verified, Verify, cmdline_many};
+use super::protocol::{TemplateResult, Verified, Verify, cmdline_many, quiet_unless_logged};
 use crate::cache::ensure::TemplateBuilder;
 use crate::cache::filesystem::Filesystem;
 use crate::cache::fingerprint::find_formatter;
@@ -204,9 +204,10 @@ impl GuestBuilder {
             kernel: self.kernel.clone(),
             initramfs,
             cmdline: format!(
-                "{} {} {extra_args}",
+                "{} {} {extra_args} {}",
                 cmdline_many(&filesystems, self.runner.reboot_arg()),
-                self.verify.param()
+                self.verify.param(),
+                quiet_unless_logged()
             )
             .split_whitespace()
             .collect::<Vec<_>>()

@@ -24,11 +24,11 @@ pub const BOOT_DIR: &str = "/boot";
 /// The kernel image name prefix in [`BOOT_DIR`].
 const VMLINUZ_PREFIX: &str = "vmlinuz-";
 
-/// The arguments that make a stock kernel boot fastest under TCG (3.4 s
-/// instead of 4.2 s for Debian's 6.12): no console chatter, no LSMs or
-/// audit to set up, no crypto self-tests, and none of the initcalls that
-/// spend a second on jitter entropy or self-tests a template never needs.
-pub const STOCK_CMDLINE: &str = "quiet lsm=capability audit=0 cryptomgr.notests \
+/// The arguments that make a stock kernel boot fastest under TCG (with
+/// `quiet`, 3.4 s instead of 4.2 s for Debian's 6.12): no LSMs or audit to
+/// set up, no crypto self-tests, and none of the initcalls that spend a
+/// second on jitter entropy or self-tests a template never needs.
+pub const STOCK_CMDLINE: &str = "lsm=capability audit=0 cryptomgr.notests \
      initcall_blacklist=jent_mod_init,bpf_tcp_ca_kfunc_init,crypto_kdf108_init";
 
 /// A distribution kernel and the modules that belong to it.

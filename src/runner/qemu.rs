@@ -32,6 +32,14 @@ pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 /// The Debian package that ships it.
 pub const QEMU_PACKAGE: &str = "qemu-system-x86";
 
+/// The CPU a TCG guest sees: every feature TCG emulates but the fast string
+/// ones. With ERMS, FSRM or FSRS a kernel copies and clears memory with
+/// `rep movsb` and `rep stosb`, which TCG runs a byte per step; without
+/// them it moves eight bytes a step. Twenty inner builds of the nested lane
+/// took 95 s instead of 137 s; Debian's kernel builds a template about
+/// 10 % faster.
+const TCG_CPU: &str = "max,-erms,-fsrm,-fsrs";
+
 /// How QEMU runs guest code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {
@@ -114,7 +122,7 @@ impl QemuRunner {
     fn args(&self, spec: &GuestSpec, kernel: &Path, initrd: &Path) -> Vec<OsString> {
         let (accel, cpu) = match self.accel {
             Accel::Kvm => ("kvm", "host"),
-            Accel::Tcg => ("tcg", "max"),
+            Accel::Tcg => ("tcg", TCG_CPU),
         };
         let memory = format!("{}M", spec.memory_mib);
         // With ACPI on, microvm describes each virtio-mmio device in its
