@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::KernelKind;
-use super::kind::fragment_options;
+use super::kind::{fragment_options, make_variables};
 use super::source::{Source, check_build_tools};
 use super::store::{CONFIG_FILE, IMAGE_FILE, KernelStore, VMLINUX_FILE};
 use crate::progress::{Progress, secs};
@@ -146,7 +146,10 @@ fn build_entry(
         "Compiling",
         format!("bzImage with make -j{jobs} (about 4 minutes with -j2)"),
     );
-    make(&tree, &out, &[&format!("-j{jobs}"), "bzImage"], progress)?;
+    let jobs = format!("-j{jobs}");
+    let mut args = vec![jobs.as_str(), "bzImage"];
+    args.extend(make_variables(recipe.fragments));
+    make(&tree, &out, &args, progress)?;
     let entry = stage_entry(&scratch.0, &out)?;
     if force {
         // The old kernel, swapped into the scratch directory, goes with it.

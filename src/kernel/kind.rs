@@ -98,6 +98,18 @@ pub fn fragment_options<'a>(fragments: &[(&str, &'a str)]) -> (Vec<&'a str>, Vec
     (on, off)
 }
 
+/// The variables `fragments` pass to make, from `# make: NAME=value ...`
+/// lines: a comment to merge_config.sh, so a fragment carries compiler
+/// flags too and its hash (the kernel's cache name) covers them.
+pub fn make_variables<'a>(fragments: &[(&str, &'a str)]) -> Vec<&'a str> {
+    fragments
+        .iter()
+        .flat_map(|(_, text)| text.lines())
+        .filter_map(|line| line.strip_prefix("# make:"))
+        .flat_map(str::split_whitespace)
+        .collect()
+}
+
 impl fmt::Display for KernelKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -130,6 +142,22 @@ mod tests {
             assert!(on.contains(&needed), "{needed}");
         }
         assert!(off.contains(&"CONFIG_MODULES"));
+    }
+
+    #[test]
+    fn make_lines_pass_variables_and_other_comments_do_not() {
+        let fragments = [
+            (
+                "a",
+                "# make: KCFLAGS=-x  V=1\n# CONFIG_A is not set\n# a make: note\n",
+            ),
+            ("b", "CONFIG_B=y\n# make: W=2\n"),
+        ];
+        assert_eq!(make_variables(&fragments), ["KCFLAGS=-x", "V=1", "W=2"]);
+        assert_eq!(
+            make_variables(KernelKind::Template.fragments()),
+            ["KCFLAGS=-fno-builtin-memset"]
+        );
     }
 
     #[test]
