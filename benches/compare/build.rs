@@ -13,6 +13,7 @@ use cargo_ktstr::cache::key::Capacity;
 use cargo_ktstr::guest::initramfs::template_initramfs;
 use cargo_ktstr::guest::protocol::cmdline;
 use cargo_ktstr::host::tsc_khz;
+use cargo_ktstr::runner::qemu::TCG_CPU;
 
 use crate::Bench;
 use crate::measure::{Pair, interleave, rotate, run, time};
@@ -164,7 +165,7 @@ fn hand_written_qemu(kernel: &Path, initrd: &Path, disk: &Path, fs: Filesystem) 
         "tcg",
         "-cpu",
         // The CPU the runner gives a TCG guest, as README gives it.
-        "max,-erms,-fsrm,-fsrs",
+        TCG_CPU,
         "-m",
         "256M",
     ])

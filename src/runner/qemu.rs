@@ -38,7 +38,7 @@ pub const QEMU_PACKAGE: &str = "qemu-system-x86";
 /// them it moves eight bytes a step. Twenty inner builds of the nested lane
 /// took 95 s instead of 137 s; Debian's kernel builds a template about
 /// 10 % faster.
-const TCG_CPU: &str = "max,-erms,-fsrm,-fsrs";
+pub const TCG_CPU: &str = "max,-erms,-fsrm,-fsrs";
 
 /// How QEMU runs guest code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
