@@ -1,7 +1,7 @@
 //! The library as a harness sees it: only the names at the crate root.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Barrier};
@@ -92,9 +92,16 @@ fn per_test_images_are_writable_independent_and_gone_on_drop() {
     b.file().read_exact_at(&mut back, 1 << 20).unwrap();
     assert_ne!(&back, b"test a was here", "b sees a's write");
     assert_eq!(sha256(&template), before, "the template changed");
+    // An unnamed clone's path is /proc/<pid>/fd/<n>: after the drop
+    // another test's thread may open a file as fd n, so the path may exist
+    // again, but never as the same file.
+    let identity = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
     let (path_a, path_b) = (a.path(), b.path());
+    let (id_a, id_b) = (identity(&path_a), identity(&path_b));
+    assert!(id_a.is_some() && id_b.is_some());
     drop((via_path, a, b));
-    assert!(!path_a.exists() && !path_b.exists());
+    assert_ne!(identity(&path_a), id_a, "a outlived its drop");
+    assert_ne!(identity(&path_b), id_b, "b outlived its drop");
     assert_eq!(
         root_names(root.path()),
         names_before,
