@@ -1,5 +1,5 @@
 //! What the host offers, each asked in one place: a program on PATH, a
-//! /dev/kvm this process may use, and the TSC's frequency.
+//! /dev/kvm this process may use, its cores, and the TSC's frequency.
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
@@ -37,6 +37,12 @@ fn is_executable(path: &Path) -> bool {
 /// here at all (not whether it boots a stock kernel).
 pub fn open_kvm() -> io::Result<File> {
     OpenOptions::new().read(true).write(true).open(KVM_DEVICE)
+}
+
+/// The cores this process may run on (at least one): make's default jobs
+/// and a several-template guest's vCPUs.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The host TSC's frequency in kHz, from /proc/cpuinfo's `cpu MHz` (a

@@ -41,7 +41,7 @@ pub fn fixture_kernel() -> PathBuf {
     };
     let opts = BuildOptions {
         kind: KernelKind::Template,
-        jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        jobs: cargo_ktstr::host::cores(),
         force: false,
     };
     eprintln!("row 10: the fixture kernel (about 5 minutes on the first run)");
