@@ -44,7 +44,7 @@ pub fn fixture_kernel() -> PathBuf {
         jobs: cargo_ktstr::host::cores(),
         force: false,
     };
-    eprintln!("row 10: the fixture kernel (about 5 minutes on the first run)");
+    eprintln!("rows 8 and 10: the fixture kernel (about 5 minutes on the first run)");
     build_recipe(&store, &source(), &recipe, opts, &Progress::new(false))
         .expect("building the fixture kernel")
         .image

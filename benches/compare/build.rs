@@ -244,8 +244,8 @@ pub fn contention(b: &Bench, p: &Place, kernel: &Path) -> Row {
 
 /// Row 8: a forced cold build booting Debian's 6.12 stock kernel (its
 /// modules loaded in the guest, the disk found through ACPI) against the
-/// same build booting the tinyconfig kernel, interleaved.
-pub fn stock_vs_built(b: &Bench, p: &Place, stock: &Path, built: &Path) -> Row {
+/// same build booting a tinyconfig kernel, `built`, interleaved.
+pub fn stock_vs_built(b: &Bench, p: &Place, stock: &Path, built: &Path, label: &str) -> Row {
     let build = |kernel: &Path| {
         let kernel = kernel.to_str().unwrap().to_owned();
         move || time(&mut p.build(b, &["--vmm", "qemu", "--force", "--kernel", &kernel]))
@@ -259,7 +259,7 @@ pub fn stock_vs_built(b: &Bench, p: &Place, stock: &Path, built: &Path) -> Row {
             p.capacity(),
             release.trim_start_matches("vmlinuz-")
         ),
-        "the same with the tinyconfig kernel",
+        format!("the same with {label}"),
         &pair,
         Goal::ratio(1.4),
     )

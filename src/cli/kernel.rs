@@ -95,7 +95,9 @@ pub fn run(global: &GlobalArgs, cmd: KernelCommand) -> Result<ExitCode> {
     let store = KernelStore::from_env()?;
     match cmd {
         KernelCommand::Build(args) => {
-            let jobs = args.jobs.map_or_else(cargo_ktstr::host::cores, |j| j as usize);
+            let jobs = args
+                .jobs
+                .map_or_else(cargo_ktstr::host::cores, |j| j as usize);
             let progress = Progress::new(global.quiet);
             let opts = BuildOptions {
                 kind: args.kind.into(),
