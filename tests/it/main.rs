@@ -26,5 +26,6 @@ mod nested;
 mod real_kvm;
 mod soak;
 mod stock;
+mod users;
 mod util;
 mod vmm_guests;
