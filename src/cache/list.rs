@@ -23,7 +23,8 @@ use super::names::{self, DebrisKind, RootName};
 mod render;
 pub use render::human_age;
 
-/// An entry's state, most serious first: invalid, in use, stale, ok.
+/// An entry's state, most serious first: not an entry, invalid, in use,
+/// stale, ok.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EntryState {
@@ -31,6 +32,9 @@ pub enum EntryState {
     InUse,
     Stale,
     Invalid,
+    /// Named like an entry but holding files the cache's writers never put
+    /// in one: a user's directory, never replaced or removed.
+    NotAnEntry,
 }
 
 /// One directory of the root that is (or looks like) a published entry.
@@ -189,11 +193,14 @@ fn examine(root: &Path, name: &str, stale: &mut StaleCheck, notes: &mut Vec<Stri
         }
     });
     let invalid = match &key {
-        None => Some("not a template key (<fs>-<MiB>m-<16 hex>)".to_owned()),
+        None => Some((
+            EntryState::Invalid,
+            "not a template key (<fs>-<MiB>m-<16 hex>)".to_owned(),
+        )),
         Some(key) => problem(root, key),
     };
     let (state, detail) = match (invalid, holders.is_empty(), is_stale) {
-        (Some(why), _, _) => (EntryState::Invalid, Some(why)),
+        (Some((state, why)), _, _) => (state, Some(why)),
         (None, false, _) => (EntryState::InUse, Some(lock::describe_pids(&holders))),
         (None, true, Some(true)) => (EntryState::Stale, None),
         (None, true, _) => (EntryState::Ok, None),
@@ -213,14 +220,17 @@ fn examine(root: &Path, name: &str, stale: &mut StaleCheck, notes: &mut Vec<Stri
     }
 }
 
-/// Why `key`'s entry is not a valid template, if it is not: the lookup's own
-/// judgement, so a build and the list agree on what counts.
-fn problem(root: &Path, key: &Key) -> Option<String> {
+/// Why `key`'s entry is not a valid template, if it is not, and whether it
+/// is one at all: the lookup's own judgement, so a build and the list agree
+/// on what counts.
+fn problem(root: &Path, key: &Key) -> Option<(EntryState, String)> {
+    let invalid = |why| Some((EntryState::Invalid, why));
     match lookup::judge(root, key) {
         Ok(lookup::Verdict::Valid) => None,
-        Ok(lookup::Verdict::Invalid(why)) => Some(why),
-        Ok(lookup::Verdict::Absent) => Some("it vanished while being listed".to_owned()),
-        Err(e) => Some(format!("cannot examine it: {e:#}")),
+        Ok(lookup::Verdict::Invalid(why)) => invalid(why),
+        Ok(lookup::Verdict::Foreign(why)) => Some((EntryState::NotAnEntry, format!("it {why}"))),
+        Ok(lookup::Verdict::Absent) => invalid("it vanished while being listed".to_owned()),
+        Err(e) => invalid(format!("cannot examine it: {e:#}")),
     }
 }
 
@@ -269,16 +279,17 @@ mod tests {
         let dir = root.join(key.to_string());
         let image = dir.join(names::TEMPLATE_FILE);
         fs::create_dir(&dir).unwrap();
-        assert_eq!(problem(root, &key).unwrap(), "template.img is missing");
+        let why = |root: &Path| problem(root, &key).map(|(_, why)| why).unwrap_or_default();
+        let state = |root: &Path| problem(root, &key).map(|(state, _)| state);
+        assert_eq!(why(root), "template.img is missing");
+        assert_eq!(state(root), Some(EntryState::Invalid));
         fs::create_dir(&image).unwrap();
-        assert!(problem(root, &key).unwrap().contains("not a regular file"));
+        assert!(why(root).contains("not a regular file") || why(root).contains("never writes"));
+        // A directory where the image should be is a user's: not an entry.
+        assert_eq!(state(root), Some(EntryState::NotAnEntry));
         fs::remove_dir(&image).unwrap();
         fs::write(&image, vec![0u8; 16 << 20]).unwrap();
-        assert!(
-            problem(root, &key)
-                .unwrap()
-                .starts_with("no ext4 superblock magic")
-        );
+        assert!(why(root).starts_with("no ext4 superblock magic"));
         let mut bytes = vec![0u8; 16 << 20];
         bytes[0x438..0x43a].copy_from_slice(&[0x53, 0xEF]);
         fs::write(&image, &bytes).unwrap();
@@ -286,15 +297,21 @@ mod tests {
         // Cut past the magic: the magic is there, the size is not.
         bytes.truncate(1 << 20);
         fs::write(&image, &bytes).unwrap();
-        let why = problem(root, &key).unwrap();
-        assert!(why.contains("is 1048576 bytes"), "{why}");
-        // A symlink to a valid image is not followed.
+        let cut = why(root);
+        assert!(cut.contains("is 1048576 bytes"), "{cut}");
+        // A symlink to a valid image is not followed, nor taken for ours.
         let valid = root.join("valid.img");
         bytes.resize(16 << 20, 0);
         fs::write(&valid, &bytes).unwrap();
         fs::remove_file(&image).unwrap();
         std::os::unix::fs::symlink(&valid, &image).unwrap();
-        assert!(problem(root, &key).unwrap().contains("not a regular file"));
+        assert_eq!(state(root), Some(EntryState::NotAnEntry));
+        // A user's file beside a zero-filled image: not an entry either.
+        fs::remove_file(&image).unwrap();
+        fs::write(&image, vec![0u8; 16 << 20]).unwrap();
+        fs::write(dir.join("thesis.tex"), b"x").unwrap();
+        assert_eq!(state(root), Some(EntryState::NotAnEntry));
+        assert!(why(root).contains("holds `thesis.tex`"), "{}", why(root));
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //!
 //! An entry counts only when `<key>/template.img` is a regular file that
 //! carries its filesystem's magic and is as large as its key says. Anything
-//! else under `<key>/` is reported as invalid, so the next build replaces it;
-//! only a missing entry and an invalid one are misses, and any other stat
-//! error is an error.
+//! else under `<key>/` is reported as invalid, so the next build replaces it,
+//! unless `<key>/` holds files no writer of the cache makes there: then it is
+//! a user's directory ([`Entry::Foreign`]), never replaced. Only a missing
+//! entry and an invalid one are misses, and any other stat error is an error.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,9 @@ pub enum Entry {
     Valid(PathBuf),
     /// Something is there but is no usable template; the reason says what.
     Invalid(String),
+    /// A directory that holds files this tool never writes into an entry: a
+    /// user's, never replaced or removed; the reason says what and where.
+    Foreign(String),
     /// Nothing is there.
     Absent,
 }
@@ -34,6 +38,7 @@ pub enum Entry {
 pub(crate) enum Verdict {
     Valid,
     Invalid(String),
+    Foreign(String),
     Absent,
 }
 
@@ -54,6 +59,11 @@ pub fn lookup(root: &Path, key: &Key) -> Result<Entry> {
         Verdict::Invalid(why) => {
             Entry::Invalid(format!("`{}`: {why}", entry_dir(root, key).display()))
         }
+        Verdict::Foreign(why) => Entry::Foreign(format!(
+            "`{}` is not a template entry: it {why}. Move it out of the cache root (or pass \
+             another --cache-dir) and run again",
+            entry_dir(root, key).display()
+        )),
         Verdict::Absent => Entry::Absent,
     })
 }
@@ -68,13 +78,21 @@ pub(crate) fn judge(root: &Path, key: &Key) -> Result<Verdict> {
     let dir = entry_dir(root, key);
     let image = image_path(root, key);
     let advice = "check the cache root's permissions, or pass another --cache-dir";
-    let invalid = |why: &str| Ok(Verdict::Invalid(why.to_owned()));
+    // Anything invalid may be replaced and removed: first make sure it is
+    // not a user's directory that merely wears the key's name.
+    let invalid = |why: &str| match super::tree::foreign_file(&dir) {
+        Ok(Some(foreign)) => Ok(Verdict::Foreign(foreign.to_string())),
+        _ => Ok(Verdict::Invalid(why.to_owned())),
+    };
     let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let dir_fd = match nix::fcntl::open(&dir, dir_flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(Verdict::Absent),
+        // No writer of the cache puts a file or a symlink at a key's name.
         Err(Errno::ENOTDIR | Errno::ELOOP) => {
-            return invalid("not a directory (a symlink is not followed)");
+            return Ok(Verdict::Foreign(
+                "is not a directory (a symlink is not followed)".to_owned(),
+            ));
         }
         Err(e) => bail!("failed to open `{}`: {e}; {advice}", dir.display()),
     };
@@ -88,7 +106,10 @@ pub(crate) fn judge(root: &Path, key: &Key) -> Result<Verdict> {
     let mut file = File::from(fd);
     let problem = image_problem(&mut file, key)
         .with_context(|| format!("failed to read `{}`", image.display()))?;
-    Ok(problem.map_or(Verdict::Valid, Verdict::Invalid))
+    match problem {
+        None => Ok(Verdict::Valid),
+        Some(why) => invalid(&why),
+    }
 }
 
 const NOT_A_FILE: &str = "template.img is not a regular file";
@@ -126,7 +147,8 @@ pub(crate) fn size_problem(len: u64, key: &Key) -> Option<String> {
 }
 
 /// The valid entry's image, or `None` on a miss; an invalid entry is a miss
-/// with a warning, so the next build replaces it.
+/// with a warning, so the next build replaces it, and a user's directory in
+/// its place an error, before any build.
 pub fn find(root: &Path, key: &Key) -> Result<Option<PathBuf>> {
     match lookup(root, key)? {
         Entry::Valid(path) => Ok(Some(path)),
@@ -134,6 +156,7 @@ pub fn find(root: &Path, key: &Key) -> Result<Option<PathBuf>> {
             tracing::warn!("ignoring the cached template {key}: {why}; it will be rebuilt");
             Ok(None)
         }
+        Entry::Foreign(why) => bail!("{why}"),
         Entry::Absent => Ok(None),
     }
 }
@@ -177,25 +200,30 @@ mod tests {
         assert_eq!(lookup(root.path(), &key).unwrap(), Entry::Valid(image));
     }
 
+    /// What no writer of the cache makes at an entry's place is a user's:
+    /// never taken for an entry to replace.
     #[test]
-    fn a_file_or_a_symlink_in_place_is_invalid() {
+    fn a_file_a_symlink_or_a_users_file_in_place_is_foreign() {
         let root = tempfile::tempdir().unwrap();
         let key = test_key(Filesystem::Ext4, 16);
+        let foreign = |what: &str| match lookup(root.path(), &key).unwrap() {
+            Entry::Foreign(why) => why,
+            other => panic!("{what} taken for {other:?}"),
+        };
         std::fs::write(entry_dir(root.path(), &key), b"x").unwrap();
-        assert!(matches!(
-            lookup(root.path(), &key).unwrap(),
-            Entry::Invalid(_)
-        ));
+        assert!(foreign("a file").contains("is not a directory"));
 
         let other = root.path().join("elsewhere.img");
         formatted_image(&key, &other);
         std::fs::remove_file(entry_dir(root.path(), &key)).unwrap();
         std::fs::create_dir(entry_dir(root.path(), &key)).unwrap();
         std::os::unix::fs::symlink(&other, image_path(root.path(), &key)).unwrap();
-        let Entry::Invalid(why) = lookup(root.path(), &key).unwrap() else {
-            panic!("symlink accepted")
-        };
-        assert!(why.contains("not a regular file"), "{why}");
+        let why = foreign("a symlinked image");
+        assert!(
+            why.contains("holds `template.img`, which this tool never writes"),
+            "{why}"
+        );
+        assert!(find(root.path(), &key).is_err());
 
         // A FIFO in place is judged without hanging on its open.
         std::fs::remove_file(image_path(root.path(), &key)).unwrap();
@@ -204,10 +232,16 @@ mod tests {
             nix::sys::stat::Mode::S_IRWXU,
         )
         .unwrap();
-        let Entry::Invalid(why) = lookup(root.path(), &key).unwrap() else {
-            panic!("FIFO accepted")
-        };
-        assert!(why.contains("not a regular file"), "{why}");
+        foreign("a FIFO");
+
+        // A user's file beside no image: not an invalid entry to replace.
+        std::fs::remove_file(image_path(root.path(), &key)).unwrap();
+        std::fs::write(entry_dir(root.path(), &key).join("thesis.tex"), b"x").unwrap();
+        let why = foreign("a user's directory");
+        assert!(
+            why.contains("holds `thesis.tex`") && why.contains("--cache-dir"),
+            "{why}"
+        );
 
         // A symlinked `<key>` leading to a valid entry elsewhere is refused.
         let elsewhere = tempfile::tempdir().unwrap();
@@ -216,10 +250,7 @@ mod tests {
         formatted_image(&key, &outside_entry.join(names::TEMPLATE_FILE));
         std::fs::remove_dir_all(entry_dir(root.path(), &key)).unwrap();
         std::os::unix::fs::symlink(&outside_entry, entry_dir(root.path(), &key)).unwrap();
-        let Entry::Invalid(why) = lookup(root.path(), &key).unwrap() else {
-            panic!("symlinked entry accepted")
-        };
-        assert!(why.contains("not a directory"), "{why}");
+        assert!(foreign("a symlinked entry").contains("not a directory"));
     }
 
     #[test]

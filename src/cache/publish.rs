@@ -84,6 +84,9 @@ fn rename_into_place(root: &Path, key: &Key, staged: &Path, if_valid: IfValid) -
                 RenameFlags::RENAME_EXCHANGE
             }
             (Entry::Valid(_), IfValid::Replace) => RenameFlags::RENAME_EXCHANGE,
+            // A user's directory that appeared at the key's name: never
+            // exchanged out of the way, since removing it would lose it.
+            (Entry::Foreign(why), _) => bail!("{why}"),
         };
         match renameat2(AT_FDCWD, staged, AT_FDCWD, &target, flags) {
             Ok(()) if flags == RenameFlags::RENAME_NOREPLACE => return Ok(Outcome::Published),
@@ -223,10 +226,12 @@ impl Drop for StagingDir {
     }
 }
 
-/// Removes a file or a directory tree; a missing one is fine.
+/// Removes a file or a staging directory of ours (one holding anything but
+/// what this tool writes is refused: see [`super::tree::remove_cache_dir`]);
+/// a missing one is fine.
 pub(crate) fn remove_any(path: &Path) -> Result<()> {
     let result = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => super::tree::remove_tree(path),
+        Ok(m) if m.is_dir() => super::tree::remove_cache_dir(path),
         Ok(_) => std::fs::remove_file(path),
         Err(e) => Err(e),
     };

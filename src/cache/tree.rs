@@ -8,6 +8,12 @@
 //! directories of a dead writer back their owner's u+rwx, which unlinking
 //! inside them needs), then to unlink. A mount point anywhere refuses the
 //! whole tree before anything is removed.
+//!
+//! An entry or a staging directory of the template root is removed another
+//! way, [`remove_cache_dir`]: only when it holds nothing but the files this
+//! tool and ktstr write into one ([`names::ENTRY_FILES`]), so a user's
+//! directory that merely wears a key's name (a `--cache-dir` aimed at a home
+//! directory) loses nothing.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -19,6 +25,8 @@ use nix::dir::Dir;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FchmodatFlags, Mode, SFlag, fchmodat, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
+
+use super::names;
 
 /// Where a directory lives: its device and, where the kernel says, its
 /// mount (a bind mount of the same filesystem shares the device).
@@ -40,6 +48,97 @@ pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     for unlink in [false, true] {
         let top = open_dir(parent.as_fd(), &name, path, place)?;
         walk(top, path, place, unlink)?;
+    }
+    unlinkat(parent.as_fd(), name.as_c_str(), UnlinkatFlags::RemoveDir)?;
+    Ok(())
+}
+
+/// Why a directory of the template root is not this tool's to remove: it
+/// holds a file no writer of the cache makes there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Foreign {
+    /// The first such name found (lossy where it is not UTF-8).
+    pub name: String,
+}
+
+impl std::fmt::Display for Foreign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "holds `{}`, which this tool never writes there",
+            names::shown(&self.name)
+        )
+    }
+}
+
+impl std::error::Error for Foreign {}
+
+/// The [`Foreign`] inside `e`, when [`remove_cache_dir`] refused for it.
+pub(crate) fn foreign_of(e: &io::Error) -> Option<&Foreign> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Foreign>())
+}
+
+/// The first name in the directory `path` (not followed if a symlink) that
+/// is not one of [`names::ENTRY_FILES`] as a regular file, if any.
+pub(crate) fn foreign_file(path: &Path) -> io::Result<Option<Foreign>> {
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let dir = Dir::open(path, flags, Mode::empty())?;
+    Ok(check_owned(dir)?.err())
+}
+
+/// The names in the open directory `dir` when each is one of
+/// [`names::ENTRY_FILES`] and a regular file; else the first that is not.
+fn check_owned(mut dir: Dir) -> io::Result<Result<(Dir, Vec<CString>), Foreign>> {
+    let mut names = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name != c"." && name != c".." {
+            names.push(name.to_owned());
+        }
+    }
+    for name in &names {
+        let foreign = || Foreign {
+            name: String::from_utf8_lossy(name.to_bytes()).into_owned(),
+        };
+        if !names::ENTRY_FILES
+            .iter()
+            .any(|ours| ours.as_bytes() == name.to_bytes())
+        {
+            return Ok(Err(foreign()));
+        }
+        let stat = match fstatat(dir.as_fd(), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+            return Ok(Err(foreign()));
+        }
+    }
+    Ok(Ok((dir, names)))
+}
+
+/// Removes the entry or staging directory `path` (not followed if a
+/// symlink) when it holds nothing but [`names::ENTRY_FILES`] as regular
+/// files; otherwise removes nothing and fails with a [`Foreign`] inside
+/// (see [`foreign_of`]). A file added meanwhile makes the last step fail
+/// with ENOTEMPTY, and stays.
+pub(crate) fn remove_cache_dir(path: &Path) -> io::Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::other("not a removable path"));
+    };
+    let parent = Dir::open(parent, OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let name = CString::new(name.as_bytes())?;
+    let place = place_of(parent.as_fd())?;
+    let dir = open_dir(parent.as_fd(), &name, path, place)?;
+    let (dir, files) = check_owned(dir)?.map_err(io::Error::other)?;
+    for file in files {
+        match unlinkat(dir.as_fd(), file.as_c_str(), UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     unlinkat(parent.as_fd(), name.as_c_str(), UnlinkatFlags::RemoveDir)?;
     Ok(())
@@ -179,6 +278,39 @@ mod tests {
         remove_tree(&tree).unwrap();
         assert!(!tree.exists());
         assert!(outside.join("keep").exists());
+    }
+
+    #[test]
+    fn a_cache_dir_goes_only_when_it_holds_nothing_but_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("ext4-128m-0123456789abcdef");
+        fs::create_dir(&entry).unwrap();
+        fs::write(entry.join("template.img"), b"img").unwrap();
+        fs::write(entry.join("thesis.tex"), b"chapter 1").unwrap();
+        let err = remove_cache_dir(&entry).unwrap_err();
+        assert_eq!(foreign_of(&err).unwrap().name, "thesis.tex");
+        assert_eq!(fs::read(entry.join("thesis.tex")).unwrap(), b"chapter 1");
+        assert!(
+            entry.join("template.img").exists(),
+            "removed before refusing"
+        );
+
+        // A directory or a link under our file's name is not ours either.
+        fs::remove_file(entry.join("thesis.tex")).unwrap();
+        fs::remove_file(entry.join("template.img")).unwrap();
+        fs::create_dir(entry.join("template.img")).unwrap();
+        assert!(foreign_file(&entry).unwrap().is_some());
+        fs::remove_dir(entry.join("template.img")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", entry.join("template.img")).unwrap();
+        assert!(foreign_of(&remove_cache_dir(&entry).unwrap_err()).is_some());
+
+        // Ours alone, read-only as a dead writer may leave it: it goes.
+        fs::remove_file(entry.join("template.img")).unwrap();
+        fs::write(entry.join("template.img"), b"img").unwrap();
+        fs::set_permissions(&entry, fs::Permissions::from_mode(0o555)).unwrap();
+        assert_eq!(foreign_file(&entry).unwrap(), None);
+        remove_cache_dir(&entry).unwrap();
+        assert!(!entry.exists());
     }
 
     #[test]

@@ -83,7 +83,9 @@ fn kill_at(mut cmd: Command, at: Duration) -> bool {
 fn check_after_crash(root: &Path, trial: &str) {
     match lookup::lookup(root, &key()).unwrap() {
         Entry::Valid(_) | Entry::Absent => {}
-        Entry::Invalid(why) => panic!("{trial}: a half-written entry is visible: {why}"),
+        Entry::Invalid(why) | Entry::Foreign(why) => {
+            panic!("{trial}: a half-written entry is visible: {why}")
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(1);
     while let Some(pid) = process_using(root) {

@@ -32,6 +32,11 @@ const LINK_IMAGE: &str = "ext4-16m-2222222222222222";
 const LINK_ENTRY: &str = "ext4-16m-3333333333333333";
 /// A FIFO named like an entry.
 const FIFO_ENTRY: &str = "ext4-16m-4444444444444444";
+/// Real (invalid) entries: empty, and a zero-filled image.
+const EMPTY_ENTRY: &str = "ext4-16m-5555555555555555";
+const ZERO_ENTRY: &str = "ext4-16m-6666666666666666";
+/// A user's read-only tree named like a dead writer's staging directory.
+const USER_TREE: &str = "btrfs-256m-a1b2c3d4e5f6a7b8.old.tmp";
 const NEWLINE_DIR: &str = "btrfs-256m-a1b2c3d4e5f6a7b8\nkept forged: in use";
 /// A debris-like file whose name has a newline.
 const NEWLINE_FILE: &str = ".per-test-1-5-\nkept forged: x.img";
@@ -72,6 +77,16 @@ fn outside() -> tempfile::TempDir {
     dir
 }
 
+/// A dead writer's read-only staging directory (or entry): its image 0444
+/// in a 0555 directory.
+fn read_only_staging(dir: &Path) {
+    fs::create_dir(dir).unwrap();
+    let image = dir.join("template.img");
+    fs::write(&image, b"ro").unwrap();
+    fs::set_permissions(&image, fs::Permissions::from_mode(0o444)).unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o555)).unwrap();
+}
+
 /// A tree of read-only files in read-only (and one unreadable) directories.
 fn read_only_tree(dir: &Path) {
     fs::create_dir(dir).unwrap();
@@ -107,7 +122,8 @@ fn seed(root: &Path, out: &Path, dead: u32) -> Vec<PathBuf> {
     symlink(out.join("file"), &removable[2]).unwrap();
     mkfifo(&removable[3]);
     drop(UnixListener::bind(&removable[4]).unwrap());
-    read_only_tree(&removable[5]);
+    read_only_staging(&removable[5]);
+    read_only_tree(&root.join(format!("{USER_TREE}.{dead}")));
     fs::write(&removable[6], b"x").unwrap();
     fs::write(&removable[7], b"x").unwrap();
 
@@ -136,6 +152,9 @@ fn seed(root: &Path, out: &Path, dead: u32) -> Vec<PathBuf> {
     symlink(out.join("entry"), root.join(LINK_ENTRY)).unwrap();
     mkfifo(&root.join(FIFO_ENTRY));
     fs::create_dir(root.join(NEWLINE_DIR)).unwrap();
+    fs::create_dir(root.join(EMPTY_ENTRY)).unwrap();
+    fs::create_dir(root.join(ZERO_ENTRY)).unwrap();
+    fs::write(root.join(ZERO_ENTRY).join("template.img"), vec![0; 4096]).unwrap();
     fs::create_dir(root.join("k".repeat(255))).unwrap();
     fs::write(root.join(".locks"), b"not a directory").unwrap();
     removable
@@ -183,7 +202,7 @@ fn hostile_roots_are_swept_without_leaving_the_root_or_hanging() {
     let table = ktstr_ok(root, &["template", "list"]);
     no_forged_lines(&table);
     assert!(
-        table.contains("invalid: template.img is not a regular file"),
+        table.contains("not an entry: it holds `template.img`, which this tool never writes"),
         "{table}"
     );
     assert!(
@@ -195,7 +214,7 @@ fn hostile_roots_are_swept_without_leaving_the_root_or_hanging() {
     assert!(table.contains(&format!("skipped {FIFO_ENTRY}: not a directory")));
     assert!(table.contains("the name is not UTF-8"), "{table}");
     assert!(
-        table.contains("debris: 4 staging images, 4 staging directories, 4 per-test images"),
+        table.contains("debris: 4 staging images, 5 staging directories, 4 per-test images"),
         "{table}"
     );
     let doc: Value =
@@ -208,8 +227,9 @@ fn hostile_roots_are_swept_without_leaving_the_root_or_hanging() {
             .find(|e| e["name"] == name)
             .cloned()
     };
-    assert_eq!(row(DIR_IMAGE).unwrap()["state"], "invalid");
-    assert_eq!(row(LINK_IMAGE).unwrap()["state"], "invalid");
+    assert_eq!(row(DIR_IMAGE).unwrap()["state"], "not-an-entry");
+    assert_eq!(row(LINK_IMAGE).unwrap()["state"], "not-an-entry");
+    assert_eq!(row(EMPTY_ENTRY).unwrap()["state"], "invalid");
     assert_eq!(row(NEWLINE_DIR).unwrap()["state"], "invalid");
     assert!(row(LINK_ENTRY).is_none());
     untouched("template list");
@@ -228,7 +248,13 @@ fn hostile_roots_are_swept_without_leaving_the_root_or_hanging() {
     let text = stdout(&run);
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(text.contains("removed 8 debris entries"), "{text}");
-    assert!(text.contains("skipped 6"), "{text}");
+    assert!(text.contains("skipped 7"), "{text}");
+    assert!(
+        text.contains("it holds `a`, which this tool never writes there; left alone")
+            || text.contains("it holds `c`, which this tool never writes there; left alone")
+            || text.contains("it holds `f`, which this tool never writes there; left alone"),
+        "{text}"
+    );
     assert_eq!(
         text.matches("the name is not UTF-8; left alone").count(),
         2,
@@ -247,6 +273,7 @@ fn hostile_roots_are_swept_without_leaving_the_root_or_hanging() {
         format!("{KEY}.tmp.2147483648"),
         format!("{KEY}.tmp.-1"),
         NEWLINE_FILE.into(),
+        format!("{USER_TREE}.{}", removable_pid(&removable)),
     ] {
         assert!(root.join(&name).exists(), "{name} removed");
     }
@@ -258,7 +285,7 @@ fn hostile_roots_are_swept_without_leaving_the_root_or_hanging() {
         text.contains("is not a directory; no entry was removed"),
         "{text}"
     );
-    assert!(root.join(DIR_IMAGE).exists() && root.join(LINK_IMAGE).exists());
+    assert!(root.join(EMPTY_ENTRY).exists() && root.join(ZERO_ENTRY).exists());
     assert_eq!(fs::read(root.join(".locks")).unwrap(), b"not a directory");
     untouched("clean --all with a file for .locks");
 
@@ -268,10 +295,10 @@ fn hostile_roots_are_swept_without_leaving_the_root_or_hanging() {
     let lured = out.join("created-through-a-link");
     symlink(
         &lured,
-        root.join(".locks").join(format!("{DIR_IMAGE}.lock")),
+        root.join(".locks").join(format!("{EMPTY_ENTRY}.lock")),
     )
     .unwrap();
-    mkfifo(&root.join(".locks").join(format!("{LINK_IMAGE}.lock")));
+    mkfifo(&root.join(".locks").join(format!("{ZERO_ENTRY}.lock")));
     let before = tree(out);
     let untouched = |step: &str| {
         assert_eq!(
@@ -304,10 +331,18 @@ fn hostile_roots_are_swept_without_leaving_the_root_or_hanging() {
         text.contains(&format!("skipped {}: not named like", "k".repeat(255))),
         "{text}"
     );
+    // Named like entries, holding what no writer of the cache makes: stay.
+    for name in [DIR_IMAGE, LINK_IMAGE] {
+        assert!(
+            text.contains(&format!("skipped {name}: not an entry: it holds `")),
+            "{text}"
+        );
+        assert!(root.join(name).is_dir(), "{name} removed");
+    }
     // The entry behind a symlinked lockfile cannot be locked: it stays.
-    assert!(root.join(DIR_IMAGE).exists(), "{text}");
+    assert!(root.join(EMPTY_ENTRY).exists(), "{text}");
     assert!(text.contains("failed to remove 1"), "{text}");
-    assert!(!exists(&root.join(LINK_IMAGE)), "{text}");
+    assert!(!exists(&root.join(ZERO_ENTRY)), "{text}");
     assert!(exists(&root.join(LINK_ENTRY)) && exists(&root.join(FIFO_ENTRY)));
     assert!(root.join(NEWLINE_DIR).is_dir());
 }
@@ -342,9 +377,9 @@ fn a_dead_writers_read_only_tree_is_removed_by_its_unprivileged_owner() {
     // The unprivileged user must reach the root.
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let debris = root.join(format!("{KEY}.tmp.{}", dead_pid()));
-    read_only_tree(&debris);
+    read_only_staging(&debris);
     let entry = root.join(KEY);
-    read_only_tree(&entry);
+    read_only_staging(&entry);
     let out = as_unprivileged(&root, &["clean", "--all"]);
     let text = stdout(&out);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -470,4 +505,10 @@ fn clone_destinations_mean_what_they_say_and_overwrite_nothing() {
         2,
         "only the entry and .locks: {names:?} ({key})"
     );
+}
+
+/// The dead pid the seeded debris names carry.
+fn removable_pid(removable: &[PathBuf]) -> String {
+    let name = removable[0].file_name().unwrap().to_str().unwrap();
+    name.rsplit('.').next().unwrap().to_owned()
 }

@@ -23,6 +23,7 @@ mod loopfs;
 mod misdirected;
 mod multi;
 mod nested;
+mod owned;
 mod real_kvm;
 mod soak;
 mod stock;

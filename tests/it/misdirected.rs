@@ -96,11 +96,9 @@ fn clean_all_refuses_an_entry_with_a_mount_point_inside() {
     let _ = Command::new("umount").arg(&mnt).status();
     assert_eq!(data.unwrap(), b"precious");
     assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains("mount point") && err.contains("unmount it"),
-        "{err}"
-    );
+    // Holding a directory, it is no entry of the cache's to begin with.
+    let text = crate::util::stdout(&out);
+    assert!(text.contains("not an entry: it holds `mnt`"), "{text}");
     assert!(root.join(KEY).join("template.img").exists());
 }
 
@@ -201,4 +199,107 @@ fn the_debris_sweep_crosses_no_mount_point_and_honours_live_flocks() {
     );
     assert!(gone.iter().all(|p| !p.exists()));
     assert!(inside.exists() && on_top.exists());
+}
+
+/// A home directory holding `<key>/thesis.tex` (and a staging-shaped
+/// directory of the user's): `clean --all` says neither is ours and keeps
+/// both byte for byte, makes no `.locks`, and a build of that very key
+/// refuses before any work instead of replacing the user's directory.
+fn a_users_key_named_directory_survives(
+    run: &dyn Fn(&Path, &[&str]) -> std::process::Output,
+    root: &Path,
+) {
+    let key = crate::util::current_key(Filesystem::Ext4, 128);
+    let thesis = root.join(&key).join("thesis.tex");
+    fs::create_dir(root.join(&key)).unwrap();
+    fs::write(&thesis, b"\\chapter{One}").unwrap();
+    let staging = root.join(format!("{key}.tmp.{}", dead_pid()));
+    fs::create_dir(&staging).unwrap();
+    fs::write(staging.join("draft.tex"), b"draft").unwrap();
+
+    for args in [
+        &["clean", "--all"][..],
+        &["clean", "--all", "--dry-run"],
+        &["clean"],
+    ] {
+        let out = run(root, args);
+        let text = crate::util::stdout(&out);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        if args.len() > 1 {
+            assert!(
+                text.contains(&format!(
+                    "skipped {key}: not an entry: it holds `thesis.tex`, which this tool never writes"
+                )),
+                "{args:?}: {text}"
+            );
+        }
+        assert!(
+            text.contains("not debris: it holds `draft.tex`"),
+            "{args:?}: {text}"
+        );
+        assert_eq!(fs::read(&thesis).unwrap(), b"\\chapter{One}");
+        assert_eq!(fs::read(staging.join("draft.tex")).unwrap(), b"draft");
+        assert!(!root.join(".locks").exists(), "{args:?} made .locks");
+    }
+
+    let list = crate::util::stdout(&run(root, &["template", "list"]));
+    assert!(
+        list.contains("not an entry: it holds `thesis.tex`"),
+        "{list}"
+    );
+
+    let out = run(
+        root,
+        &["template", "build", "--fs", "ext4", "--capacity", "128M"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("is not a template entry: it holds `thesis.tex`")
+            && err.contains("Move it out of the cache root"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&thesis).unwrap(), b"\\chapter{One}");
+    assert_eq!(fs::read_dir(root.join(&key)).unwrap().count(), 1);
+}
+
+#[test]
+fn clean_all_keeps_a_users_directory_that_merely_has_a_key_shaped_name() {
+    let dir = tempfile::tempdir().unwrap();
+    a_users_key_named_directory_survives(&|root, args| ktstr(root, args), dir.path());
+}
+
+/// The same, as a real unprivileged user on a root in their home.
+#[test]
+fn unprivileged_clean_all_keeps_a_users_key_named_directory() {
+    let Some(alice) = crate::users::User::get(crate::users::ALICE) else {
+        return;
+    };
+    let home = alice.fresh_dir("misdirected");
+    let run = |root: &Path, args: &[&str]| {
+        alice
+            .ktstr()
+            .arg("--cache-dir")
+            .arg(root)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // The user's own files, as they would have made them.
+    let owned = |root: &Path| {
+        let status = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", alice.uid, alice.gid))
+            .arg(root)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let root = home.clone();
+    let run_owned = |root: &Path, args: &[&str]| {
+        owned(root);
+        run(root, args)
+    };
+    a_users_key_named_directory_survives(&run_owned, &root);
+    let _ = fs::remove_dir_all(&home);
 }

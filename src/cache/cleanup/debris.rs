@@ -164,6 +164,14 @@ fn sweep_one(
         );
         return report.skip(name, reason);
     }
+    if file_type.is_dir() {
+        match crate::cache::tree::foreign_file(&path) {
+            Ok(None) => {}
+            Ok(Some(foreign)) => return report.skip(name, super::report::not_ours(kind, &foreign)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) => return report.fail(name, kind, format!("cannot list it: {e}")),
+        }
+    }
     remove_if_unlocked(&path, name, kind, pid, &meta, report);
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::plan;
-use super::report::EntryRemoval;
+use super::report::{self, EntryRemoval};
 use super::{CleanMode, CleanOptions, CleanReport, ItemKind, Reason, space};
 use crate::cache::filesystem::Filesystem;
 use crate::cache::fingerprint;
@@ -18,6 +18,7 @@ use crate::cache::last_use;
 use crate::cache::lock::{self, Mode};
 use crate::cache::lookup;
 use crate::cache::names::{self, RootName};
+use crate::cache::tree;
 
 /// Whether an entry is stale, memoising the installed formatters'
 /// fingerprints (an error is the reason staleness cannot be told).
@@ -149,9 +150,10 @@ fn unconditional_reason(
 
 /// `name`'s key when it is an entry to judge, `Ok(None)` when it vanished,
 /// `Err` with the reason when it is not one. Only a real directory named
-/// like a key is: a symlink or file named like one is not ours to judge, and
-/// a `--cache-dir` pointed at the wrong place (a home directory) must not
-/// lose its other directories.
+/// like a key and holding nothing but what the cache's writers put there
+/// is: a symlink or file named like one is not ours to judge, and a
+/// `--cache-dir` pointed at the wrong place (a home directory) must not lose
+/// a directory of its own that merely wears a key's name.
 fn entry_key(root: &Path, name: &str) -> Result<Option<Key>, String> {
     match fs::symlink_metadata(root.join(name)) {
         Ok(meta) if meta.is_dir() => {}
@@ -162,9 +164,14 @@ fn entry_key(root: &Path, name: &str) -> Result<Option<Key>, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot examine it: {e}; left alone")),
     }
-    match name.parse::<Key>() {
-        Ok(key) => Ok(Some(key)),
-        Err(_) => Err("not named like a template key (<fs>-<MiB>m-<16 hex>); left alone".into()),
+    let Ok(key) = name.parse::<Key>() else {
+        return Err("not named like a template key (<fs>-<MiB>m-<16 hex>); left alone".into());
+    };
+    match tree::foreign_file(&root.join(name)) {
+        Ok(None) => Ok(Some(key)),
+        Ok(Some(foreign)) => Err(report::not_ours(ItemKind::Template, &foreign)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot list it: {e}; left alone")),
     }
 }
 

@@ -301,8 +301,9 @@ impl CleanReport {
         });
     }
 
-    /// Removes `name` (a directory recursively, anything else as a link or
-    /// file), or only records it in a dry run; whether it went. `bytes` is
+    /// Removes `name` (a directory with [`crate::cache::tree::remove_cache_dir`],
+    /// anything else as a link or file), or only records it in a dry run;
+    /// whether it went. `bytes` is
     /// its allocated size when the caller already knows it, `identity` what
     /// it was when judged. The caller holds whatever lock makes that safe.
     pub(super) fn remove(
@@ -323,7 +324,7 @@ impl CleanReport {
         });
         if !self.dry_run {
             let result = if is_dir {
-                crate::cache::tree::remove_tree(&path)
+                crate::cache::tree::remove_cache_dir(&path)
             } else {
                 fs::remove_file(&path)
             };
@@ -331,6 +332,11 @@ impl CleanReport {
                 Ok(()) => {}
                 // Someone else removed it first: done all the same.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                // A user's file appeared in it since it was judged.
+                Err(ref e) if let Some(foreign) = crate::cache::tree::foreign_of(e) => {
+                    self.skip(name, not_ours(kind, foreign));
+                    return false;
+                }
                 Err(e) => {
                     self.fail(name, kind, with_advice(&e));
                     return false;
@@ -412,6 +418,15 @@ impl CleanReport {
         }
         gone
     }
+}
+
+/// Why a directory of `kind` that holds `foreign` is skipped.
+pub(super) fn not_ours(kind: ItemKind, foreign: &crate::cache::tree::Foreign) -> String {
+    let what = match kind {
+        ItemKind::Template => "an entry",
+        ItemKind::Debris(_) => "debris",
+    };
+    format!("not {what}: it {foreign}; left alone")
 }
 
 /// An entry [`CleanReport::remove_entry`] removes, and what the report says

@@ -115,6 +115,7 @@ impl ListEntry {
             EntryState::InUse if self.stale == Some(true) => format!("in use ({detail}), stale"),
             EntryState::InUse => format!("in use ({detail})"),
             EntryState::Invalid => format!("invalid: {detail}"),
+            EntryState::NotAnEntry => format!("not an entry: {detail}; left alone"),
         }
     }
 }

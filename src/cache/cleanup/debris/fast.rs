@@ -25,7 +25,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::cache::cleanup::plan::Identity;
-use crate::cache::tree;
+use crate::cache::{names, tree};
 
 /// The root, open, with what the fast path needs to judge its pieces.
 #[derive(Debug)]
@@ -127,8 +127,8 @@ impl FastRoot {
     }
 }
 
-/// The names in the open directory `dir` when none is a directory (or of a
-/// type the listing does not tell), by getdents64 straight into a buffer:
+/// The names in the open directory `dir` when each is a regular file named
+/// in [`names::ENTRY_FILES`] (as the listing tells), by getdents64 straight into a buffer:
 /// opendir(3) would add an fstat, fcntls and a seek per directory.
 fn plain_files(dir: BorrowedFd) -> io::Result<Option<Vec<CString>>> {
     let mut buf = vec![0u8; 32 << 10];
@@ -165,7 +165,12 @@ fn plain_files(dir: BorrowedFd) -> io::Result<Option<Vec<CString>>> {
             if name == c"." || name == c".." {
                 continue;
             }
-            if matches!(record[18], libc::DT_DIR | libc::DT_UNKNOWN) {
+            // Only what the cache's writers put there; anything else is for
+            // the careful way to judge (and leave).
+            let ours = names::ENTRY_FILES
+                .iter()
+                .any(|file| file.as_bytes() == name.to_bytes());
+            if record[18] != libc::DT_REG || !ours {
                 return Ok(None);
             }
             names.push(name.to_owned());
