@@ -248,3 +248,31 @@ fn fish_completes_both_spellings_without_hidden_commands() {
     }
     check("fish", &fish(&lines()), true);
 }
+
+/// Other cargo commands still complete through the toolchain's cargo
+/// completion, whether it was sourced first or bash-completion loads it on
+/// demand; `cargo ktstr` keeps completing after that load.
+#[test]
+fn bash_hands_other_cargo_commands_to_cargo_completion() {
+    let framework = Path::new("/usr/share/bash-completion/bash_completion");
+    if !installed("bash") || !prerequisite("bash-completion", framework.exists()) {
+        return;
+    }
+    let Some(cargo) = toolchain_completion("etc/bash_completion.d/cargo") else {
+        return;
+    };
+    let lines = ["cargo build --rel", "cargo ktstr template b", "cargo bu"].map(String::from);
+    let want = [["--release"], ["build"], ["build"]];
+    let sourced_first = format!("source {}\nsource {}", framework.display(), cargo.display());
+    assert_eq!(bash(&sourced_first, &lines), want);
+    // Where bash-completion looks for a command's completion on first use.
+    let user_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(user_dir.path().join("completions")).unwrap();
+    std::fs::copy(&cargo, user_dir.path().join("completions/cargo")).unwrap();
+    let on_demand = format!(
+        "export BASH_COMPLETION_USER_DIR={}\nsource {}",
+        user_dir.path().display(),
+        framework.display()
+    );
+    assert_eq!(bash(&on_demand, &lines), want);
+}
