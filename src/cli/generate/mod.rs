@@ -28,7 +28,7 @@ use super::Cli;
 
 /// Write shell completions and man pages generated from the command line.
 #[derive(Debug, Parser)]
-#[command(name = "cargo-ktstr generate")]
+#[command(name = "cargo-ktstr-generate", bin_name = "cargo-ktstr generate")]
 pub struct GenerateArgs {
     /// The directory that gets `completions/` and `man/`.
     #[arg(value_name = "DIR")]
