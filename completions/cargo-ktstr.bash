@@ -1,4 +1,4 @@
-_cargo__ktstr() {
+_cargo_ktstr() {
     local i cur prev opts cmd
     COMPREPLY=()
     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
@@ -14,103 +14,97 @@ _cargo__ktstr() {
     do
         case "${cmd},${i}" in
             ",$1")
-                cmd="cargo__ktstr"
+                cmd="cargo_ktstr"
                 ;;
-            cargo__ktstr,clean)
-                cmd="cargo__ktstr__subcmd__clean"
+            cargo_ktstr,clean)
+                cmd="cargo_ktstr__subcmd__clean"
                 ;;
-            cargo__ktstr,generate)
-                cmd="cargo__ktstr__subcmd__generate"
+            cargo_ktstr,help)
+                cmd="cargo_ktstr__subcmd__help"
                 ;;
-            cargo__ktstr,help)
-                cmd="cargo__ktstr__subcmd__help"
+            cargo_ktstr,kernel)
+                cmd="cargo_ktstr__subcmd__kernel"
                 ;;
-            cargo__ktstr,kernel)
-                cmd="cargo__ktstr__subcmd__kernel"
+            cargo_ktstr,template)
+                cmd="cargo_ktstr__subcmd__template"
                 ;;
-            cargo__ktstr,template)
-                cmd="cargo__ktstr__subcmd__template"
+            cargo_ktstr__subcmd__help,clean)
+                cmd="cargo_ktstr__subcmd__help__subcmd__clean"
                 ;;
-            cargo__ktstr__subcmd__help,clean)
-                cmd="cargo__ktstr__subcmd__help__subcmd__clean"
+            cargo_ktstr__subcmd__help,help)
+                cmd="cargo_ktstr__subcmd__help__subcmd__help"
                 ;;
-            cargo__ktstr__subcmd__help,generate)
-                cmd="cargo__ktstr__subcmd__help__subcmd__generate"
+            cargo_ktstr__subcmd__help,kernel)
+                cmd="cargo_ktstr__subcmd__help__subcmd__kernel"
                 ;;
-            cargo__ktstr__subcmd__help,help)
-                cmd="cargo__ktstr__subcmd__help__subcmd__help"
+            cargo_ktstr__subcmd__help,template)
+                cmd="cargo_ktstr__subcmd__help__subcmd__template"
                 ;;
-            cargo__ktstr__subcmd__help,kernel)
-                cmd="cargo__ktstr__subcmd__help__subcmd__kernel"
+            cargo_ktstr__subcmd__help__subcmd__kernel,build)
+                cmd="cargo_ktstr__subcmd__help__subcmd__kernel__subcmd__build"
                 ;;
-            cargo__ktstr__subcmd__help,template)
-                cmd="cargo__ktstr__subcmd__help__subcmd__template"
+            cargo_ktstr__subcmd__help__subcmd__kernel,clean)
+                cmd="cargo_ktstr__subcmd__help__subcmd__kernel__subcmd__clean"
                 ;;
-            cargo__ktstr__subcmd__help__subcmd__kernel,build)
-                cmd="cargo__ktstr__subcmd__help__subcmd__kernel__subcmd__build"
+            cargo_ktstr__subcmd__help__subcmd__kernel,list)
+                cmd="cargo_ktstr__subcmd__help__subcmd__kernel__subcmd__list"
                 ;;
-            cargo__ktstr__subcmd__help__subcmd__kernel,clean)
-                cmd="cargo__ktstr__subcmd__help__subcmd__kernel__subcmd__clean"
+            cargo_ktstr__subcmd__help__subcmd__template,build)
+                cmd="cargo_ktstr__subcmd__help__subcmd__template__subcmd__build"
                 ;;
-            cargo__ktstr__subcmd__help__subcmd__kernel,list)
-                cmd="cargo__ktstr__subcmd__help__subcmd__kernel__subcmd__list"
+            cargo_ktstr__subcmd__help__subcmd__template,clone)
+                cmd="cargo_ktstr__subcmd__help__subcmd__template__subcmd__clone"
                 ;;
-            cargo__ktstr__subcmd__help__subcmd__template,build)
-                cmd="cargo__ktstr__subcmd__help__subcmd__template__subcmd__build"
+            cargo_ktstr__subcmd__help__subcmd__template,list)
+                cmd="cargo_ktstr__subcmd__help__subcmd__template__subcmd__list"
                 ;;
-            cargo__ktstr__subcmd__help__subcmd__template,clone)
-                cmd="cargo__ktstr__subcmd__help__subcmd__template__subcmd__clone"
+            cargo_ktstr__subcmd__kernel,build)
+                cmd="cargo_ktstr__subcmd__kernel__subcmd__build"
                 ;;
-            cargo__ktstr__subcmd__help__subcmd__template,list)
-                cmd="cargo__ktstr__subcmd__help__subcmd__template__subcmd__list"
+            cargo_ktstr__subcmd__kernel,clean)
+                cmd="cargo_ktstr__subcmd__kernel__subcmd__clean"
                 ;;
-            cargo__ktstr__subcmd__kernel,build)
-                cmd="cargo__ktstr__subcmd__kernel__subcmd__build"
+            cargo_ktstr__subcmd__kernel,help)
+                cmd="cargo_ktstr__subcmd__kernel__subcmd__help"
                 ;;
-            cargo__ktstr__subcmd__kernel,clean)
-                cmd="cargo__ktstr__subcmd__kernel__subcmd__clean"
+            cargo_ktstr__subcmd__kernel,list)
+                cmd="cargo_ktstr__subcmd__kernel__subcmd__list"
                 ;;
-            cargo__ktstr__subcmd__kernel,help)
-                cmd="cargo__ktstr__subcmd__kernel__subcmd__help"
+            cargo_ktstr__subcmd__kernel__subcmd__help,build)
+                cmd="cargo_ktstr__subcmd__kernel__subcmd__help__subcmd__build"
                 ;;
-            cargo__ktstr__subcmd__kernel,list)
-                cmd="cargo__ktstr__subcmd__kernel__subcmd__list"
+            cargo_ktstr__subcmd__kernel__subcmd__help,clean)
+                cmd="cargo_ktstr__subcmd__kernel__subcmd__help__subcmd__clean"
                 ;;
-            cargo__ktstr__subcmd__kernel__subcmd__help,build)
-                cmd="cargo__ktstr__subcmd__kernel__subcmd__help__subcmd__build"
+            cargo_ktstr__subcmd__kernel__subcmd__help,help)
+                cmd="cargo_ktstr__subcmd__kernel__subcmd__help__subcmd__help"
                 ;;
-            cargo__ktstr__subcmd__kernel__subcmd__help,clean)
-                cmd="cargo__ktstr__subcmd__kernel__subcmd__help__subcmd__clean"
+            cargo_ktstr__subcmd__kernel__subcmd__help,list)
+                cmd="cargo_ktstr__subcmd__kernel__subcmd__help__subcmd__list"
                 ;;
-            cargo__ktstr__subcmd__kernel__subcmd__help,help)
-                cmd="cargo__ktstr__subcmd__kernel__subcmd__help__subcmd__help"
+            cargo_ktstr__subcmd__template,build)
+                cmd="cargo_ktstr__subcmd__template__subcmd__build"
                 ;;
-            cargo__ktstr__subcmd__kernel__subcmd__help,list)
-                cmd="cargo__ktstr__subcmd__kernel__subcmd__help__subcmd__list"
+            cargo_ktstr__subcmd__template,clone)
+                cmd="cargo_ktstr__subcmd__template__subcmd__clone"
                 ;;
-            cargo__ktstr__subcmd__template,build)
-                cmd="cargo__ktstr__subcmd__template__subcmd__build"
+            cargo_ktstr__subcmd__template,help)
+                cmd="cargo_ktstr__subcmd__template__subcmd__help"
                 ;;
-            cargo__ktstr__subcmd__template,clone)
-                cmd="cargo__ktstr__subcmd__template__subcmd__clone"
+            cargo_ktstr__subcmd__template,list)
+                cmd="cargo_ktstr__subcmd__template__subcmd__list"
                 ;;
-            cargo__ktstr__subcmd__template,help)
-                cmd="cargo__ktstr__subcmd__template__subcmd__help"
+            cargo_ktstr__subcmd__template__subcmd__help,build)
+                cmd="cargo_ktstr__subcmd__template__subcmd__help__subcmd__build"
                 ;;
-            cargo__ktstr__subcmd__template,list)
-                cmd="cargo__ktstr__subcmd__template__subcmd__list"
+            cargo_ktstr__subcmd__template__subcmd__help,clone)
+                cmd="cargo_ktstr__subcmd__template__subcmd__help__subcmd__clone"
                 ;;
-            cargo__ktstr__subcmd__template__subcmd__help,build)
-                cmd="cargo__ktstr__subcmd__template__subcmd__help__subcmd__build"
+            cargo_ktstr__subcmd__template__subcmd__help,help)
+                cmd="cargo_ktstr__subcmd__template__subcmd__help__subcmd__help"
                 ;;
-            cargo__ktstr__subcmd__template__subcmd__help,clone)
-                cmd="cargo__ktstr__subcmd__template__subcmd__help__subcmd__clone"
-                ;;
-            cargo__ktstr__subcmd__template__subcmd__help,help)
-                cmd="cargo__ktstr__subcmd__template__subcmd__help__subcmd__help"
-                ;;
-            cargo__ktstr__subcmd__template__subcmd__help,list)
-                cmd="cargo__ktstr__subcmd__template__subcmd__help__subcmd__list"
+            cargo_ktstr__subcmd__template__subcmd__help,list)
+                cmd="cargo_ktstr__subcmd__template__subcmd__help__subcmd__list"
                 ;;
             *)
                 ;;
@@ -118,8 +112,8 @@ _cargo__ktstr() {
     done
 
     case "${cmd}" in
-        cargo__ktstr)
-            opts="-v -q -h -V --verbose --quiet --cache-dir --help --version clean template kernel generate help"
+        cargo_ktstr)
+            opts="-v -q -h -V --verbose --quiet --cache-dir --help --version clean template kernel help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -136,7 +130,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__clean)
+        cargo_ktstr__subcmd__clean)
             opts="-v -q -h -V --all --stale --older-than --max-size --min-free --plan --dry-run --json --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -170,26 +164,8 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__generate)
-            opts="-v -q -h -V --verbose --quiet --cache-dir --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --cache-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cargo__subcmd__ktstr__subcmd__help)
-            opts="clean template kernel generate help"
+        cargo_ktstr__subcmd__help)
+            opts="clean template kernel help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -202,7 +178,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__help__subcmd__clean)
+        cargo_ktstr__subcmd__help__subcmd__clean)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -216,7 +192,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__help__subcmd__generate)
+        cargo_ktstr__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -230,21 +206,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__help__subcmd__help)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        cargo__subcmd__ktstr__subcmd__help__subcmd__kernel)
+        cargo_ktstr__subcmd__help__subcmd__kernel)
             opts="build list clean"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -258,7 +220,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__help__subcmd__kernel__subcmd__build)
+        cargo_ktstr__subcmd__help__subcmd__kernel__subcmd__build)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -272,7 +234,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__help__subcmd__kernel__subcmd__clean)
+        cargo_ktstr__subcmd__help__subcmd__kernel__subcmd__clean)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -286,7 +248,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__help__subcmd__kernel__subcmd__list)
+        cargo_ktstr__subcmd__help__subcmd__kernel__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -300,7 +262,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__help__subcmd__template)
+        cargo_ktstr__subcmd__help__subcmd__template)
             opts="build clone list"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -314,7 +276,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__help__subcmd__template__subcmd__build)
+        cargo_ktstr__subcmd__help__subcmd__template__subcmd__build)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -328,7 +290,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__help__subcmd__template__subcmd__clone)
+        cargo_ktstr__subcmd__help__subcmd__template__subcmd__clone)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -342,7 +304,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__help__subcmd__template__subcmd__list)
+        cargo_ktstr__subcmd__help__subcmd__template__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -356,7 +318,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__kernel)
+        cargo_ktstr__subcmd__kernel)
             opts="-v -q -h -V --verbose --quiet --cache-dir --help --version build list clean help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -374,7 +336,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__kernel__subcmd__build)
+        cargo_ktstr__subcmd__kernel__subcmd__build)
             opts="-j -v -q -h -V --source --jobs --force --kind --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -408,7 +370,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__kernel__subcmd__clean)
+        cargo_ktstr__subcmd__kernel__subcmd__clean)
             opts="-v -q -h -V --keep --older-than --dry-run --json --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -434,7 +396,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__kernel__subcmd__help)
+        cargo_ktstr__subcmd__kernel__subcmd__help)
             opts="build list clean help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -448,7 +410,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__kernel__subcmd__help__subcmd__build)
+        cargo_ktstr__subcmd__kernel__subcmd__help__subcmd__build)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -462,7 +424,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__kernel__subcmd__help__subcmd__clean)
+        cargo_ktstr__subcmd__kernel__subcmd__help__subcmd__clean)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -476,7 +438,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__kernel__subcmd__help__subcmd__help)
+        cargo_ktstr__subcmd__kernel__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -490,7 +452,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__kernel__subcmd__help__subcmd__list)
+        cargo_ktstr__subcmd__kernel__subcmd__help__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -504,7 +466,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__kernel__subcmd__list)
+        cargo_ktstr__subcmd__kernel__subcmd__list)
             opts="-v -q -h -V --json --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -522,7 +484,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__template)
+        cargo_ktstr__subcmd__template)
             opts="-v -q -h -V --verbose --quiet --cache-dir --help --version build clone list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -540,7 +502,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__template__subcmd__build)
+        cargo_ktstr__subcmd__template__subcmd__build)
             opts="-v -q -h -V --fs --capacity --kernel --vmm --timeout --memory --lock-timeout --no-evict --verify --force --json --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -548,7 +510,7 @@ _cargo__ktstr() {
             fi
             case "${prev}" in
                 --fs)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "btrfs xfs ext4" -- "${cur}"))
                     return 0
                     ;;
                 --capacity)
@@ -586,7 +548,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__template__subcmd__clone)
+        cargo_ktstr__subcmd__template__subcmd__clone)
             opts="-v -q -h -V --fs --capacity --kernel --vmm --timeout --memory --lock-timeout --no-evict --verify --reflink --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -594,7 +556,7 @@ _cargo__ktstr() {
             fi
             case "${prev}" in
                 --fs)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "btrfs xfs ext4" -- "${cur}"))
                     return 0
                     ;;
                 --capacity)
@@ -636,7 +598,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__template__subcmd__help)
+        cargo_ktstr__subcmd__template__subcmd__help)
             opts="build clone list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -650,7 +612,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__template__subcmd__help__subcmd__build)
+        cargo_ktstr__subcmd__template__subcmd__help__subcmd__build)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -664,7 +626,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__template__subcmd__help__subcmd__clone)
+        cargo_ktstr__subcmd__template__subcmd__help__subcmd__clone)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -678,7 +640,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__template__subcmd__help__subcmd__help)
+        cargo_ktstr__subcmd__template__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -692,7 +654,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__template__subcmd__help__subcmd__list)
+        cargo_ktstr__subcmd__template__subcmd__help__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -706,7 +668,7 @@ _cargo__ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        cargo__subcmd__ktstr__subcmd__template__subcmd__list)
+        cargo_ktstr__subcmd__template__subcmd__list)
             opts="-v -q -h -V --json --sort --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -732,7 +694,75 @@ _cargo__ktstr() {
 }
 
 if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
-    complete -F _cargo__ktstr -o nosort -o bashdefault -o default cargo-ktstr
+    complete -F _cargo_ktstr -o nosort -o bashdefault -o default cargo-ktstr
 else
-    complete -F _cargo__ktstr -o bashdefault -o default cargo-ktstr
+    complete -F _cargo_ktstr -o bashdefault -o default cargo-ktstr
 fi
+
+# `cargo ktstr ...` runs `cargo-ktstr ktstr ...`: complete it as `cargo-ktstr ...`.
+# Every other cargo command goes to the cargo completion registered before this
+# file was sourced, or else the one bash-completion can load.
+_cargo_ktstr_spec=$(complete -p cargo 2>/dev/null)
+case $_cargo_ktstr_spec in
+    *" -F _cargo_ktstr_via_cargo "*) ;; # sourced again: keep the one found first
+    *" -F "*)
+        _cargo_ktstr_next=${_cargo_ktstr_spec#* -F }
+        _cargo_ktstr_next=${_cargo_ktstr_next%% *}
+        ;;
+esac
+unset _cargo_ktstr_spec
+
+_cargo_ktstr_register() {
+    if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
+        complete -F _cargo_ktstr_via_cargo -o nosort -o bashdefault -o default cargo
+    else
+        complete -F _cargo_ktstr_via_cargo -o bashdefault -o default cargo
+    fi
+}
+
+_cargo_ktstr_via_cargo() {
+    local i=1
+    # cargo's own options may come before the command.
+    while (( i < COMP_CWORD )); do
+        case "${COMP_WORDS[i]}" in
+            --color|--config|--explain|-C|-Z) (( i += 2 )) ;;
+            [-+]*) (( i += 1 )) ;;
+            *) break ;;
+        esac
+    done
+    if (( i < COMP_CWORD )) && [[ "${COMP_WORDS[i]}" == ktstr ]]; then
+        local -a words=(cargo-ktstr "${COMP_WORDS[@]:i+1}")
+        local cword=$(( COMP_CWORD - i ))
+        local COMP_CWORD=$cword
+        local -a COMP_WORDS=("${words[@]}")
+        _cargo_ktstr cargo-ktstr "$2" "${COMP_WORDS[COMP_CWORD-1]}"
+        return
+    fi
+    if [[ -z "${_cargo_ktstr_next-}" ]]; then
+        # bash-completion loads a command's completion on first use, but this
+        # one took `cargo`'s place: load it by hand, then take the place back.
+        if declare -F _comp_load >/dev/null; then
+            _comp_load cargo
+        elif declare -F __load_completion >/dev/null; then
+            __load_completion cargo
+        fi
+        local spec
+        spec=$(complete -p cargo 2>/dev/null)
+        case $spec in
+            *" -F _cargo_ktstr_via_cargo "*) ;;
+            *" -F "*)
+                _cargo_ktstr_next=${spec#* -F }
+                _cargo_ktstr_next=${_cargo_ktstr_next%% *}
+                ;;
+        esac
+        _cargo_ktstr_register
+    fi
+    if [[ -n "${_cargo_ktstr_next-}" ]]; then
+        "$_cargo_ktstr_next" "$@"
+    elif (( i == COMP_CWORD )); then
+        # No cargo completion anywhere: still name this command.
+        COMPREPLY=( $(compgen -W "ktstr" -- "$2") )
+    fi
+}
+
+_cargo_ktstr_register

@@ -32,7 +32,6 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -s V -l version -d
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "clean" -d 'Remove debris left by dead processes; with --all, also every entry not in use'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "template" -d 'Build, clone and list disk templates'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "kernel" -d 'Build and list guest kernels'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "generate" -d 'Write shell completions or man pages generated from this command line'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l older-than -d 'Remove entries last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l max-size -d 'Remove least recently used entries until the templates allocate at most SIZE: bytes, or 512M, 4G, 4GiB, 1T' -r
@@ -56,7 +55,9 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and no
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and not __fish_seen_subcommand_from build clone list help" -f -a "clone" -d 'Give DEST its own copy-on-write clone of a template, building it on a miss; or each FS[:SIZE]=DEST its own'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and not __fish_seen_subcommand_from build clone list help" -f -a "list" -d 'List published templates and count debris'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and not __fish_seen_subcommand_from build clone list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l fs -d 'The filesystem to format' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l fs -d 'The filesystem to format' -r -f -a "btrfs\t''
+xfs\t''
+ext4\t''"
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l capacity -d 'Disk capacity: 256M, 256MiB, 1G, 1GiB or bytes [default: 256M; 300M for xfs]' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l kernel -d 'The guest kernel (bzImage) [default: $KTSTR_KERNEL, else the newest cached kernel]' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l vmm -d 'Which VMM boots the template guest' -r -f -a "auto\t'The built-in VMM where KVM can boot a stock kernel, else QEMU'
@@ -74,7 +75,9 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -s q -l quiet -d 'Only errors on stderr'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -s V -l version -d 'Print version'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l fs -d 'The filesystem to format' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l fs -d 'The filesystem to format' -r -f -a "btrfs\t''
+xfs\t''
+ext4\t''"
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l capacity -d 'Disk capacity: 256M, 256MiB, 1G, 1GiB or bytes [default: 256M; 300M for xfs]' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l kernel -d 'The guest kernel (bzImage) [default: $KTSTR_KERNEL, else the newest cached kernel]' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l vmm -d 'Which VMM boots the template guest' -r -f -a "auto\t'The built-in VMM where KVM can boot a stock kernel, else QEMU'
@@ -144,19 +147,43 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fi
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the kernels a template build can use: cached ones, and stock kernels in /boot with their modules; the first is the default'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "clean" -d 'Remove dead builds\' scratch and, with --keep or --older-than, cached kernels no build is using'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand generate" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand generate" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand generate" -s q -l quiet -d 'Only errors on stderr'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand generate" -s h -l help -d 'Print help'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and not __fish_seen_subcommand_from clean template kernel generate help" -f -a "clean" -d 'Remove debris left by dead processes; with --all, also every entry not in use'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and not __fish_seen_subcommand_from clean template kernel generate help" -f -a "template" -d 'Build, clone and list disk templates'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and not __fish_seen_subcommand_from clean template kernel generate help" -f -a "kernel" -d 'Build and list guest kernels'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and not __fish_seen_subcommand_from clean template kernel generate help" -f -a "generate" -d 'Write shell completions or man pages generated from this command line'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and not __fish_seen_subcommand_from clean template kernel generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and not __fish_seen_subcommand_from clean template kernel help" -f -a "clean" -d 'Remove debris left by dead processes; with --all, also every entry not in use'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and not __fish_seen_subcommand_from clean template kernel help" -f -a "template" -d 'Build, clone and list disk templates'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and not __fish_seen_subcommand_from clean template kernel help" -f -a "kernel" -d 'Build and list guest kernels'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and not __fish_seen_subcommand_from clean template kernel help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "build" -d 'Build templates (or find them) and print their paths'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "clone" -d 'Give DEST its own copy-on-write clone of a template, building it on a miss; or each FS[:SIZE]=DEST its own'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "list" -d 'List published templates and count debris'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "build" -d 'Build a guest bzImage from a kernel source tree or tarball and cache it'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "list" -d 'List the kernels a template build can use: cached ones, and stock kernels in /boot with their modules; the first is the default'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "clean" -d 'Remove dead builds\' scratch and, with --keep or --older-than, cached kernels no build is using'
+
+# `cargo ktstr ...` runs `cargo-ktstr ktstr ...`: complete it as `cargo-ktstr ...`.
+# fish adds this to cargo's own completions rather than replacing them.
+
+# The words after `ktstr`, escaped; false if the cargo command is not ktstr.
+function __fish_cargo_ktstr_args
+    set -l words (commandline -opc)
+    set -e words[1]
+    while set -q words[1]
+        switch $words[1]
+            case ktstr
+                set -e words[1]
+                string escape -- $words
+                return 0
+            case '-*' '+*'
+                set -e words[1]
+            case '*'
+                return 1
+        end
+    end
+    return 1
+end
+
+function __fish_cargo_ktstr_complete
+    set -l args (__fish_cargo_ktstr_args)
+    set -l cur (commandline -ct)
+    complete -C "cargo-ktstr $args $cur"
+end
+
+complete -c cargo -n __fish_cargo_ktstr_args -f -a '(__fish_cargo_ktstr_complete)'

@@ -18,9 +18,18 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "ktstr") {
         args.remove(1);
     }
+    if args.get(1).is_some_and(|a| a == "generate") {
+        return report(cli::generate::run(cli::generate::GenerateArgs::parse_from(
+            &args[1..],
+        )));
+    }
     let cli = Cli::parse_from(args);
     init_logging(cli.global.verbose, cli.global.quiet);
-    match cli::run(cli) {
+    report(cli::run(cli))
+}
+
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");

@@ -1,12 +1,15 @@
 //! The command-line model. Help, man pages and completions all come from
 //! [`crate::cli::Cli`]; the handlers beside it only parse and call the library.
-//! It is the binary's: the library never imports it.
+//! It is the binary's: the library never imports it. The packagers'
+//! `generate` command stays outside it (see [`generate`]), so the model holds
+//! nothing hidden that help or a completion could show.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use cargo_ktstr::cache::filesystem::Filesystem;
@@ -62,16 +65,13 @@ pub enum Command {
     /// Build and list guest kernels.
     #[command(subcommand)]
     Kernel(kernel::KernelCommand),
-    /// Write shell completions or man pages generated from this command line.
-    #[command(hide = true)]
-    Generate(generate::GenerateArgs),
 }
 
 /// Which filesystem and how large.
 #[derive(Debug, Clone, Args)]
 pub struct TemplateSpec {
     /// The filesystem to format.
-    #[arg(long = "fs", value_name = "FS", default_value = "btrfs", value_parser = parse_fs)]
+    #[arg(long = "fs", value_name = "FS", default_value = "btrfs", value_parser = fs_parser())]
     pub fs: Filesystem,
 
     /// Disk capacity: 256M, 256MiB, 1G, 1GiB or bytes [default: 256M; 300M for xfs].
@@ -147,8 +147,11 @@ pub struct BuildOptions {
     pub verify: bool,
 }
 
-fn parse_fs(s: &str) -> Result<Filesystem, String> {
-    s.parse()
+/// The filesystems as clap's possible values, so help and the shell
+/// completions list them.
+fn fs_parser() -> impl TypedValueParser<Value = Filesystem> {
+    PossibleValuesParser::new(Filesystem::ALL.map(Filesystem::name))
+        .try_map(|name| name.parse::<Filesystem>())
 }
 
 fn parse_capacity(s: &str) -> Result<Capacity, String> {
@@ -163,7 +166,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Clean(args) => clean::run(&global, args),
         Command::Template(cmd) => template::run(&global, cmd),
         Command::Kernel(cmd) => kernel::run(&global, cmd),
-        Command::Generate(args) => generate::run(args),
     }
 }
 

@@ -7,6 +7,7 @@ mod cache;
 mod clean;
 mod cli;
 mod clone;
+mod completions;
 mod crash;
 mod diskfull;
 mod edges;
