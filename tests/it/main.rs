@@ -26,6 +26,7 @@ mod nested;
 mod real_kvm;
 mod soak;
 mod stock;
+mod unreadable;
 mod users;
 mod util;
 mod vmm_guests;

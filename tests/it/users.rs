@@ -32,7 +32,10 @@ impl User {
     /// `name` when it exists and this test runs as root (which running as
     /// another user needs); `None` after [`prerequisite`] otherwise.
     pub fn get(name: &str) -> Option<User> {
-        if !prerequisite("root (to run as a test user)", nix::unistd::geteuid().is_root()) {
+        if !prerequisite(
+            "root (to run as a test user)",
+            nix::unistd::geteuid().is_root(),
+        ) {
             return None;
         }
         let found = nix::unistd::User::from_name(name).ok().flatten();
@@ -56,18 +59,18 @@ impl User {
             .env("HOME", &self.home)
             .env("USER", &self.name)
             .env("LOGNAME", &self.name)
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin")
+            .env(
+                "PATH",
+                "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
+            )
             .current_dir(&self.home)
             .uid(self.uid)
             .gid(self.gid);
         if let Some(ci) = std::env::var_os("CI") {
             cmd.env("CI", ci);
         }
-        // SAFETY: setgroups is async-signal-safe and touches no memory of
-        // the parent; it runs in the child between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| nix::unistd::setgroups(&[]).map_err(Into::into));
-        }
+        // No pre_exec setgroups: it would run after setuid and fail (EPERM);
+        // std clears the supplementary groups itself when root sets a uid.
         cmd
     }
 
@@ -96,7 +99,10 @@ pub fn shared_bin() -> &'static Path {
         let copy = dir.join("cargo-ktstr");
         // Copy to a new name and rename: a concurrent test may be running
         // the copy already, and writing over it would fail with ETXTBSY.
-        let part = dir.join(format!("cargo-ktstr.part.{:?}", std::thread::current().id()));
+        let part = dir.join(format!(
+            "cargo-ktstr.part.{:?}",
+            std::thread::current().id()
+        ));
         std::fs::copy(bin(), &part).unwrap();
         std::fs::set_permissions(&part, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::rename(&part, &copy).unwrap();
