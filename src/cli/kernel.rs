@@ -22,7 +22,7 @@ pub enum KernelCommand {
     Build(KernelBuildArgs),
     /// List the kernels a template build can use: cached ones, and stock
     /// kernels in /boot with their modules; the first is the default. Those
-    /// this user cannot read are listed last, marked unreadable.
+    /// this user cannot read follow the readable ones, marked unreadable.
     List(KernelListArgs),
     /// Remove dead builds' scratch and, with --keep or --older-than, cached
     /// kernels no build is using.

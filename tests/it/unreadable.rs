@@ -65,9 +65,7 @@ impl Boot {
     /// The config beside `kernel`.
     fn config(&self, kernel: &Path) -> PathBuf {
         let name = kernel.file_name().unwrap().to_str().unwrap();
-        self.dir
-            .join(name.replace("vmlinuz-", "config-"))
-            .to_owned()
+        self.dir.join(name.replace("vmlinuz-", "config-"))
     }
 }
 
