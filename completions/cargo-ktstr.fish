@@ -59,7 +59,7 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __
 xfs\t''
 ext4\t''"
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l capacity -d 'Disk capacity: 256M, 256MiB, 1G, 1GiB or bytes [default: 256M; 300M for xfs]' -r
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l kernel -d 'The guest kernel (bzImage) [default: $KTSTR_KERNEL, else the newest cached kernel]' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l kernel -d 'The guest kernel (bzImage) [default: $KTSTR_KERNEL, else the newest cached kernel, else the running or newest /boot/vmlinuz-<release> with its modules]' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l vmm -d 'Which VMM boots the template guest' -r -f -a "auto\t'The built-in VMM where KVM can boot a stock kernel, else QEMU'
 kvm\t'The built-in VMM'
 qemu\t'qemu-system-x86_64 -M microvm'"
@@ -79,7 +79,7 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __
 xfs\t''
 ext4\t''"
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l capacity -d 'Disk capacity: 256M, 256MiB, 1G, 1GiB or bytes [default: 256M; 300M for xfs]' -r
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l kernel -d 'The guest kernel (bzImage) [default: $KTSTR_KERNEL, else the newest cached kernel]' -r -F
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l kernel -d 'The guest kernel (bzImage) [default: $KTSTR_KERNEL, else the newest cached kernel, else the running or newest /boot/vmlinuz-<release> with its modules]' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l vmm -d 'Which VMM boots the template guest' -r -f -a "auto\t'The built-in VMM where KVM can boot a stock kernel, else QEMU'
 kvm\t'The built-in VMM'
 qemu\t'qemu-system-x86_64 -M microvm'"
@@ -115,7 +115,7 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not 
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -s h -l help -d 'Print help'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -s V -l version -d 'Print version'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -f -a "build" -d 'Build a guest bzImage from a kernel source tree or tarball and cache it'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -f -a "list" -d 'List the kernels a template build can use: cached ones, and stock kernels in /boot with their modules; the first is the default'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -f -a "list" -d 'List the kernels a template build can use: cached ones, and stock kernels in /boot with their modules; the first is the default. Those this user cannot read follow the readable ones, marked unreadable'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -f -a "clean" -d 'Remove dead builds\' scratch and, with --keep or --older-than, cached kernels no build is using'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and not __fish_seen_subcommand_from build list clean help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from build" -l source -d 'A kernel source directory or tarball (e.g. /usr/src/linux-source-6.12.tar.xz)' -r -F
@@ -144,7 +144,7 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fi
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -s h -l help -d 'Print help'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -s V -l version -d 'Print version'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "build" -d 'Build a guest bzImage from a kernel source tree or tarball and cache it'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the kernels a template build can use: cached ones, and stock kernels in /boot with their modules; the first is the default'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the kernels a template build can use: cached ones, and stock kernels in /boot with their modules; the first is the default. Those this user cannot read follow the readable ones, marked unreadable'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "clean" -d 'Remove dead builds\' scratch and, with --keep or --older-than, cached kernels no build is using'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and not __fish_seen_subcommand_from clean template kernel help" -f -a "clean" -d 'Remove debris left by dead processes; with --all, also every entry not in use'
@@ -155,7 +155,7 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "clone" -d 'Give DEST its own copy-on-write clone of a template, building it on a miss; or each FS[:SIZE]=DEST its own'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from template" -f -a "list" -d 'List published templates and count debris'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "build" -d 'Build a guest bzImage from a kernel source tree or tarball and cache it'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "list" -d 'List the kernels a template build can use: cached ones, and stock kernels in /boot with their modules; the first is the default'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "list" -d 'List the kernels a template build can use: cached ones, and stock kernels in /boot with their modules; the first is the default. Those this user cannot read follow the readable ones, marked unreadable'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand help; and __fish_seen_subcommand_from kernel" -f -a "clean" -d 'Remove dead builds\' scratch and, with --keep or --older-than, cached kernels no build is using'
 
 # `cargo ktstr ...` runs `cargo-ktstr ktstr ...`: complete it as `cargo-ktstr ...`.

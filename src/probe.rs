@@ -84,7 +84,7 @@ impl Probe<'_> {
                     let mut wanted = GUEST_NEEDS.to_vec();
                     wanted.push(self.fs.name());
                     (
-                        guest_modules(&stock.modules_dir, &wanted, stock.signatures_enforced)?,
+                        guest_modules(&stock.modules_dir, &wanted, &stock.signatures)?,
                         DeviceDiscovery::Acpi,
                         STOCK_CMDLINE,
                     )

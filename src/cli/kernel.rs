@@ -11,8 +11,9 @@ use cargo_ktstr::cache::cleanup::space;
 use cargo_ktstr::kernel::KernelKind;
 use cargo_ktstr::kernel::build::{self, BuildOptions};
 use cargo_ktstr::kernel::clean::{self as kernel_clean, KernelCleanOptions, KernelCleanReport};
-use cargo_ktstr::kernel::resolve::{HostKernels, KERNEL_ENV, Origin, available};
+use cargo_ktstr::kernel::resolve::{Available, HostKernels, KERNEL_ENV, Origin, available};
 use cargo_ktstr::kernel::store::KernelStore;
+use cargo_ktstr::kernel::unreadable::make_readable;
 use cargo_ktstr::progress::Progress;
 
 #[derive(Debug, Subcommand)]
@@ -20,7 +21,8 @@ pub enum KernelCommand {
     /// Build a guest bzImage from a kernel source tree or tarball and cache it.
     Build(KernelBuildArgs),
     /// List the kernels a template build can use: cached ones, and stock
-    /// kernels in /boot with their modules; the first is the default.
+    /// kernels in /boot with their modules; the first is the default. Those
+    /// this user cannot read follow the readable ones, marked unreadable.
     List(KernelListArgs),
     /// Remove dead builds' scratch and, with --keep or --older-than, cached
     /// kernels no build is using.
@@ -122,37 +124,45 @@ pub fn run(global: &GlobalArgs, cmd: KernelCommand) -> Result<ExitCode> {
             super::print_stdout(&text)?;
         }
         KernelCommand::List(args) => {
-            let kernels = available(
-                std::env::var_os(KERNEL_ENV),
-                &store,
-                &HostKernels::from_env(),
-            )?;
+            let host = HostKernels::from_env();
+            let kernels = available(std::env::var_os(KERNEL_ENV), &store, &host)?;
             if args.json {
                 super::print_stdout(&(serde_json::to_string_pretty(&kernels)? + "\n"))?;
-            } else if kernels.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            super::print_stdout(&render_list(&kernels))?;
+            if !kernels.iter().any(|k| k.readable) {
                 eprintln!(
-                    "no kernels: none cached in `{}` and no /boot/vmlinuz-<release> with its \
-                     modules; build one with `cargo ktstr kernel build --source PATH`, or \
-                     install the distribution's kernel package",
-                    store.dir().display()
+                    "no usable kernel: none cached in `{}`, and {}; build one with \
+                     `cargo ktstr kernel build --source PATH`, or install the distribution's \
+                     kernel package",
+                    store.dir().display(),
+                    host.unusable_text(&host.found())
                 );
-            } else {
-                let mut text = String::new();
-                for k in &kernels {
-                    text += &format!(
-                        "{}\t{}\t{:.1} MiB\t{}\t{}\n",
-                        k.name,
-                        k.kind,
-                        k.size as f64 / (1 << 20) as f64,
-                        k.image.display(),
-                        origin_text(k.origin),
-                    );
-                }
-                super::print_stdout(&text)?;
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The text form of `kernel list`: a line per kernel, tab-separated.
+fn render_list(kernels: &[Available]) -> String {
+    let mut text = String::new();
+    for k in kernels {
+        let origin = if k.readable {
+            origin_text(k.origin).to_owned()
+        } else {
+            format!("unreadable: make it readable ({})", make_readable(&k.image))
+        };
+        text += &format!(
+            "{}\t{}\t{:.1} MiB\t{}\t{origin}\n",
+            k.name,
+            k.kind,
+            k.size as f64 / (1 << 20) as f64,
+            k.image.display(),
+        );
+    }
+    text
 }
 
 /// Where a listed kernel comes from, for people.

@@ -113,7 +113,8 @@ pub const MAX_TIMEOUT_SECS: u64 = 86_400;
 /// How a missing template gets built.
 #[derive(Debug, Clone, Args)]
 pub struct BuildOptions {
-    /// The guest kernel (bzImage) [default: $KTSTR_KERNEL, else the newest cached kernel].
+    /// The guest kernel (bzImage) [default: $KTSTR_KERNEL, else the newest cached kernel, else
+    /// the running or newest /boot/vmlinuz-<release> with its modules].
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
 

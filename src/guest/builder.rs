@@ -174,14 +174,15 @@ impl GuestBuilder {
         let (modules, devices, extra_args, vmlinux) = match &kernel {
             GuestKernel::SelfContained(_) => (Vec::new(), DeviceDiscovery::CommandLine, "", None),
             GuestKernel::Stock(stock) => (
-                guest_modules(&stock.modules_dir, &wanted, stock.signatures_enforced)
-                    .with_context(|| {
+                guest_modules(&stock.modules_dir, &wanted, &stock.signatures).with_context(
+                    || {
                         format!(
                             "the stock kernel `{}` (release {}) cannot boot the template guest",
                             stock.image.display(),
                             stock.release
                         )
-                    })?,
+                    },
+                )?,
                 DeviceDiscovery::Acpi,
                 STOCK_CMDLINE,
                 self.runner.unpack_stock(&stock.image)?,

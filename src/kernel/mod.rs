@@ -16,5 +16,6 @@ pub mod source;
 pub mod stock;
 pub mod store;
 pub mod unpack;
+pub mod unreadable;
 
 pub use kind::KernelKind;

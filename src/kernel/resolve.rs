@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::KernelKind;
 use super::stock::{BOOT_DIR, BootKernel, MODULES_ROOT, boot_kernels};
 use super::store::KernelStore;
+use super::unreadable;
 
 /// The environment variable naming a kernel image.
 pub const KERNEL_ENV: &str = "KTSTR_KERNEL";
@@ -50,18 +51,61 @@ impl HostKernels {
         }
     }
 
-    /// The stock kernels with their modules, newest first.
-    fn usable(&self) -> Vec<BootKernel> {
+    /// Every `vmlinuz-<release>` in the boot directory, newest first.
+    pub fn found(&self) -> Vec<BootKernel> {
         boot_kernels(&self.boot_dir, &self.modules_root)
-            .into_iter()
-            .filter(|k| k.has_modules)
-            .collect()
     }
 
-    /// The running kernel's image, when it is usable.
-    fn running(&self, usable: &[BootKernel]) -> Option<BootKernel> {
+    /// The kernels a build can boot, newest first; those this user cannot
+    /// read are skipped, saying so at `-v`.
+    fn usable(&self, found: &[BootKernel]) -> Vec<BootKernel> {
+        for k in found.iter().filter(|k| k.has_modules) {
+            if let Some(why) = &k.unreadable {
+                tracing::info!(
+                    "skipped the kernel `{}`: this user cannot read it ({why})",
+                    k.image.display()
+                );
+            }
+        }
+        found.iter().filter(|k| k.usable()).cloned().collect()
+    }
+
+    /// The running kernel among `kernels`.
+    fn running(&self, kernels: &[BootKernel]) -> Option<BootKernel> {
         let release = self.running_release.as_deref()?;
-        usable.iter().find(|k| k.release == release).cloned()
+        kernels.iter().find(|k| k.release == release).cloned()
+    }
+
+    /// The boot directory, and that `$KTSTR_BOOT_DIR` chose it.
+    fn boot_dir_text(&self) -> String {
+        let from_env = if self.boot_dir == Path::new(BOOT_DIR) {
+            ""
+        } else {
+            " (from $KTSTR_BOOT_DIR)"
+        };
+        format!("`{}`{from_env}", self.boot_dir.display())
+    }
+
+    /// What the boot directory holds and why no kernel in it is usable.
+    pub fn unusable_text(&self, found: &[BootKernel]) -> String {
+        if found.is_empty() {
+            return format!("{} has no vmlinuz-<release>", self.boot_dir_text());
+        }
+        let each: Vec<String> = found
+            .iter()
+            .map(|k| {
+                let mut why = Vec::new();
+                if !k.has_modules {
+                    let dep = self.modules_root.join(&k.release).join("modules.dep");
+                    why.push(format!("no modules: `{}` is missing", dep.display()));
+                }
+                if let Some(e) = &k.unreadable {
+                    why.push(format!("unreadable ({e})"));
+                }
+                format!("`{}` ({})", k.image.display(), why.join("; "))
+            })
+            .collect();
+        format!("{} holds {}", self.boot_dir_text(), each.join(", "))
     }
 }
 
@@ -89,6 +133,8 @@ pub struct Available {
     pub origin: Origin,
     pub image: PathBuf,
     pub size: u64,
+    /// This user can read it; an unreadable kernel is listed, never taken.
+    pub readable: bool,
 }
 
 /// Resolves the kernel from an explicit path, the value of
@@ -112,37 +158,52 @@ pub fn resolve(
                 path.display()
             );
         }
+        if let Some(why) = unreadable::read_error(&path) {
+            return Err(unreadable::kernel_error(
+                &path,
+                &format!("from {from}"),
+                &why,
+            ));
+        }
         return Ok(path);
     }
     if let Some(kernel) = store.newest(KernelKind::Template)? {
         return Ok(kernel.image);
     }
-    let usable = host.usable();
+    let found = host.found();
+    let usable = host.usable(&found);
     if let Some(kernel) = host.running(&usable).or_else(|| usable.into_iter().next()) {
         return Ok(kernel.image);
     }
+    // Kernels with their modules that only their mode keeps out: the one
+    // to make readable is the one a build would then take.
+    let blocked: Vec<BootKernel> = found.iter().filter(|k| k.has_modules).cloned().collect();
+    if let Some(kernel) = host.running(&blocked).or_else(|| blocked.first().cloned()) {
+        let why = unreadable::read_error(&kernel.image)
+            .unwrap_or_else(|| std::io::ErrorKind::PermissionDenied.into());
+        return Err(unreadable::kernel_error(
+            &kernel.image,
+            &format!(
+                "found in {}, where every kernel with its modules is unreadable",
+                host.boot_dir_text()
+            ),
+            &why,
+        ));
+    }
     bail!(
         "no guest kernel: looked at --kernel and ${KERNEL_ENV} (neither given), the kernel \
-         cache `{}` (no template kernel), `{}` (the running kernel{}) and every \
-         `{}/vmlinuz-<release>` with its `{}/<release>/modules.dep` (none). Get one either way:\n\
+         cache `{}` (no template kernel), and the running kernel{} or the newest \
+         `vmlinuz-<release>` with its `{}/<release>/modules.dep`: {}. Get one either way:\n\
          - install the distribution's kernel package (Debian: `apt-get install linux-image-amd64`), \
          whose kernel and modules are then used as they are, or\n\
          - build one with `cargo ktstr kernel build --source /usr/src/linux-source-6.12.tar.xz` \
          (Debian package linux-source-6.12)",
         store.dir().display(),
-        host.boot_dir
-            .join(format!(
-                "vmlinuz-{}",
-                host.running_release.as_deref().unwrap_or("?")
-            ))
-            .display(),
-        if host.running_release.is_some() {
-            ", missing or without its modules"
-        } else {
-            ""
-        },
-        host.boot_dir.display(),
+        host.running_release
+            .as_deref()
+            .map_or(String::new(), |r| format!(" (`vmlinuz-{r}`)")),
         host.modules_root.display(),
+        host.unusable_text(&found),
     )
 }
 
@@ -162,6 +223,7 @@ pub fn available(
                 kind: "given".into(),
                 origin: Origin::Env,
                 size: meta.len(),
+                readable: unreadable::read_error(&path).is_none(),
                 image: path,
             });
         }
@@ -170,35 +232,38 @@ pub fn available(
     let (templates, hosts): (Vec<_>, Vec<_>) = cached
         .into_iter()
         .partition(|k| k.kind == KernelKind::Template);
-    all.extend(templates.into_iter().map(|k| Available {
+    let cached = |k: super::store::CachedKernel| Available {
+        readable: unreadable::read_error(&k.image).is_none(),
         name: k.name,
         kind: k.kind.to_string(),
         origin: Origin::Cache,
         image: k.image,
         size: k.size,
-    }));
-    let usable = host.usable();
+    };
+    all.extend(templates.into_iter().map(cached));
+    let found = host.found();
+    let usable = host.usable(&found);
     let running = host.running(&usable);
-    let stock = running.iter().map(|k| (k.clone(), Origin::Running)).chain(
-        usable
-            .iter()
-            .filter(|k| Some(*k) != running.as_ref())
-            .map(|k| (k.clone(), Origin::Boot)),
-    );
-    all.extend(stock.map(|(k, origin)| Available {
+    // The unreadable ones after those a build can take, so the first
+    // readable kernel listed stays the default.
+    let blocked = found.iter().filter(|k| k.has_modules && !k.usable());
+    let stock = running
+        .iter()
+        .chain(usable.iter().filter(|k| Some(*k) != running.as_ref()))
+        .chain(blocked);
+    all.extend(stock.map(|k| Available {
         size: k.image.metadata().map_or(0, |m| m.len()),
-        name: k.release,
+        name: k.release.clone(),
         kind: "stock".into(),
-        origin,
-        image: k.image,
+        origin: if host.running_release.as_deref() == Some(&k.release) {
+            Origin::Running
+        } else {
+            Origin::Boot
+        },
+        readable: k.unreadable.is_none(),
+        image: k.image.clone(),
     }));
-    all.extend(hosts.into_iter().map(|k| Available {
-        name: k.name,
-        kind: k.kind.to_string(),
-        origin: Origin::Cache,
-        image: k.image,
-        size: k.size,
-    }));
+    all.extend(hosts.into_iter().map(cached));
     Ok(all)
 }
 
@@ -327,5 +392,42 @@ mod tests {
                 ("6.12.95+deb12-amd64".to_owned(), Origin::Boot)
             ]
         );
+    }
+
+    #[test]
+    fn the_unusable_kernels_are_each_named_with_why() {
+        let host = HostKernels {
+            boot_dir: "/tmp/boot".into(),
+            modules_root: "/lib/modules".into(),
+            running_release: None,
+        };
+        let kernel = |release: &str, has_modules, unreadable: Option<&str>| BootKernel {
+            image: host.boot_dir.join(format!("vmlinuz-{release}")),
+            release: release.into(),
+            has_modules,
+            unreadable: unreadable.map(str::to_owned),
+        };
+        let found = [
+            kernel(
+                "6.8.0-45-generic",
+                true,
+                Some("Permission denied (os error 13)"),
+            ),
+            kernel("6.5.0", false, None),
+            kernel("6.1.0", false, Some("Permission denied (os error 13)")),
+        ];
+        assert_eq!(
+            host.unusable_text(&found),
+            "`/tmp/boot` (from $KTSTR_BOOT_DIR) holds \
+             `/tmp/boot/vmlinuz-6.8.0-45-generic` (unreadable (Permission denied (os error 13))), \
+             `/tmp/boot/vmlinuz-6.5.0` (no modules: `/lib/modules/6.5.0/modules.dep` is missing), \
+             `/tmp/boot/vmlinuz-6.1.0` (no modules: `/lib/modules/6.1.0/modules.dep` is missing; \
+             unreadable (Permission denied (os error 13)))"
+        );
+        let boot = HostKernels {
+            boot_dir: BOOT_DIR.into(),
+            ..host
+        };
+        assert_eq!(boot.unusable_text(&[]), "`/boot` has no vmlinuz-<release>");
     }
 }

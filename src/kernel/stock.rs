@@ -12,10 +12,12 @@
 
 use std::cmp::Ordering;
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+
+use super::modules::Signatures;
 
 /// Where distributions install kernel modules.
 pub const MODULES_ROOT: &str = "/lib/modules";
@@ -39,8 +41,8 @@ pub struct StockKernel {
     pub release: String,
     /// `/lib/modules/<release>`.
     pub modules_dir: PathBuf,
-    /// The kernel refuses unsigned modules.
-    pub signatures_enforced: bool,
+    /// Whether the kernel refuses unsigned modules.
+    pub signatures: Signatures,
 }
 
 /// A kernel image, identified.
@@ -50,6 +52,14 @@ pub enum GuestKernel {
     SelfContained(PathBuf),
     /// Modules to load; devices through ACPI.
     Stock(StockKernel),
+}
+
+/// A kernel's config, as far as this user can read it.
+#[derive(Debug)]
+enum Config {
+    None,
+    Text(String),
+    Unreadable { path: PathBuf, why: io::Error },
 }
 
 impl GuestKernel {
@@ -62,35 +72,9 @@ impl GuestKernel {
             return Ok(GuestKernel::SelfContained(image.to_owned()));
         };
         let modules_dir = modules_root.join(&release);
-        let config = read_config(image, &release, &modules_dir)?;
-        if modules_dir.join("modules.dep").is_file() {
-            let forced = [
-                "CONFIG_MODULE_SIG_FORCE",
-                "CONFIG_LOCK_DOWN_KERNEL_FORCE_INTEGRITY",
-                "CONFIG_LOCK_DOWN_KERNEL_FORCE_CONFIDENTIALITY",
-            ];
-            let signatures_enforced = config
-                .as_deref()
-                .is_some_and(|c| forced.iter().any(|o| config_value(c, o) == Some("y")));
-            return Ok(GuestKernel::Stock(StockKernel {
-                image: image.to_owned(),
-                release,
-                modules_dir,
-                signatures_enforced,
-            }));
-        }
-        let modular = |option| config.as_deref().and_then(|c| config_value(c, option)) == Some("m");
-        if modular("CONFIG_VIRTIO_BLK") || modular("CONFIG_VIRTIO_MMIO") {
-            bail!(
-                "the kernel `{}` (release {release}) has its virtio drivers as modules, but \
-                 `{}` is missing: install the modules of this release (Debian and Ubuntu: \
-                 its linux-image package; Fedora: kernel-modules-core), or build a kernel with \
-                 `cargo ktstr kernel build`",
-                image.display(),
-                modules_dir.join("modules.dep").display()
-            );
-        }
-        Ok(GuestKernel::SelfContained(image.to_owned()))
+        let config = read_config(image, &release, &modules_dir);
+        let has_modules = modules_dir.join("modules.dep").is_file();
+        classify(image, release, modules_dir, has_modules, config)
     }
 
     pub fn image(&self) -> &Path {
@@ -99,6 +83,77 @@ impl GuestKernel {
             GuestKernel::Stock(stock) => &stock.image,
         }
     }
+}
+
+/// What a kernel of `release` is, given whether its modules are installed
+/// and what its config says. An unreadable config matters only where the
+/// kernel has no modules: whether its disk driver is built in is then
+/// unknown.
+fn classify(
+    image: &Path,
+    release: String,
+    modules_dir: PathBuf,
+    has_modules: bool,
+    config: Config,
+) -> Result<GuestKernel> {
+    if has_modules {
+        let forced = [
+            "CONFIG_MODULE_SIG_FORCE",
+            "CONFIG_LOCK_DOWN_KERNEL_FORCE_INTEGRITY",
+            "CONFIG_LOCK_DOWN_KERNEL_FORCE_CONFIDENTIALITY",
+        ];
+        let signatures = match config {
+            Config::Text(c) if forced.iter().any(|o| config_value(&c, o) == Some("y")) => {
+                Signatures::Enforced
+            }
+            Config::Text(_) | Config::None => Signatures::Optional,
+            Config::Unreadable { path, why } => {
+                tracing::info!(
+                    "the config `{}` cannot be read ({why}): going on without it, as signed \
+                     modules load whether or not the kernel enforces signatures",
+                    path.display()
+                );
+                Signatures::Unknown {
+                    config: path,
+                    why: why.to_string(),
+                }
+            }
+        };
+        return Ok(GuestKernel::Stock(StockKernel {
+            image: image.to_owned(),
+            release,
+            modules_dir,
+            signatures,
+        }));
+    }
+    let dep = modules_dir.join("modules.dep");
+    match config {
+        Config::Text(c) => {
+            let modular = |option| config_value(&c, option) == Some("m");
+            if modular("CONFIG_VIRTIO_BLK") || modular("CONFIG_VIRTIO_MMIO") {
+                bail!(
+                    "the kernel `{}` (release {release}) has its virtio drivers as modules, but \
+                     `{}` is missing: install the modules of this release (Debian and Ubuntu: \
+                     its linux-image package; Fedora: kernel-modules-core), or build a kernel \
+                     with `cargo ktstr kernel build`",
+                    image.display(),
+                    dep.display()
+                );
+            }
+        }
+        Config::Unreadable { path, why } => bail!(
+            "cannot tell whether the kernel `{}` (release {release}) has its virtio drivers \
+             built in, as it must with `{}` missing: its config `{}`, which says so, cannot be \
+             read ({why}). Make the config readable ({}), install the modules of this \
+             release, or build a kernel with `cargo ktstr kernel build`",
+            image.display(),
+            dep.display(),
+            path.display(),
+            super::unreadable::make_readable(&path)
+        ),
+        Config::None => {}
+    }
+    Ok(GuestKernel::SelfContained(image.to_owned()))
 }
 
 /// The release of kernel `image`: from its bzImage header, else from a
@@ -139,9 +194,9 @@ fn header_release(image: &Path) -> Result<Option<String>> {
         .map(str::to_owned))
 }
 
-/// The text of the first config of `release` found beside `image` or in
-/// `modules_dir`.
-fn read_config(image: &Path, release: &str, modules_dir: &Path) -> Result<Option<String>> {
+/// The first config of `release` this user can read beside `image` or in
+/// `modules_dir`; else the first one found that they cannot.
+fn read_config(image: &Path, release: &str, modules_dir: &Path) -> Config {
     let beside = image.parent().unwrap_or(Path::new("."));
     let candidates = [
         beside.join(format!("config-{release}")),
@@ -149,12 +204,19 @@ fn read_config(image: &Path, release: &str, modules_dir: &Path) -> Result<Option
         modules_dir.join("config"),
         modules_dir.join("build/.config"),
     ];
-    let Some(path) = candidates.iter().find(|p| p.is_file()) else {
-        return Ok(None);
-    };
-    fs::read_to_string(path)
-        .map(Some)
-        .with_context(|| format!("failed to read `{}`", path.display()))
+    let mut found = Config::None;
+    for path in candidates {
+        match fs::read(&path) {
+            Ok(bytes) => return Config::Text(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(why) => {
+                if matches!(found, Config::None) {
+                    found = Config::Unreadable { path, why };
+                }
+            }
+        }
+    }
+    found
 }
 
 /// `CONFIG_X`'s value in a `.config` text (`y`, `m`, a string), if set.
@@ -171,6 +233,15 @@ pub struct BootKernel {
     pub release: String,
     /// Its modules are installed (`modules.dep` is there).
     pub has_modules: bool,
+    /// Why this user cannot read it, if they cannot.
+    pub unreadable: Option<String>,
+}
+
+impl BootKernel {
+    /// A build can boot it.
+    pub fn usable(&self) -> bool {
+        self.has_modules && self.unreadable.is_none()
+    }
 }
 
 /// Every `vmlinuz-<release>` in `boot_dir`, newest release first.
@@ -188,6 +259,7 @@ pub fn boot_kernels(boot_dir: &Path, modules_root: &Path) -> Vec<BootKernel> {
             (image.is_file() && !release.is_empty() && !release.ends_with(".old")).then(|| {
                 BootKernel {
                     has_modules: modules_root.join(&release).join("modules.dep").is_file(),
+                    unreadable: super::unreadable::read_error(&image).map(|e| e.to_string()),
                     image,
                     release,
                 }
@@ -300,7 +372,66 @@ mod tests {
             panic!("not stock");
         };
         assert_eq!(stock.modules_dir, modules.join("6.9.0-x"));
-        assert!(stock.signatures_enforced);
+        assert_eq!(stock.signatures, Signatures::Enforced);
+    }
+
+    #[test]
+    fn an_unreadable_config_matters_only_to_a_kernel_without_modules() {
+        let image = Path::new("/boot/vmlinuz-6.8.0-45-generic");
+        let modules = PathBuf::from("/lib/modules/6.8.0-45-generic");
+        let unreadable = || Config::Unreadable {
+            path: "/boot/config-6.8.0-45-generic".into(),
+            why: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        let release = || "6.8.0-45-generic".to_owned();
+        // With modules, the signature policy is unknown, not an error.
+        let GuestKernel::Stock(stock) =
+            classify(image, release(), modules.clone(), true, unreadable()).unwrap()
+        else {
+            panic!("not stock");
+        };
+        let Signatures::Unknown { config, why } = stock.signatures else {
+            panic!("{:?}", stock.signatures);
+        };
+        assert_eq!(config, Path::new("/boot/config-6.8.0-45-generic"));
+        assert!(why.contains("permission denied"), "{why}");
+        // Without, the missing fact is named, and why it is missing.
+        let err = classify(image, release(), modules, false, unreadable())
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "has its virtio drivers built in",
+            "modules.dep` missing",
+            "`/boot/config-6.8.0-45-generic`",
+            "permission denied",
+            "dpkg-statoverride",
+        ] {
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_readable_config_is_preferred_to_an_unreadable_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (boot, modules) = (dir.path().join("boot"), dir.path().join("modules/6.9.0"));
+        fs::create_dir_all(&boot).unwrap();
+        fs::create_dir_all(&modules).unwrap();
+        let image = boot.join("vmlinuz-6.9.0");
+        assert!(matches!(
+            read_config(&image, "6.9.0", &modules),
+            Config::None
+        ));
+        // A directory where the config should be: found, but not readable.
+        fs::create_dir(boot.join("config-6.9.0")).unwrap();
+        let Config::Unreadable { path, .. } = read_config(&image, "6.9.0", &modules) else {
+            panic!("not unreadable");
+        };
+        assert_eq!(path, boot.join("config-6.9.0"));
+        fs::write(modules.join("config"), "CONFIG_VIRTIO_BLK=m\n").unwrap();
+        let Config::Text(text) = read_config(&image, "6.9.0", &modules) else {
+            panic!("not read");
+        };
+        assert_eq!(text, "CONFIG_VIRTIO_BLK=m\n");
     }
 
     #[test]
@@ -321,14 +452,14 @@ mod tests {
         fs::write(modules.join("6.1.0-57-amd64/modules.dep"), b"").unwrap();
         let found: Vec<_> = boot_kernels(&boot, &modules)
             .into_iter()
-            .map(|k| (k.release, k.has_modules))
+            .map(|k| (k.release, k.has_modules, k.unreadable))
             .collect();
         assert_eq!(
             found,
             [
-                ("6.12.95+deb12-amd64".to_owned(), false),
-                ("6.9.0".to_owned(), false),
-                ("6.1.0-57-amd64".to_owned(), true)
+                ("6.12.95+deb12-amd64".to_owned(), false, None),
+                ("6.9.0".to_owned(), false, None),
+                ("6.1.0-57-amd64".to_owned(), true, None)
             ]
         );
         assert_eq!(compare_releases("6.1.0-57", "6.1.0-9"), Ordering::Greater);

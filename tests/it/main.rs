@@ -28,6 +28,7 @@ mod owned;
 mod real_kvm;
 mod soak;
 mod stock;
+mod unreadable;
 mod users;
 mod util;
 mod vmm_guests;

@@ -64,12 +64,13 @@ impl User {
                 "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
             )
             .current_dir(&self.home)
-            // Run as root, std also drops every supplementary group.
             .uid(self.uid)
             .gid(self.gid);
         if let Some(ci) = std::env::var_os("CI") {
             cmd.env("CI", ci);
         }
+        // No pre_exec setgroups: it would run after setuid and fail (EPERM);
+        // std clears the supplementary groups itself when root sets a uid.
         cmd
     }
 

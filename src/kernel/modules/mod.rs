@@ -11,7 +11,7 @@ pub mod decompress;
 pub mod index;
 pub mod plan;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
@@ -25,6 +25,17 @@ pub const GUEST_NEEDS: &[&str] = &["virtio_mmio", "virtio_blk"];
 /// The marker `scripts/sign-file` appends after a module's signature.
 const SIGNATURE_MAGIC: &[u8] = b"~Module signature appended~\n";
 
+/// Whether a kernel refuses unsigned modules, as its config says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signatures {
+    /// Unsigned modules load (or no config says otherwise).
+    Optional,
+    /// `MODULE_SIG_FORCE` or a forced lockdown.
+    Enforced,
+    /// Its config exists but cannot be read; signed modules load anyway.
+    Unknown { config: PathBuf, why: String },
+}
+
 /// One module, uncompressed, for the guest to load.
 #[derive(Debug, Clone)]
 pub struct GuestModule {
@@ -35,25 +46,37 @@ pub struct GuestModule {
 }
 
 /// The modules `wanted` needs from modules directory `dir`, in load order
-/// and uncompressed. With `signatures_enforced` (the kernel's
-/// `MODULE_SIG_FORCE` or a forced lockdown), an unsigned one is an error.
+/// and uncompressed. An unsigned one is an error where the kernel enforces
+/// signatures, or where whether it does is unknown.
 pub fn guest_modules(
     dir: &Path,
     wanted: &[&str],
-    signatures_enforced: bool,
+    signatures: &Signatures,
 ) -> Result<Vec<GuestModule>> {
     let index = ModuleIndex::read(dir)?;
     let mut modules = Vec::new();
     for planned in plan::load_order(&index, dir, wanted)? {
         let bytes = decompress::read_module(&planned.path)?;
-        if signatures_enforced && !bytes.ends_with(SIGNATURE_MAGIC) {
-            bail!(
+        let unsigned = !bytes.ends_with(SIGNATURE_MAGIC);
+        match signatures {
+            Signatures::Enforced if unsigned => bail!(
                 "the kernel enforces module signatures, and module `{}` (`{}`) is not signed: \
                  use the modules that came with this kernel, or a kernel without \
                  CONFIG_MODULE_SIG_FORCE (for instance one built by `cargo ktstr kernel build`)",
                 planned.name,
                 planned.path.display()
-            );
+            ),
+            Signatures::Unknown { config, why } if unsigned => bail!(
+                "module `{}` (`{}`) is not signed, and whether the kernel enforces module \
+                 signatures is unknown: its config `{}`, which says so, cannot be read ({why}). \
+                 Make the config readable ({}), or use a kernel built by \
+                 `cargo ktstr kernel build`",
+                planned.name,
+                planned.path.display(),
+                config.display(),
+                super::unreadable::make_readable(config)
+            ),
+            _ => {}
         }
         modules.push(GuestModule {
             name: planned.name,
@@ -87,25 +110,41 @@ mod tests {
     #[test]
     fn unsigned_modules_are_refused_only_where_signatures_are_enforced() {
         let dir = tree(b"\x7fELF unsigned");
-        let modules = guest_modules(dir.path(), &["virtio_blk"], false).unwrap();
+        let modules = guest_modules(dir.path(), &["virtio_blk"], &Signatures::Optional).unwrap();
         let names: Vec<_> = modules.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["virtio_ring", "virtio_blk"]);
-        let err = guest_modules(dir.path(), &["virtio_blk"], true)
+        let err = guest_modules(dir.path(), &["virtio_blk"], &Signatures::Enforced)
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("`virtio_ring`") && err.contains("not signed"),
             "{err}"
         );
+        // An unreadable config leaves the policy unknown: the fact is named.
+        let unknown = Signatures::Unknown {
+            config: "/boot/config-6.8.0-45-generic".into(),
+            why: "Permission denied (os error 13)".into(),
+        };
+        let err = guest_modules(dir.path(), &["virtio_blk"], &unknown)
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "`virtio_ring`",
+            "whether the kernel enforces module signatures is unknown",
+            "`/boot/config-6.8.0-45-generic`",
+            "Permission denied",
+            "dpkg-statoverride",
+        ] {
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
 
+        // Signed modules load whatever the policy, known or not.
         let signed = [b"\x7fELF".as_slice(), b"sig", SIGNATURE_MAGIC].concat();
         let dir = tree(&signed);
-        assert_eq!(
-            guest_modules(dir.path(), &["virtio_blk"], true)
-                .unwrap()
-                .len(),
-            2
-        );
+        for signatures in [Signatures::Enforced, unknown] {
+            let modules = guest_modules(dir.path(), &["virtio_blk"], &signatures).unwrap();
+            assert_eq!(modules.len(), 2);
+        }
     }
 
     /// The host's own kernels' trees, where installed (CI installs Debian's
@@ -125,7 +164,12 @@ mod tests {
             if !dir.join("modules.dep").is_file() {
                 continue;
             }
-            let modules = guest_modules(&dir, GUEST_NEEDS, false).unwrap();
+            // Debian signs its modules: an unreadable config costs nothing.
+            let unknown = Signatures::Unknown {
+                config: dir.join("config"),
+                why: "unreadable".into(),
+            };
+            let modules = guest_modules(&dir, GUEST_NEEDS, &unknown).unwrap();
             let names: Vec<_> = modules.iter().map(|m| m.name.as_str()).collect();
             assert!(
                 names.ends_with(&["virtio_mmio", "virtio_blk"]),
