@@ -130,9 +130,9 @@ pub fn ensure_key(
     std::fs::create_dir_all(root)
         .with_context(|| format!("failed to create the template root `{}`", root.display()))?;
     let name = key.to_string();
-    let done = |path: PathBuf, built: bool| {
+    let done_as = |key: &Key, path: PathBuf, built: bool| {
         // Every use goes through here: a hit, a clone, a per-test image.
-        last_use::record(root, &name);
+        last_use::record(root, &key.to_string());
         Ensured {
             key: key.clone(),
             path,
@@ -140,9 +140,15 @@ pub fn ensure_key(
             elapsed: start.elapsed(),
         }
     };
+    let done = |path, built| done_as(key, path, built);
     let seen = lookup::find(root, key)?;
     if let (Some(path), false) = (&seen, opts.force) {
         return Ok(done(path.clone(), false));
+    }
+    if let (None, false) = (&seen, opts.force)
+        && let Some((other, path)) = find_other_scheme(root, key)?
+    {
+        return Ok(done_as(&other, path, false));
     }
     // Under --force, remember which entry we saw (if any) before waiting.
     let seen_id = match &seen {
@@ -174,6 +180,20 @@ pub fn ensure_key(
         start.elapsed().as_secs_f64()
     );
     Ok(done(path, true))
+}
+
+/// The valid entry of `key`'s template under the installed formatter's
+/// other key scheme ([`fingerprint::Scheme`]), if there is one: ktstr 0.50
+/// publishes under the binary scheme what we publish under the version
+/// scheme. An invalid one is left to its writer's rebuild, unreported.
+pub(crate) fn find_other_scheme(root: &Path, key: &Key) -> Result<Option<(Key, PathBuf)>> {
+    let Some(other) = fingerprint::other_scheme_key(key) else {
+        return Ok(None);
+    };
+    Ok(match lookup::lookup(root, &other)? {
+        lookup::Entry::Valid(path) => Some((other, path)),
+        _ => None,
+    })
 }
 
 /// Under the key lock: stage, build, verify and publish `key`'s image
@@ -357,6 +377,41 @@ pub(crate) mod tests {
         let forced = ensure(root.path(), &key, &builder, true).unwrap();
         assert!(forced.built);
         assert_eq!(builder.0.get(), 2);
+    }
+
+    #[test]
+    fn an_entry_under_the_other_scheme_is_a_hit_and_a_build_uses_ours() {
+        use fingerprint::Scheme;
+        let root = tempfile::tempdir().unwrap();
+        let (fs, cap) = (Filesystem::Ext4, Capacity::from_mib(16).unwrap());
+        let formatter = fingerprint::formatter(fs).unwrap();
+        let [ours, theirs] = Scheme::ALL.map(|scheme| formatter.key(fs, cap, scheme));
+        std::fs::create_dir(lookup::entry_dir(root.path(), &theirs)).unwrap();
+        formatted_image(&theirs, &lookup::image_path(root.path(), &theirs));
+        let builder = Counting(0.into());
+        let opts = |force| EnsureOptions {
+            force,
+            ..Default::default()
+        };
+        let found = ensure_template(root.path(), fs, cap, &builder, &opts(false)).unwrap();
+        assert_eq!((found.key, found.built), (theirs.clone(), false));
+        assert_eq!(found.path, lookup::image_path(root.path(), &theirs));
+        // The same through a key computed beforehand, as a batch does.
+        let items = ensure_keys(
+            root.path(),
+            std::slice::from_ref(&ours),
+            &builder,
+            &opts(false),
+        )
+        .unwrap();
+        assert_eq!(items[0].result.as_ref().unwrap().key, theirs);
+        assert_eq!(builder.0.get(), 0);
+        // Forced, it builds under our own scheme and leaves theirs.
+        let forced = ensure_template(root.path(), fs, cap, &builder, &opts(true)).unwrap();
+        assert_eq!((forced.key, forced.built), (ours.clone(), true));
+        let found = ensure_template(root.path(), fs, cap, &builder, &opts(false)).unwrap();
+        assert_eq!(found.key, ours);
+        assert!(lookup::image_path(root.path(), &theirs).exists());
     }
 
     #[test]

@@ -1,29 +1,96 @@
-//! The formatter fingerprint: SHA-256 over the stdout, then the stderr, of
-//! the formatter's version query. Its first 16 hex characters go in the key,
-//! so a new mkfs gives new keys. The version the query prints is kept too:
-//! it says how small a device the formatter takes ([`crate::cache::minimum`]).
+//! The formatter fingerprints. A key's last field is the first 16 hex
+//! characters of a SHA-256 that names the installed formatter, so a new mkfs
+//! gives new keys. Two schemes ([`Scheme`]) name the same formatter:
+//!
+//! * **version**: over the stdout, then the stderr, of its version query.
+//!   ktstr 0.15 keys this way, and this tool builds under it.
+//! * **binary**: over the bytes of the formatter's file, symlinks resolved
+//!   (`mkfs.ext4` is `mke2fs`'s bytes). ktstr 0.27 and later key this way.
+//!
+//! An entry under either is current. The version the query prints is kept
+//! too: it says how small a device the formatter takes
+//! ([`crate::cache::minimum`]).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::filesystem::Filesystem;
+use super::key::{Capacity, FINGERPRINT_LEN, Key};
 use super::minimum::Version;
 
 mod memo;
 
-/// What the installed formatter's version query told.
+/// What the installed formatter's version query told, and what its bytes
+/// hash to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Formatter {
-    /// The full SHA-256 hex of its version output.
+    /// The full SHA-256 hex of its version output ([`Scheme::Version`]).
     pub fingerprint: String,
+    /// The full SHA-256 hex of its file's bytes ([`Scheme::Binary`]).
+    pub binary: String,
     /// The version it printed, where one could be read.
     pub version: Option<Version>,
+}
+
+/// What a key's fingerprint hashes; see the module doc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheme {
+    /// The formatter's version output: ktstr 0.15's keys, and ours.
+    Version,
+    /// The formatter binary's bytes: ktstr 0.27 and later.
+    Binary,
+}
+
+impl Scheme {
+    /// Both, ours first: the order a lookup tries them in.
+    pub const ALL: [Scheme; 2] = [Scheme::Version, Scheme::Binary];
+
+    /// `version` or `binary`, as `template list` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Version => "version",
+            Scheme::Binary => "binary",
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Formatter {
+    /// The full fingerprint of `scheme`.
+    pub fn fingerprint_of(&self, scheme: Scheme) -> &str {
+        match scheme {
+            Scheme::Version => &self.fingerprint,
+            Scheme::Binary => &self.binary,
+        }
+    }
+
+    /// The key of `fs` and `capacity` under `scheme` for this formatter.
+    pub fn key(&self, fs: Filesystem, capacity: Capacity, scheme: Scheme) -> Key {
+        Key::new(fs, capacity, self.fingerprint_of(scheme))
+    }
+
+    /// The scheme under which a key's fingerprint (its 16 hex characters)
+    /// names this formatter; `None` when neither does: a stale key.
+    pub fn scheme_of(&self, key_fingerprint: &str) -> Option<Scheme> {
+        Scheme::ALL.into_iter().find(|&scheme| {
+            let full = self.fingerprint_of(scheme);
+            key_fingerprint.len() == FINGERPRINT_LEN && full.starts_with(key_fingerprint)
+        })
+    }
 }
 
 /// Where formatters live besides PATH: a non-root PATH often lacks the sbins.
@@ -46,8 +113,8 @@ fn find_in(fs: Filesystem, path_var: Option<OsString>, extra: &[&Path]) -> Resul
     )
 }
 
-/// Runs `formatter`'s version query: the full SHA-256 hex of its output, and
-/// the version in it.
+/// Runs `formatter`'s version query and hashes its file: the full SHA-256
+/// hex of each, and the version in the output.
 pub fn query(fs: Filesystem, formatter: &Path) -> Result<Formatter> {
     let out = Command::new(formatter)
         .arg(fs.version_arg())
@@ -72,16 +139,30 @@ pub fn query(fs: Filesystem, formatter: &Path) -> Result<Formatter> {
     let mut hasher = Sha256::new();
     hasher.update(&out.stdout);
     hasher.update(&out.stderr);
-    let fingerprint = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let text = [&out.stdout[..], &out.stderr[..]].concat();
     Ok(Formatter {
-        fingerprint,
+        fingerprint: hex(&hasher.finalize()),
+        binary: hash_binary(fs, formatter)?,
         version: Version::from_output(&String::from_utf8_lossy(&text)),
     })
+}
+
+/// The full SHA-256 hex of `formatter`'s bytes. Reading follows symlinks,
+/// so this is the hash of the file its canonical path names, as ktstr
+/// 0.27 and later hash it.
+pub fn hash_binary(fs: Filesystem, formatter: &Path) -> Result<String> {
+    let bytes = std::fs::read(formatter).with_context(|| {
+        format!(
+            "failed to read `{}` to fingerprint it; check the `{}` installation",
+            formatter.display(),
+            fs.package()
+        )
+    })?;
+    Ok(hex(&Sha256::digest(&bytes)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The installed formatter's fingerprint and version, queried once per
@@ -112,6 +193,18 @@ pub fn fingerprint(fs: Filesystem) -> Result<String> {
     Ok(formatter(fs)?.fingerprint)
 }
 
+/// `key` under the installed formatter's other scheme, when `key` is current
+/// under one: where ktstr 0.50 (or 0.15) keeps the same template. `None`
+/// when `key` is stale or the formatter cannot be asked.
+pub fn other_scheme_key(key: &Key) -> Option<Key> {
+    let formatter = formatter(key.fs).ok()?;
+    let other = match formatter.scheme_of(&key.fingerprint)? {
+        Scheme::Version => Scheme::Binary,
+        Scheme::Binary => Scheme::Version,
+    };
+    Some(formatter.key(key.fs, key.capacity, other))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +231,49 @@ mod tests {
         let c = script(dir.path(), "c", "echo other");
         assert_ne!(fa, query(Filesystem::Btrfs, &c).unwrap().fingerprint);
         assert_eq!(qa.version, None);
+    }
+
+    #[test]
+    fn the_binary_fingerprint_hashes_the_file_a_symlink_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = script(dir.path(), "mke2fs", "echo v");
+        let link = dir.path().join("mkfs.ext4");
+        std::os::unix::fs::symlink("mke2fs", &link).unwrap();
+        let want = hex(&Sha256::digest(std::fs::read(&real).unwrap()));
+        assert_eq!(hash_binary(Filesystem::Ext4, &link).unwrap(), want);
+        assert_eq!(query(Filesystem::Ext4, &link).unwrap().binary, want);
+        // One byte more is another fingerprint; the same output is not.
+        let other = script(dir.path(), "other", "echo v ");
+        assert_ne!(hash_binary(Filesystem::Ext4, &other).unwrap(), want);
+        let err = hash_binary(Filesystem::Ext4, &dir.path().join("gone"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("e2fsprogs") && err.contains("gone"), "{err}");
+    }
+
+    #[test]
+    fn a_key_names_its_scheme_or_none() {
+        let formatter = Formatter {
+            fingerprint: format!("{}{}", "a".repeat(16), "0".repeat(48)),
+            binary: format!("{}{}", "b".repeat(16), "1".repeat(48)),
+            version: None,
+        };
+        let cap = Capacity::from_mib(256).unwrap();
+        for scheme in Scheme::ALL {
+            let key = formatter.key(Filesystem::Btrfs, cap, scheme);
+            assert_eq!(formatter.scheme_of(&key.fingerprint), Some(scheme));
+        }
+        assert_eq!(
+            formatter
+                .key(Filesystem::Btrfs, cap, Scheme::Binary)
+                .to_string(),
+            format!("btrfs-256m-{}", "b".repeat(16))
+        );
+        // Another formatter's key, a prefix too short, and hex past the 16
+        // a key keeps are no scheme's.
+        for fp in ["c".repeat(16), "a".repeat(15), "a".repeat(17)] {
+            assert_eq!(formatter.scheme_of(&fp), None, "{fp}");
+        }
     }
 
     #[test]

@@ -108,8 +108,8 @@ pub struct Key {
     pub fs: Filesystem,
     /// The disk's capacity.
     pub capacity: Capacity,
-    /// The first [`FINGERPRINT_LEN`] hex characters of the formatter's
-    /// version fingerprint.
+    /// The first [`FINGERPRINT_LEN`] hex characters of a formatter
+    /// fingerprint, of either [`crate::cache::fingerprint::Scheme`].
     pub fingerprint: String,
 }
 

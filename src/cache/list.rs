@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::cleanup::entries::StaleCheck;
 use super::cleanup::{Skipped, space};
 use super::filesystem::Filesystem;
+use super::fingerprint::Scheme;
 use super::key::Key;
 use super::last_use;
 use super::lock::{self, Mode};
@@ -54,6 +55,10 @@ pub struct ListEntry {
     pub holders: Vec<i32>,
     /// `None` when it cannot be told (no formatter, or not a key).
     pub stale: Option<bool>,
+    /// What its key's fingerprint hashes, when it names the installed
+    /// formatter (`version`: ours and ktstr 0.15's; `binary`: ktstr 0.27
+    /// and later); `None` when stale or not told.
+    pub scheme: Option<Scheme>,
     /// Seconds since `template.img` (else the directory) was last written.
     pub age_secs: Option<u64>,
     /// Seconds since its last use ([`crate::cache::last_use`]); an entry
@@ -183,8 +188,8 @@ fn examine(root: &Path, name: &str, stale: &mut StaleCheck, notes: &mut Vec<Stri
     let image = path.join(names::TEMPLATE_FILE);
     let key: Option<Key> = name.parse().ok();
     let holders = lock_holders(&lock::key_lock_path(root, name));
-    let is_stale = key.as_ref().and_then(|key| match stale.is_stale(key) {
-        Ok(s) => Some(s),
+    let scheme = key.as_ref().and_then(|key| match stale.scheme(key) {
+        Ok(scheme) => Some(scheme),
         Err(e) => {
             if !notes.contains(&e) {
                 notes.push(e);
@@ -192,6 +197,7 @@ fn examine(root: &Path, name: &str, stale: &mut StaleCheck, notes: &mut Vec<Stri
             None
         }
     });
+    let is_stale = scheme.map(|scheme| scheme.is_none());
     let invalid = match &key {
         None => Some((
             EntryState::Invalid,
@@ -214,6 +220,7 @@ fn examine(root: &Path, name: &str, stale: &mut StaleCheck, notes: &mut Vec<Stri
         detail,
         holders: holders.into_iter().filter(|pid| *pid > 0).collect(),
         stale: is_stale,
+        scheme: scheme.flatten(),
         age_secs: age(&image).or_else(|| age(&path)),
         last_used_secs: last_use::last_used(root, name).map(last_use::secs_since),
         path,

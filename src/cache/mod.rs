@@ -15,7 +15,11 @@
 //! u64) are lower-case hex without padding, as ktstr 0.15 writes them.
 //!
 //! `key` is `<fs>-<MiB>m-<16 hex>` ([`crate::cache::key::Key`]); the hex is a fingerprint of
-//! the formatter's version output, so a new mkfs gives new keys. An entry's
+//! the installed formatter, so a new mkfs gives new keys. It hashes either
+//! the formatter's version output (ktstr 0.15's scheme, which builds here
+//! publish under) or its binary's bytes (ktstr 0.27 and later's): both name
+//! the installed formatter, so a lookup takes an entry under either, ours
+//! first, and neither is stale ([`crate::cache::fingerprint::Scheme`]). An entry's
 //! image is its key's capacity up to one MiB more (ktstr floors a capacity
 //! that is not whole MiB into the key), or it is invalid
 //! ([`crate::cache::lookup`]).

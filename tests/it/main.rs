@@ -18,6 +18,7 @@ mod heal;
 mod hostile;
 mod interop;
 mod kernel;
+mod ktstr50;
 mod list;
 mod lock;
 mod loopfs;

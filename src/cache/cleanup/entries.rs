@@ -12,31 +12,39 @@ use super::plan;
 use super::report::{self, EntryRemoval};
 use super::{CleanMode, CleanOptions, CleanReport, ItemKind, Reason, space};
 use crate::cache::filesystem::Filesystem;
-use crate::cache::fingerprint;
-use crate::cache::key::{FINGERPRINT_LEN, Key};
+use crate::cache::fingerprint::{self, Formatter, Scheme};
+use crate::cache::key::Key;
 use crate::cache::last_use;
 use crate::cache::lock::{self, Mode};
 use crate::cache::lookup;
 use crate::cache::names::{self, RootName};
 use crate::cache::tree;
 
-/// Whether an entry is stale, memoising the installed formatters'
-/// fingerprints (an error is the reason staleness cannot be told).
+/// Whether an entry is stale, memoising the installed formatters (an error
+/// is the reason staleness cannot be told).
 #[derive(Debug, Default)]
 pub(crate) struct StaleCheck {
-    installed: HashMap<Filesystem, Result<String, String>>,
+    installed: HashMap<Filesystem, Result<Formatter, String>>,
 }
 
 impl StaleCheck {
-    /// `Ok(true)` when `key` was made by another formatter version than the
-    /// one installed.
+    /// `Ok(true)` when `key` was made by another formatter than the one
+    /// installed: its fingerprint is neither scheme's ([`Scheme`]).
     pub(crate) fn is_stale(&mut self, key: &Key) -> Result<bool, String> {
-        let installed = self.installed.entry(key.fs).or_insert_with(|| {
-            fingerprint::fingerprint(key.fs)
-                .map(|fp| fp[..FINGERPRINT_LEN].to_owned())
-                .map_err(|e| format!("{e:#}"))
-        });
-        installed.clone().map(|fp| fp != key.fingerprint)
+        self.scheme(key).map(|scheme| scheme.is_none())
+    }
+
+    /// The scheme under which `key` names the installed formatter; `None`
+    /// when it is stale.
+    pub(crate) fn scheme(&mut self, key: &Key) -> Result<Option<Scheme>, String> {
+        let installed = self
+            .installed
+            .entry(key.fs)
+            .or_insert_with(|| fingerprint::formatter(key.fs).map_err(|e| format!("{e:#}")));
+        match installed {
+            Ok(formatter) => Ok(formatter.scheme_of(&key.fingerprint)),
+            Err(e) => Err(e.clone()),
+        }
     }
 }
 

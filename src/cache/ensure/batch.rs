@@ -14,8 +14,8 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 
 use super::{
-    EnsureOptions, Ensured, StagingImage, TemplateBuilder, ensure_key, identity, publish_staged,
-    when_disk_full,
+    EnsureOptions, Ensured, StagingImage, TemplateBuilder, ensure_key, find_other_scheme, identity,
+    publish_staged, when_disk_full,
 };
 use crate::cache::filesystem::Filesystem;
 use crate::cache::key::{Capacity, Key};
@@ -75,11 +75,16 @@ pub fn ensure_keys(
         }
     };
 
-    // Unlocked first: a hit needs no lock.
+    // Unlocked first: a hit, under either key scheme, needs no lock.
     let mut missing = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         match lookup::find(root, key) {
             Ok(Some(path)) if !opts.force => results[i] = Some(Ok(done(key, path, false))),
+            Ok(None) if !opts.force => match find_other_scheme(root, key) {
+                Ok(Some((other, path))) => results[i] = Some(Ok(done(&other, path, false))),
+                Ok(None) => missing.push((i, None)),
+                Err(e) => results[i] = Some(Err(e)),
+            },
             Ok(seen) => {
                 let seen_id = match &seen {
                     Some(path) => identity(path),

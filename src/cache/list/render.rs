@@ -41,6 +41,7 @@ impl ListReport {
                 "KEY",
                 "FS",
                 "CAPACITY",
+                "SCHEME",
                 "ALLOCATED",
                 "STATE",
                 "AGE",
@@ -54,6 +55,7 @@ impl ListReport {
                 e.fs.map_or("-".into(), |fs| fs.to_string()),
                 e.capacity_mib
                     .map_or("-".into(), |mib| format!("{mib} MiB")),
+                e.scheme.map_or("-".into(), |scheme| scheme.to_string()),
                 space::human_bytes(e.allocated_bytes),
                 e.state_text(),
                 e.age_secs.map_or("-".into(), human_age),
@@ -61,7 +63,7 @@ impl ListReport {
                     .map_or("-".into(), |secs| format!("{} ago", human_age(secs))),
             ]);
         }
-        let mut widths = [0; 7];
+        let mut widths = [0; 8];
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
