@@ -51,10 +51,17 @@
 //!   no such lock and falls back to the pid test. Only the exact debris
 //!   grammar (with a key-shaped `<key>`) and file type count, so a
 //!   `--cache-dir` aimed at a home directory loses nothing.
-//! * Lockfiles are made 0666 past the umask and opened read-only where they
-//!   cannot be written (flock needs no write access), and a `.locks` made
-//!   here takes the root's permission bits, so users of different uids can
-//!   share a root its owner shared; ktstr asks for 0666 too.
+//! * A root's own permission bits say whom it admits ([`crate::cache::share`]):
+//!   in a shared root (group- or world-writable) lockfiles are made 0666 past
+//!   the umask (ktstr asks for 0666 too) and entries are published readable
+//!   by everyone the root admits; in a private root lockfiles are 0600, so no
+//!   other user can lock (and so block) a key. A `.locks` made here takes the
+//!   root's permission bits. Lockfiles are opened read-only where they cannot
+//!   be written: flock needs no write access.
+//! * In a shared root, have whoever makes the root make `.locks` too (root,
+//!   mode 1777): a user who creates it owns it, and the sticky bit lets a
+//!   directory's owner remove anyone's files in it. No writer here removes a
+//!   lockfile, but another program of that user could.
 //! * Publication moves the staging image into `<key>.tmp.<pid>/`, fsyncs both,
 //!   and renames the directory onto `<key>/` (`RENAME_NOREPLACE`, or
 //!   `RENAME_EXCHANGE` over an invalid entry, whose remains are then removed
@@ -80,4 +87,5 @@ pub mod names;
 pub mod per_test;
 pub mod publish;
 pub mod root;
+pub(crate) mod share;
 pub(crate) mod tree;
