@@ -11,7 +11,7 @@
 //! Setting a directory's times needs its owner or write access to it. In a
 //! root several users share, entries belong to their builders, so a use by
 //! anyone else is recorded on the key's lockfile instead (0666 in a shared
-//! root, [`crate::cache::share`]); the last use is the later of the two. In a
+//! root, see `cache::share`); the last use is the later of the two. In a
 //! private root nobody else can record a use at all. A lockfile outlives its
 //! entries, but a time on it older than the directory's predates the entry
 //! and changes nothing.
