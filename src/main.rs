@@ -39,11 +39,14 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
+    // -v and -vv raise this crate's level only: at debug, dependencies (the
+    // ELF-note parser of the kernel loader) would bury our lines; -vvv
+    // shows everything.
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
+        (false, 1) => "warn,cargo_ktstr=info",
+        (false, 2) => "warn,cargo_ktstr=debug",
         (false, _) => "trace",
     };
     // RUST_LOG applies unless a flag asked for a level, so a user can aim it
