@@ -145,6 +145,9 @@ pub struct BudgetStatus {
     pub min_free_bytes: Option<u64>,
     /// How far `free_bytes` is under `--min-free`: nothing removable was left.
     pub min_free_short_bytes: u64,
+    /// Removing every entry no process holds could not have met
+    /// `--min-free`, so none was removed for it.
+    pub min_free_unreachable: bool,
 }
 
 /// The version of the JSON report, which a plan carries (`clean --plan`).
@@ -248,7 +251,7 @@ impl CleanReport {
             line += &format!("; skipped {}", t.skipped);
         }
         if t.failed > 0 {
-            line += &format!("; failed to remove {} (see the warnings)", t.failed);
+            line += &format!("; failed to remove {} (see the errors above)", t.failed);
         }
         if let Some(budget) = &self.budget {
             line += &format!("; {}", budget.line());
@@ -292,7 +295,8 @@ impl CleanReport {
 
     pub(super) fn fail(&mut self, name: &str, kind: ItemKind, error: String) {
         let path = self.path_of(name);
-        tracing::warn!("could not remove `{}`: {error}", path.display());
+        // An error, not a warning: the summary points here, and -q keeps errors.
+        tracing::error!("could not remove `{}`: {error}", path.display());
         self.failed.push(Failed {
             name: name.to_owned(),
             path,
@@ -458,6 +462,9 @@ impl BudgetStatus {
                     h(self.min_free_short_bytes),
                     h(min)
                 );
+                if self.min_free_unreachable {
+                    line += " (out of reach: none removed for it)";
+                }
             } else {
                 line += &format!(" (--min-free {})", h(min));
             }
