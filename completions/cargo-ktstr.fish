@@ -27,7 +27,7 @@ end
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -s v -l verbose -d 'More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too)'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -s q -l quiet -d 'Only errors on stderr'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -s h -l help -d 'Print help'
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -s V -l version -d 'Print version'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "clean" -d 'Remove debris left by dead processes; with --all, also every entry not in use'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "template" -d 'Build, clone and list disk templates'
@@ -35,7 +35,7 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "kernel" -d 
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l older-than -d 'Remove entries last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l max-size -d 'Remove least recently used entries until the templates allocate at most SIZE: bytes, or 512M, 4G, 4GiB, 1T' -r
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l min-free -d 'Remove least recently used entries until the root\'s filesystem has SIZE available (as df shows it); exit 1 if it cannot' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l min-free -d 'Remove least recently used entries until the root\'s filesystem has SIZE available (as df shows it); exit 1 if it cannot. When even removing every entry no process holds would fall short, none is removed' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l plan -d 'Remove exactly what a `--dry-run --json` report listed, each only if it is unchanged (and an entry unused) since' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l all -d 'After the debris, remove every published entry no process holds'

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use tracing_subscriber::EnvFilter;
 
 mod cli;
@@ -14,8 +14,10 @@ fn main() -> ExitCode {
     // makes it the init of the guests it boots.
     cargo_ktstr::init_if_guest();
     let mut args: Vec<_> = std::env::args_os().collect();
-    // `cargo ktstr clean` runs `cargo-ktstr ktstr clean`.
-    if args.get(1).is_some_and(|a| a == "ktstr") {
+    // `cargo ktstr clean` runs `cargo-ktstr ktstr clean`; the usage lines
+    // name the command the way it was typed.
+    let via_cargo = args.get(1).is_some_and(|a| a == "ktstr");
+    if via_cargo {
         args.remove(1);
     }
     if args.get(1).is_some_and(|a| a == "generate") {
@@ -23,7 +25,13 @@ fn main() -> ExitCode {
             &args[1..],
         )));
     }
-    let cli = Cli::parse_from(args);
+    let bin_name = if via_cargo {
+        "cargo ktstr"
+    } else {
+        "cargo-ktstr"
+    };
+    let matches = Cli::command().bin_name(bin_name).get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(cli.global.verbose, cli.global.quiet);
     report(cli::run(cli))
 }
@@ -39,11 +47,14 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
+    // -v and -vv raise this crate's level only: at debug, dependencies (the
+    // ELF-note parser of the kernel loader) would bury our lines; -vvv
+    // shows everything.
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
+        (false, 1) => "warn,cargo_ktstr=info",
+        (false, 2) => "warn,cargo_ktstr=debug",
         (false, _) => "trace",
     };
     // RUST_LOG applies unless a flag asked for a level, so a user can aim it

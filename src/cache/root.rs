@@ -1,13 +1,15 @@
 //! Where the cache lives.
 //!
 //! The ktstr cache base is `$KTSTR_CACHE_DIR`, else `$XDG_CACHE_HOME/ktstr`,
-//! else `$HOME/.cache/ktstr`. Templates live in `<base>/disk_templates` and
+//! else `$HOME/.cache/ktstr`; a relative `$XDG_CACHE_HOME` is ignored, as the
+//! XDG Base Directory specification says. Templates live in `<base>/disk_templates` and
 //! guest kernels in `<base>/kernels`. ktstr 0.15 itself uses the base as its
 //! template root; `--cache-dir` names a template root directly, so one tool
 //! cleans caches written by either.
 
 use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
 
 use anyhow::{Result, bail};
 
@@ -37,8 +39,16 @@ pub fn cache_base(env: impl Fn(&str) -> Option<OsString>) -> Result<PathBuf> {
     if let Some(dir) = var("KTSTR_CACHE_DIR")? {
         return Ok(dir);
     }
-    if let Some(dir) = var("XDG_CACHE_HOME")? {
-        return Ok(dir.join("ktstr"));
+    match var("XDG_CACHE_HOME")? {
+        Some(dir) if dir.is_absolute() => return Ok(dir.join("ktstr")),
+        Some(dir) => warn_once(&IGNORED_XDG, || {
+            format!(
+                "ignoring $XDG_CACHE_HOME `{}`: it is relative, and the XDG specification \
+                 says to ignore a relative one; using $HOME/.cache",
+                dir.display()
+            )
+        }),
+        None => {}
     }
     if let Some(home) = var("HOME")? {
         return Ok(home.join(".cache").join("ktstr"));
@@ -53,12 +63,64 @@ pub fn cache_base_from_env() -> Result<PathBuf> {
     cache_base(|name| std::env::var_os(name))
 }
 
+static IGNORED_XDG: Once = Once::new();
+static BASE_IS_A_ROOT: Once = Once::new();
+
+/// Logs the warning `what` makes the first time `once` is passed: the root
+/// is resolved more than once a run, a warning should show once.
+fn warn_once(once: &Once, what: impl FnOnce() -> String) {
+    once.call_once(|| tracing::warn!("{}", what()));
+}
+
 /// The template root: `--cache-dir` when given, else `<base>/disk_templates`.
 pub fn template_root(cache_dir: Option<PathBuf>) -> Result<PathBuf> {
     match cache_dir {
         Some(dir) => Ok(dir),
-        None => Ok(cache_base_from_env()?.join(TEMPLATES_SUBDIR)),
+        None => {
+            let base = cache_base_from_env()?;
+            if std::env::var_os("KTSTR_CACHE_DIR").is_some_and(|v| !v.is_empty()) {
+                warn_if_template_root(&base);
+            }
+            Ok(base.join(TEMPLATES_SUBDIR))
+        }
     }
+}
+
+/// Warns when `$KTSTR_CACHE_DIR` names a template root (one holding
+/// `.locks` or a published entry) rather than a cache base: templates would
+/// go to a second root inside it, `<root>/disk_templates`.
+fn warn_if_template_root(base: &Path) {
+    if base.join(TEMPLATES_SUBDIR).exists() || !holds_templates(base) {
+        return;
+    }
+    warn_once(&BASE_IS_A_ROOT, || {
+        let parent = base.parent().unwrap_or(base);
+        format!(
+            "$KTSTR_CACHE_DIR `{}` holds disk templates itself, but names the cache base: \
+             templates go to `{}` instead; to use the templates there, pass --cache-dir `{}` \
+             (or set KTSTR_CACHE_DIR to `{}` if that is their base)",
+            base.display(),
+            base.join(TEMPLATES_SUBDIR).display(),
+            base.display(),
+            parent.display()
+        )
+    });
+}
+
+/// Whether `dir` looks like a template root: a lock directory, or an entry
+/// named like a key holding a `template.img`.
+fn holds_templates(dir: &Path) -> bool {
+    if dir.join(".locks").is_dir() {
+        return true;
+    }
+    let Ok(children) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    children.flatten().any(|child| {
+        let name = child.file_name();
+        name.to_str().is_some_and(super::names::key_shaped)
+            && child.path().join("template.img").is_file()
+    })
 }
 
 /// The kernel store: `<base>/kernels`.
@@ -103,6 +165,35 @@ mod tests {
             PathBuf::from("/h/.cache/ktstr")
         );
         assert!(base(&[]).unwrap_err().to_string().contains("--cache-dir"));
+    }
+
+    #[test]
+    fn a_relative_xdg_cache_home_is_ignored() {
+        let xdg = ("XDG_CACHE_HOME", OsString::from("relative/cache"));
+        let home = ("HOME", OsString::from("/h"));
+        assert_eq!(
+            base(&[xdg.clone(), home]).unwrap(),
+            PathBuf::from("/h/.cache/ktstr")
+        );
+        assert!(
+            base(&[xdg])
+                .unwrap_err()
+                .to_string()
+                .contains("--cache-dir")
+        );
+    }
+
+    #[test]
+    fn a_template_root_is_told_from_a_cache_base() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!holds_templates(dir.path()));
+        std::fs::create_dir(dir.path().join(KERNELS_SUBDIR)).unwrap();
+        assert!(!holds_templates(dir.path()));
+        let entry = dir.path().join("btrfs-256m-a1b2c3d4e5f6a7b8");
+        std::fs::create_dir(&entry).unwrap();
+        assert!(!holds_templates(dir.path()));
+        std::fs::write(entry.join("template.img"), b"").unwrap();
+        assert!(holds_templates(dir.path()));
     }
 
     #[test]

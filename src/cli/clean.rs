@@ -1,6 +1,6 @@
 //! `cargo ktstr clean`: parse and call [`cargo_ktstr::cache::cleanup`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::GlobalArgs;
 use cargo_ktstr::cache::cleanup::{
-    self, Budget, CleanMode, CleanOptions, CleanReport, ItemKind, plan, space, units,
+    self, Budget, BudgetStatus, CleanMode, CleanOptions, CleanReport, ItemKind, plan, space, units,
 };
 use cargo_ktstr::cache::list::human_age;
 use cargo_ktstr::cache::{names, root};
@@ -36,7 +36,8 @@ pub struct CleanArgs {
     pub max_size: Option<u64>,
 
     /// Remove least recently used entries until the root's filesystem has SIZE
-    /// available (as df shows it); exit 1 if it cannot.
+    /// available (as df shows it); exit 1 if it cannot. When even removing every
+    /// entry no process holds would fall short, none is removed.
     #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
     pub min_free: Option<u64>,
 
@@ -113,18 +114,39 @@ pub fn run(global: &GlobalArgs, args: CleanArgs) -> Result<ExitCode> {
         }
         super::print_stdout(&text)?;
     }
-    let short = report.budget.as_ref().map_or(0, |b| b.min_free_short_bytes);
-    if short > 0 {
-        eprintln!(
-            "error: `{}` is still {} short of --min-free: nothing else can be removed \
-             ({} kept in use); stop what holds them, or free space elsewhere",
-            root.display(),
-            space::human_bytes(short),
-            report.totals.kept_in_use
-        );
+    if let Some(budget) = report
+        .budget
+        .as_ref()
+        .filter(|b| b.min_free_short_bytes > 0)
+    {
+        eprintln!("error: {}", min_free_shortfall(&root, budget, &report));
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why `--min-free` was not met and what to do; holders are named only when
+/// there are some.
+fn min_free_shortfall(root: &Path, budget: &BudgetStatus, report: &CleanReport) -> String {
+    let short = space::human_bytes(budget.min_free_short_bytes);
+    let in_use = report.totals.kept_in_use;
+    let what = if budget.min_free_unreachable {
+        format!(
+            "`{}` is {short} short of --min-free, more than removing every entry no process \
+             holds would give back, so none was removed",
+            root.display()
+        )
+    } else {
+        format!(
+            "`{}` is still {short} short of --min-free: nothing else can be removed",
+            root.display()
+        )
+    };
+    let holders = match in_use {
+        0 => String::new(),
+        n => format!("stop what holds the {n} kept in use, "),
+    };
+    format!("{what}; {holders}free space elsewhere, or ask for less")
 }
 
 /// The text form: what was (at -v) or would be (a dry run) removed, what was

@@ -28,7 +28,8 @@ pub mod template;
     name = "cargo-ktstr",
     bin_name = "cargo ktstr",
     version,
-    propagate_version = true
+    propagate_version = true,
+    after_long_help = environment_and_exit_status()
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -36,6 +37,77 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Every environment variable the binary reads, and what it is for: the
+/// end of `--help`, and the man page's ENVIRONMENT section.
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    (
+        "KTSTR_CACHE_DIR",
+        "The ktstr cache base: templates in <base>/disk_templates, kernels in \
+         <base>/kernels [default: $XDG_CACHE_HOME/ktstr]",
+    ),
+    (
+        "XDG_CACHE_HOME",
+        "The cache base's parent when absolute (a relative one is ignored) \
+         [default: $HOME/.cache]; fingerprint memos go to its cargo-ktstr/fingerprints",
+    ),
+    ("HOME", "Where the default cache is: $HOME/.cache/ktstr"),
+    (
+        "KTSTR_KERNEL",
+        "The guest kernel when --kernel is not given",
+    ),
+    ("KTSTR_KVM_HOST_KERNEL", "The nested lane's KVM-host kernel"),
+    (
+        "KTSTR_BOOT_DIR",
+        "Where stock kernels are looked for [default: /boot]",
+    ),
+    (
+        "KTSTR_MODULES_ROOT",
+        "Where their modules are [default: /lib/modules]",
+    ),
+    (
+        "KTSTR_NO_EVICT",
+        "As --no-evict, when set (but not to 0, false, no or off)",
+    ),
+    (
+        "RUST_LOG",
+        "A log filter (tracing's EnvFilter syntax) when neither -v nor -q is given",
+    ),
+    (
+        "PATH",
+        "Where mkfs, QEMU and the kernel build's tools are found",
+    ),
+];
+
+/// What the exit status means: the end of `--help`, and the man page's
+/// EXIT STATUS section.
+pub const EXIT_STATUS: &[(&str, &str)] = &[
+    ("0", "Success"),
+    (
+        "1",
+        "A failure at run time, said on stderr (a template that did not build, a \
+         --min-free that could not be met, ...)",
+    ),
+    (
+        "2",
+        "A usage error: an argument that does not parse or cannot be met",
+    ),
+    (
+        "128+N",
+        "Stopped by signal N, after cleaning up: 129 SIGHUP, 130 SIGINT, 143 SIGTERM",
+    ),
+];
+
+/// [`ENVIRONMENT`] and [`EXIT_STATUS`] as `--help` ends.
+fn environment_and_exit_status() -> String {
+    let table = |title: &str, rows: &[(&str, &str)]| {
+        let rows: String = (rows.iter())
+            .map(|(name, what)| format!("  {name}\n          {what}\n"))
+            .collect();
+        format!("{title}:\n{rows}")
+    };
+    table("ENVIRONMENT", ENVIRONMENT) + "\n" + &table("EXIT STATUS", EXIT_STATUS)
 }
 
 #[derive(Debug, Args)]

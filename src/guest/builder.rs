@@ -125,19 +125,7 @@ impl TemplateBuilder for GuestBuilder {
         let mut results = Vec::with_capacity(jobs.len());
         for boot in jobs.chunks(MAX_DISKS) {
             match self.boot(boot) {
-                Ok(outcome) => results.extend((boot.iter().enumerate()).map(|(i, (key, _))| {
-                    let verified = check_outcome(key, i, &outcome, self.timeout, self.verify)?;
-                    if let Some(Verified::Mounted { blocks, block_size }) = verified {
-                        self.progress.step(
-                            "Verified",
-                            format!(
-                                "{key}: the guest kernel mounted it read-only ({blocks} blocks \
-                                 of {block_size} bytes)"
-                            ),
-                        );
-                    }
-                    Ok(())
-                })),
+                Ok(outcome) => results.extend(self.judge(boot, &outcome)),
                 // The boot itself could not be made: every job says why.
                 Err(e) => results.extend(every_job_fails(boot.len(), &e)),
             }
@@ -147,6 +135,40 @@ impl TemplateBuilder for GuestBuilder {
 }
 
 impl GuestBuilder {
+    /// Each disk's result in a finished run. Only the keys that succeeded
+    /// are reported as formatted: a failure is told once, by its error.
+    fn judge(&self, boot: &[(&Key, &Path)], outcome: &RunOutcome) -> Vec<Result<()>> {
+        let mut formatted = Vec::new();
+        let results = (boot.iter().enumerate())
+            .map(|(i, (key, _))| {
+                let verified = check_outcome(key, i, outcome, self.timeout, self.verify)?;
+                formatted.push(key.to_string());
+                if let Some(Verified::Mounted { blocks, block_size }) = verified {
+                    self.progress.step(
+                        "Verified",
+                        format!(
+                            "{key}: the guest kernel mounted it read-only ({blocks} blocks \
+                             of {block_size} bytes)"
+                        ),
+                    );
+                }
+                Ok(())
+            })
+            .collect();
+        if !formatted.is_empty() {
+            self.progress.step(
+                "Formatted",
+                format!(
+                    "{} in the guest in {} (first console output after {})",
+                    formatted.join(", "),
+                    secs(outcome.total),
+                    outcome.first_output.map_or("-".into(), secs)
+                ),
+            );
+        }
+        results
+    }
+
     /// Boots one guest with a disk per job and waits for it to end.
     fn boot(&self, jobs: &[(&Key, &Path)]) -> Result<RunOutcome> {
         let mut formatters = Vec::new();
@@ -243,16 +265,6 @@ impl GuestBuilder {
             "the guest console ({}):\n{}",
             outcome.end,
             outcome.console_text()
-        );
-        let keys: Vec<String> = jobs.iter().map(|(key, _)| key.to_string()).collect();
-        self.progress.step(
-            "Formatted",
-            format!(
-                "{} in the guest in {} (first console output after {})",
-                keys.join(", "),
-                secs(outcome.total),
-                outcome.first_output.map_or("-".into(), secs)
-            ),
         );
         Ok(outcome)
     }
@@ -367,10 +379,19 @@ fn check_outcome(
         // before it is published.
         (RunEnd::Reset, Some(_)) => return Ok(verified),
     };
-    bail!(
-        "building template {key} failed: {why}\n--- the guest console's last {CONSOLE_TAIL_LINES} lines ---\n{}",
-        outcome.console_tail(CONSOLE_TAIL_LINES)
-    )
+    // The caller's context names the key: saying it here too would repeat it.
+    bail!("{why}\n{}", console_section(outcome))
+}
+
+/// The console's last lines for an error, saying so when there were none.
+fn console_section(outcome: &RunOutcome) -> String {
+    let tail = outcome.console_tail(CONSOLE_TAIL_LINES);
+    let tail = if tail.trim().is_empty() {
+        "(no console output)"
+    } else {
+        &tail
+    };
+    format!("--- the guest console's last {CONSOLE_TAIL_LINES} lines ---\n{tail}")
 }
 
 #[cfg(test)]
@@ -427,6 +448,25 @@ mod tests {
         }
         // The image itself is ensure_template's to check.
         assert!(check(RunEnd::Reset, result(0, true)).is_ok());
+    }
+
+    #[test]
+    fn an_empty_console_says_so_and_the_key_is_left_to_the_caller() {
+        let key = Key::new(
+            Filesystem::Ext4,
+            Capacity::from_mib(64).unwrap(),
+            "0123456789abcdef",
+        );
+        let outcome = RunOutcome {
+            end: RunEnd::Timeout,
+            console: Vec::new(),
+            first_output: None,
+            total: Duration::from_secs(2),
+        };
+        let err = check_outcome(&key, 0, &outcome, Duration::from_secs(2), Verify::Off);
+        let err = format!("{:#}", err.unwrap_err());
+        assert!(err.ends_with("---\n(no console output)"), "{err}");
+        assert!(!err.contains(&key.to_string()), "{err}");
     }
 
     #[test]

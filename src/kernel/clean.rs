@@ -103,7 +103,7 @@ impl KernelCleanReport {
         }
         if !self.failed.is_empty() {
             line += &format!(
-                "; failed to remove {} (see the warnings)",
+                "; failed to remove {} (see the errors above)",
                 self.failed.len()
             );
         }
@@ -118,7 +118,8 @@ impl KernelCleanReport {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    tracing::warn!("could not remove `{}`: {e}", item.path.display());
+                    // An error: the summary points here, and -q keeps errors.
+                    tracing::error!("could not remove `{}`: {e}", item.path.display());
                     let reason = e.to_string();
                     return self.failed.push(KernelKept {
                         name: item.name,

@@ -1,7 +1,9 @@
 //! Pick a runner for `--vmm auto`: the built-in VMM where KVM can boot a
 //! stock kernel, else QEMU.
 
+use std::io;
 use std::path::Path;
+use std::sync::Once;
 
 use anyhow::{Result, bail};
 
@@ -14,7 +16,16 @@ use crate::runner::VmmChoice;
 /// it can.
 pub fn kvm_boot_support() -> Result<(), String> {
     if let Err(e) = crate::host::open_kvm() {
-        return Err(format!("/dev/kvm is not usable ({e})"));
+        // Most often: a user the distribution did not put in the group that
+        // owns /dev/kvm.
+        let fix = match e.kind() {
+            io::ErrorKind::PermissionDenied => {
+                "; to use KVM, join the `kvm` group with `sudo usermod -aG kvm $USER` and log in \
+                 again"
+            }
+            _ => "",
+        };
+        return Err(format!("/dev/kvm is not usable ({e}){fix}"));
     }
     // PVM, a paravirtualized KVM, runs code a VMM sets up but cannot boot an
     // unmodified kernel: the kernel must be built for PVM.
@@ -46,10 +57,15 @@ fn choose(
     match (choice, kvm) {
         (VmmChoice::Kvm | VmmChoice::Auto, Ok(())) => Ok(Box::new(KvmRunner)),
         (VmmChoice::Kvm, Err(why)) => Err(cannot_boot(&why)),
-        (VmmChoice::Qemu, _) => Ok(Box::new(find_qemu(accel)?)),
+        (VmmChoice::Qemu, Ok(())) => Ok(Box::new(find_qemu(accel)?)),
+        (VmmChoice::Qemu, Err(why)) => {
+            let qemu = find_qemu(accel)?;
+            under_emulation(&why);
+            Ok(Box::new(qemu))
+        }
         (VmmChoice::Auto, Err(why)) => match find_qemu(accel) {
             Ok(qemu) => {
-                tracing::info!("--vmm auto: using QEMU with TCG, since {why}");
+                under_emulation(&why);
                 Ok(Box::new(qemu))
             }
             Err(no_qemu) => bail!(
@@ -58,6 +74,18 @@ fn choose(
             ),
         },
     }
+}
+
+/// Says, once per process and at the default level, that guests run
+/// under QEMU's TCG and why: a build many times slower than it could be
+/// deserves more than a -v line.
+fn under_emulation(why: &str) {
+    static SAID: Once = Once::new();
+    SAID.call_once(|| {
+        tracing::warn!(
+            "template builds run under emulation (QEMU's TCG, many times slower than KVM): {why}"
+        );
+    });
 }
 
 #[cfg(test)]

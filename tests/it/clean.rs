@@ -366,10 +366,10 @@ fn a_missing_root_is_empty_and_an_unreadable_one_fails() {
 }
 
 /// Makes a file impossible to unlink, even for root, until dropped.
-struct Immutable(PathBuf);
+pub struct Immutable(PathBuf);
 
 impl Immutable {
-    fn set(path: &Path) -> Option<Self> {
+    pub fn set(path: &Path) -> Option<Self> {
         let ok = Command::new("chattr")
             .arg("+i")
             .arg(path)
@@ -411,7 +411,7 @@ fn a_piece_that_cannot_be_removed_is_a_warning_and_the_sweep_goes_on() {
     assert!(!gone.exists() && stuck.exists());
     let text = ktstr_ok(root, &["clean"]);
     assert!(
-        text.contains("failed to remove 1 (see the warnings)"),
+        text.contains("failed to remove 1 (see the errors above)"),
         "{text}"
     );
 }

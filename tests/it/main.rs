@@ -25,6 +25,7 @@ mod loopfs;
 mod misdirected;
 mod multi;
 mod nested;
+mod output;
 mod owned;
 mod real_kvm;
 mod sharing;

@@ -6,7 +6,8 @@
 //! once). `--min-free` reads the filesystem again after each removal, synced
 //! first, since btrfs and ext4 count freed blocks only once they commit; a dry
 //! run adds each entry's allocated size instead, which overstates what
-//! removing reflink-sharing entries would give back.
+//! removing reflink-sharing entries would give back. A `--min-free` that even
+//! removing every unheld entry could not meet removes none of them.
 
 use std::path::Path;
 
@@ -30,7 +31,9 @@ pub(super) fn apply(
         ..BudgetStatus::default()
     };
     if let Some(min) = budget.min_free {
-        status.free_bytes = Some(min_free(root, min, &mut pool, report));
+        let (free, unreachable) = min_free(root, min, &mut pool, report);
+        status.free_bytes = Some(free);
+        status.min_free_unreachable = unreachable;
     }
     status.templates_bytes = pool.iter().map(|c| c.bytes).sum();
     status
@@ -67,10 +70,16 @@ fn max_size(root: &Path, max: u64, pool: &mut Vec<Candidate>, report: &mut Clean
 }
 
 /// Removes least recently used entries until the filesystem has `min` bytes
-/// available; the bytes available at the end (estimated in a dry run).
-fn min_free(root: &Path, min: u64, pool: &mut Vec<Candidate>, report: &mut CleanReport) -> u64 {
+/// available; the bytes available at the end (estimated in a dry run), and
+/// whether the goal was out of reach, so nothing was removed for it.
+fn min_free(
+    root: &Path,
+    min: u64,
+    pool: &mut Vec<Candidate>,
+    report: &mut CleanReport,
+) -> (u64, bool) {
     let Ok(mut free) = space::available_bytes(root) else {
-        return 0;
+        return (0, false);
     };
     // What earlier removals (debris, other rules) gave back shows only once
     // the filesystem commits.
@@ -78,6 +87,18 @@ fn min_free(root: &Path, min: u64, pool: &mut Vec<Candidate>, report: &mut Clean
         free = committed_available(root).unwrap_or(free);
     } else if report.dry_run {
         free += report.removed.iter().map(|r| r.bytes).sum::<u64>();
+    }
+    // A goal that removing every unheld entry cannot meet removes none: a
+    // cron job on a host short of space for other reasons would otherwise
+    // empty the cache on every run. Allocated sizes overstate what removing
+    // reflink-sharing entries gives back, so a reachable goal is never
+    // judged out of reach.
+    let removable: u64 = (pool.iter())
+        .filter(|c| !entries::held_now(root, c))
+        .map(|c| c.bytes)
+        .sum();
+    if free < min && free.saturating_add(removable) < min {
+        return (free, true);
     }
     pool.retain_mut(|c| {
         if free >= min || !entries::remove_if_unused(root, c, Reason::MinFree, report) {
@@ -90,7 +111,7 @@ fn min_free(root: &Path, min: u64, pool: &mut Vec<Candidate>, report: &mut Clean
         };
         false
     });
-    free
+    (free, false)
 }
 
 /// Bytes available once what was removed is committed.

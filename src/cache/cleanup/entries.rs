@@ -283,6 +283,13 @@ enum Held {
 
 /// A dry run's test of a key lock: the same non-blocking exclusive try, but on
 /// an existing lockfile only, so nothing is created. A missing one is free.
+/// Whether a process holds `c` now, by a probe of its key lock that changes
+/// nothing; an entry whose lock cannot be probed counts as free.
+pub(super) fn held_now(root: &Path, c: &Candidate) -> bool {
+    let path = lock::key_lock_path(root, &c.name);
+    c.held || matches!(lock::probe(&path, Mode::Exclusive), Ok(lock::Probe::Held))
+}
+
 fn probe_lock(path: &Path) -> anyhow::Result<Option<Held>> {
     Ok(match lock::probe(path, Mode::Exclusive)? {
         lock::Probe::Held => None,

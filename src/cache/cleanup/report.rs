@@ -145,6 +145,9 @@ pub struct BudgetStatus {
     pub min_free_bytes: Option<u64>,
     /// How far `free_bytes` is under `--min-free`: nothing removable was left.
     pub min_free_short_bytes: u64,
+    /// Removing every entry no process holds could not have met
+    /// `--min-free`, so none was removed for it.
+    pub min_free_unreachable: bool,
 }
 
 /// The version of the JSON report, which a plan carries (`clean --plan`).
@@ -248,9 +251,9 @@ impl CleanReport {
             line += &format!("; skipped {}", t.skipped);
         }
         if t.failed > 0 && self.dry_run {
-            line += &format!("; could not remove {} (see the warnings)", t.failed);
+            line += &format!("; could not remove {} (see the errors above)", t.failed);
         } else if t.failed > 0 {
-            line += &format!("; failed to remove {} (see the warnings)", t.failed);
+            line += &format!("; failed to remove {} (see the errors above)", t.failed);
         }
         if let Some(budget) = &self.budget {
             line += &format!("; {}", budget.line());
@@ -299,7 +302,8 @@ impl CleanReport {
         } else {
             "could not remove"
         };
-        tracing::warn!("{verb} `{}`: {error}", path.display());
+        // An error, not a warning: the summary points here, and -q keeps errors.
+        tracing::error!("{verb} `{}`: {error}", path.display());
         self.failed.push(Failed {
             name: name.to_owned(),
             path,
@@ -465,6 +469,9 @@ impl BudgetStatus {
                     h(self.min_free_short_bytes),
                     h(min)
                 );
+                if self.min_free_unreachable {
+                    line += " (out of reach: none removed for it)";
+                }
             } else {
                 line += &format!(" (--min-free {})", h(min));
             }

@@ -107,8 +107,10 @@ fn remember_in(dir: &Path, fs: Filesystem, formatter: &Path, found: &Formatter) 
 
 fn memo_dir() -> Option<PathBuf> {
     let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    // A relative XDG_CACHE_HOME is ignored, as the XDG specification says.
     let base = var("XDG_CACHE_HOME")
         .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
         .or_else(|| var("HOME").map(|home| Path::new(&home).join(".cache")))?;
     Some(base.join("cargo-ktstr").join("fingerprints"))
 }

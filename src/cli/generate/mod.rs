@@ -93,7 +93,48 @@ fn write_man_pages(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("failed to create `{}`", dir.display()))?;
     // One page per command, named like git's: cargo-ktstr-template-build.1.
     clap_mangen::generate_to(model(), dir)
-        .with_context(|| format!("failed to write man pages into `{}`", dir.display()))
+        .with_context(|| format!("failed to write man pages into `{}`", dir.display()))?;
+    // The top page again, with ENVIRONMENT and EXIT STATUS as sections of
+    // their own rather than clap_mangen's EXTRA.
+    let path = dir.join("cargo-ktstr.1");
+    fs::write(&path, top_man_page()?)
+        .with_context(|| format!("failed to write `{}`", path.display()))
+}
+
+/// `text` for a roff text line: a backslash escaped, a hyphen a minus
+/// (`--min-free` copied from the page must still work). None of the lines
+/// begins with a `.` or `'`.
+fn roff_text(text: &str) -> String {
+    text.replace('\\', "\\e").replace('-', "\\-")
+}
+
+/// `cargo-ktstr.1`: clap_mangen's sections, then the variables and the
+/// exit status.
+fn top_man_page() -> Result<Vec<u8>> {
+    let mut cmd = model()
+        .after_long_help(None::<&str>)
+        .disable_help_subcommand(true);
+    cmd.build();
+    let man = clap_mangen::Man::new(cmd);
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    man.render_synopsis_section(&mut page)?;
+    man.render_description_section(&mut page)?;
+    man.render_options_section(&mut page)?;
+    man.render_subcommands_section(&mut page)?;
+    for (title, rows) in [
+        ("ENVIRONMENT", super::ENVIRONMENT),
+        ("EXIT STATUS", super::EXIT_STATUS),
+    ] {
+        page.extend(format!(".SH \"{title}\"\n").bytes());
+        for (name, what) in rows {
+            let (name, what) = (roff_text(name), roff_text(what));
+            page.extend(format!(".TP\n\\fB{name}\\fR\n{what}\n").bytes());
+        }
+    }
+    man.render_version_section(&mut page)?;
+    Ok(page)
 }
 
 #[cfg(test)]
