@@ -89,9 +89,14 @@ pub(crate) fn replace_refusal(root: &Path, entry: &Path, meta: &Metadata) -> Opt
     } else {
         "its directory is not writable to you"
     };
+    let ask = if meta.uid() == 0 {
+        "root".to_owned()
+    } else {
+        format!("{} (or root)", user_name(meta.uid()))
+    };
     Some(format!(
-        "`{}` belongs to {owner}, and {why}; ask {owner} (or root) to remove it, or pass a \
-         --cache-dir of your own",
+        "`{}` belongs to {owner}, and {why}; ask {ask} to remove it, or pass a --cache-dir of \
+         your own",
         entry.display()
     ))
 }

@@ -294,7 +294,10 @@ fn json_is_one_document_with_removed_kept_skipped_and_totals() {
     let kept = &doc["kept"][0];
     assert_eq!(kept["path"], root.join(KEY).to_str().unwrap());
     assert_eq!(kept["pid"], holder.pid());
-    assert_eq!(kept["reason"], format!("in use by pid {}", holder.pid()));
+    assert_eq!(
+        kept["reason"],
+        format!("in use by pid {} (root)", holder.pid())
+    );
     assert_eq!(
         doc["skipped"][0]["path"],
         root.join("template.img.in-flight.k.x").to_str().unwrap()

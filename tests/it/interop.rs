@@ -500,7 +500,7 @@ fn users_of_one_shared_cache_share_its_lockfiles() {
     assert_eq!(report["failed"].as_array().unwrap().len(), 2, "{report}");
     let error = report["failed"][0]["error"].as_str().unwrap();
     assert!(
-        error.contains("run as the owner of the cache (or as root)"),
+        error.contains("belongs to root (uid 0)") && error.contains("ask root to remove it"),
         "{error}"
     );
 

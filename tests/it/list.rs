@@ -83,7 +83,8 @@ fn the_table_shows_every_state_and_counts_debris() {
         ok_row.contains(" ext4 ") && ok_row.contains("16 MiB") && ok_row.contains(" ok "),
         "{ok_row}"
     );
-    assert!(row(&table, &in_use).contains(&format!("in use (pid {})", holder.pid())));
+    let named = format!("in use by pid {} (root)", holder.pid());
+    assert!(row(&table, &in_use).contains(&named), "{table}");
     assert!(row(&table, "ext4-16m-0000000000000000").contains(" stale "));
     assert!(
         row(&table, "btrfs-256m-1111111111111111").contains("invalid: no btrfs superblock magic")

@@ -108,14 +108,14 @@ impl ListReport {
 }
 
 impl ListEntry {
-    /// `ok`, `in use (pid 7)`, `stale`, `invalid: no btrfs superblock magic`.
+    /// `ok`, `in use by pid 7 (alice)`, `stale`, `invalid: no btrfs superblock magic`.
     pub fn state_text(&self) -> String {
         let detail = self.detail.as_deref().unwrap_or_default();
         match self.state {
             EntryState::Ok => "ok".to_owned(),
             EntryState::Stale => "stale".to_owned(),
-            EntryState::InUse if self.stale == Some(true) => format!("in use ({detail}), stale"),
-            EntryState::InUse => format!("in use ({detail})"),
+            EntryState::InUse if self.stale == Some(true) => format!("in use by {detail}, stale"),
+            EntryState::InUse => format!("in use by {detail}"),
             EntryState::Invalid => format!("invalid: {detail}"),
             EntryState::NotAnEntry => format!("not an entry: {detail}; left alone"),
             EntryState::Unreadable => format!("unreadable to you: {detail}"),
