@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use cargo_ktstr::interrupt;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -25,7 +26,20 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse_from(args);
     init_logging(cli.global.verbose, cli.global.quiet);
-    report(cli::run(cli))
+    // Before any thread: the signal mask is inherited.
+    if let Err(err) = interrupt::watch(cli::grace(&cli.command)) {
+        return report(Err(err));
+    }
+    let result = cli::run(cli);
+    // Every guard of the flow is dropped by now: what it staged is gone.
+    if let Some(signal) = interrupt::received() {
+        if let Err(err) = &result {
+            tracing::debug!("stopped with: {err:#}");
+        }
+        eprintln!("cargo-ktstr: interrupted by {signal}");
+        return ExitCode::from(interrupt::exit_code(signal));
+    }
+    report(result)
 }
 
 fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
