@@ -27,6 +27,7 @@ mod multi;
 mod nested;
 mod owned;
 mod real_kvm;
+mod signals;
 mod soak;
 mod stock;
 mod unreadable;
