@@ -94,8 +94,15 @@ fn interrupt(cmd: Command, signal: Signal, point: Point, root: &Path, dest: &Pat
         }),
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+    let sent = Instant::now();
     let (status, _, err) = run.finish();
     let trial = format!("{signal} at {point:?}");
+    // Stopped at a waiting point, not by the signal thread's backstop.
+    assert!(
+        sent.elapsed() < Duration::from_secs(10) && !err.contains("not cleaning up"),
+        "{trial}: took {:?} to stop; stderr: {err}",
+        sent.elapsed()
+    );
     assert_eq!(
         status.code(),
         Some(128 + signal as i32),
@@ -160,10 +167,10 @@ fn a_signal_at_each_point_of_a_build_stops_it_with_the_signals_code_and_cleans_u
     assert!(root.join(&key).join("template.img").is_file());
 }
 
-/// A valid-looking 1 GiB ext4 entry with every block written, so a sparse
-/// copy of it takes long enough to be interrupted.
+/// A valid-looking 256 MiB ext4 entry with every block written, so a sparse
+/// copy of it takes long enough to be interrupted (over a second here).
 fn dense_entry(root: &Path) -> std::path::PathBuf {
-    const MIB: u64 = 1024;
+    const MIB: u64 = 256;
     let dir = root.join(current_key(Filesystem::Ext4, MIB));
     fs::create_dir_all(&dir).unwrap();
     let image = dir.join("template.img");
@@ -193,7 +200,7 @@ fn a_signal_during_a_clone_leaves_no_dest_and_the_template_as_it_was() {
     };
     for signal in SIGNALS {
         let dest = dests.join(format!("{signal}.img"));
-        interrupt(clone(&dest, "1G"), signal, Point::Copying, root, &dest);
+        interrupt(clone(&dest, "256M"), signal, Point::Copying, root, &dest);
         assert!(!dest.exists(), "{signal}: a half-written DEST is left");
         assert_clean(root, &format!("{signal} while copying"));
     }
