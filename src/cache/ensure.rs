@@ -150,9 +150,13 @@ pub fn ensure_key(
     {
         return Ok(done_as(&other, path, false));
     }
-    // Under --force, remember which entry we saw (if any) before waiting.
+    // Under --force, remember which entry we saw (if any) before waiting,
+    // after making sure this user may replace it at all.
     let seen_id = match &seen {
-        Some(path) => identity(path)?,
+        Some(path) => {
+            check_replaceable(root, path)?;
+            identity(path)?
+        }
         None => None,
     };
 
@@ -194,6 +198,21 @@ pub(crate) fn find_other_scheme(root: &Path, key: &Key) -> Result<Option<(Key, P
         lookup::Entry::Valid(path) => Some((other, path)),
         _ => None,
     })
+}
+
+/// Fails, before any work, when this user could not replace the entry whose
+/// image is `image` (another user's, in a sticky root): `--force` would
+/// boot a guest only to fail at the rename.
+pub(crate) fn check_replaceable(root: &Path, image: &Path) -> Result<()> {
+    let Some(entry) = image.parent() else {
+        return Ok(());
+    };
+    let meta = std::fs::symlink_metadata(entry)
+        .with_context(|| format!("failed to stat `{}`", entry.display()))?;
+    match super::share::replace_refusal(root, entry, &meta) {
+        Some(why) => bail!("cannot rebuild this template: {why}"),
+        None => Ok(()),
+    }
 }
 
 /// Under the key lock: stage, build, verify and publish `key`'s image

@@ -10,8 +10,9 @@
 //!
 //! Setting a directory's times needs its owner or write access to it. In a
 //! root several users share, entries belong to their builders, so a use by
-//! anyone else is recorded on the key's lockfile instead (0666 when this tool
-//! made it); the last use is the later of the two. A lockfile outlives its
+//! anyone else is recorded on the key's lockfile instead (0666 in a shared
+//! root, see `cache::share`); the last use is the later of the two. In a
+//! private root nobody else can record a use at all. A lockfile outlives its
 //! entries, but a time on it older than the directory's predates the entry
 //! and changes nothing.
 
@@ -134,23 +135,26 @@ mod tests {
         assert!((59..100).contains(&age), "{age}");
     }
 
-    /// Another user cannot set the times of root's entry directory; the
-    /// shared 0666 lockfile takes the record.
+    /// Another user cannot set the times of root's entry directory; in a
+    /// shared root the 0666 lockfile takes the record, in a private one
+    /// nothing does.
     #[test]
-    fn another_users_use_is_recorded_on_the_lockfile() {
+    fn another_users_use_is_recorded_on_a_shared_roots_lockfile_only() {
         let root = tempfile::tempdir().unwrap();
-        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let name = "xfs-300m-0123456789abcdef";
         let dir = root.path().join(name);
         fs::create_dir(&dir).unwrap();
-        drop(lock::try_lock(&lock::key_lock_path(root.path(), name), lock::Mode::Shared).unwrap());
-        set_mtime(&dir, Duration::from_secs(3600));
-        set_mtime(
-            &lock::key_lock_path(root.path(), name),
-            Duration::from_secs(3600),
-        );
-        as_nobody(|| record(root.path(), name));
-        assert!(secs_since(fs::metadata(&dir).unwrap().modified().unwrap()) >= 3599);
-        assert!(secs_since(last_used(root.path(), name).unwrap()) < 5);
+        let lockfile = lock::key_lock_path(root.path(), name);
+        for (mode, recorded) in [(0o1777, true), (0o755, false)] {
+            let _ = fs::remove_file(&lockfile);
+            fs::set_permissions(root.path(), fs::Permissions::from_mode(mode)).unwrap();
+            drop(lock::try_lock(&lockfile, lock::Mode::Shared).unwrap());
+            set_mtime(&dir, Duration::from_secs(3600));
+            set_mtime(&lockfile, Duration::from_secs(3600));
+            as_nobody(|| record(root.path(), name));
+            assert!(secs_since(fs::metadata(&dir).unwrap().modified().unwrap()) >= 3599);
+            let age = secs_since(last_used(root.path(), name).unwrap());
+            assert_eq!(age < 5, recorded, "root {mode:o}: {age}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! blocking, and released at once, so a builder is never held up.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -36,6 +37,9 @@ pub enum EntryState {
     /// Named like an entry but holding files the cache's writers never put
     /// in one: a user's directory, never replaced or removed.
     NotAnEntry,
+    /// Another user's entry this user cannot read (made under a strict
+    /// umask, or by an older tool).
+    Unreadable,
 }
 
 /// One directory of the root that is (or looks like) a published entry.
@@ -232,6 +236,17 @@ fn examine(root: &Path, name: &str, stale: &mut StaleCheck, notes: &mut Vec<Stri
 /// on what counts.
 fn problem(root: &Path, key: &Key) -> Option<(EntryState, String)> {
     let invalid = |why| Some((EntryState::Invalid, why));
+    let dir = lookup::entry_dir(root, key);
+    let search = nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::X_OK;
+    if let (Err(_), Ok(meta)) = (
+        nix::unistd::access(&dir, search),
+        fs::symlink_metadata(&dir),
+    ) && meta.is_dir()
+    {
+        let owner = crate::cache::share::user_name(meta.uid());
+        let why = format!("owned by {owner}, mode {:04o}", meta.mode() & 0o7777);
+        return Some((EntryState::Unreadable, why));
+    }
     match lookup::judge(root, key) {
         Ok(lookup::Verdict::Valid) => None,
         Ok(lookup::Verdict::Invalid(why)) => invalid(why),

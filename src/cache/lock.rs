@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 
-use super::names;
+use super::{names, share};
 
 mod create;
 mod holders;
@@ -116,19 +116,16 @@ pub fn key_lock_path(root: &Path, key: &str) -> PathBuf {
     root.join(names::LOCKS_DIR).join(names::lock_file(key))
 }
 
-/// Permission bits of a lockfile this tool creates, set whatever the umask:
-/// ktstr opens every lockfile read-write (asking for 0666), so in a cache
-/// shared by several users each must be able to. A lockfile holds no data.
-pub const LOCKFILE_MODE: u32 = 0o666;
-
 /// Opens (creating) the lockfile `path`, `<root>/.locks/<key>.lock`, without
 /// ever leaving the root: `.locks` is opened with `O_NOFOLLOW|O_DIRECTORY`
 /// and the lockfile relative to it, so a `.locks` that is a symlink cannot
 /// lead lockfiles elsewhere.
 ///
-/// An existing lockfile is opened read-write, else read-only: flock(2) needs
-/// no write access, and a lockfile another user's ktstr made under a 022
-/// umask is 0644.
+/// A new lockfile gets the mode [`share::Sharing`] gives its root: 0666 in
+/// a shared root (ktstr opens every lockfile read-write), 0600 in a private
+/// one. An existing lockfile is opened read-write, else read-only: flock(2)
+/// needs no write access, and a lockfile another user's ktstr made under a
+/// 022 umask is 0644.
 fn open_lockfile(path: &Path) -> Result<File> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         bail!("`{}` is not a lockfile path", path.display());
@@ -138,12 +135,27 @@ fn open_lockfile(path: &Path) -> Result<File> {
     // a file outside the root; O_NONBLOCK: one swapped for a FIFO must not
     // hang the open.
     let flags = OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-    let open = |extra: OFlag| {
-        let mode = nix::sys::stat::Mode::from_bits_truncate(LOCKFILE_MODE);
-        nix::fcntl::openat(&locks, name, flags | extra, mode)
+    let wanted = share::Sharing::of(dir.parent().unwrap_or(Path::new("."))).lockfile_mode();
+    let wanted = nix::sys::stat::Mode::from_bits_truncate(wanted);
+    let open = |extra: OFlag| nix::fcntl::openat(&locks, name, flags | extra, wanted);
+    let chmod = |fd: &std::os::fd::OwnedFd| {
+        nix::sys::stat::fchmod(fd, wanted)
+            .map_err(|e| anyhow!("failed to chmod lockfile `{}`: {e}", path.display()))
     };
     let opened = loop {
         match open(OFlag::O_RDWR) {
+            Ok(fd) => {
+                // One of ours made 0666 in a root since made private (or
+                // by an older cargo-ktstr): another user must not lock it.
+                let ours = nix::sys::stat::fstat(&fd).is_ok_and(|st| {
+                    st.st_uid == nix::unistd::geteuid().as_raw()
+                        && st.st_mode & 0o077 & !wanted.bits() != 0
+                });
+                if ours {
+                    chmod(&fd)?;
+                }
+                break Ok(fd);
+            }
             Err(Errno::EACCES) => break open(OFlag::O_RDONLY),
             Err(Errno::ENOENT) => {}
             other => break other,
@@ -151,11 +163,7 @@ fn open_lockfile(path: &Path) -> Result<File> {
         match open(OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL) {
             Ok(fd) => {
                 // Only the creator sets the mode, past its umask.
-                nix::sys::stat::fchmod(
-                    &fd,
-                    nix::sys::stat::Mode::from_bits_truncate(LOCKFILE_MODE),
-                )
-                .map_err(|e| anyhow!("failed to chmod lockfile `{}`: {e}", path.display()))?;
+                chmod(&fd)?;
                 break Ok(fd);
             }
             // A peer created it first: open theirs.
@@ -302,8 +310,9 @@ mod tests {
     }
 
     #[test]
-    fn a_lockfile_is_made_0666_past_the_umask() {
+    fn a_lockfile_is_0666_in_a_shared_root_and_0600_in_a_private_one() {
         let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o1777);
         let path = key_lock_path(dir.path(), "btrfs-256m-0000000000000000");
         drop(try_lock(&path, Mode::Shared).unwrap());
         // The tests run under a 022 umask, which would make it 0644.
@@ -312,6 +321,16 @@ mod tests {
         chmod(&path, 0o640);
         drop(try_lock(&path, Mode::Exclusive).unwrap());
         assert_eq!(mode(&path), 0o640);
+
+        // A private root: nobody else may open (and so flock) a lockfile,
+        // not even one made 0666 before the root was made private.
+        chmod(dir.path(), 0o755);
+        let private = key_lock_path(dir.path(), "btrfs-256m-1111111111111111");
+        drop(try_lock(&private, Mode::Shared).unwrap());
+        assert_eq!(mode(&private), 0o600);
+        chmod(&path, 0o666);
+        drop(try_lock(&path, Mode::Shared).unwrap());
+        assert_eq!(mode(&path), 0o600);
     }
 
     /// Another user (uid 65534) on a cache root made: a lockfile it cannot
@@ -357,6 +376,9 @@ mod tests {
             err.contains("another user") && err.contains("--cache-dir"),
             "{err}"
         );
+        // Nor lock (and so block) one the owner made.
+        let err = as_nobody(|| try_lock(&path, Mode::Exclusive).map(drop)).unwrap_err();
+        assert!(format!("{err:#}").contains("another user"), "{err:#}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::key::{FINGERPRINT_LEN, Key};
 pub const TEMPLATE_FILE: &str = "template.img";
 /// Everything this tool and ktstr (0.15 and 0.50 alike) write into an entry
 /// or a staging directory. A directory named like either that holds anything
-/// else is a user's, never removed ([`crate::cache::tree::remove_cache_dir`]).
+/// else is a user's, never removed (see `tree::remove_cache_dir`).
 pub const ENTRY_FILES: &[&str] = &[TEMPLATE_FILE];
 /// The directory of per-key lockfiles. Never deleted.
 pub const LOCKS_DIR: &str = ".locks";

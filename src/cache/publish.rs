@@ -57,6 +57,7 @@ pub fn publish(
             staged_image.display()
         )
     })?;
+    share_with_the_root(root, &staged_image, &dir)?;
     File::open(&staged_image)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("failed to fsync `{}`", staged_image.display()))?;
@@ -67,6 +68,24 @@ pub fn publish(
     let outcome = rename_into_place(root, key, &dir.path, if_valid)?;
     sync_dir(root)?;
     Ok((lookup::image_path(root, key), outcome))
+}
+
+/// In a shared root, gives the image and its directory the bits that let
+/// every user the root admits read it, whatever this writer's umask.
+fn share_with_the_root(root: &Path, image: &Path, dir: &StagingDir) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let sharing = super::share::Sharing::of(root);
+    let (Some(image_mode), Some(dir_mode)) = (sharing.image_mode(), sharing.entry_dir_mode())
+    else {
+        return Ok(());
+    };
+    std::fs::set_permissions(image, std::fs::Permissions::from_mode(image_mode))
+        .with_context(|| format!("failed to chmod `{}`", image.display()))?;
+    nix::sys::stat::fchmod(
+        &*dir.lock,
+        nix::sys::stat::Mode::from_bits_truncate(dir_mode),
+    )
+    .with_context(|| format!("failed to chmod `{}`", dir.path.display()))
 }
 
 /// Renames the staging directory onto `<key>/` as `if_valid` says.

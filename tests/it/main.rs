@@ -27,6 +27,7 @@ mod multi;
 mod nested;
 mod owned;
 mod real_kvm;
+mod sharing;
 mod signals;
 mod soak;
 mod stock;

@@ -221,6 +221,15 @@ pub(super) fn remove_if_unchanged(
         return false;
     }
     let name = c.name.as_str();
+    // Another user's entry this user cannot remove: said now, in a dry run
+    // too, rather than found out by a failed unlink.
+    if let Ok(meta) = fs::symlink_metadata(root.join(name))
+        && let Some(why) = crate::cache::share::replace_refusal(root, &root.join(name), &meta)
+    {
+        report.fail(name, ItemKind::Template, why);
+        c.held = true;
+        return false;
+    }
     let lock_path = lock::key_lock_path(root, name);
     let held = if report.dry_run {
         probe_lock(&lock_path)

@@ -247,7 +247,9 @@ impl CleanReport {
         if t.skipped > 0 {
             line += &format!("; skipped {}", t.skipped);
         }
-        if t.failed > 0 {
+        if t.failed > 0 && self.dry_run {
+            line += &format!("; could not remove {} (see the warnings)", t.failed);
+        } else if t.failed > 0 {
             line += &format!("; failed to remove {} (see the warnings)", t.failed);
         }
         if let Some(budget) = &self.budget {
@@ -292,7 +294,12 @@ impl CleanReport {
 
     pub(super) fn fail(&mut self, name: &str, kind: ItemKind, error: String) {
         let path = self.path_of(name);
-        tracing::warn!("could not remove `{}`: {error}", path.display());
+        let verb = if self.dry_run {
+            "a real run could not remove"
+        } else {
+            "could not remove"
+        };
+        tracing::warn!("{verb} `{}`: {error}", path.display());
         self.failed.push(Failed {
             name: name.to_owned(),
             path,

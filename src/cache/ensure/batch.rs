@@ -87,7 +87,9 @@ pub fn ensure_keys(
             },
             Ok(seen) => {
                 let seen_id = match &seen {
-                    Some(path) => identity(path),
+                    Some(path) => {
+                        super::check_replaceable(root, path).and_then(|()| identity(path))
+                    }
                     None => Ok(None),
                 };
                 match seen_id {

@@ -118,6 +118,7 @@ impl ListEntry {
             EntryState::InUse => format!("in use ({detail})"),
             EntryState::Invalid => format!("invalid: {detail}"),
             EntryState::NotAnEntry => format!("not an entry: {detail}; left alone"),
+            EntryState::Unreadable => format!("unreadable to you: {detail}"),
         }
     }
 }

@@ -96,13 +96,17 @@ pub fn describe_holders(path: &Path) -> String {
     describe_pids(&pids)
 }
 
-/// "pid 123" / "pids 123, 456" / "an unknown process"; a pid of 0 (a holder
-/// that cannot be named) counts as unknown.
+/// "pid 123 (alice)" / "pids 123 (alice), 456 (bob)" / "an unknown
+/// process"; a pid of 0 (a holder that cannot be named) counts as unknown.
+/// Each pid's user is its /proc directory's owner, where that can be read.
 pub fn describe_pids(pids: &[i32]) -> String {
     let known: Vec<String> = pids
         .iter()
         .filter(|p| **p > 0)
-        .map(|p| p.to_string())
+        .map(|p| match std::fs::metadata(format!("/proc/{p}")) {
+            Ok(meta) => format!("{p} ({})", crate::cache::share::user_name(meta.uid())),
+            Err(_) => p.to_string(),
+        })
         .collect();
     match known.len() {
         0 => "an unknown process (not visible in /proc/locks)".to_owned(),
