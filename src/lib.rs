@@ -63,6 +63,8 @@ pub mod guest;
 #[doc(hidden)]
 pub mod host;
 #[doc(hidden)]
+pub mod interrupt;
+#[doc(hidden)]
 pub mod kernel;
 #[doc(hidden)]
 pub mod outcome;

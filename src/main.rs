@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use cargo_ktstr::interrupt;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use tracing_subscriber::EnvFilter;
 
@@ -33,7 +34,20 @@ fn main() -> ExitCode {
     let matches = Cli::command().bin_name(bin_name).get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(cli.global.verbose, cli.global.quiet);
-    report(cli::run(cli))
+    // Before any thread: the signal mask is inherited.
+    if let Err(err) = interrupt::watch(cli::grace(&cli.command)) {
+        return report(Err(err));
+    }
+    let result = cli::run(cli);
+    // Every guard of the flow is dropped by now: what it staged is gone.
+    if let Some(signal) = interrupt::received() {
+        if let Err(err) = &result {
+            tracing::debug!("stopped with: {err:#}");
+        }
+        eprintln!("cargo-ktstr: interrupted by {signal}");
+        return ExitCode::from(interrupt::exit_code(signal));
+    }
+    report(result)
 }
 
 fn report(result: anyhow::Result<ExitCode>) -> ExitCode {

@@ -134,7 +134,8 @@ pub fn with_entry_shared<T>(
 }
 
 /// Clones `template` to a new file `dest` (O_CREAT|O_EXCL: an existing one
-/// is never overwritten). A failure removes what was written.
+/// is never overwritten). A failure, or a signal ([`crate::interrupt`]),
+/// removes what was written.
 pub fn clone_file(template: &Path, dest: &Path, mode: Reflink) -> Result<Method> {
     let src =
         File::open(template).with_context(|| format!("failed to open `{}`", template.display()))?;
@@ -152,7 +153,10 @@ pub fn clone_file(template: &Path, dest: &Path, mode: Reflink) -> Result<Method>
             ),
             _ => anyhow::Error::new(e).context(format!("failed to create `{}`", dest.display())),
         })?;
-    let result = clone_into(&src, template, &dst, dest, mode);
+    // A signal during a copy that finished anyway still undoes it: an
+    // interrupted clone leaves no DEST.
+    let result = clone_into(&src, template, &dst, dest, mode)
+        .and_then(|method| Ok(crate::interrupt::check().map(|()| method)?));
     if result.is_err() {
         drop(dst);
         let _ = std::fs::remove_file(dest);

@@ -259,7 +259,8 @@ pub fn try_lock(path: &Path, mode: Mode) -> Result<Option<Locked>> {
         }))
 }
 
-/// Takes the lock at `path`, waiting up to `timeout`.
+/// Takes the lock at `path`, waiting up to `timeout`, or until a signal
+/// ([`crate::interrupt`]).
 ///
 /// Tries first; only on contention does it say, once, that it is waiting and
 /// for whom, as cargo does with "Blocking waiting for file lock".
@@ -275,6 +276,7 @@ pub fn lock_with_timeout(path: &Path, mode: Mode, timeout: Duration, what: &str)
     let deadline = Instant::now().checked_add(timeout);
     let mut pause = Duration::from_millis(2);
     loop {
+        crate::interrupt::check()?;
         let left = deadline.map_or(pause, |d| d.saturating_duration_since(Instant::now()));
         thread::sleep(pause.min(left));
         if let Some(locked) = try_lock(path, mode)? {

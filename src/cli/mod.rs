@@ -7,6 +7,7 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -239,6 +240,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Clean(args) => clean::run(&global, args),
         Command::Template(cmd) => template::run(&global, cmd),
         Command::Kernel(cmd) => kernel::run(&global, cmd),
+    }
+}
+
+/// How long `command` may take to stop after SIGINT, SIGTERM or SIGHUP
+/// ([`cargo_ktstr::interrupt`]): template builds and clones stop at their
+/// waiting points and clean up; the other commands have none and end at once.
+pub fn grace(command: &Command) -> Duration {
+    match command {
+        Command::Template(
+            template::TemplateCommand::Build(_) | template::TemplateCommand::Clone(_),
+        ) => Duration::from_secs(30),
+        _ => Duration::ZERO,
     }
 }
 

@@ -210,6 +210,8 @@ fn ensure_many(
     );
     let opts = ensure_options(build, force);
     let items = ensure_keys(root, &keys, &builder_for(global, build), &opts)?;
+    // Interrupted, every item failed for that one reason: main says it once.
+    cargo_ktstr::interrupt::check()?;
     let (mut reports, mut ensured, mut failed) = (Vec::new(), Vec::new(), 0);
     for item in items {
         match item.result {
@@ -396,6 +398,7 @@ fn clone_many(
     let mut done = String::new();
     // Each a hit now; a template whose build failed was reported above.
     for (template, dest) in pairs.iter().filter(|(t, _)| built(t)) {
+        cargo_ktstr::interrupt::check()?;
         match clone::clone_template(
             root,
             template.fs,

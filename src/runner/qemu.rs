@@ -239,6 +239,8 @@ impl GuestRunner for QemuRunner {
             || spec.kernel.clone(),
             |fd| PathBuf::from(format!("/proc/self/fd/{fd}")),
         );
+        // A signal during the unpacking and packing above: boot nothing.
+        crate::interrupt::check()?;
         let mut cmd = Command::new(&self.binary);
         let parent = nix::unistd::getpid();
         // SAFETY: the hook runs in the forked child before exec; it calls
@@ -384,7 +386,8 @@ enum Waited {
 }
 
 /// Waits for `child` until `deadline`, or until `stuck` says so, then
-/// kills it.
+/// kills it; stops at a signal ([`crate::interrupt`]), leaving the kill to
+/// the caller's [`Reaped`].
 fn wait_until(
     child: &mut Child,
     deadline: Instant,
@@ -394,6 +397,8 @@ fn wait_until(
         if let Some(status) = child.try_wait().context("failed to wait for QEMU")? {
             return Ok(Waited::Exited(status));
         }
+        // Stopped here, the guest ends with the run ([`Reaped`] kills it).
+        crate::interrupt::check()?;
         if Instant::now() >= deadline || stuck() {
             let _ = child.kill();
             let _ = child.wait();

@@ -3,7 +3,8 @@
 //! Exits are handled by [`handle_exit`], a function of the exit and the
 //! [`Bus`] only, so every exit kind is tested without a VM. The deadline
 //! ([`super::deadline`]) interrupts KVM_RUN; an interruption at or after
-//! the deadline is the timeout.
+//! the deadline is the timeout, one after a SIGINT, SIGTERM or SIGHUP
+//! ([`crate::interrupt`]) an error.
 
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EV
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use super::bus::{Bus, BusEvent};
-use super::deadline::{Armed, with_deadline};
+use super::deadline::{Armed, kick_signal, with_deadline};
 use crate::outcome::RunEnd;
 
 /// Why the vCPU could not go on.
@@ -29,6 +30,8 @@ pub enum VcpuError {
     Timer(std::io::Error),
     #[error("cannot install the vCPU kick signal handler: {0}")]
     Signal(vmm_sys_util::errno::Error),
+    #[error("stopped by a signal to this process")]
+    Interrupted,
 }
 
 /// What the run loop does after an exit.
@@ -79,6 +82,16 @@ pub fn run_until(vcpu: &mut VcpuFd, bus: &mut Bus, deadline: Instant) -> Result<
 }
 
 fn run_armed(armed: &mut Armed<'_>, bus: &mut Bus, deadline: Instant) -> Result<RunEnd, VcpuError> {
+    // SAFETY: pthread_self has no preconditions.
+    let this = unsafe { libc::pthread_self() };
+    // A signal to stop ([`crate::interrupt`]) kicks this thread as the
+    // deadline does; the guard unregisters it while the kick's handler is
+    // still armed.
+    let _kick = crate::interrupt::on_interrupt(move || {
+        // SAFETY: the thread is alive while the guard is: it drops the
+        // guard before it returns.
+        unsafe { libc::pthread_kill(this, kick_signal()) };
+    });
     loop {
         let action = match armed.run() {
             Ok(exit) => handle_exit(exit, bus)?,
@@ -94,6 +107,9 @@ fn run_armed(armed: &mut Armed<'_>, bus: &mut Bus, deadline: Instant) -> Result<
                 // fires once, and a kick landing after the look but before
                 // a clear would be erased, and the run would never end.
                 armed.clear_kick();
+                if crate::interrupt::received().is_some() {
+                    return Err(VcpuError::Interrupted);
+                }
                 if Instant::now() >= deadline {
                     return Ok(RunEnd::Timeout);
                 }

@@ -29,6 +29,7 @@ mod output;
 mod owned;
 mod real_kvm;
 mod sharing;
+mod signals;
 mod soak;
 mod stock;
 mod unreadable;

@@ -12,6 +12,7 @@ use nix::unistd::{Whence, lseek};
 /// Copies the data extents of `src` into `dst` at the same offsets, then sets
 /// `dst`'s length, leaving the holes unallocated. `in_kernel` allows
 /// copy_file_range, which may share the extents instead of copying them.
+/// Stops at a signal ([`crate::interrupt`]) between chunks.
 pub fn sparse_copy(src: &File, dst: &File, in_kernel: bool) -> io::Result<()> {
     let len = src.metadata()?.len();
     let mut buf = vec![0u8; 1 << 20];
@@ -42,6 +43,7 @@ fn copy_range(
     // extent rather than per MiB. Where it cannot (another filesystem, an
     // old kernel), read and write.
     while in_kernel && from < to {
+        crate::interrupt::check().map_err(io::Error::other)?;
         match copy_file_range_at(src, dst, from, to - from) {
             Ok(0) => break,
             Ok(n) => from += n as u64,
@@ -50,6 +52,7 @@ fn copy_range(
         }
     }
     while from < to {
+        crate::interrupt::check().map_err(io::Error::other)?;
         let want = buf.len().min((to - from) as usize);
         let n = src.read_at(&mut buf[..want], from)?;
         if n == 0 {
