@@ -1,6 +1,6 @@
 //! `cargo ktstr clean`: parse and call [`cargo_ktstr::cache::cleanup`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,12 +9,14 @@ use clap::Args;
 
 use super::GlobalArgs;
 use cargo_ktstr::cache::cleanup::{
-    self, Budget, CleanMode, CleanOptions, CleanReport, ItemKind, plan, space, units,
+    self, Budget, CleanMode, CleanOptions, CleanReport, ItemKind, plan, space,
 };
 use cargo_ktstr::cache::list::human_age;
 use cargo_ktstr::cache::{names, root};
 use cargo_ktstr::kernel::clean::{self as kernel_clean, KernelCleanOptions};
 use cargo_ktstr::kernel::store::KernelStore;
+use cargo_ktstr::units;
+use cargo_ktstr::usage::UsageError;
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {
@@ -26,7 +28,8 @@ pub struct CleanArgs {
     #[arg(long)]
     pub stale: bool,
 
-    /// Remove entries last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w.
+    /// Remove entries last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w
+    /// (a bare number is seconds).
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub older_than: Option<Duration>,
 
@@ -76,7 +79,7 @@ pub fn run(global: &GlobalArgs, args: CleanArgs) -> Result<ExitCode> {
         }
     }
     let report = match &args.plan {
-        Some(path) => plan::apply(&root, &plan::Plan::read(path, &root)?),
+        Some(path) => plan::apply(&root, &read_plan(path, &root)?),
         None => {
             let budget = Budget {
                 older_than: args.older_than,
@@ -125,6 +128,15 @@ pub fn run(global: &GlobalArgs, args: CleanArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plan at `path`; one that is not a plan for `root` is a usage error
+/// (exit 2), one that cannot be read a runtime failure.
+fn read_plan(path: &Path, root: &Path) -> Result<plan::Plan> {
+    plan::Plan::read(path, root).map_err(|err| match err.root_cause().is::<std::io::Error>() {
+        true => err,
+        false => UsageError(format!("{err:#}")).into(),
+    })
 }
 
 /// The text form: what was (at -v) or would be (a dry run) removed, what was
