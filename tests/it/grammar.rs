@@ -162,6 +162,42 @@ fn too_little_memory_is_refused_before_the_guest_boots() {
     exits(&out, 2, "from 1M to 3072M", "--memory 4G");
 }
 
+/// The minimum the refusal names is enough: the guest boots in it.
+#[test]
+fn the_minimum_memory_named_is_enough_to_build() {
+    let Some((kernel, _)) = guest_prerequisites() else {
+        return;
+    };
+    if !formatter(Filesystem::Ext4) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let template = ["--fs", "ext4", "--capacity", "64M"];
+    let out = build_cmd(&root, &kernel, &template)
+        .args(["--memory", "1M"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    let minimum = (err.split("pass --memory ").nth(1))
+        .and_then(|rest| rest.split('M').next())
+        .unwrap_or_else(|| panic!("no minimum in: {err}"))
+        .to_owned();
+    let out = build_cmd(&root, &kernel, &template)
+        .args(["--memory", &format!("{minimum}M")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "--memory {minimum}M: {}",
+        stderr(&out)
+    );
+    eprintln!(
+        "built with the minimum, {minimum} MiB, and kernel `{}`",
+        kernel.display()
+    );
+}
+
 #[test]
 fn usage_errors_found_after_parsing_exit_2() {
     let dir = tempfile::tempdir().unwrap();
