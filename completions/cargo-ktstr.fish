@@ -33,7 +33,7 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "clean" -d '
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "template" -d 'Build, clone and list disk templates'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "kernel" -d 'Build and list guest kernels'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l older-than -d 'Remove entries last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l older-than -d 'Remove entries last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w (a bare number is seconds)' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l max-size -d 'Remove least recently used entries until the templates allocate at most SIZE: bytes, or 512M, 4G, 4GiB, 1T' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l min-free -d 'Remove least recently used entries until the root\'s filesystem has SIZE available (as df shows it); exit 1 if it cannot. When even removing every entry no process holds would fall short, none is removed' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand clean" -l plan -d 'Remove exactly what a `--dry-run --json` report listed, each only if it is unchanged (and an entry unused) since' -r -F
@@ -55,17 +55,17 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and no
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and not __fish_seen_subcommand_from build clone list help" -f -a "clone" -d 'Give DEST its own copy-on-write clone of a template, building it on a miss; or each FS[:SIZE]=DEST its own'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and not __fish_seen_subcommand_from build clone list help" -f -a "list" -d 'List published templates and count debris'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and not __fish_seen_subcommand_from build clone list help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l fs -d 'The filesystem to format' -r -f -a "btrfs\t''
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l fs -d 'The filesystem to format [default: btrfs]' -r -f -a "btrfs\t''
 xfs\t''
 ext4\t''"
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l capacity -d 'Disk capacity: 256M, 256MiB, 1G, 1GiB or bytes [default: 256M; 300M for xfs]' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l capacity -d 'Disk capacity, a whole number of MiB: 256M, 256MiB, 1G, 1GiB or bytes [default: 256M; 300M for xfs]' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l kernel -d 'The guest kernel (bzImage) [default: $KTSTR_KERNEL, else the newest cached kernel, else the running or newest /boot/vmlinuz-<release> with its modules]' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l vmm -d 'Which VMM boots the template guest' -r -f -a "auto\t'The built-in VMM where KVM can boot a stock kernel, else QEMU'
 kvm\t'The built-in VMM'
 qemu\t'qemu-system-x86_64 -M microvm'"
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l timeout -d 'Seconds the guest may run before it is stopped (1 to 86400)' -r
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l memory -d 'Guest memory in MiB (16 to 3072)' -r
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l lock-timeout -d 'Seconds to wait for another process building the same template' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l timeout -d 'How long the guest may run before it is stopped: 1s to 1d' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l memory -d 'Guest memory, a whole number of MiB, at most 3G (a bare number is MiB); a build refuses less than its kernel and initramfs need' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l lock-timeout -d 'How long to wait for another process building the same template' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l no-evict -d 'On a full disk, fail instead of removing debris and least recently used templates no process holds and trying once more'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -l verify -d 'Before publishing a build, have the guest mount the new filesystem read-only with its own kernel and read its statfs; a failure publishes nothing'
@@ -75,17 +75,17 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -s q -l quiet -d 'Only errors on stderr'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from build" -s V -l version -d 'Print version'
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l fs -d 'The filesystem to format' -r -f -a "btrfs\t''
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l fs -d 'The filesystem to format [default: btrfs]' -r -f -a "btrfs\t''
 xfs\t''
 ext4\t''"
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l capacity -d 'Disk capacity: 256M, 256MiB, 1G, 1GiB or bytes [default: 256M; 300M for xfs]' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l capacity -d 'Disk capacity, a whole number of MiB: 256M, 256MiB, 1G, 1GiB or bytes [default: 256M; 300M for xfs]' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l kernel -d 'The guest kernel (bzImage) [default: $KTSTR_KERNEL, else the newest cached kernel, else the running or newest /boot/vmlinuz-<release> with its modules]' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l vmm -d 'Which VMM boots the template guest' -r -f -a "auto\t'The built-in VMM where KVM can boot a stock kernel, else QEMU'
 kvm\t'The built-in VMM'
 qemu\t'qemu-system-x86_64 -M microvm'"
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l timeout -d 'Seconds the guest may run before it is stopped (1 to 86400)' -r
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l memory -d 'Guest memory in MiB (16 to 3072)' -r
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l lock-timeout -d 'Seconds to wait for another process building the same template' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l timeout -d 'How long the guest may run before it is stopped: 1s to 1d' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l memory -d 'Guest memory, a whole number of MiB, at most 3G (a bare number is MiB); a build refuses less than its kernel and initramfs need' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l lock-timeout -d 'How long to wait for another process building the same template' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand template; and __fish_seen_subcommand_from clone" -l reflink -d 'How to copy: FICLONE only, FICLONE else a sparse copy, or a sparse copy' -r -f -a "auto\t'FICLONE, else a sparse copy'
 always\t'FICLONE only; fail where the filesystem cannot'
 never\t'A sparse copy of the data extents'"
@@ -135,7 +135,7 @@ complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fi
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l keep -d 'Keep the N most recently used kernels of each kind (template, kvm-host)' -r
-complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l older-than -d 'Remove kernels last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w (with --keep, only those beyond the N kept)' -r
+complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l older-than -d 'Remove kernels last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w, a bare number is seconds (with --keep, only those beyond the N kept)' -r
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l cache-dir -d 'The template root to use instead of `<ktstr cache>/disk_templates` (for instance a ktstr 0.15 cache directory). Templates only: the `kernel` commands keep kernels in `<ktstr cache>/kernels` regardless' -r -F
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l dry-run -d 'List what would be removed; change nothing'
 complete -c cargo-ktstr -n "__fish_cargo_ktstr_using_subcommand kernel; and __fish_seen_subcommand_from clean" -l json -d 'Print one JSON document on stdout'

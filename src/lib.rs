@@ -53,6 +53,7 @@ pub use template_cache::TemplateCache;
 
 pub mod probe;
 pub mod runner;
+pub mod units;
 
 // Not API: reachable for this crate's binary, integration tests and benches,
 // and free to change in any release.
@@ -70,6 +71,8 @@ pub mod kernel;
 pub mod outcome;
 #[doc(hidden)]
 pub mod progress;
+#[doc(hidden)]
+pub mod usage;
 #[doc(hidden)]
 pub mod vmm;
 

@@ -117,7 +117,8 @@ impl TemplateCache {
         self
     }
 
-    /// Guest memory in MiB.
+    /// Guest memory in MiB (default 256). A build given less than its
+    /// kernel and initramfs need fails before the boot, saying the minimum.
     pub fn memory_mib(mut self, mib: u32) -> Self {
         self.memory_mib = mib;
         self

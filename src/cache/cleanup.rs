@@ -16,7 +16,6 @@ pub(crate) mod entries;
 pub mod plan;
 mod report;
 pub mod space;
-pub mod units;
 
 pub(crate) use debris::owner_alive;
 pub use report::{

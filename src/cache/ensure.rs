@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use nix::fcntl::Flock;
 
 use super::cleanup::space::human_bytes;
@@ -21,6 +21,7 @@ use super::lookup;
 use super::minimum;
 use super::names;
 use super::publish::{self, IfValid};
+use crate::usage::UsageError;
 
 pub mod batch;
 pub use batch::{BatchItem, ensure_keys};
@@ -114,7 +115,7 @@ pub fn ensure_template(
     let start = Instant::now();
     let formatter = fingerprint::formatter(fs)?;
     // Before any lock, staging file or guest: the formatter would refuse it.
-    minimum::check(fs, capacity, formatter.version.as_ref()).map_err(|e| anyhow!(e))?;
+    minimum::check(fs, capacity, formatter.version.as_ref()).map_err(UsageError)?;
     let key = Key::new(fs, capacity, &formatter.fingerprint);
     ensure_key(root, &key, builder, opts, start)
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use super::filesystem::Filesystem;
+use crate::units;
 
 const MIB: u64 = 1 << 20;
 const MIN_MIB: u64 = 16;
@@ -70,35 +71,31 @@ impl fmt::Display for Capacity {
 impl FromStr for Capacity {
     type Err = String;
 
-    /// Accepts `256M`, `256MiB`, `1G`, `1GiB` or a number of bytes.
+    /// A size in the grammar of [`crate::units`] (`256M`, `256MiB`, `1g`,
+    /// `262144K`, bytes) that is a whole number of MiB in range.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let accepted = "write it as 256M, 256MiB, 1G, 1GiB or a number of bytes, \
-                        a whole number of MiB from 16 MiB to 16 TiB";
-        let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (number, unit) = s.split_at(digits_end);
-        let number: u64 = number
-            .parse()
-            .map_err(|_| format!("invalid capacity `{s}`: {accepted}"))?;
-        let scale = match unit {
-            "" => 1,
-            "M" | "MiB" => MIB,
-            "G" | "GiB" => 1024 * MIB,
-            _ => {
-                return Err(format!(
-                    "invalid capacity `{s}`: unknown unit `{unit}`; {accepted}"
-                ));
-            }
-        };
-        let bytes = number
-            .checked_mul(scale)
-            .ok_or_else(|| format!("capacity `{s}` is too large: {accepted}"))?;
+        let accepted = "a capacity is a whole number of MiB from 16 MiB to 16 TiB: \
+                        256M, 256MiB, 1G, 1GiB, 262144K or its bytes";
+        let bytes = units::parse_size(s).map_err(|e| format!("{e}; {accepted}"))?;
         if bytes % MIB != 0 {
             return Err(format!(
-                "capacity `{s}` is not a whole number of MiB: {accepted}"
+                "capacity `{s}` ({bytes} bytes) is not a whole number of MiB: the nearest \
+                 capacities are {}; {accepted}",
+                nearest_mib(bytes)
+                    .map(|mib| format!("{}M", mib))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
             ));
         }
         Capacity::from_mib(bytes / MIB).map_err(|e| format!("{e}; {accepted}"))
     }
+}
+
+/// The valid capacities on either side of `bytes`, in MiB.
+fn nearest_mib(bytes: u64) -> impl Iterator<Item = u64> {
+    let below = (bytes / MIB).clamp(MIN_MIB, MAX_MIB);
+    let above = (bytes / MIB + 1).clamp(MIN_MIB, MAX_MIB);
+    std::iter::once(below).chain((above != below).then_some(above))
 }
 
 /// The key of one template: filesystem, capacity, formatter fingerprint.
@@ -177,6 +174,12 @@ mod tests {
             ("268435456", 256),
             ("16M", 16),
             ("16384G", 16 << 20),
+            ("256m", 256),
+            ("262144K", 256),
+            ("1t", 1 << 20),
+            ("1TiB", 1 << 20),
+            ("10T", 10 << 20),
+            ("16T", 16 << 20),
         ] {
             assert_eq!(text.parse::<Capacity>().unwrap().mib(), mib, "{text}");
         }
@@ -191,17 +194,27 @@ mod tests {
             "0",
             "1000",
             "1.5G",
-            "256m",
             "256 M",
             "256MB",
-            "1T",
             "-1G",
             "16385G",
+            "17T",
             "99999999999999999999G",
         ] {
             let err = text.parse::<Capacity>().unwrap_err();
             assert!(err.contains("256M, 256MiB, 1G, 1GiB"), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn a_capacity_between_mibs_is_told_the_nearest_valid_ones() {
+        let err = "268435457".parse::<Capacity>().unwrap_err();
+        assert!(
+            err.contains("the nearest capacities are 256M and 257M"),
+            "{err}"
+        );
+        let err = "1000K".parse::<Capacity>().unwrap_err();
+        assert!(err.contains("the nearest capacities are 16M;"), "{err}");
     }
 
     #[test]

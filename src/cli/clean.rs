@@ -9,12 +9,14 @@ use clap::Args;
 
 use super::GlobalArgs;
 use cargo_ktstr::cache::cleanup::{
-    self, Budget, BudgetStatus, CleanMode, CleanOptions, CleanReport, ItemKind, plan, space, units,
+    self, Budget, BudgetStatus, CleanMode, CleanOptions, CleanReport, ItemKind, plan, space,
 };
 use cargo_ktstr::cache::list::human_age;
 use cargo_ktstr::cache::{names, root};
 use cargo_ktstr::kernel::clean::{self as kernel_clean, KernelCleanOptions};
 use cargo_ktstr::kernel::store::KernelStore;
+use cargo_ktstr::units;
+use cargo_ktstr::usage::UsageError;
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {
@@ -26,7 +28,8 @@ pub struct CleanArgs {
     #[arg(long)]
     pub stale: bool,
 
-    /// Remove entries last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w.
+    /// Remove entries last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w
+    /// (a bare number is seconds).
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub older_than: Option<Duration>,
 
@@ -77,7 +80,7 @@ pub fn run(global: &GlobalArgs, args: CleanArgs) -> Result<ExitCode> {
         }
     }
     let report = match &args.plan {
-        Some(path) => plan::apply(&root, &plan::Plan::read(path, &root)?),
+        Some(path) => plan::apply(&root, &read_plan(path, &root)?),
         None => {
             let budget = Budget {
                 older_than: args.older_than,
@@ -147,6 +150,15 @@ fn min_free_shortfall(root: &Path, budget: &BudgetStatus, report: &CleanReport) 
         n => format!("stop what holds the {n} kept in use, "),
     };
     format!("{what}; {holders}free space elsewhere, or ask for less")
+}
+
+/// The plan at `path`; one that is not a plan for `root` is a usage error
+/// (exit 2), one that cannot be read a runtime failure.
+fn read_plan(path: &Path, root: &Path) -> Result<plan::Plan> {
+    plan::Plan::read(path, root).map_err(|err| match err.root_cause().is::<std::io::Error>() {
+        true => err,
+        false => UsageError(format!("{err:#}")).into(),
+    })
 }
 
 /// The text form: what was (at -v) or would be (a dry run) removed, what was

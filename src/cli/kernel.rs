@@ -35,9 +35,9 @@ pub struct KernelCleanArgs {
     #[arg(long, value_name = "N")]
     pub keep: Option<usize>,
 
-    /// Remove kernels last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w
-    /// (with --keep, only those beyond the N kept).
-    #[arg(long, value_name = "DURATION", value_parser = cargo_ktstr::cache::cleanup::units::parse_duration)]
+    /// Remove kernels last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w,
+    /// a bare number is seconds (with --keep, only those beyond the N kept).
+    #[arg(long, value_name = "DURATION", value_parser = cargo_ktstr::units::parse_duration)]
     pub older_than: Option<std::time::Duration>,
 
     /// List what would be removed; change nothing.

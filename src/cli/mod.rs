@@ -16,6 +16,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::key::Capacity;
 use cargo_ktstr::runner::VmmChoice;
+use cargo_ktstr::units;
 
 pub mod clean;
 pub mod generate;
@@ -143,13 +144,21 @@ pub enum Command {
 /// Which filesystem and how large.
 #[derive(Debug, Clone, Args)]
 pub struct TemplateSpec {
-    /// The filesystem to format.
-    #[arg(long = "fs", value_name = "FS", default_value = "btrfs", value_parser = fs_parser())]
-    pub fs: Filesystem,
+    /// The filesystem to format [default: btrfs].
+    #[arg(long = "fs", value_name = "FS", value_parser = fs_parser())]
+    pub fs: Option<Filesystem>,
 
-    /// Disk capacity: 256M, 256MiB, 1G, 1GiB or bytes [default: 256M; 300M for xfs].
+    /// Disk capacity, a whole number of MiB: 256M, 256MiB, 1G, 1GiB or bytes
+    /// [default: 256M; 300M for xfs].
     #[arg(long, value_name = "SIZE", value_parser = parse_capacity)]
     pub capacity: Option<Capacity>,
+}
+
+impl TemplateSpec {
+    /// The filesystem asked for, or btrfs.
+    pub fn fs(&self) -> Filesystem {
+        self.fs.unwrap_or(Filesystem::Btrfs)
+    }
 }
 
 /// A template named on the command line: `FS[:SIZE]` (`btrfs:256M`,
@@ -183,6 +192,10 @@ impl std::str::FromStr for TemplateArg {
 /// `Instant` overflow a huge value would cause.
 pub const MAX_TIMEOUT_SECS: u64 = 86_400;
 
+/// The most guest memory: the built-in VMM's RAM ends where its MMIO gap
+/// starts, at 3 GiB.
+pub const MAX_MEMORY_MIB: u32 = 3072;
+
 /// How a missing template gets built.
 #[derive(Debug, Clone, Args)]
 pub struct BuildOptions {
@@ -195,19 +208,18 @@ pub struct BuildOptions {
     #[arg(long, value_enum, default_value_t = VmmChoice::Auto)]
     pub vmm: VmmChoice,
 
-    /// Seconds the guest may run before it is stopped (1 to 86400).
-    #[arg(long, value_name = "SECS", default_value_t = 120,
-          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
-    pub timeout: u64,
+    /// How long the guest may run before it is stopped: 1s to 1d.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_timeout)]
+    pub timeout: Duration,
 
-    /// Guest memory in MiB (16 to 3072).
-    #[arg(long, value_name = "MIB", default_value_t = 256,
-          value_parser = clap::value_parser!(u32).range(16..=3072))]
+    /// Guest memory, a whole number of MiB, at most 3G (a bare number is
+    /// MiB); a build refuses less than its kernel and initramfs need.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_memory)]
     pub memory: u32,
 
-    /// Seconds to wait for another process building the same template.
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
-    pub lock_timeout: u64,
+    /// How long to wait for another process building the same template.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = units::parse_duration)]
+    pub lock_timeout: Duration,
 
     /// On a full disk, fail instead of removing debris and least recently
     /// used templates no process holds and trying once more.
@@ -232,8 +244,33 @@ fn parse_capacity(s: &str) -> Result<Capacity, String> {
     s.parse()
 }
 
+/// `--timeout`: a duration from a second to [`MAX_TIMEOUT_SECS`].
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let timeout = units::parse_duration(s).map_err(|e| e.to_string())?;
+    if !(1..=MAX_TIMEOUT_SECS).contains(&timeout.as_secs()) {
+        return Err(format!(
+            "--timeout {s} is out of range: give 1s to 1d ({MAX_TIMEOUT_SECS} seconds)"
+        ));
+    }
+    Ok(timeout)
+}
+
+/// `--memory`: a size, a bare number in MiB, whole MiB up to
+/// [`MAX_MEMORY_MIB`]; in MiB.
+fn parse_memory(s: &str) -> Result<u32, String> {
+    const MIB: u64 = 1 << 20;
+    let bytes = units::parse_size_in(s, MIB).map_err(|e| e.to_string())?;
+    if bytes % MIB != 0 || !(1..=u64::from(MAX_MEMORY_MIB)).contains(&(bytes / MIB)) {
+        return Err(format!(
+            "--memory {s} is not a whole number of MiB from 1M to {MAX_MEMORY_MIB}M"
+        ));
+    }
+    Ok((bytes / MIB) as u32)
+}
+
 /// Runs a parsed command line; the exit status follows README: 0 success,
-/// 1 runtime failure (usage errors, 2, are clap's).
+/// 1 runtime failure, 2 a usage error (clap's, or a
+/// [`cargo_ktstr::usage::UsageError`] found later; `main` maps it).
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let Cli { global, command } = cli;
     match command {

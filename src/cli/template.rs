@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
@@ -18,6 +17,7 @@ use cargo_ktstr::guest::builder::OnMiss;
 use cargo_ktstr::guest::find_init::GuestInit;
 use cargo_ktstr::guest::protocol::Verify;
 use cargo_ktstr::progress::{Progress, secs};
+use cargo_ktstr::usage::UsageError;
 
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
@@ -125,7 +125,7 @@ fn builder_for(global: &GlobalArgs, opts: &BuildOptions) -> OnMiss {
     OnMiss {
         kernel: opts.kernel.clone(),
         vmm: opts.vmm,
-        timeout: Duration::from_secs(opts.timeout),
+        timeout: opts.timeout,
         memory_mib: opts.memory,
         progress: Progress::new(global.quiet),
         // This binary called init_if_guest() in main: it is the init.
@@ -142,7 +142,7 @@ fn builder_for(global: &GlobalArgs, opts: &BuildOptions) -> OnMiss {
 /// `--no-evict` and `--force`.
 fn ensure_options(build: &BuildOptions, force: bool) -> EnsureOptions {
     EnsureOptions {
-        lock_timeout: Duration::from_secs(build.lock_timeout),
+        lock_timeout: build.lock_timeout,
         evict: !build.no_evict,
         force,
     }
@@ -193,14 +193,14 @@ enum ManyReport {
 }
 
 /// Finds or builds `wanted`, the missing ones in one boot, saying how each
-/// went; the ones that are there, in the order asked, and how many failed.
+/// went; the ones that are there, in the order asked, and the failures.
 fn ensure_many(
     global: &GlobalArgs,
     root: &Path,
     build: &BuildOptions,
     wanted: &[TemplateArg],
     force: bool,
-) -> Result<(Vec<ManyReport>, Vec<Option<Ensured>>, usize)> {
+) -> Result<(Vec<ManyReport>, Vec<Option<Ensured>>, Failures)> {
     let progress = Progress::new(global.quiet);
     let pairs: Vec<_> = wanted.iter().map(|t| (t.fs, t.capacity)).collect();
     let keys = batch::keys(&pairs)?;
@@ -212,7 +212,8 @@ fn ensure_many(
     let items = ensure_keys(root, &keys, &builder_for(global, build), &opts)?;
     // Interrupted, every item failed for that one reason: main says it once.
     cargo_ktstr::interrupt::check()?;
-    let (mut reports, mut ensured, mut failed) = (Vec::new(), Vec::new(), 0);
+    let (mut reports, mut ensured) = (Vec::new(), Vec::new());
+    let mut failed = Failures::default();
     for item in items {
         match item.result {
             Ok(e) => {
@@ -225,8 +226,7 @@ fn ensure_many(
                 ensured.push(Some(e));
             }
             Err(err) => {
-                failed += 1;
-                eprintln!("error: {err:#}");
+                failed.note(&err);
                 reports.push(ManyReport::Failed {
                     key: item.key.to_string(),
                     fs: item.key.fs,
@@ -240,13 +240,36 @@ fn ensure_many(
     Ok((reports, ensured, failed))
 }
 
-/// Exit 1, after the others were reported, when any template failed.
-fn many_status(failed: usize, total: usize) -> Result<ExitCode> {
-    if failed == 0 {
+/// The templates of several that failed, each reported as it failed.
+#[derive(Debug, Default)]
+struct Failures {
+    count: usize,
+    /// Those that were usage errors.
+    usage: usize,
+}
+
+impl Failures {
+    fn note(&mut self, err: &anyhow::Error) {
+        eprintln!("error: {err:#}");
+        self.count += 1;
+        self.usage += usize::from(cargo_ktstr::usage::is_usage(err));
+    }
+}
+
+/// After the others were reported: exit 2 when every failure was a usage
+/// error, else 1 when any template failed.
+fn many_status(failed: Failures, total: usize) -> Result<ExitCode> {
+    if failed.count == 0 {
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("error: {failed} of {total} templates failed (each said why above)");
-    Ok(ExitCode::FAILURE)
+    eprintln!(
+        "error: {} of {total} templates failed (each said why above)",
+        failed.count
+    );
+    Ok(match failed.usage == failed.count {
+        true => ExitCode::from(2),
+        false => ExitCode::FAILURE,
+    })
 }
 
 /// `template build FS:SIZE...`.
@@ -277,13 +300,13 @@ fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
         "Looking up",
         format!(
             "{} {capacity} template in `{}`",
-            args.spec.fs,
+            args.spec.fs(),
             root.display()
         ),
     );
     let builder = builder_for(global, &args.build);
     let opts = ensure_options(&args.build, args.force);
-    let ensured = ensure_template(&root, args.spec.fs, capacity, &builder, &opts)?;
+    let ensured = ensure_template(&root, args.spec.fs(), capacity, &builder, &opts)?;
     // A verification that failed is an error by now.
     let verified = ensured.built && args.build.verify;
     if ensured.built {
@@ -317,37 +340,120 @@ impl TemplateSpec {
     pub fn capacity_or_default(&self) -> Result<Capacity> {
         match self.capacity {
             Some(c) => Ok(c),
-            None => Capacity::from_mib(self.fs.default_capacity_mib()).map_err(anyhow::Error::msg),
+            None => {
+                Capacity::from_mib(self.fs().default_capacity_mib()).map_err(anyhow::Error::msg)
+            }
         }
     }
 }
 
 /// `template clone`'s arguments: one DEST (with --fs and --capacity), or
-/// FS[:SIZE]=DEST pairs.
+/// FS[:SIZE]=DEST pairs (without them). Usage errors, before any build.
 fn clone_targets(args: &CloneArgs) -> Result<Option<Vec<(TemplateArg, PathBuf)>>> {
     let pair = |arg: &String| -> Option<Result<(TemplateArg, PathBuf)>> {
         let (template, dest) = arg.split_once('=')?;
         // A DEST with `=` in it, not a template.
         let template = template.parse::<TemplateArg>().ok()?;
         match dest.is_empty() {
-            true => Some(Err(anyhow::anyhow!("`{arg}` names no DEST after `=`"))),
+            true => Some(Err(usage(format!("`{arg}` names no DEST after `=`")))),
             false => Some(Ok((template, PathBuf::from(dest)))),
         }
     };
     let pairs: Vec<_> = args.dest.iter().filter_map(pair).collect();
     match (pairs.len(), args.dest.len()) {
         (0, 1) => Ok(None),
-        (n, total) if n == total => pairs.into_iter().collect::<Result<_>>().map(Some),
-        _ => anyhow::bail!(
+        (n, total) if n == total => {
+            // As `template build FS:SIZE...` refuses them: each pair says its own.
+            for (flag, given) in [
+                ("--fs", args.spec.fs.is_some()),
+                ("--capacity", args.spec.capacity.is_some()),
+            ] {
+                if given {
+                    return Err(usage(format!(
+                        "{flag} cannot be used with FS[:SIZE]=DEST pairs, which name their own \
+                         filesystem and size: drop {flag}, or give one DEST"
+                    )));
+                }
+            }
+            pairs.into_iter().collect::<Result<_>>().map(Some)
+        }
+        _ => Err(usage(format!(
             "give one DEST (with --fs and --capacity) or only FS[:SIZE]=DEST pairs, \
              not {}",
             args.dest.join(" ")
-        ),
+        ))),
     }
+}
+
+/// Refuses, before a possibly long build, a DEST that exists, whose
+/// directory does not, or that another DEST names too (the clone's
+/// O_EXCL stays the real guard against a race).
+fn check_dests<'a>(dests: impl IntoIterator<Item = &'a Path>) -> Result<()> {
+    let mut seen: Vec<(PathBuf, &Path)> = Vec::new();
+    for dest in dests {
+        if dest.symlink_metadata().is_ok() {
+            return Err(usage(format!(
+                "`{}` already exists: choose a new DEST",
+                dest.display()
+            )));
+        }
+        let name = dest.file_name().ok_or_else(|| {
+            usage(format!(
+                "DEST `{}` names no file: give a new file's path",
+                dest.display()
+            ))
+        })?;
+        let parent = dest.parent().filter(|p| !p.as_os_str().is_empty());
+        let dir = parent.unwrap_or(Path::new("."));
+        // Resolved, so `a.img` and `./x/../a.img` are seen to be one DEST.
+        let resolved = match dir.canonicalize() {
+            Ok(d) if d.is_dir() => d.join(name),
+            Ok(_) => {
+                return Err(usage(format!(
+                    "`{}`, the directory of DEST `{}`, is not a directory",
+                    dir.display(),
+                    dest.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(usage(format!(
+                    "the directory `{}` of DEST `{}` does not exist: create it first, \
+                     or choose another DEST",
+                    dir.display(),
+                    dest.display()
+                )));
+            }
+            Err(e) => {
+                return Err(usage(format!(
+                    "the directory `{}` of DEST `{}` cannot be used ({e}): choose another DEST",
+                    dir.display(),
+                    dest.display()
+                )));
+            }
+        };
+        if let Some((_, first)) = seen.iter().find(|(r, _)| *r == resolved) {
+            return Err(usage(format!(
+                "`{}` and `{}` are the same DEST: give each clone its own",
+                first.display(),
+                dest.display()
+            )));
+        }
+        seen.push((resolved, dest));
+    }
+    Ok(())
+}
+
+/// A usage error (exit 2): the caller's to fix.
+fn usage(message: String) -> anyhow::Error {
+    UsageError(message).into()
 }
 
 fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
     let many = clone_targets(&args)?;
+    match &many {
+        Some(pairs) => check_dests(pairs.iter().map(|(_, dest)| dest.as_path()))?,
+        None => check_dests([Path::new(&args.dest[0])])?,
+    }
     let root = root::template_root(global.cache_dir.clone())?;
     let builder = builder_for(global, &args.build);
     let opts = ensure_options(&args.build, false);
@@ -361,8 +467,15 @@ fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
     }
     let dest = PathBuf::from(&args.dest[0]);
     let capacity = args.spec.capacity_or_default()?;
-    let cloned =
-        clone::clone_template(&root, args.spec.fs, capacity, &builder, &opts, &dest, mode)?;
+    let cloned = clone::clone_template(
+        &root,
+        args.spec.fs(),
+        capacity,
+        &builder,
+        &opts,
+        &dest,
+        mode,
+    )?;
     tracing::info!(
         "cloned {} ({:?}, template {})",
         cloned.ensured.key,
@@ -386,10 +499,6 @@ fn clone_many(
     (root, builder, opts): (&Path, &OnMiss, &EnsureOptions),
     mode: Reflink,
 ) -> Result<ExitCode> {
-    // Before a possibly long build; the clone's O_EXCL is the real guard.
-    if let Some((_, dest)) = pairs.iter().find(|(_, d)| d.symlink_metadata().is_ok()) {
-        anyhow::bail!("`{}` already exists: choose a new DEST", dest.display());
-    }
     let wanted: Vec<TemplateArg> = pairs.iter().map(|(t, _)| *t).collect();
     let (_, ensured, mut failed) = ensure_many(global, root, &args.build, &wanted, false)?;
     let built = |t: &TemplateArg| {
@@ -409,10 +518,7 @@ fn clone_many(
             mode,
         ) {
             Ok(_) => done.push_str(&format!("{}\n", dest.display())),
-            Err(err) => {
-                failed += 1;
-                eprintln!("error: {err:#}");
-            }
+            Err(err) => failed.note(&err),
         }
     }
     super::print_stdout(&done)?;

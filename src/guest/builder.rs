@@ -222,6 +222,8 @@ impl GuestBuilder {
             if vmlinux.is_some() { "yes" } else { "no" },
             secs(packed.elapsed())
         );
+        // Before the boot: too little memory panics or hangs the guest.
+        super::memory::check(self.memory_mib, &self.kernel, initramfs.len() as u64)?;
         let filesystems: Vec<Filesystem> = jobs.iter().map(|(key, _)| key.fs).collect();
         let spec = GuestSpec {
             kernel: self.kernel.clone(),
@@ -320,10 +322,16 @@ impl OnMiss {
     }
 }
 
-/// `jobs` results that each carry `err` (an error is not `Clone`).
+/// `jobs` results that each carry `err` (an error is not `Clone`), still a
+/// usage error if it was one.
 fn every_job_fails(jobs: usize, err: &anyhow::Error) -> Vec<Result<()>> {
     let why = format!("{err:#}");
-    (0..jobs).map(|_| Err(anyhow::anyhow!("{why}"))).collect()
+    let usage = crate::usage::is_usage(err);
+    let each = || match usage {
+        true => crate::usage::UsageError(why.clone()).into(),
+        false => anyhow::anyhow!("{why}"),
+    };
+    (0..jobs).map(|_| Err(each())).collect()
 }
 
 /// Whether a run built the template on its disk `disk` (and what its

@@ -4,7 +4,8 @@
 //! ([`crate::guest::libs`]) cut to what runs ([`crate::guest::elf`]); the
 //! init that runs the formatter inside it ([`crate::guest::init`]), after
 //! loading a stock kernel's modules ([`crate::guest::modules`]); and the
-//! result line both sides agree on ([`crate::guest::protocol`]). The same
+//! result line both sides agree on ([`crate::guest::protocol`]). The memory
+//! it needs is checked before a boot ([`crate::guest::memory`]). The same
 //! init runs a list of checks ([`crate::guest::checks`]) in the nested-KVM
 //! lane's outer guest, which [`crate::guest::nested`] boots.
 
@@ -16,6 +17,7 @@ pub mod find_init;
 pub mod init;
 pub mod initramfs;
 pub mod libs;
+pub mod memory;
 pub mod modules;
 pub mod nested;
 pub mod protocol;

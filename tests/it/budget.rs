@@ -184,8 +184,9 @@ fn a_plan_removes_exactly_what_it_listed_and_nothing_that_changed() {
     // Another root, another version, or malformed: an error that changes nothing.
     let other = root.parent().unwrap().join("other");
     fs::create_dir(&other).unwrap();
+    // A plan that is not for this root, or not a plan, is a usage error.
     let out = ktstr(&other, &["clean", "--plan", plan_arg]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("is for the root"), "{}", stderr(&out));
     let mut v2 = plan.clone();
     v2["format_version"] = 2.into();
@@ -197,7 +198,7 @@ fn a_plan_removes_exactly_what_it_listed_and_nothing_that_changed() {
     ] {
         fs::write(&bad, text).unwrap();
         let out = ktstr(&root, &["clean", "--plan", bad.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     }
     assert!(root.join(&e[0]).exists() && root.join(&piece).exists());
 

@@ -92,7 +92,7 @@ fn an_existing_dest_is_an_error_and_is_never_overwritten() {
         .output()
         .unwrap();
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(std::fs::read(&dest).unwrap(), b"precious");
     // Said before any build: a miss reports the same.
@@ -114,7 +114,7 @@ fn xfs_below_300_mib_is_refused_before_any_work() {
         .output()
         .unwrap();
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("xfs needs at least 300 MiB"), "{err}");
     assert!(!root.exists());
 }

@@ -44,10 +44,15 @@ fn numbers_out_of_range_are_usage_errors_before_anything_runs() {
     ];
     let kernel = ["kernel", "build", "--source", "/nonexistent"];
     for (args, flag, value, accepted) in [
-        (&build[..], "--timeout", "18446744073709551615", "1..=86400"),
-        (&build[..], "--timeout", "0", "1..=86400"),
-        (&build[..], "--memory", "8", "16..=3072"),
-        (&build[..], "--memory", "4096", "16..=3072"),
+        (
+            &build[..],
+            "--timeout",
+            "18446744073709551615",
+            "give 1s to 1d",
+        ),
+        (&build[..], "--timeout", "0", "give 1s to 1d"),
+        (&build[..], "--memory", "0", "from 1M to 3072M"),
+        (&build[..], "--memory", "4096", "from 1M to 3072M"),
         (&kernel[..], "--jobs", "0", "1..=1024"),
     ] {
         let out = Command::new(bin())

@@ -71,7 +71,7 @@ fn a_closed_stdout_pipe_is_not_a_panic() {
         .output()
         .unwrap();
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("create it first"), "{err}");
 }
 

@@ -480,7 +480,8 @@ fn clone_destinations_mean_what_they_say_and_overwrite_nothing() {
     symlink(&lured, &dangling).unwrap();
     for dest in [&to_file, &dangling, &template] {
         let out = clone(dest);
-        assert_eq!(out.status.code(), Some(1), "{}", dest.display());
+        // A usage error (exit 2), said before any build.
+        assert_eq!(out.status.code(), Some(2), "{}", dest.display());
         assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
     }
     assert_eq!(fs::read(&precious).unwrap(), b"precious");
@@ -489,9 +490,9 @@ fn clone_destinations_mean_what_they_say_and_overwrite_nothing() {
 
     let missing_dir = dir.path().join("no").join("such").join("dest.img");
     let out = clone(&missing_dir);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("failed to create"),
+        stderr(&out).contains("does not exist: create it first"),
         "{}",
         stderr(&out)
     );

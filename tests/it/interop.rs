@@ -387,7 +387,7 @@ fn capacities_the_formatter_refuses_are_refused_first() {
     for (fs, capacity, need, version, bytes) in refusals {
         let out = build_without_a_kernel(&root, fs, capacity);
         let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{fs} {capacity}: {err}");
+        assert_eq!(out.status.code(), Some(2), "{fs} {capacity}: {err}");
         for part in [need, &version, bytes] {
             assert!(err.contains(part), "{fs} {capacity}: no `{part}` in {err}");
         }

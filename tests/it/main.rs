@@ -12,6 +12,7 @@ mod crash;
 mod diskfull;
 mod edges;
 mod facade;
+mod grammar;
 #[path = "../guests/mod.rs"]
 mod guests;
 mod heal;

@@ -21,6 +21,7 @@ use crate::cache::filesystem::Filesystem;
 use crate::cache::key::{Capacity, Key};
 use crate::cache::lock::{self, Locked, Mode};
 use crate::cache::{fingerprint, heal, last_use, lookup, minimum};
+use crate::usage::UsageError;
 
 /// One template asked for, and how it went.
 #[derive(Debug)]
@@ -38,7 +39,7 @@ pub fn keys(wanted: &[(Filesystem, Capacity)]) -> Result<Vec<Key>> {
     let mut keys: Vec<Key> = Vec::new();
     for &(fs, capacity) in wanted {
         let formatter = fingerprint::formatter(fs)?;
-        minimum::check(fs, capacity, formatter.version.as_ref()).map_err(|e| anyhow!(e))?;
+        minimum::check(fs, capacity, formatter.version.as_ref()).map_err(UsageError)?;
         let key = Key::new(fs, capacity, &formatter.fingerprint);
         if !keys.contains(&key) {
             keys.push(key);
