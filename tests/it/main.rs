@@ -26,6 +26,7 @@ mod misdirected;
 mod multi;
 mod nested;
 mod owned;
+mod powerloss;
 mod real_kvm;
 mod sharing;
 mod soak;
