@@ -52,10 +52,10 @@ pub const OP_MARKER: &str = "KTSTR_POWERLOSS_OP";
 pub const DONE_MARKER: &str = "KTSTR_POWERLOSS_DONE";
 /// The prefix of each operation's log-writes mark.
 pub const MARK_PREFIX: &str = "ktstr-op-";
-/// The modules the recording needs beyond the disk's: device-mapper, its
-/// two targets, and what mounting the cache filesystem asks the crypto API
+/// The modules the recording needs beyond the disk's: log-writes (with
+/// dm-mod, its dependency), and what mounting the cache filesystem asks the crypto API
 /// for (no modprobe in the guest to load it on demand).
-const NEEDS: &[&str] = &["dm_log_writes", "dm_flakey", "crc32c_generic"];
+const NEEDS: &[&str] = &["dm_log_writes", "crc32c_generic"];
 
 /// A name and the sha256 of its bytes, as an operation published it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
