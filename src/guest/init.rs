@@ -5,7 +5,8 @@
 //! With `ktstr.mode=checks` on the command line it runs a list of checks
 //! instead ([`super::checks`]), as the nested lane's outer guest; with
 //! `ktstr.mode=probe` it writes a file to a per-test image
-//! ([`crate::probe`]). With `ktstr.verify=` it mounts the new filesystem
+//! ([`crate::probe`]); with `ktstr.mode=powerloss` it records the cache's
+//! operations under dm-log-writes ([`super::powerloss`]). With `ktstr.verify=` it mounts the new filesystem
 //! read-only before reporting ([`super::protocol`]).
 //!
 //! Every way out ends in a reboot, which the host sees as the end of the
@@ -62,6 +63,18 @@ pub fn run() -> ! {
             );
             power_cycle()
         }
+        Ok(cmdline)
+            if cmdline
+                .split_whitespace()
+                .any(|a| a == super::powerloss::MODE_PARAM) =>
+        {
+            let recorded = super::powerloss::record::run_in_guest(&cmdline);
+            print_line(&super::powerloss::render_done(
+                recorded.is_ok(),
+                &recorded.unwrap_or_else(|e| format!("{e:#}")),
+            ));
+            power_cycle()
+        }
         Ok(cmdline) => format_disks(&cmdline),
         Err(e) => Err(e),
     };
@@ -93,15 +106,20 @@ fn run_checks(cmdline: &str) -> Result<()> {
 
 /// Mounts `/dev/vda`, formatted as `fstype`, at `target`.
 pub(crate) fn mount_disk(fstype: &str, target: &str) -> Result<()> {
+    mount_disk_at(DISK, fstype, target)
+}
+
+/// Mounts block device `disk`, formatted as `fstype`, at `target`.
+pub(crate) fn mount_disk_at(disk: &str, fstype: &str, target: &str) -> Result<()> {
     fs::create_dir_all(target).with_context(|| format!("failed to create {target}"))?;
     mount(
-        Some(DISK),
+        Some(disk),
         target,
         Some(fstype),
         MsFlags::empty(),
         None::<&str>,
     )
-    .with_context(|| format!("failed to mount {DISK} ({fstype}) on {target}"))
+    .with_context(|| format!("failed to mount {disk} ({fstype}) on {target}"))
 }
 
 /// Syncs and unmounts `target`; a failure is printed, the reset syncs anyway.
@@ -275,7 +293,7 @@ fn verify_read_only(fs: Filesystem, disk: &Path, verify: Verify) -> Result<Verif
 }
 
 /// The sha256 of the whole disk, in hex.
-fn disk_hash(path: &Path) -> Result<String> {
+pub(crate) fn disk_hash(path: &Path) -> Result<String> {
     use sha2::Digest;
     use std::io::Read;
     let shown = path.display();

@@ -7,17 +7,22 @@
 //! result line both sides agree on ([`crate::guest::protocol`]). The memory
 //! it needs is checked before a boot ([`crate::guest::memory`]). The same
 //! init runs a list of checks ([`crate::guest::checks`]) in the nested-KVM
-//! lane's outer guest, which [`crate::guest::nested`] boots.
+//! lane's outer guest, which [`crate::guest::nested`] boots, and records the
+//! cache's operations for the power-loss lane ([`crate::guest::powerloss`],
+//! replayed by [`crate::guest::logwrites`]).
 
 pub mod builder;
 pub mod checks;
 pub mod disks;
+pub mod dm;
 pub mod elf;
 pub mod find_init;
 pub mod init;
 pub mod initramfs;
 pub mod libs;
+pub mod logwrites;
 pub mod memory;
 pub mod modules;
 pub mod nested;
+pub mod powerloss;
 pub mod protocol;

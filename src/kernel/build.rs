@@ -259,19 +259,32 @@ fn run_logged(mut cmd: Command, what: &str, progress: Option<&Progress>) -> Resu
 /// Copies the image, its uncompressed vmlinux and its config into
 /// `<scratch>/entry`, synced, ready to be renamed into the store.
 fn stage_entry(scratch: &Path, out: &Path) -> Result<PathBuf> {
+    stage_files(
+        scratch,
+        &[
+            (out.join("arch/x86/boot/bzImage"), IMAGE_FILE),
+            (out.join("vmlinux"), VMLINUX_FILE),
+            (out.join(".config"), CONFIG_FILE),
+        ],
+    )
+}
+
+/// Copies each `(from, name)` into `<scratch>/entry/<name>`, the files and
+/// the directory synced (the power-loss lane stages its kernel so too).
+pub(crate) fn stage_files(scratch: &Path, files: &[(PathBuf, &str)]) -> Result<PathBuf> {
     let entry = scratch.join("entry");
     fs::create_dir(&entry).with_context(|| format!("failed to create `{}`", entry.display()))?;
-    for (from, to) in [
-        (out.join("arch/x86/boot/bzImage"), IMAGE_FILE),
-        (out.join("vmlinux"), VMLINUX_FILE),
-        (out.join(".config"), CONFIG_FILE),
-    ] {
+    for (from, to) in files {
         let dest = entry.join(to);
-        fs::copy(&from, &dest).with_context(|| format!("failed to copy `{}`", from.display()))?;
+        fs::copy(from, &dest).with_context(|| format!("failed to copy `{}`", from.display()))?;
         File::open(&dest)
             .and_then(|f| f.sync_all())
             .with_context(|| format!("failed to sync `{}`", dest.display()))?;
     }
+    // The names too, before the rename publishes them.
+    File::open(&entry)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("failed to sync `{}`", entry.display()))?;
     Ok(entry)
 }
 

@@ -1,7 +1,8 @@
 //! The kernel store: `<ktstr cache>/kernels/<version>[-kvm-host]-<fragment hash>/bzImage`.
 //!
-//! An entry appears by one rename of a complete directory, so a kernel is
-//! either all there or absent. A build works in `.build-<name>.<pid>/`
+//! An entry appears by one rename of a complete, synced directory, and the
+//! store is synced after it, so a kernel is either all there or absent,
+//! and there once a build said so, whatever power cut follows. A build works in `.build-<name>.<pid>/`
 //! beside the entries, hidden from listings and flocked while its builder
 //! lives; a build killed mid-way (Ctrl-C during `make`) leaves its scratch
 //! unlocked, and the next build sweeps it ([`KernelStore::sweep_scratch`]).
@@ -170,7 +171,10 @@ impl KernelStore {
             &dest,
             RenameFlags::RENAME_EXCHANGE,
         ) {
-            Ok(()) => Ok(dest.join(IMAGE_FILE)),
+            Ok(()) => {
+                self.sync()?;
+                Ok(dest.join(IMAGE_FILE))
+            }
             Err(Errno::ENOENT) if !dest.exists() => self.publish(staging, name),
             Err(e) => Err(e).with_context(|| {
                 format!(
@@ -199,7 +203,16 @@ impl KernelStore {
                 });
             }
         }
+        self.sync()?;
         Ok(dest.join(IMAGE_FILE))
+    }
+
+    /// fsyncs the store's directory: a rename into it survives a power cut
+    /// only then (the power-loss lane lost a published kernel without it).
+    fn sync(&self) -> Result<()> {
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("failed to fsync `{}`", self.dir.display()))
     }
 }
 

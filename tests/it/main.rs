@@ -28,6 +28,7 @@ mod multi;
 mod nested;
 mod output;
 mod owned;
+mod powerloss;
 mod real_kvm;
 mod sharing;
 mod signals;

@@ -1,0 +1,218 @@
+//! The power-loss lane's recording guest: the cache's operations on a
+//! filesystem whose every write dm-log-writes records, for the host to
+//! replay to each point a power cut could leave ([`super::logwrites`]).
+//!
+//! Host to guest: `ktstr.mode=powerloss ktstr.disk=<fs>` on a stock
+//! kernel's command line; disk 0 is the data disk (all zeros), disk 1 the
+//! log. Init loads dm-mod and dm-log-writes, puts log-writes over the data
+//! disk, makes `<fs>` on it and runs [`record::OPS`] on a cache root in it
+//! with the host formatter ([`crate::HostMkfsBuilder`]), each in a child
+//! process whose pid no host process has, so the host's `clean` judges
+//! the guest's debris by the pid rule as it would a dead writer's.
+//!
+//! After each operation returns, init sends log-writes the mark
+//! `ktstr-op-<n>` and prints what the operation published and removed:
+//!
+//! ```text
+//! KTSTR_POWERLOSS_OP {"n":1,"op":"publish","published":[{"name":"<key>","sha256":"…"}],…}
+//! KTSTR_POWERLOSS_DONE ok=<yes|no> output=<escaped text>
+//! ```
+//!
+//! With `ktstr.powerloss.break=root-fsync` the publish path skips its
+//! fsync of the root after the rename, so the lane can show it catches
+//! an entry lost to a power cut after `template build` said it was
+//! published. Only this guest mode reads the switch.
+
+pub mod record;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::initramfs::Archive;
+use super::modules::add_modules;
+use super::protocol::{escape, formatter_path, unescape};
+use crate::cache::filesystem::Filesystem;
+use crate::cache::fingerprint::find_formatter;
+use crate::kernel::modules::{GUEST_NEEDS, guest_modules};
+use crate::kernel::stock::{STOCK_CMDLINE, StockKernel};
+use crate::runner::{DeviceDiscovery, GuestSpec};
+
+/// The command-line argument that selects this mode of the init.
+pub const MODE_PARAM: &str = "ktstr.mode=powerloss";
+/// The parameter that removes one fsync of the publish path.
+pub const BREAK_PARAM: &str = "ktstr.powerloss.break";
+/// The one fsync [`BREAK_PARAM`] can remove.
+pub const BREAK_ROOT_FSYNC: &str = "root-fsync";
+/// The marker of an operation's line.
+pub const OP_MARKER: &str = "KTSTR_POWERLOSS_OP";
+/// The marker of the closing line.
+pub const DONE_MARKER: &str = "KTSTR_POWERLOSS_DONE";
+/// The prefix of each operation's log-writes mark.
+pub const MARK_PREFIX: &str = "ktstr-op-";
+/// The modules the recording needs beyond the disk's: log-writes (with
+/// dm-mod, its dependency), and what mounting the cache filesystem asks the crypto API
+/// for (no modprobe in the guest to load it on demand).
+const NEEDS: &[&str] = &["dm_log_writes", "crc32c_generic"];
+
+/// A name and the sha256 of its bytes, as an operation published it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub name: String,
+    pub sha256: String,
+}
+
+/// What one operation did, as the guest prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpRecord {
+    /// Its place in the run: its mark is `ktstr-op-<n>`.
+    pub n: usize,
+    pub op: String,
+    /// Template entries it published (key, image hash).
+    pub published: Vec<Published>,
+    /// Template entries it removed (keys).
+    pub removed: Vec<String>,
+    /// Kernel-store entries it published (name, bzImage hash).
+    pub kernels: Vec<Published>,
+}
+
+impl OpRecord {
+    pub fn new(n: usize, op: &str) -> Self {
+        OpRecord {
+            n,
+            op: op.to_owned(),
+            published: Vec::new(),
+            removed: Vec::new(),
+            kernels: Vec::new(),
+        }
+    }
+
+    /// The line the guest prints, newline included.
+    pub fn render(&self) -> String {
+        let json = serde_json::to_string(self).expect("a record serializes");
+        format!("{OP_MARKER} {json}\n")
+    }
+
+    /// The mark log-writes holds for it.
+    pub fn mark(&self) -> String {
+        format!("{MARK_PREFIX}{}", self.n)
+    }
+
+    /// Every record in a console transcript, in order.
+    pub fn all_from_console(console: &[u8]) -> Vec<OpRecord> {
+        String::from_utf8_lossy(console)
+            .lines()
+            .filter_map(|line| {
+                let rest = &line[line.find(OP_MARKER)? + OP_MARKER.len()..];
+                serde_json::from_str(rest.trim()).ok()
+            })
+            .collect()
+    }
+}
+
+/// The closing line: whether every operation ran, and what went wrong.
+pub fn render_done(ok: bool, output: &str) -> String {
+    let ok = if ok { "yes" } else { "no" };
+    format!(
+        "{DONE_MARKER} ok={ok} output={}\n",
+        escape(output.as_bytes())
+    )
+}
+
+/// The closing line in a console transcript: (ok, output).
+pub fn done_from_console(console: &[u8]) -> Option<(bool, String)> {
+    let text = String::from_utf8_lossy(console);
+    text.lines().rev().find_map(|line| {
+        let rest = line[line.find(DONE_MARKER)?..]
+            .strip_prefix(DONE_MARKER)?
+            .trim_end_matches('\r');
+        let (ok, output) = rest.strip_prefix(" ok=")?.split_once(" output=")?;
+        Some((ok == "yes", unescape(output)))
+    })
+}
+
+/// One recording: `kernel` (a stock kernel with its modules) boots with
+/// `init` as PID 1, `data` and `log` as its disks, and records the run on
+/// `fs`.
+#[derive(Debug, Clone)]
+pub struct Recording<'a> {
+    pub kernel: &'a StockKernel,
+    pub init: &'a Path,
+    pub data: &'a Path,
+    pub log: &'a Path,
+    pub fs: Filesystem,
+    /// [`BREAK_ROOT_FSYNC`] to remove that fsync, else `None`.
+    pub broken: Option<&'a str>,
+    pub timeout: Duration,
+}
+
+impl Recording<'_> {
+    /// The guest to boot; `reboot` is the runner's reset argument.
+    pub fn spec(&self, reboot: &str) -> Result<GuestSpec> {
+        let mut wanted = GUEST_NEEDS.to_vec();
+        wanted.extend(NEEDS);
+        wanted.push(self.fs.name());
+        let modules = guest_modules(&self.kernel.modules_dir, &wanted, &self.kernel.signatures)?;
+        let mut archive = Archive::with_init(self.init)?;
+        // The cache filesystem's formatter, and ext4's for the templates.
+        let mut formatters = vec![self.fs];
+        if self.fs != record::TEMPLATE_FS {
+            formatters.push(record::TEMPLATE_FS);
+        }
+        for fs in formatters {
+            archive.program(&formatter_path(fs), &find_formatter(fs)?)?;
+        }
+        archive.mke2fs_conf()?;
+        add_modules(&mut archive, &modules)?;
+        let broken = self
+            .broken
+            .map(|b| format!("{BREAK_PARAM}={b}"))
+            .unwrap_or_default();
+        Ok(GuestSpec {
+            kernel: self.kernel.image.clone(),
+            initramfs: archive.finish().context("failed to finish the initramfs")?,
+            cmdline: format!(
+                "console=ttyS0 {reboot} panic=-1 {MODE_PARAM} {}={} {broken} {STOCK_CMDLINE} quiet",
+                super::checks::DISK_PARAM,
+                self.fs
+            )
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+            disks: vec![self.data.to_owned(), self.log.to_owned()],
+            memory_mib: 1024,
+            timeout: self.timeout,
+            devices: DeviceDiscovery::Acpi,
+            vmlinux: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_the_closing_line_round_trip_through_a_noisy_console() {
+        let mut a = OpRecord::new(1, "publish");
+        a.published.push(Published {
+            name: "ext4-16m-0123456789abcdef".into(),
+            sha256: "ab".repeat(32),
+        });
+        let b = OpRecord::new(2, "clean");
+        let console = format!(
+            "[ 1.0] x\r\n{}[ 2.0] y{}\r\n{}",
+            a.render(),
+            b.render(),
+            render_done(false, "mkfs failed:\nno space")
+        );
+        assert_eq!(OpRecord::all_from_console(console.as_bytes()), [a, b]);
+        assert_eq!(
+            done_from_console(console.as_bytes()),
+            Some((false, "mkfs failed:\nno space".into()))
+        );
+        assert_eq!(OpRecord::new(7, "x").mark(), "ktstr-op-7");
+    }
+}
