@@ -116,9 +116,14 @@ mod imp {
         };
         out += &line("read", &r.read);
         out += &line("list", &r.list);
+        let why = if r.writable_mode {
+            "not probed: the read failed"
+        } else {
+            "not probed: read-only mode"
+        };
         let skipped = Probe {
             ok: false,
-            detail: Some("not probed: read-only mode".into()),
+            detail: Some(why.into()),
         };
         out += &line("write", r.write.as_ref().unwrap_or(&skipped));
         out += &line(

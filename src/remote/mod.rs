@@ -124,6 +124,18 @@ fn operator(url: &RemoteUrl) -> Result<Operator> {
             if let Some(endpoint) = endpoint {
                 b = b.endpoint(endpoint);
             }
+            // The static keys explicitly: opendal's own loader does not
+            // always take them from the environment; profiles and roles
+            // are left to it.
+            let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+            if let (Some(id), Some(secret)) =
+                (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
+            {
+                b = b.access_key_id(&id).secret_access_key(&secret);
+                if let Some(token) = env("AWS_SESSION_TOKEN") {
+                    b = b.session_token(&token);
+                }
+            }
             Operator::new(b)?.finish()
         }
         RemoteUrl::Webdav { endpoint, root } => {
