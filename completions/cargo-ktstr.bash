@@ -25,6 +25,9 @@ _cargo_ktstr() {
             cargo_ktstr,kernel)
                 cmd="cargo_ktstr__subcmd__kernel"
                 ;;
+            cargo_ktstr,remote)
+                cmd="cargo_ktstr__subcmd__remote"
+                ;;
             cargo_ktstr,template)
                 cmd="cargo_ktstr__subcmd__template"
                 ;;
@@ -37,6 +40,9 @@ _cargo_ktstr() {
             cargo_ktstr__subcmd__help,kernel)
                 cmd="cargo_ktstr__subcmd__help__subcmd__kernel"
                 ;;
+            cargo_ktstr__subcmd__help,remote)
+                cmd="cargo_ktstr__subcmd__help__subcmd__remote"
+                ;;
             cargo_ktstr__subcmd__help,template)
                 cmd="cargo_ktstr__subcmd__help__subcmd__template"
                 ;;
@@ -48,6 +54,12 @@ _cargo_ktstr() {
                 ;;
             cargo_ktstr__subcmd__help__subcmd__kernel,list)
                 cmd="cargo_ktstr__subcmd__help__subcmd__kernel__subcmd__list"
+                ;;
+            cargo_ktstr__subcmd__help__subcmd__kernel,push)
+                cmd="cargo_ktstr__subcmd__help__subcmd__kernel__subcmd__push"
+                ;;
+            cargo_ktstr__subcmd__help__subcmd__remote,check)
+                cmd="cargo_ktstr__subcmd__help__subcmd__remote__subcmd__check"
                 ;;
             cargo_ktstr__subcmd__help__subcmd__template,build)
                 cmd="cargo_ktstr__subcmd__help__subcmd__template__subcmd__build"
@@ -70,6 +82,9 @@ _cargo_ktstr() {
             cargo_ktstr__subcmd__kernel,list)
                 cmd="cargo_ktstr__subcmd__kernel__subcmd__list"
                 ;;
+            cargo_ktstr__subcmd__kernel,push)
+                cmd="cargo_ktstr__subcmd__kernel__subcmd__push"
+                ;;
             cargo_ktstr__subcmd__kernel__subcmd__help,build)
                 cmd="cargo_ktstr__subcmd__kernel__subcmd__help__subcmd__build"
                 ;;
@@ -81,6 +96,21 @@ _cargo_ktstr() {
                 ;;
             cargo_ktstr__subcmd__kernel__subcmd__help,list)
                 cmd="cargo_ktstr__subcmd__kernel__subcmd__help__subcmd__list"
+                ;;
+            cargo_ktstr__subcmd__kernel__subcmd__help,push)
+                cmd="cargo_ktstr__subcmd__kernel__subcmd__help__subcmd__push"
+                ;;
+            cargo_ktstr__subcmd__remote,check)
+                cmd="cargo_ktstr__subcmd__remote__subcmd__check"
+                ;;
+            cargo_ktstr__subcmd__remote,help)
+                cmd="cargo_ktstr__subcmd__remote__subcmd__help"
+                ;;
+            cargo_ktstr__subcmd__remote__subcmd__help,check)
+                cmd="cargo_ktstr__subcmd__remote__subcmd__help__subcmd__check"
+                ;;
+            cargo_ktstr__subcmd__remote__subcmd__help,help)
+                cmd="cargo_ktstr__subcmd__remote__subcmd__help__subcmd__help"
                 ;;
             cargo_ktstr__subcmd__template,build)
                 cmd="cargo_ktstr__subcmd__template__subcmd__build"
@@ -113,7 +143,7 @@ _cargo_ktstr() {
 
     case "${cmd}" in
         cargo_ktstr)
-            opts="-v -q -h -V --verbose --quiet --cache-dir --help --version clean template kernel help"
+            opts="-v -q -h -V --verbose --quiet --cache-dir --help --version clean template kernel remote help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -165,7 +195,7 @@ _cargo_ktstr() {
             return 0
             ;;
         cargo_ktstr__subcmd__help)
-            opts="clean template kernel help"
+            opts="clean template kernel remote help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -207,7 +237,7 @@ _cargo_ktstr() {
             return 0
             ;;
         cargo_ktstr__subcmd__help__subcmd__kernel)
-            opts="build list clean"
+            opts="build push list clean"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -249,6 +279,48 @@ _cargo_ktstr() {
             return 0
             ;;
         cargo_ktstr__subcmd__help__subcmd__kernel__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cargo_ktstr__subcmd__help__subcmd__kernel__subcmd__push)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cargo_ktstr__subcmd__help__subcmd__remote)
+            opts="check"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cargo_ktstr__subcmd__help__subcmd__remote__subcmd__check)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -319,7 +391,7 @@ _cargo_ktstr() {
             return 0
             ;;
         cargo_ktstr__subcmd__kernel)
-            opts="-v -q -h -V --verbose --quiet --cache-dir --help --version build list clean help"
+            opts="-v -q -h -V --verbose --quiet --cache-dir --help --version build push list clean help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -337,7 +409,7 @@ _cargo_ktstr() {
             return 0
             ;;
         cargo_ktstr__subcmd__kernel__subcmd__build)
-            opts="-j -v -q -h -V --source --jobs --force --kind --verbose --quiet --cache-dir --help --version"
+            opts="-j -v -q -h -V --source --jobs --force --kind --remote --remote-write --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -357,6 +429,10 @@ _cargo_ktstr() {
                     ;;
                 --kind)
                     COMPREPLY=($(compgen -W "template kvm-host" -- "${cur}"))
+                    return 0
+                    ;;
+                --remote)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --cache-dir)
@@ -397,7 +473,7 @@ _cargo_ktstr() {
             return 0
             ;;
         cargo_ktstr__subcmd__kernel__subcmd__help)
-            opts="build list clean help"
+            opts="build push list clean help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -466,6 +542,20 @@ _cargo_ktstr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cargo_ktstr__subcmd__kernel__subcmd__help__subcmd__push)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cargo_ktstr__subcmd__kernel__subcmd__list)
             opts="-v -q -h -V --json --verbose --quiet --cache-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -477,6 +567,110 @@ _cargo_ktstr() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cargo_ktstr__subcmd__kernel__subcmd__push)
+            opts="-v -q -h -V --remote --remote-write --json --verbose --quiet --cache-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --remote)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cargo_ktstr__subcmd__remote)
+            opts="-v -q -h -V --verbose --quiet --cache-dir --help --version check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cargo_ktstr__subcmd__remote__subcmd__check)
+            opts="-v -q -h -V --remote --remote-write --json --verbose --quiet --cache-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --remote)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cargo_ktstr__subcmd__remote__subcmd__help)
+            opts="check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cargo_ktstr__subcmd__remote__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cargo_ktstr__subcmd__remote__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

@@ -71,6 +71,11 @@ pub mod kernel;
 pub mod outcome;
 #[doc(hidden)]
 pub mod progress;
+/// The remote kernel cache (the `remote` feature): S3, WebDAV, a shared
+/// filesystem or the GitHub Actions cache.
+#[cfg(feature = "remote")]
+#[doc(hidden)]
+pub mod remote;
 #[doc(hidden)]
 pub mod usage;
 #[doc(hidden)]

@@ -33,11 +33,13 @@ fn source() -> PathBuf {
 pub fn fixture_kernel() -> PathBuf {
     let kernels = KernelStore::from_env().expect("the kernel cache");
     let store = KernelStore::new(kernels.dir().with_file_name("bench-kernels"));
-    let name = |version: &str| format!("{version}-fixture-a941d90");
+    // A fixed name: the fixture is one kernel, whatever the source's key.
+    let name = |version: &str, _key: &str| format!("{version}-fixture-a941d90");
     let recipe = Recipe {
         label: "fixture (a941d90)".into(),
         fragments: &[("template.config", FIXTURE)],
         name: &name,
+        legacy_name: None,
     };
     let opts = BuildOptions {
         kind: KernelKind::Template,
@@ -45,9 +47,16 @@ pub fn fixture_kernel() -> PathBuf {
         force: false,
     };
     eprintln!("rows 8 and 10: the fixture kernel (about 5 minutes on the first run)");
-    build_recipe(&store, &source(), &recipe, opts, &Progress::new(false))
-        .expect("building the fixture kernel")
-        .image
+    build_recipe(
+        &store,
+        &source(),
+        &recipe,
+        opts,
+        None,
+        &Progress::new(false),
+    )
+    .expect("building the fixture kernel")
+    .image
 }
 
 /// Row 10 on one filesystem.

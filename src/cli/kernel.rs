@@ -18,8 +18,11 @@ use cargo_ktstr::progress::Progress;
 
 #[derive(Debug, Subcommand)]
 pub enum KernelCommand {
-    /// Build a guest bzImage from a kernel source tree or tarball and cache it.
+    /// Build a guest bzImage from a kernel source tree or tarball and cache it
+    /// (pulled from the remote kernel cache instead, when it has it).
     Build(KernelBuildArgs),
+    /// Push cached kernels to the remote kernel cache.
+    Push(super::remote::KernelPushArgs),
     /// List the kernels a template build can use: cached ones, and stock
     /// kernels in /boot with their modules; the first is the default. Those
     /// this user cannot read follow the readable ones, marked unreadable.
@@ -68,6 +71,9 @@ pub struct KernelBuildArgs {
     /// nested-KVM test lane (the template kernel plus KVM and KVM_AMD).
     #[arg(long, value_enum, default_value_t = KindArg::Template)]
     pub kind: KindArg,
+
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
 }
 
 /// `--kind`, mapped onto [`KernelKind`].
@@ -106,9 +112,11 @@ pub fn run(global: &GlobalArgs, cmd: KernelCommand) -> Result<ExitCode> {
                 jobs,
                 force: args.force,
             };
-            let built = build::build(&store, &args.source, opts, &progress)?;
+            let remote = super::remote::open(&args.remote)?;
+            let built = build::build(&store, &args.source, opts, remote.as_deref(), &progress)?;
             super::print_stdout(&format!("{}\n", built.image.display()))?;
         }
+        KernelCommand::Push(args) => return super::remote::push(global, &store, args),
         KernelCommand::Clean(args) => {
             let opts = KernelCleanOptions {
                 keep: args.keep,
@@ -150,7 +158,7 @@ fn render_list(kernels: &[Available]) -> String {
     let mut text = String::new();
     for k in kernels {
         let origin = if k.readable {
-            origin_text(k.origin).to_owned()
+            provenance_text(k)
         } else {
             format!("unreadable: make it readable ({})", make_readable(&k.image))
         };
@@ -163,6 +171,23 @@ fn render_list(kernels: &[Available]) -> String {
         );
     }
     text
+}
+
+/// Where a listed kernel comes from: a cached one's recorded provenance
+/// when it has one.
+fn provenance_text(k: &Available) -> String {
+    use cargo_ktstr::kernel::store::ProvenanceOrigin as P;
+    match &k.provenance {
+        Some(p) => match p.origin {
+            P::Built => "built here by `kernel build`".to_owned(),
+            P::Pulled => format!(
+                "pulled from {}, verified",
+                p.remote.as_deref().unwrap_or("a remote")
+            ),
+            P::Adopted => "built by `kernel build` before sources were keyed".to_owned(),
+        },
+        None => origin_text(k.origin).to_owned(),
+    }
 }
 
 /// Where a listed kernel comes from, for people.

@@ -21,6 +21,7 @@ use cargo_ktstr::units;
 pub mod clean;
 pub mod generate;
 pub mod kernel;
+pub mod remote;
 pub mod template;
 
 /// Disk templates for VM-based sched_ext tests: a cache of pre-formatted
@@ -139,6 +140,9 @@ pub enum Command {
     /// Build and list guest kernels.
     #[command(subcommand)]
     Kernel(kernel::KernelCommand),
+    /// The remote kernel cache a fleet shares (docs/remote-cache.md).
+    #[command(subcommand)]
+    Remote(remote::RemoteCommand),
 }
 
 /// Which filesystem and how large.
@@ -277,6 +281,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Clean(args) => clean::run(&global, args),
         Command::Template(cmd) => template::run(&global, cmd),
         Command::Kernel(cmd) => kernel::run(&global, cmd),
+        Command::Remote(cmd) => remote::run(&global, cmd),
     }
 }
 

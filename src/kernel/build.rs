@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::KernelKind;
+use super::key::{KeyInputs, Toolchain};
 use super::kind::{fragment_options, make_variables};
 use super::source::{Source, check_build_tools};
-use super::store::{CONFIG_FILE, IMAGE_FILE, KernelStore, VMLINUX_FILE};
+use super::store::{
+    CONFIG_FILE, IMAGE_FILE, KernelStore, Provenance, ProvenanceOrigin, VMLINUX_FILE,
+};
 use crate::progress::{Progress, secs};
 
 /// Lines of build output kept for an error message.
@@ -26,8 +29,10 @@ const TAIL_LINES: usize = 30;
 pub struct KernelBuild {
     pub name: String,
     pub image: PathBuf,
-    /// False when the store already had this kernel.
+    /// False when the store already had this kernel, or it was pulled.
     pub built: bool,
+    /// True when it came from the remote cache.
+    pub pulled: bool,
     pub elapsed: Duration,
 }
 
@@ -41,19 +46,41 @@ pub struct BuildOptions {
     pub force: bool,
 }
 
-/// Builds (or finds) the kernel of `opts.kind` for `source` in `store`.
+/// A remote kernel cache as a build uses one (the `remote` feature's
+/// `Remote`): looked in on a local miss, pushed to after a build.
+pub trait KernelRemote {
+    /// Fetches the kernel of `inputs` into `store` as `name`, verified;
+    /// `Ok(None)` when the remote lacks it.
+    fn pull(
+        &self,
+        store: &KernelStore,
+        inputs: &KeyInputs,
+        name: &str,
+        progress: &Progress,
+    ) -> Result<Option<PathBuf>>;
+    /// Pushes cached kernel `name`.
+    fn push(&self, store: &KernelStore, name: &str, progress: &Progress) -> Result<()>;
+    /// Whether this process may write to it.
+    fn writable(&self) -> bool;
+}
+
+/// Builds (or finds) the kernel of `opts.kind` for `source` in `store`,
+/// looking in `remote` on a local miss and pushing to it when writable.
 pub fn build(
     store: &KernelStore,
     source: &Path,
     opts: BuildOptions,
+    remote: Option<&dyn KernelRemote>,
     progress: &Progress,
 ) -> Result<KernelBuild> {
+    let legacy = |version: &str| opts.kind.entry_name(version);
     let recipe = Recipe {
         label: opts.kind.to_string(),
         fragments: opts.kind.fragments(),
-        name: &|version| opts.kind.entry_name(version),
+        name: &|version, key| opts.kind.keyed_name(version, key),
+        legacy_name: Some(&legacy),
     };
-    build_recipe(store, source, &recipe, opts, progress)
+    build_recipe(store, source, &recipe, opts, remote, progress)
 }
 
 /// Fragments merged onto tinyconfig, and the cache name of their kernel.
@@ -64,8 +91,10 @@ pub struct Recipe<'a> {
     pub label: String,
     /// (file name, text), in merge order.
     pub fragments: &'a [(&'a str, &'a str)],
-    /// The entry name for a source version.
-    pub name: &'a dyn Fn(&str) -> String,
+    /// The entry name for a source version and the key's short form.
+    pub name: &'a dyn Fn(&str, &str) -> String,
+    /// The name the store gave this kernel before keys named sources.
+    pub legacy_name: Option<&'a dyn Fn(&str) -> String>,
 }
 
 impl std::fmt::Debug for Recipe<'_> {
@@ -76,41 +105,114 @@ impl std::fmt::Debug for Recipe<'_> {
     }
 }
 
-/// Builds (or finds) `recipe`'s kernel for `source` in `store`
+/// Builds (or finds, or pulls) `recipe`'s kernel for `source` in `store`
 /// (`opts.kind` is not used).
 pub fn build_recipe(
     store: &KernelStore,
     source: &Path,
     recipe: &Recipe<'_>,
     opts: BuildOptions,
+    remote: Option<&dyn KernelRemote>,
     progress: &Progress,
 ) -> Result<KernelBuild> {
-    let force = opts.force;
     let start = Instant::now();
     let source = Source::open(source)?;
-    let version = source.version()?;
-    let name = (recipe.name)(&version);
-    let found = if force { None } else { store.lookup(&name)? };
-    if let Some(image) = found {
-        progress.step("Found", format!("kernel {name} in the cache"));
-        return Ok(KernelBuild {
-            name,
-            image,
-            built: false,
-            elapsed: start.elapsed(),
-        });
+    let inputs = KeyInputs::compute(&source, recipe.fragments)?;
+    let name = (recipe.name)(&inputs.version, &inputs.short_key());
+    let done = |image, built, pulled| KernelBuild {
+        name: name.clone(),
+        image,
+        built,
+        pulled,
+        elapsed: start.elapsed(),
+    };
+    if !opts.force {
+        if let Some(image) = store.lookup(&name)? {
+            progress.step("Found", format!("kernel {name} in the cache"));
+            return Ok(done(image, false, false));
+        }
+        let legacy = recipe.legacy_name.map(|f| f(&inputs.version));
+        if let Some(image) = adopt_legacy(store, &source, &inputs, legacy.as_deref(), &name)? {
+            progress.step(
+                "Found",
+                format!(
+                    "kernel {name} in the cache (as {}, from this unchanged tarball)",
+                    legacy.unwrap_or_default()
+                ),
+            );
+            return Ok(done(image, false, false));
+        }
+        if let Some(remote) = remote {
+            match remote.pull(store, &inputs, &name, progress) {
+                Ok(Some(image)) => return Ok(done(image, false, true)),
+                Ok(None) => progress.step("Missed", format!("kernel {name}: not in the remote")),
+                Err(e) => eprintln!(
+                    "warning: pulling kernel {name} failed, building it here instead: {e:#}"
+                ),
+            }
+        }
     }
-    let image = build_entry(store, &source, &name, recipe, opts, progress)?;
+    let image = build_entry(store, &source, &name, &inputs, recipe, opts, progress)?;
     progress.step(
         "Finished",
         format!("kernel {name} in {}", secs(start.elapsed())),
     );
-    Ok(KernelBuild {
-        name,
-        image,
-        built: true,
-        elapsed: start.elapsed(),
-    })
+    if let Some(remote) = remote.filter(|r| r.writable()) {
+        if !inputs.source.shareable() {
+            progress.step(
+                "Not pushing",
+                format!("kernel {name}: its git tree has uncommitted changes"),
+            );
+        } else if let Err(e) = remote.push(store, &name, progress) {
+            eprintln!("warning: pushing kernel {name} failed (it is cached here): {e:#}");
+        }
+    }
+    Ok(done(image, true, false))
+}
+
+/// A kernel cached under its name from before keys named sources, taken
+/// over when the source is a tarball not modified since that kernel was
+/// built: hard links into a new entry under `name`, the old one left as it
+/// is. A source directory never is: its edits leave no such trace.
+fn adopt_legacy(
+    store: &KernelStore,
+    source: &Source,
+    inputs: &KeyInputs,
+    legacy: Option<&str>,
+    name: &str,
+) -> Result<Option<PathBuf>> {
+    let (Source::Tarball { path, .. }, Some(legacy)) = (source, legacy) else {
+        return Ok(None);
+    };
+    let Some(old_image) = store.lookup(legacy)? else {
+        return Ok(None);
+    };
+    let old = store.dir().join(legacy);
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let unchanged = matches!((mtime(path), mtime(&old_image)), (Some(t), Some(k)) if t <= k);
+    if !unchanged || Provenance::read(&old)?.is_some() {
+        return Ok(None);
+    }
+    let (scratch_dir, _held) = store.create_scratch(name)?;
+    let scratch = Scratch(scratch_dir);
+    let entry = scratch.0.join("entry");
+    fs::create_dir(&entry).with_context(|| format!("failed to create `{}`", entry.display()))?;
+    for file in [IMAGE_FILE, VMLINUX_FILE, CONFIG_FILE] {
+        let from = old.join(file);
+        if from.exists() {
+            fs::hard_link(&from, entry.join(file))
+                .with_context(|| format!("failed to link `{}`", from.display()))?;
+        }
+    }
+    Provenance {
+        origin: ProvenanceOrigin::Adopted,
+        remote: None,
+        key: inputs.key(),
+        inputs: inputs.clone(),
+        toolchain: Toolchain::detect(),
+    }
+    .write(&entry)?;
+    store.publish(&entry, name).map(Some)
 }
 
 /// Unpacks, configures and compiles `source` in a scratch directory of
@@ -119,6 +221,7 @@ fn build_entry(
     store: &KernelStore,
     source: &Source,
     name: &str,
+    inputs: &KeyInputs,
     recipe: &Recipe<'_>,
     BuildOptions { jobs, force, .. }: BuildOptions,
     progress: &Progress,
@@ -151,6 +254,14 @@ fn build_entry(
     args.extend(make_variables(recipe.fragments));
     make(&tree, &out, &args, progress)?;
     let entry = stage_entry(&scratch.0, &out)?;
+    Provenance {
+        origin: ProvenanceOrigin::Built,
+        remote: None,
+        key: inputs.key(),
+        inputs: inputs.clone(),
+        toolchain: Toolchain::detect(),
+    }
+    .write(&entry)?;
     if force {
         // The old kernel, swapped into the scratch directory, goes with it.
         return store.replace(&entry, name);

@@ -62,11 +62,23 @@ impl KernelKind {
         fragment_options(self.fragments())
     }
 
-    /// The cache name of this kind of kernel built from source `version`.
+    /// The cache name this kind of kernel from source `version` had before
+    /// keys named the source ([`Self::keyed_name`]); still found, see
+    /// `build::adopt_legacy`.
     pub fn entry_name(self, version: &str) -> String {
         match self {
             KernelKind::Template => format!("{version}-{}", self.fragment_hash()),
             KernelKind::KvmHost => format!("{version}{KVM_HOST_INFIX}{}", self.fragment_hash()),
+        }
+    }
+
+    /// The cache name of this kind of kernel with key `short_key`
+    /// ([`super::key::KeyInputs::short_key`]): what [`Self::entry_name`]
+    /// was before keys named the source.
+    pub fn keyed_name(self, version: &str, short_key: &str) -> String {
+        match self {
+            KernelKind::Template => format!("{version}-{short_key}"),
+            KernelKind::KvmHost => format!("{version}{KVM_HOST_INFIX}{short_key}"),
         }
     }
 

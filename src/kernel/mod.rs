@@ -9,6 +9,7 @@
 
 pub mod build;
 pub mod clean;
+pub mod key;
 pub mod kind;
 pub mod modules;
 pub mod resolve;

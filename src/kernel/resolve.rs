@@ -135,6 +135,9 @@ pub struct Available {
     pub size: u64,
     /// This user can read it; an unreadable kernel is listed, never taken.
     pub readable: bool,
+    /// A cached kernel's origin and key inputs, when it records them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<super::store::Provenance>,
 }
 
 /// Resolves the kernel from an explicit path, the value of
@@ -225,6 +228,7 @@ pub fn available(
                 size: meta.len(),
                 readable: unreadable::read_error(&path).is_none(),
                 image: path,
+                provenance: None,
             });
         }
     }
@@ -234,6 +238,7 @@ pub fn available(
         .partition(|k| k.kind == KernelKind::Template);
     let cached = |k: super::store::CachedKernel| Available {
         readable: unreadable::read_error(&k.image).is_none(),
+        provenance: k.provenance,
         name: k.name,
         kind: k.kind.to_string(),
         origin: Origin::Cache,
@@ -261,6 +266,7 @@ pub fn available(
             Origin::Boot
         },
         readable: k.unreadable.is_none(),
+        provenance: None,
         image: k.image.clone(),
     }));
     all.extend(hosts.into_iter().map(cached));

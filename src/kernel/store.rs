@@ -17,9 +17,10 @@ use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, Flock, RenameFlags, renameat2};
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::KernelKind;
+use super::key::{KeyInputs, Toolchain};
 use crate::cache::lock::{self, Mode};
 use crate::cache::root;
 
@@ -33,6 +34,57 @@ pub const IMAGE_FILE: &str = "bzImage";
 pub const VMLINUX_FILE: &str = "vmlinux";
 /// The merged `.config` the image was built from, kept beside it.
 pub const CONFIG_FILE: &str = "config";
+/// Where the entry came from and what it was built from ([`Provenance`]);
+/// kernels cached before it was kept lack it.
+pub const PROVENANCE_FILE: &str = "key.json";
+
+/// How an entry got here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProvenanceOrigin {
+    /// `kernel build` compiled it on this machine.
+    Built,
+    /// Fetched from a remote cache and verified.
+    Pulled,
+    /// An entry cached under the name the store used before keys named
+    /// sources, taken over by a build of an unchanged tarball; never pushed.
+    Adopted,
+}
+
+/// An entry's `key.json`: its origin and key inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub origin: ProvenanceOrigin,
+    /// The remote's URL, for a pulled kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    pub key: String,
+    pub inputs: KeyInputs,
+    pub toolchain: Toolchain,
+}
+
+impl Provenance {
+    /// Writes `key.json` into the (staged) entry `dir`, synced.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(PROVENANCE_FILE);
+        let mut text = serde_json::to_string_pretty(self)?;
+        text.push('\n');
+        fs::write(&path, text).with_context(|| format!("failed to write `{}`", path.display()))?;
+        fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("failed to sync `{}`", path.display()))
+    }
+
+    /// Entry `dir`'s provenance; `None` when it has none (or an unreadable one).
+    pub fn read(dir: &Path) -> Result<Option<Provenance>> {
+        let path = dir.join(PROVENANCE_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("failed to read `{}`", path.display())),
+        }
+    }
+}
 
 /// A directory of cached kernels.
 #[derive(Debug, Clone)]
@@ -50,6 +102,8 @@ pub struct CachedKernel {
     pub size: u64,
     #[serde(skip)]
     pub modified: SystemTime,
+    /// Where it came from; `None` for a kernel cached before that was kept.
+    pub provenance: Option<Provenance>,
 }
 
 impl KernelStore {
@@ -101,12 +155,14 @@ impl KernelStore {
             };
             let meta = fs::metadata(&image)
                 .with_context(|| format!("failed to stat `{}`", image.display()))?;
+            let provenance = Provenance::read(&self.dir.join(&name)).unwrap_or(None);
             kernels.push(CachedKernel {
                 kind: KernelKind::of_entry(&name),
                 name,
                 image,
                 size: meta.len(),
                 modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                provenance,
             });
         }
         kernels.sort_by(|a, b| b.modified.cmp(&a.modified).then(a.name.cmp(&b.name)));

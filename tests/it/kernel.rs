@@ -5,6 +5,7 @@ use std::process::Command;
 
 use cargo_ktstr::kernel::KernelKind;
 use cargo_ktstr::kernel::build::{self, BuildOptions};
+use cargo_ktstr::kernel::key::KeyInputs;
 use cargo_ktstr::kernel::source::Source;
 use cargo_ktstr::kernel::store::KernelStore;
 use cargo_ktstr::progress::Progress;
@@ -185,11 +186,9 @@ fn a_second_build_of_the_same_source_is_a_hit() {
     if !prerequisite(DEBIAN_SOURCE, Path::new(DEBIAN_SOURCE).exists()) {
         return;
     }
-    let version = Source::open(Path::new(DEBIAN_SOURCE))
-        .unwrap()
-        .version()
-        .unwrap();
-    let name = KernelKind::Template.entry_name(&version);
+    let source = Source::open(Path::new(DEBIAN_SOURCE)).unwrap();
+    let inputs = KeyInputs::compute(&source, KernelKind::Template.fragments()).unwrap();
+    let name = KernelKind::Template.keyed_name(&inputs.version, &inputs.short_key());
     let cached = store.lookup(&name).unwrap();
     if !prerequisite(
         &format!("the cached kernel {name} (run .ci/run)"),
@@ -210,7 +209,13 @@ fn a_second_build_of_the_same_source_is_a_hit() {
         jobs: 1,
         force: false,
     };
-    let hit = build::build(&store, Path::new(DEBIAN_SOURCE), opts, &Progress::silent());
+    let hit = build::build(
+        &store,
+        Path::new(DEBIAN_SOURCE),
+        opts,
+        None,
+        &Progress::silent(),
+    );
     assert!(!hit.unwrap().built);
 }
 
