@@ -19,8 +19,8 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use super::KernelKind;
-use crate::cache::lock::{self, Mode};
-use crate::cache::root;
+use crate::store::lock::{self, Mode};
+use crate::store::root;
 
 /// The prefix of a build's scratch directory.
 pub(crate) const SCRATCH_PREFIX: &str = ".build-";
