@@ -44,9 +44,9 @@
 mod template_cache;
 
 pub use cache::ensure::{HostMkfsBuilder, TemplateBuilder};
-pub use cache::filesystem::Filesystem;
 pub use cache::key::{Capacity, CapacityError, Key};
 pub use cache::per_test::PerTestImage;
+pub use formatter::filesystem::Filesystem;
 pub use guest::find_init::{GuestInit, init_if_guest};
 pub use runner::VmmChoice;
 pub use template_cache::TemplateCache;
@@ -57,6 +57,14 @@ pub mod units;
 
 // Not API: reachable for this crate's binary, integration tests and benches,
 // and free to change in any release.
+// Foundations: they import nothing from the domains below.
+#[doc(hidden)]
+pub mod elf;
+#[doc(hidden)]
+pub mod formatter;
+#[doc(hidden)]
+pub mod store;
+// Domains.
 #[doc(hidden)]
 pub mod cache;
 #[doc(hidden)]

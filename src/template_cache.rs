@@ -8,15 +8,15 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::cache::ensure::{EnsureOptions, TemplateBuilder, ensure_template};
-use crate::cache::filesystem::Filesystem;
 use crate::cache::key::Capacity;
 use crate::cache::per_test::PerTestImage;
-use crate::cache::root;
+use crate::formatter::filesystem::Filesystem;
 use crate::guest::builder::OnMiss;
 use crate::guest::find_init::GuestInit;
 use crate::guest::protocol::Verify;
 use crate::progress::Progress;
 use crate::runner::VmmChoice;
+use crate::store::root;
 
 /// A template root and how its misses are built: what a harness holds.
 ///

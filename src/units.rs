@@ -121,6 +121,14 @@ fn split(s: &str) -> Option<(u64, &str)> {
     Some((digits.parse().ok()?, unit))
 }
 
+/// Seconds from `t` to now; `0` for a time in the future (a skewed clock).
+pub fn secs_since(t: std::time::SystemTime) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(t)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

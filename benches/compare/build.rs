@@ -7,9 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use cargo_ktstr::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
-use cargo_ktstr::cache::filesystem::Filesystem;
-use cargo_ktstr::cache::fingerprint::find_formatter;
 use cargo_ktstr::cache::key::Capacity;
+use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::formatter::fingerprint::find_formatter;
 use cargo_ktstr::guest::initramfs::template_initramfs;
 use cargo_ktstr::guest::protocol::cmdline;
 use cargo_ktstr::host::tsc_khz;

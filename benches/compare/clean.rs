@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use cargo_ktstr::cache::filesystem::Filesystem;
+use cargo_ktstr::formatter::filesystem::Filesystem;
 
 use crate::Bench;
 use crate::measure::{interleave, run, time};

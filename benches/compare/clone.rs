@@ -4,8 +4,8 @@ use std::path::Path;
 use std::process::Command;
 
 use cargo_ktstr::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
-use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::key::Capacity;
+use cargo_ktstr::formatter::filesystem::Filesystem;
 
 use crate::Bench;
 use crate::measure::{interleave, median, time};

@@ -42,7 +42,7 @@ mod util {
 
 use std::path::PathBuf;
 
-use cargo_ktstr::cache::filesystem::Filesystem;
+use cargo_ktstr::formatter::filesystem::Filesystem;
 
 use crate::loopfs::LoopFs;
 use crate::table::Row;

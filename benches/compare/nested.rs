@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cargo_ktstr::cache::filesystem::Filesystem;
+use cargo_ktstr::formatter::filesystem::Filesystem;
 use cargo_ktstr::guest::checks::CheckSpec;
 use cargo_ktstr::guest::nested::{self, NestedSpec, OuterInitramfs, TEMPLATE_KERNEL};
 use cargo_ktstr::kernel::resolve::resolve_kvm_host_from_env;

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cargo_ktstr::cache::fingerprint::find_formatter;
+use cargo_ktstr::formatter::fingerprint::find_formatter;
 use cargo_ktstr::runner::RunEnd;
 use cargo_ktstr::runner::detect::kvm_boot_support;
 use cargo_ktstr::vmm::{self, VmConfig};

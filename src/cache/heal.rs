@@ -12,9 +12,10 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::cleanup::{self, Budget, CleanMode, CleanOptions, CleanReport, ItemKind, space};
+use super::cleanup::{self, Budget, CleanMode, CleanOptions, CleanReport, ItemKind};
 use super::key::Key;
 use super::names;
+use crate::store::space;
 
 /// The environment variable that turns self-heal off for harnesses that use
 /// the library (any value but empty, `0` or `false`).
@@ -141,8 +142,8 @@ fn need_arg(need: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::filesystem::Filesystem;
     use crate::cache::key::Capacity;
+    use crate::formatter::filesystem::Filesystem;
 
     #[test]
     fn the_need_covers_what_mkfs_writes_and_never_the_whole_disk_twice() {

@@ -20,9 +20,9 @@ use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use super::lock;
+use crate::store::lock;
 
 /// Records a use of the entry `name` under `root` now. Best effort: a use
 /// that cannot be recorded is a debug line, never a failed clone.
@@ -84,19 +84,14 @@ pub fn as_nanos(t: SystemTime) -> u64 {
     since.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// Seconds from `t` to now; `0` for a time in the future (a skewed clock).
-pub fn secs_since(t: SystemTime) -> u64 {
-    SystemTime::now()
-        .duration_since(t)
-        .unwrap_or(Duration::ZERO)
-        .as_secs()
-}
+pub use crate::units::secs_since;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testutil::as_nobody;
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
 
     fn set_mtime(path: &Path, ago: Duration) {
         let t = SystemTime::now() - ago;

@@ -80,7 +80,10 @@ pub(crate) fn judge(root: &Path, key: &Key) -> Result<Verdict> {
     let advice = "check the cache root's permissions, or pass another --cache-dir";
     // Anything invalid may be replaced and removed: first make sure it is
     // not a user's directory that merely wears the key's name.
-    let invalid = |why: &str| match super::tree::foreign_file(&dir) {
+    let invalid = |why: &str| match crate::store::tree::foreign_file(
+        &dir,
+        crate::cache::names::ENTRY_FILES,
+    ) {
         Ok(Some(foreign)) => Ok(Verdict::Foreign(foreign.to_string())),
         _ => Ok(Verdict::Invalid(why.to_owned())),
     };
@@ -165,7 +168,7 @@ pub fn find(root: &Path, key: &Key) -> Result<Option<PathBuf>> {
 mod tests {
     use super::*;
     use crate::cache::ensure::tests::{formatted_image, test_key};
-    use crate::cache::filesystem::Filesystem;
+    use crate::formatter::filesystem::Filesystem;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

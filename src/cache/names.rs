@@ -14,10 +14,10 @@ use super::key::{FINGERPRINT_LEN, Key};
 pub const TEMPLATE_FILE: &str = "template.img";
 /// Everything this tool and ktstr (0.15 and 0.50 alike) write into an entry
 /// or a staging directory. A directory named like either that holds anything
-/// else is a user's, never removed (see `tree::remove_cache_dir`).
+/// else is a user's, never removed (see `tree::remove_owned_dir`).
 pub const ENTRY_FILES: &[&str] = &[TEMPLATE_FILE];
 /// The directory of per-key lockfiles. Never deleted.
-pub const LOCKS_DIR: &str = ".locks";
+pub use crate::store::lock::LOCKS_DIR;
 
 const IN_FLIGHT_PREFIX: &str = "template.img.in-flight.";
 const STAGING_DIR_INFIX: &str = ".tmp.";
@@ -195,11 +195,6 @@ pub fn per_test(pid: u32, nanos: u128, rnd: u64) -> String {
     format!("{PER_TEST_PREFIX}{pid}-{nanos:x}-{rnd:x}{PER_TEST_SUFFIX}")
 }
 
-/// `<key>.lock`, inside [`LOCKS_DIR`].
-pub fn lock_file(key: &str) -> String {
-    format!("{key}.lock")
-}
-
 /// `name` for a line of text output, its control characters escaped (`\n`):
 /// a newline in a name must not forge a line of a report.
 pub fn shown(name: &str) -> Cow<'_, str> {
@@ -213,8 +208,8 @@ pub fn shown(name: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::filesystem::Filesystem;
     use crate::cache::key::Capacity;
+    use crate::formatter::filesystem::Filesystem;
     use proptest::prelude::*;
 
     const K: &str = "btrfs-256m-a1b2c3d4e5f6a7b8";

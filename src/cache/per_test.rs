@@ -15,11 +15,11 @@ use nix::fcntl::Flock;
 
 use super::clone::{self, Reflink};
 use super::ensure::{EnsureOptions, Ensured, TemplateBuilder};
-use super::filesystem::Filesystem;
 use super::heal;
 use super::key::{Capacity, Key};
-use super::lock;
 use super::names;
+use crate::formatter::filesystem::Filesystem;
+use crate::store::lock;
 
 /// An open, writable clone of a template for one test.
 #[derive(Debug)]

@@ -15,9 +15,9 @@ use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 
 use super::key::Key;
-use super::lock;
 use super::lookup::{self, Entry};
 use super::names;
+use crate::store::lock;
 
 /// What to do when a valid entry is already published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +85,7 @@ pub(crate) fn skip_root_fsync() {
 /// every user the root admits read it, whatever this writer's umask.
 fn share_with_the_root(root: &Path, image: &Path, dir: &StagingDir) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let sharing = super::share::Sharing::of(root);
+    let sharing = crate::store::share::Sharing::of(root);
     let (Some(image_mode), Some(dir_mode)) = (sharing.image_mode(), sharing.entry_dir_mode())
     else {
         return Ok(());
@@ -257,11 +257,13 @@ impl Drop for StagingDir {
 }
 
 /// Removes a file or a staging directory of ours (one holding anything but
-/// what this tool writes is refused: see [`super::tree::remove_cache_dir`]);
+/// what this tool writes is refused: see [`crate::store::tree::remove_owned_dir`]);
 /// a missing one is fine.
 pub(crate) fn remove_any(path: &Path) -> Result<()> {
     let result = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => super::tree::remove_cache_dir(path),
+        Ok(m) if m.is_dir() => {
+            crate::store::tree::remove_owned_dir(path, crate::cache::names::ENTRY_FILES)
+        }
         Ok(_) => std::fs::remove_file(path),
         Err(e) => Err(e),
     };
@@ -291,7 +293,7 @@ mod tests {
         assert_eq!(old, b"old");
     }
     use crate::cache::ensure::tests::{formatted_image, test_key};
-    use crate::cache::filesystem::Filesystem;
+    use crate::formatter::filesystem::Filesystem;
 
     fn staged(root: &Path, key: &Key, name: &str) -> PathBuf {
         let path = root.join(name);

@@ -9,12 +9,13 @@ use clap::Args;
 
 use super::GlobalArgs;
 use cargo_ktstr::cache::cleanup::{
-    self, Budget, BudgetStatus, CleanMode, CleanOptions, CleanReport, ItemKind, plan, space,
+    self, Budget, BudgetStatus, CleanMode, CleanOptions, CleanReport, ItemKind, plan,
 };
 use cargo_ktstr::cache::list::human_age;
-use cargo_ktstr::cache::{names, root};
+use cargo_ktstr::cache::names;
 use cargo_ktstr::kernel::clean::{self as kernel_clean, KernelCleanOptions};
 use cargo_ktstr::kernel::store::KernelStore;
+use cargo_ktstr::store::{root, space};
 use cargo_ktstr::units;
 use cargo_ktstr::usage::UsageError;
 

@@ -7,7 +7,6 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
-use cargo_ktstr::cache::cleanup::space;
 use cargo_ktstr::kernel::KernelKind;
 use cargo_ktstr::kernel::build::{self, BuildOptions};
 use cargo_ktstr::kernel::clean::{self as kernel_clean, KernelCleanOptions, KernelCleanReport};
@@ -15,6 +14,7 @@ use cargo_ktstr::kernel::resolve::{Available, HostKernels, KERNEL_ENV, Origin, a
 use cargo_ktstr::kernel::store::KernelStore;
 use cargo_ktstr::kernel::unreadable::make_readable;
 use cargo_ktstr::progress::Progress;
+use cargo_ktstr::store::space;
 
 #[derive(Debug, Subcommand)]
 pub enum KernelCommand {

@@ -13,8 +13,8 @@ use anyhow::{Context, Result};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Args, Parser, Subcommand};
 
-use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::key::Capacity;
+use cargo_ktstr::formatter::filesystem::Filesystem;
 use cargo_ktstr::runner::VmmChoice;
 use cargo_ktstr::units;
 

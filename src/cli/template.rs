@@ -10,13 +10,13 @@ use serde::Serialize;
 use super::{BuildOptions, GlobalArgs, TemplateArg, TemplateSpec};
 use cargo_ktstr::cache::clone::{self, Reflink};
 use cargo_ktstr::cache::ensure::{EnsureOptions, Ensured, batch, ensure_keys, ensure_template};
-use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::cache::root;
+use cargo_ktstr::formatter::filesystem::Filesystem;
 use cargo_ktstr::guest::builder::OnMiss;
 use cargo_ktstr::guest::find_init::GuestInit;
 use cargo_ktstr::guest::protocol::Verify;
 use cargo_ktstr::progress::{Progress, secs};
+use cargo_ktstr::store::root;
 use cargo_ktstr::usage::UsageError;
 
 #[derive(Debug, Subcommand)]
@@ -527,7 +527,7 @@ fn clone_many(
 
 /// `template list`: the table (or JSON) of [`cargo_ktstr::cache::list::list`].
 fn list(global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
-    let root = cargo_ktstr::cache::root::template_root(global.cache_dir.clone())?;
+    let root = cargo_ktstr::store::root::template_root(global.cache_dir.clone())?;
     let mut report = cargo_ktstr::cache::list::list(&root)?;
     report.sort(args.sort.map(Into::into).unwrap_or_default());
     let text = if args.json {

@@ -17,9 +17,9 @@ use super::find_init::GuestInit;
 use super::initramfs::template_initramfs_many;
 use super::protocol::{TemplateResult, Verified, Verify, cmdline_many, quiet_unless_logged};
 use crate::cache::ensure::TemplateBuilder;
-use crate::cache::filesystem::Filesystem;
-use crate::cache::fingerprint::find_formatter;
 use crate::cache::key::Key;
+use crate::formatter::filesystem::Filesystem;
+use crate::formatter::fingerprint::find_formatter;
 use crate::kernel::modules::{GUEST_NEEDS, guest_modules};
 use crate::kernel::resolve::{HostKernels, resolve_from_env};
 use crate::kernel::stock::{GuestKernel, MODULES_ROOT, STOCK_CMDLINE};
@@ -405,8 +405,8 @@ fn console_section(outcome: &RunOutcome) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::filesystem::Filesystem;
     use crate::cache::key::Capacity;
+    use crate::formatter::filesystem::Filesystem;
 
     fn check(end: RunEnd, result: Option<TemplateResult>) -> Result<()> {
         let key = Key::new(

@@ -5,8 +5,9 @@
 //! With `ktstr.mode=checks` on the command line it runs a list of checks
 //! instead ([`super::checks`]), as the nested lane's outer guest; with
 //! `ktstr.mode=probe` it writes a file to a per-test image
-//! ([`crate::probe`]); with `ktstr.mode=powerloss` it records the cache's
-//! operations under dm-log-writes ([`super::powerloss`]). With `ktstr.verify=` it mounts the new filesystem
+//! ([`crate::guest::probe`]); with `ktstr.mode=powerloss` it records the
+//! cache's operations under dm-log-writes ([`super::powerloss`]). With
+//! `ktstr.verify=` it mounts the new filesystem
 //! read-only before reporting ([`super::protocol`]).
 //!
 //! Every way out ends in a reboot, which the host sees as the end of the
@@ -30,7 +31,7 @@ use super::modules::{self, DISK_DEADLINE, MODULES_DIR};
 use super::protocol::{
     DISK, INIT_PATH, TemplateResult, Verified, Verify, filesystems_from_cmdline, formatter_path,
 };
-use crate::cache::filesystem::Filesystem;
+use crate::formatter::filesystem::Filesystem;
 
 /// The status reported when init could not run the formatter at all, as a
 /// shell reports a command it cannot run.
@@ -51,11 +52,11 @@ pub fn run() -> ! {
         Ok(cmdline)
             if cmdline
                 .split_whitespace()
-                .any(|a| a == crate::probe::MODE_PARAM) =>
+                .any(|a| a == crate::guest::probe::MODE_PARAM) =>
         {
-            let probed = crate::probe::run_in_guest(&cmdline);
+            let probed = crate::guest::probe::run_in_guest(&cmdline);
             print_line(
-                &crate::probe::ProbeResult {
+                &crate::guest::probe::ProbeResult {
                     ok: probed.is_ok(),
                     output: probed.unwrap_or_else(|e| format!("{e:#}")),
                 }

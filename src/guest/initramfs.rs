@@ -15,11 +15,11 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use cpio::newc::{self, ModeFileType};
 
-use super::elf::read_program;
-use super::libs::shared_objects;
 use super::modules::add_modules;
 use super::protocol::{INIT_PATH, formatter_path};
-use crate::cache::filesystem::Filesystem;
+use crate::elf::libs::shared_objects;
+use crate::elf::notes::read_program;
+use crate::formatter::filesystem::Filesystem;
 use crate::kernel::modules::GuestModule;
 
 /// mke2fs reads its defaults from here; the guest's mkfs.ext4 should format
@@ -195,7 +195,7 @@ impl Archive {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::fingerprint::find_formatter;
+    use crate::formatter::fingerprint::find_formatter;
     use std::path::PathBuf;
 
     /// One entry of an archive, read back.

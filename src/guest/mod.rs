@@ -1,7 +1,7 @@
 //! The template-building guest: the host side of a build
 //! ([`crate::guest::builder`]); the initramfs it boots
 //! ([`crate::guest::initramfs`]), with the shared objects its programs need
-//! ([`crate::guest::libs`]) cut to what runs ([`crate::guest::elf`]); the
+//! ([`crate::elf::libs`]) cut to what runs ([`crate::elf::notes`]); the
 //! init that runs the formatter inside it ([`crate::guest::init`]), after
 //! loading a stock kernel's modules ([`crate::guest::modules`]); and the
 //! result line both sides agree on ([`crate::guest::protocol`]). The memory
@@ -15,14 +15,13 @@ pub mod builder;
 pub mod checks;
 pub mod disks;
 pub mod dm;
-pub mod elf;
 pub mod find_init;
 pub mod init;
 pub mod initramfs;
-pub mod libs;
 pub mod logwrites;
 pub mod memory;
 pub mod modules;
 pub mod nested;
 pub mod powerloss;
+pub mod probe;
 pub mod protocol;

@@ -17,8 +17,8 @@ use anyhow::{Result, bail};
 
 use super::checks::{self, CHECKS_FILE, CheckResult, CheckSpec, MODE_PARAM};
 use super::initramfs::Archive;
-use crate::cache::filesystem::Filesystem;
-use crate::cache::fingerprint::find_formatter;
+use crate::formatter::filesystem::Filesystem;
+use crate::formatter::fingerprint::find_formatter;
 use crate::guest::protocol::formatter_path;
 use crate::kernel::store::VMLINUX_FILE;
 use crate::runner::qemu::{Accel, QemuRunner};

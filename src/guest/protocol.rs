@@ -43,7 +43,7 @@
 
 use std::fmt::Write as _;
 
-use crate::cache::filesystem::Filesystem;
+use crate::formatter::filesystem::Filesystem;
 
 /// The marker that starts the result line.
 pub const RESULT_MARKER: &str = "KTSTR_TEMPLATE_RESULT";

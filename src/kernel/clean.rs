@@ -24,8 +24,8 @@ use serde::Serialize;
 
 use super::KernelKind;
 use super::store::{IMAGE_FILE, KernelStore, SCRATCH_PREFIX};
-use crate::cache::cleanup::space;
-use crate::cache::lock::{self, Mode};
+use crate::store::lock::{self, Mode};
+use crate::store::space;
 
 /// What `kernel clean` removes besides dead scratch.
 #[derive(Debug, Clone, Copy, Default)]
@@ -114,7 +114,7 @@ impl KernelCleanReport {
     fn remove(&mut self, mut item: KernelRemoved) {
         item.bytes = space::allocated_bytes(&item.path).unwrap_or(0);
         if !self.dry_run {
-            match crate::cache::tree::remove_tree(&item.path) {
+            match crate::store::tree::remove_tree(&item.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
@@ -188,7 +188,7 @@ pub fn clean(store: &KernelStore, opts: KernelCleanOptions) -> Result<KernelClea
         };
         let item = KernelRemoved {
             path: store.dir().join(&name),
-            last_used_secs: used.map(crate::cache::last_use::secs_since),
+            last_used_secs: used.map(crate::units::secs_since),
             name,
             reason,
             bytes: 0,
@@ -254,7 +254,7 @@ pub fn sweep_scratch(store: &KernelStore, report: &mut KernelCleanReport) {
         let Some(pid) = scratch_pid(name) else {
             continue;
         };
-        if crate::cache::cleanup::owner_alive(pid) {
+        if crate::store::owner::alive(pid) {
             let reason = format!("its build, pid {pid}, is alive");
             report.kept.push(KernelKept {
                 name: name.to_owned(),
@@ -342,7 +342,7 @@ mod tests {
         let dir = kernel(&store, "6.1.0-aaaa", 86_400);
         let held = hold_for_use(&dir.join(IMAGE_FILE)).unwrap();
         let used = fs::metadata(&dir).unwrap().modified().unwrap();
-        assert!(crate::cache::last_use::secs_since(used) < 5);
+        assert!(crate::units::secs_since(used) < 5);
         assert!(hold_for_use(Path::new("/boot/vmlinuz")).is_none());
         drop(held);
     }

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::KernelKind;
 use super::key::{KeyInputs, Toolchain};
-use crate::cache::lock::{self, Mode};
-use crate::cache::root;
+use crate::store::lock::{self, Mode};
+use crate::store::root;
 
 /// The prefix of a build's scratch directory.
 pub(crate) const SCRATCH_PREFIX: &str = ".build-";

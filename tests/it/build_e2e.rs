@@ -7,8 +7,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use cargo_ktstr::cache::ensure::{EnsureOptions, Ensured, ensure_template};
-use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::key::Capacity;
+use cargo_ktstr::formatter::filesystem::Filesystem;
 use cargo_ktstr::guest::builder::GuestBuilder;
 use cargo_ktstr::guest::initramfs::template_initramfs;
 use cargo_ktstr::guest::protocol::TemplateResult;
@@ -288,7 +288,7 @@ fn an_init_that_cannot_work_still_reports_and_resets() {
         .unwrap()
         .set_len(64 << 20)
         .unwrap();
-    let mkfs = cargo_ktstr::cache::fingerprint::find_formatter(Filesystem::Ext4).unwrap();
+    let mkfs = cargo_ktstr::formatter::fingerprint::find_formatter(Filesystem::Ext4).unwrap();
     // No ktstr.fs= on the command line: init cannot know what to format.
     let spec = GuestSpec {
         kernel,
@@ -385,7 +385,7 @@ fn verification_mounts_read_only_and_leaves_the_image_as_mkfs_wrote_it() {
             .unwrap()
             .set_len(mib << 20)
             .unwrap();
-        let mkfs = cargo_ktstr::cache::fingerprint::find_formatter(fs).unwrap();
+        let mkfs = cargo_ktstr::formatter::fingerprint::find_formatter(fs).unwrap();
         let spec = GuestSpec {
             kernel: kernel.clone(),
             initramfs: template_initramfs(&bin(), &mkfs, fs, &[]).unwrap(),

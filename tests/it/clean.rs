@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cargo_ktstr::cache::filesystem::Filesystem;
+use cargo_ktstr::formatter::filesystem::Filesystem;
 use serde_json::Value;
 
 use crate::loopfs::LoopFs;

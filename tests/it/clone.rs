@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use cargo_ktstr::cache::clone::{self, Method, Reflink};
 use cargo_ktstr::cache::ensure::{EnsureOptions, HostMkfsBuilder};
-use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::key::Capacity;
 use cargo_ktstr::cache::per_test::PerTestImage;
+use cargo_ktstr::formatter::filesystem::Filesystem;
 
 use crate::loopfs::LoopFs;
 use crate::util::{Spawned, ktstr_cmd, populate, shared_extents, stderr, stdout};
@@ -315,7 +315,7 @@ fn clean_all_keeps_an_entry_a_live_cloner_holds() {
         .unwrap();
     let lockfile = root.join(".locks").join(format!("{key}.lock"));
     let me = cloner.pid() as i32;
-    while !cargo_ktstr::cache::lock::holders(&lockfile)
+    while !cargo_ktstr::store::lock::holders(&lockfile)
         .iter()
         .any(|h| h.pid == me)
     {
@@ -326,7 +326,7 @@ fn clean_all_keeps_an_entry_a_live_cloner_holds() {
         std::thread::sleep(Duration::from_millis(1));
     }
     let holds = || {
-        cargo_ktstr::cache::lock::holders(&lockfile)
+        cargo_ktstr::store::lock::holders(&lockfile)
             .iter()
             .any(|h| h.pid == me)
     };

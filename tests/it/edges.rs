@@ -5,8 +5,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use cargo_ktstr::cache::ensure::{self, EnsureOptions, HostMkfsBuilder};
-use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::key::Capacity;
+use cargo_ktstr::formatter::filesystem::Filesystem;
 
 use crate::util::{
     FlockHolder, Spawned, current_key, dead_pid, ktstr_cmd, mkfs_image, populate, stderr,

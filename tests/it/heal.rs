@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use cargo_ktstr::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
-use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::key::Capacity;
 use cargo_ktstr::cache::lookup::{self, Entry};
+use cargo_ktstr::formatter::filesystem::Filesystem;
 
 use cargo_ktstr::cache::clone::{Reflink, clone_template};
 

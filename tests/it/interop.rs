@@ -12,9 +12,9 @@ use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cargo_ktstr::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
-use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::key::Capacity;
 use cargo_ktstr::cache::per_test::PerTestImage;
+use cargo_ktstr::formatter::filesystem::Filesystem;
 use serde_json::Value;
 
 use crate::loopfs::LoopFs;
@@ -205,7 +205,7 @@ fn our_per_test_names_are_ktstrs_shape() {
 /// `bytes` formatted by the host's `fs` formatter at `path`.
 fn mkfs_at(path: &Path, fs: Filesystem, bytes: u64) {
     fs::File::create(path).unwrap().set_len(bytes).unwrap();
-    let mkfs = cargo_ktstr::cache::fingerprint::find_formatter(fs).unwrap();
+    let mkfs = cargo_ktstr::formatter::fingerprint::find_formatter(fs).unwrap();
     let out = Command::new(mkfs)
         .args(fs.mkfs_args())
         .arg(path)
@@ -334,7 +334,7 @@ fn an_image_of_the_wrong_size_is_invalid_everywhere() {
 /// What `mkfs.<fs>` says its version is, read independently of the product:
 /// the word after `marker`, without a leading `v`.
 fn formatter_version(fs: Filesystem, marker: &str) -> String {
-    let mkfs = cargo_ktstr::cache::fingerprint::find_formatter(fs).unwrap();
+    let mkfs = cargo_ktstr::formatter::fingerprint::find_formatter(fs).unwrap();
     let out = Command::new(mkfs).arg(fs.version_arg()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let after = text

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cargo_ktstr::cache::ensure::{EnsureOptions, TemplateBuilder};
-use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::key::{Capacity, Key};
 use cargo_ktstr::cache::per_test::PerTestImage;
+use cargo_ktstr::formatter::filesystem::Filesystem;
 use serde_json::Value;
 
 use crate::util::{current_key, ktstr_cmd, ktstr_ok, mkfs_image, names, stderr};

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use cargo_ktstr::cache::clone::{self, Reflink};
 use cargo_ktstr::cache::ensure::{self, EnsureOptions, HostMkfsBuilder, TemplateBuilder};
-use cargo_ktstr::cache::filesystem::Filesystem;
-use cargo_ktstr::cache::fingerprint;
 use cargo_ktstr::cache::key::{Capacity, Key};
-use cargo_ktstr::cache::lock;
 use cargo_ktstr::cache::publish::{self, IfValid};
+use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::formatter::fingerprint;
+use cargo_ktstr::store::lock;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::MetadataExt;
 

@@ -1,6 +1,7 @@
 //! One integration binary, a module per area. Each runs the real
 //! `cargo-ktstr` binary against a temporary cache root.
 
+mod architecture;
 mod budget;
 mod build_e2e;
 mod cache;

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Command;
 
 use cargo_ktstr::cache::ensure::{EnsureOptions, batch, ensure_keys};
-use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::key::Capacity;
+use cargo_ktstr::formatter::filesystem::Filesystem;
 use cargo_ktstr::guest::builder::GuestBuilder;
 use serde_json::Value;
 

@@ -8,8 +8,8 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use cargo_ktstr::cache::ensure::{self, EnsureOptions, Ensured, HostMkfsBuilder};
-use cargo_ktstr::cache::filesystem::Filesystem;
 use cargo_ktstr::cache::key::Capacity;
+use cargo_ktstr::formatter::filesystem::Filesystem;
 
 /// The `cargo-ktstr` binary built for these tests.
 pub fn bin() -> PathBuf {
@@ -148,7 +148,7 @@ pub fn prerequisite(what: &str, available: bool) -> bool {
 /// Formats `path` as a real `fs` image of `mib` MiB with the host's mkfs.
 /// `false` (after [`prerequisite`]) when the formatter is not installed.
 pub fn mkfs_image(path: &Path, fs: Filesystem, mib: u64) -> bool {
-    let Ok(mkfs) = cargo_ktstr::cache::fingerprint::find_formatter(fs) else {
+    let Ok(mkfs) = cargo_ktstr::formatter::fingerprint::find_formatter(fs) else {
         return prerequisite(fs.mkfs(), false);
     };
     std::fs::File::create(path)
@@ -178,7 +178,7 @@ pub fn magic_image(path: &Path, fs: Filesystem, mib: u64, data: usize) {
 
 /// The installed formatter's key for `fs` and `mib`.
 pub fn current_key(fs: Filesystem, mib: u64) -> String {
-    let fp = cargo_ktstr::cache::fingerprint::fingerprint(fs).unwrap();
+    let fp = cargo_ktstr::formatter::fingerprint::fingerprint(fs).unwrap();
     format!("{fs}-{mib}m-{}", &fp[..16])
 }
 

@@ -12,7 +12,8 @@
 use std::path::Path;
 
 use super::entries::{self, Candidate};
-use super::{Budget, BudgetStatus, CleanReport, Reason, space};
+use super::{Budget, BudgetStatus, CleanReport, Reason};
+use crate::store::space;
 
 /// Applies `budget` to `pool` and says where it stands.
 pub(super) fn apply(

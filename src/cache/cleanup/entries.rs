@@ -10,15 +10,16 @@ use std::time::{Duration, SystemTime};
 
 use super::plan;
 use super::report::{self, EntryRemoval};
-use super::{CleanMode, CleanOptions, CleanReport, ItemKind, Reason, space};
-use crate::cache::filesystem::Filesystem;
-use crate::cache::fingerprint::{self, Formatter, Scheme};
+use super::{CleanMode, CleanOptions, CleanReport, ItemKind, Reason};
 use crate::cache::key::Key;
 use crate::cache::last_use;
-use crate::cache::lock::{self, Mode};
 use crate::cache::lookup;
 use crate::cache::names::{self, RootName};
-use crate::cache::tree;
+use crate::formatter::filesystem::Filesystem;
+use crate::formatter::fingerprint::{self, Formatter, Scheme};
+use crate::store::lock::{self, Mode};
+use crate::store::space;
+use crate::store::tree;
 
 /// Whether an entry is stale, memoising the installed formatters (an error
 /// is the reason staleness cannot be told).
@@ -175,7 +176,7 @@ fn entry_key(root: &Path, name: &str) -> Result<Option<Key>, String> {
     let Ok(key) = name.parse::<Key>() else {
         return Err("not named like a template key (<fs>-<MiB>m-<16 hex>); left alone".into());
     };
-    match tree::foreign_file(&root.join(name)) {
+    match tree::foreign_file(&root.join(name), crate::cache::names::ENTRY_FILES) {
         Ok(None) => Ok(Some(key)),
         Ok(Some(foreign)) => Err(report::not_ours(ItemKind::Template, &foreign)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -224,7 +225,7 @@ pub(super) fn remove_if_unchanged(
     // Another user's entry this user cannot remove: said now, in a dry run
     // too, rather than found out by a failed unlink.
     if let Ok(meta) = fs::symlink_metadata(root.join(name))
-        && let Some(why) = crate::cache::share::replace_refusal(root, &root.join(name), &meta)
+        && let Some(why) = crate::store::share::replace_refusal(root, &root.join(name), &meta)
     {
         report.fail(name, ItemKind::Template, why);
         c.held = true;

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use super::{CleanReport, ItemKind, debris, entries};
 use crate::cache::key::Key;
 use crate::cache::last_use;
-use crate::cache::lock;
 use crate::cache::names::{self, RootName};
+use crate::store::lock;
 
 /// What a path was when a sweep judged it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,7 +164,7 @@ fn same_place(a: &Path, b: &Path) -> bool {
 /// listed and today's rules allow; the report of what was done.
 pub fn apply(root: &Path, plan: &Plan) -> CleanReport {
     let mut report = CleanReport::new(root, plan.mode, false);
-    let before = super::space::free_bytes(root).ok();
+    let before = crate::store::space::free_bytes(root).ok();
     let mut locks_ready = None;
     for item in &plan.removed {
         let Some(expect) = item.identity else {
@@ -221,7 +221,7 @@ fn apply_entry(root: &Path, item: &PlannedItem, expect: Identity, report: &mut C
         name: item.name.clone(),
         key,
         last_used: None,
-        bytes: super::space::allocated_bytes(&dir).unwrap_or(0),
+        bytes: crate::store::space::allocated_bytes(&dir).unwrap_or(0),
         held: false,
     };
     let still = move |dir: &Path| Identity::of_entry_with(dir, lockfile_existed) == Some(expect);

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::CleanMode;
 use super::plan::Identity;
-use super::{CleanMode, space};
 use crate::cache::names::DebrisKind;
+use crate::store::space;
 
 /// What a swept name is: a published entry or one of the debris shapes.
 /// In JSON, `template` or the shape's own name (`in-flight`, ...).
@@ -312,7 +313,7 @@ impl CleanReport {
         });
     }
 
-    /// Removes `name` (a directory with [`crate::cache::tree::remove_cache_dir`],
+    /// Removes `name` (a directory with [`crate::store::tree::remove_owned_dir`],
     /// anything else as a link or file), or only records it in a dry run;
     /// whether it went. `bytes` is
     /// its allocated size when the caller already knows it, `identity` what
@@ -335,7 +336,7 @@ impl CleanReport {
         });
         if !self.dry_run {
             let result = if is_dir {
-                crate::cache::tree::remove_cache_dir(&path)
+                crate::store::tree::remove_owned_dir(&path, crate::cache::names::ENTRY_FILES)
             } else {
                 fs::remove_file(&path)
             };
@@ -344,7 +345,7 @@ impl CleanReport {
                 // Someone else removed it first: done all the same.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 // A user's file appeared in it since it was judged.
-                Err(ref e) if let Some(foreign) = crate::cache::tree::foreign_of(e) => {
+                Err(ref e) if let Some(foreign) = crate::store::tree::foreign_of(e) => {
                     self.skip(name, not_ours(kind, foreign));
                     return false;
                 }
@@ -432,7 +433,7 @@ impl CleanReport {
 }
 
 /// Why a directory of `kind` that holds `foreign` is skipped.
-pub(super) fn not_ours(kind: ItemKind, foreign: &crate::cache::tree::Foreign) -> String {
+pub(super) fn not_ours(kind: ItemKind, foreign: &crate::store::tree::Foreign) -> String {
     let what = match kind {
         ItemKind::Template => "an entry",
         ItemKind::Debris(_) => "debris",

@@ -17,10 +17,11 @@ use super::{
     EnsureOptions, Ensured, StagingImage, TemplateBuilder, ensure_key, find_other_scheme, identity,
     publish_staged, when_disk_full,
 };
-use crate::cache::filesystem::Filesystem;
 use crate::cache::key::{Capacity, Key};
-use crate::cache::lock::{self, Locked, Mode};
-use crate::cache::{fingerprint, heal, last_use, lookup, minimum};
+use crate::cache::{heal, last_use, lookup};
+use crate::formatter::filesystem::Filesystem;
+use crate::formatter::{fingerprint, minimum};
+use crate::store::lock::{self, Locked, Mode};
 use crate::usage::UsageError;
 
 /// One template asked for, and how it went.

@@ -1,8 +1,8 @@
 //! The text form of [`ListReport`]: a table of entries, then a debris line.
 
 use super::{EntryState, ListEntry, ListReport};
-use crate::cache::cleanup::space;
 use crate::cache::names::{self, DebrisKind};
+use crate::store::space;
 
 /// `40s`, `12m`, `5h`, `3d`: the largest unit that fits.
 pub fn human_age(secs: u64) -> String {

@@ -15,7 +15,7 @@ mod check;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cargo_ktstr::cache::filesystem::Filesystem;
+use cargo_ktstr::formatter::filesystem::Filesystem;
 use cargo_ktstr::guest::powerloss::{OpRecord, Recording, done_from_console};
 use cargo_ktstr::kernel::stock::{BOOT_DIR, GuestKernel, MODULES_ROOT, StockKernel, boot_kernels};
 use cargo_ktstr::runner::GuestRunner;

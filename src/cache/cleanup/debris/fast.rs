@@ -25,7 +25,8 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::cache::cleanup::plan::Identity;
-use crate::cache::{names, tree};
+use crate::cache::names;
+use crate::store::tree;
 
 /// The root, open, with what the fast path needs to judge its pieces.
 #[derive(Debug)]
@@ -56,7 +57,7 @@ impl FastRoot {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let dir = nix::fcntl::open(root, flags, Mode::empty()).ok()?;
         let (dev, mount) = tree::mount_id(dir.as_fd()).ok()?;
-        let locked = crate::cache::lock::locked_inodes()?;
+        let locked = crate::store::lock::locked_inodes()?;
         Some(FastRoot {
             dir,
             dev,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use goblin::elf::Elf;
 
-use super::elf::read_program;
+use super::notes::read_program;
 
 /// Where the loader looks without a cache (glibc on Debian, x86_64), in its order.
 const STANDARD_DIRS: [&str; 6] = [
@@ -214,8 +214,8 @@ pub fn shared_objects(programs: &[&Path]) -> Result<Vec<SharedObject>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::filesystem::Filesystem;
-    use crate::cache::fingerprint::find_formatter;
+    use crate::formatter::filesystem::Filesystem;
+    use crate::formatter::fingerprint::find_formatter;
 
     fn names(objects: &[SharedObject]) -> Vec<String> {
         objects

@@ -107,20 +107,19 @@ fn warn_if_template_root(base: &Path) {
     });
 }
 
-/// Whether `dir` looks like a template root: a lock directory, or an entry
-/// named like a key holding a `template.img`.
+/// Whether `dir` looks like a template root: a lock directory, or a
+/// directory holding a `template.img` (a base holds only `disk_templates/`
+/// and `kernels/`, neither of which does).
 fn holds_templates(dir: &Path) -> bool {
-    if dir.join(".locks").is_dir() {
+    if dir.join(super::lock::LOCKS_DIR).is_dir() {
         return true;
     }
     let Ok(children) = std::fs::read_dir(dir) else {
         return false;
     };
-    children.flatten().any(|child| {
-        let name = child.file_name();
-        name.to_str().is_some_and(super::names::key_shaped)
-            && child.path().join("template.img").is_file()
-    })
+    children
+        .flatten()
+        .any(|child| child.path().join("template.img").is_file())
 }
 
 /// The kernel store: `<base>/kernels`.

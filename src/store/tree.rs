@@ -10,8 +10,8 @@
 //! whole tree before anything is removed.
 //!
 //! An entry or a staging directory of the template root is removed another
-//! way, [`remove_cache_dir`]: only when it holds nothing but the files this
-//! tool and ktstr write into one ([`names::ENTRY_FILES`]), so a user's
+//! way, `remove_owned_dir`: only when it holds nothing but the files this
+//! tool and ktstr write into one (the cache's `names::ENTRY_FILES`), so a user's
 //! directory that merely wears a key's name (a `--cache-dir` aimed at a home
 //! directory) loses nothing.
 
@@ -25,8 +25,6 @@ use nix::dir::Dir;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FchmodatFlags, Mode, SFlag, fchmodat, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
-
-use super::names;
 
 /// Where a directory lives: its device and, where the kernel says, its
 /// mount (a bind mount of the same filesystem shares the device).
@@ -66,30 +64,40 @@ impl std::fmt::Display for Foreign {
         write!(
             f,
             "holds `{}`, which this tool never writes there",
-            names::shown(&self.name)
+            shown(&self.name)
         )
     }
 }
 
 impl std::error::Error for Foreign {}
 
-/// The [`Foreign`] inside `e`, when [`remove_cache_dir`] refused for it.
+/// `name` with its control characters escaped, so a name cannot forge a
+/// line of a report.
+fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().any(char::is_control) {
+        name.escape_debug().to_string().into()
+    } else {
+        name.into()
+    }
+}
+
+/// The [`Foreign`] inside `e`, when [`remove_owned_dir`] refused for it.
 pub(crate) fn foreign_of(e: &io::Error) -> Option<&Foreign> {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<Foreign>())
 }
 
 /// The first name in the directory `path` (not followed if a symlink) that
-/// is not one of [`names::ENTRY_FILES`] as a regular file, if any.
-pub(crate) fn foreign_file(path: &Path) -> io::Result<Option<Foreign>> {
+/// is not one of `ours` as a regular file, if any.
+pub(crate) fn foreign_file(path: &Path, ours: &[&str]) -> io::Result<Option<Foreign>> {
     let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let dir = Dir::open(path, flags, Mode::empty())?;
-    Ok(check_owned(dir)?.err())
+    Ok(check_owned(dir, ours)?.err())
 }
 
 /// The names in the open directory `dir` when each is one of
-/// [`names::ENTRY_FILES`] and a regular file; else the first that is not.
-fn check_owned(mut dir: Dir) -> io::Result<Result<(Dir, Vec<CString>), Foreign>> {
+/// `ours` and a regular file; else the first that is not.
+fn check_owned(mut dir: Dir, ours: &[&str]) -> io::Result<Result<(Dir, Vec<CString>), Foreign>> {
     let mut names = Vec::new();
     for entry in dir.iter() {
         let entry = entry?;
@@ -102,10 +110,7 @@ fn check_owned(mut dir: Dir) -> io::Result<Result<(Dir, Vec<CString>), Foreign>>
         let foreign = || Foreign {
             name: String::from_utf8_lossy(name.to_bytes()).into_owned(),
         };
-        if !names::ENTRY_FILES
-            .iter()
-            .any(|ours| ours.as_bytes() == name.to_bytes())
-        {
+        if !ours.iter().any(|file| file.as_bytes() == name.to_bytes()) {
             return Ok(Err(foreign()));
         }
         let stat = match fstatat(dir.as_fd(), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
@@ -121,11 +126,11 @@ fn check_owned(mut dir: Dir) -> io::Result<Result<(Dir, Vec<CString>), Foreign>>
 }
 
 /// Removes the entry or staging directory `path` (not followed if a
-/// symlink) when it holds nothing but [`names::ENTRY_FILES`] as regular
+/// symlink) when it holds nothing but `ours` as regular
 /// files; otherwise removes nothing and fails with a [`Foreign`] inside
 /// (see [`foreign_of`]). A file added meanwhile makes the last step fail
 /// with ENOTEMPTY, and stays.
-pub(crate) fn remove_cache_dir(path: &Path) -> io::Result<()> {
+pub(crate) fn remove_owned_dir(path: &Path, ours: &[&str]) -> io::Result<()> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(io::Error::other("not a removable path"));
     };
@@ -133,7 +138,7 @@ pub(crate) fn remove_cache_dir(path: &Path) -> io::Result<()> {
     let name = CString::new(name.as_bytes())?;
     let place = place_of(parent.as_fd())?;
     let dir = open_dir(parent.as_fd(), &name, path, place)?;
-    let (dir, files) = check_owned(dir)?.map_err(io::Error::other)?;
+    let (dir, files) = check_owned(dir, ours)?.map_err(io::Error::other)?;
     for file in files {
         match unlinkat(dir.as_fd(), file.as_c_str(), UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
@@ -280,6 +285,8 @@ mod tests {
         assert!(outside.join("keep").exists());
     }
 
+    const OURS: &[&str] = &["template.img"];
+
     #[test]
     fn a_cache_dir_goes_only_when_it_holds_nothing_but_ours() {
         let dir = tempfile::tempdir().unwrap();
@@ -287,7 +294,7 @@ mod tests {
         fs::create_dir(&entry).unwrap();
         fs::write(entry.join("template.img"), b"img").unwrap();
         fs::write(entry.join("thesis.tex"), b"chapter 1").unwrap();
-        let err = remove_cache_dir(&entry).unwrap_err();
+        let err = remove_owned_dir(&entry, OURS).unwrap_err();
         assert_eq!(foreign_of(&err).unwrap().name, "thesis.tex");
         assert_eq!(fs::read(entry.join("thesis.tex")).unwrap(), b"chapter 1");
         assert!(
@@ -299,17 +306,17 @@ mod tests {
         fs::remove_file(entry.join("thesis.tex")).unwrap();
         fs::remove_file(entry.join("template.img")).unwrap();
         fs::create_dir(entry.join("template.img")).unwrap();
-        assert!(foreign_file(&entry).unwrap().is_some());
+        assert!(foreign_file(&entry, OURS).unwrap().is_some());
         fs::remove_dir(entry.join("template.img")).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", entry.join("template.img")).unwrap();
-        assert!(foreign_of(&remove_cache_dir(&entry).unwrap_err()).is_some());
+        assert!(foreign_of(&remove_owned_dir(&entry, OURS).unwrap_err()).is_some());
 
         // Ours alone, read-only as a dead writer may leave it: it goes.
         fs::remove_file(entry.join("template.img")).unwrap();
         fs::write(entry.join("template.img"), b"img").unwrap();
         fs::set_permissions(&entry, fs::Permissions::from_mode(0o555)).unwrap();
-        assert_eq!(foreign_file(&entry).unwrap(), None);
-        remove_cache_dir(&entry).unwrap();
+        assert_eq!(foreign_file(&entry, OURS).unwrap(), None);
+        remove_owned_dir(&entry, OURS).unwrap();
         assert!(!entry.exists());
     }
 

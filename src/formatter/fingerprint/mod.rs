@@ -9,7 +9,7 @@
 //!
 //! An entry under either is current. The version the query prints is kept
 //! too: it says how small a device the formatter takes
-//! ([`crate::cache::minimum`]).
+//! ([`crate::formatter::minimum`]).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -23,7 +23,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::filesystem::Filesystem;
-use super::key::{Capacity, FINGERPRINT_LEN, Key};
 use super::minimum::Version;
 
 mod memo;
@@ -78,11 +77,6 @@ impl Formatter {
         }
     }
 
-    /// The key of `fs` and `capacity` under `scheme` for this formatter.
-    pub fn key(&self, fs: Filesystem, capacity: Capacity, scheme: Scheme) -> Key {
-        Key::new(fs, capacity, self.fingerprint_of(scheme))
-    }
-
     /// The scheme under which a key's fingerprint (its 16 hex characters)
     /// names this formatter; `None` when neither does: a stale key.
     pub fn scheme_of(&self, key_fingerprint: &str) -> Option<Scheme> {
@@ -92,6 +86,9 @@ impl Formatter {
         })
     }
 }
+
+/// Hex characters of a formatter fingerprint kept in a template's key.
+pub const FINGERPRINT_LEN: usize = 16;
 
 /// Where formatters live besides PATH: a non-root PATH often lacks the sbins.
 const SBIN_DIRS: [&str; 2] = ["/sbin", "/usr/sbin"];
@@ -193,18 +190,6 @@ pub fn fingerprint(fs: Filesystem) -> Result<String> {
     Ok(formatter(fs)?.fingerprint)
 }
 
-/// `key` under the installed formatter's other scheme, when `key` is current
-/// under one: where ktstr 0.50 (or 0.15) keeps the same template. `None`
-/// when `key` is stale or the formatter cannot be asked.
-pub fn other_scheme_key(key: &Key) -> Option<Key> {
-    let formatter = formatter(key.fs).ok()?;
-    let other = match formatter.scheme_of(&key.fingerprint)? {
-        Scheme::Version => Scheme::Binary,
-        Scheme::Binary => Scheme::Version,
-    };
-    Some(formatter.key(key.fs, key.capacity, other))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,17 +243,11 @@ mod tests {
             binary: format!("{}{}", "b".repeat(16), "1".repeat(48)),
             version: None,
         };
-        let cap = Capacity::from_mib(256).unwrap();
         for scheme in Scheme::ALL {
-            let key = formatter.key(Filesystem::Btrfs, cap, scheme);
-            assert_eq!(formatter.scheme_of(&key.fingerprint), Some(scheme));
+            let kept = &formatter.fingerprint_of(scheme)[..FINGERPRINT_LEN];
+            assert_eq!(formatter.scheme_of(kept), Some(scheme));
         }
-        assert_eq!(
-            formatter
-                .key(Filesystem::Btrfs, cap, Scheme::Binary)
-                .to_string(),
-            format!("btrfs-256m-{}", "b".repeat(16))
-        );
+        assert_eq!(formatter.scheme_of(&"b".repeat(16)), Some(Scheme::Binary));
         // Another formatter's key, a prefix too short, and hex past the 16
         // a key keeps are no scheme's.
         for fp in ["c".repeat(16), "a".repeat(15), "a".repeat(17)] {

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 
-use super::{names, share};
+use super::share;
 
 mod create;
 mod holders;
@@ -111,9 +111,13 @@ pub fn probe(path: &Path, mode: Mode) -> Result<Probe> {
     Ok(taken.map_or(Probe::Held, Probe::Free))
 }
 
+/// The directory of a root's lockfiles, `<root>/.locks`, as ktstr names it.
+/// Never deleted.
+pub const LOCKS_DIR: &str = ".locks";
+
 /// The lockfile of `key` under `root`: `<root>/.locks/<key>.lock`.
 pub fn key_lock_path(root: &Path, key: &str) -> PathBuf {
-    root.join(names::LOCKS_DIR).join(names::lock_file(key))
+    root.join(LOCKS_DIR).join(format!("{key}.lock"))
 }
 
 /// Opens (creating) the lockfile `path`, `<root>/.locks/<key>.lock`, without
@@ -345,7 +349,7 @@ mod tests {
         chmod(&root, 0o1777);
         let theirs = key_lock_path(&root, "btrfs-256m-0000000000000000");
         drop(try_lock(&theirs, Mode::Shared).unwrap());
-        assert_eq!(mode(&root.join(names::LOCKS_DIR)), 0o1777);
+        assert_eq!(mode(&root.join(LOCKS_DIR)), 0o1777);
         chmod(&theirs, 0o644);
         let held = as_nobody(|| try_lock(&theirs, Mode::Exclusive).map(|l| l.is_some()));
         assert!(held.unwrap(), "a read-only lockfile must lock");
@@ -368,7 +372,7 @@ mod tests {
         chmod(dir.path(), 0o755);
         let path = key_lock_path(dir.path(), "btrfs-256m-2222222222222222");
         drop(try_lock(&path, Mode::Shared).unwrap());
-        assert_eq!(mode(&dir.path().join(names::LOCKS_DIR)), 0o755);
+        assert_eq!(mode(&dir.path().join(LOCKS_DIR)), 0o755);
         let other = key_lock_path(dir.path(), "btrfs-256m-3333333333333333");
         let err = as_nobody(|| try_lock(&other, Mode::Shared).map(drop)).unwrap_err();
         let err = format!("{err:#}");

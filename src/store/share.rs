@@ -7,7 +7,7 @@
 //! entry is readable, and its directory searchable, by everyone the root
 //! admits; where the root is not sticky, also writable, so they can replace
 //! or remove it too. In a sticky root (1777) only an entry's owner (or root)
-//! can rename or remove it: the kernel says so, and [`replace_refusal`]
+//! can rename or remove it: the kernel says so, and `replace_refusal`
 //! says it before any work.
 //!
 //! Any other root is *private*: its lockfiles are 0600, since flock(2) needs

@@ -10,17 +10,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nix::fcntl::Flock;
 
-use super::cleanup::space::human_bytes;
-use super::filesystem::Filesystem;
-use super::fingerprint;
 use super::heal;
 use super::key::{Capacity, Key};
 use super::last_use;
-use super::lock::{self, Mode};
 use super::lookup;
-use super::minimum;
 use super::names;
 use super::publish::{self, IfValid};
+use crate::formatter::filesystem::Filesystem;
+use crate::formatter::fingerprint;
+use crate::formatter::minimum;
+use crate::store::lock::{self, Mode};
+use crate::store::space::human_bytes;
 use crate::usage::UsageError;
 
 pub mod batch;
@@ -192,7 +192,7 @@ pub fn ensure_key(
 /// publishes under the binary scheme what we publish under the version
 /// scheme. An invalid one is left to its writer's rebuild, unreported.
 pub(crate) fn find_other_scheme(root: &Path, key: &Key) -> Result<Option<(Key, PathBuf)>> {
-    let Some(other) = fingerprint::other_scheme_key(key) else {
+    let Some(other) = key.under_other_scheme() else {
         return Ok(None);
     };
     Ok(match lookup::lookup(root, &other)? {
@@ -210,7 +210,7 @@ pub(crate) fn check_replaceable(root: &Path, image: &Path) -> Result<()> {
     };
     let meta = std::fs::symlink_metadata(entry)
         .with_context(|| format!("failed to stat `{}`", entry.display()))?;
-    match super::share::replace_refusal(root, entry, &meta) {
+    match crate::store::share::replace_refusal(root, entry, &meta) {
         Some(why) => bail!("cannot rebuild this template: {why}"),
         None => Ok(()),
     }
@@ -405,7 +405,7 @@ pub(crate) mod tests {
         let root = tempfile::tempdir().unwrap();
         let (fs, cap) = (Filesystem::Ext4, Capacity::from_mib(16).unwrap());
         let formatter = fingerprint::formatter(fs).unwrap();
-        let [ours, theirs] = Scheme::ALL.map(|scheme| formatter.key(fs, cap, scheme));
+        let [ours, theirs] = Scheme::ALL.map(|scheme| Key::of(&formatter, fs, cap, scheme));
         std::fs::create_dir(lookup::entry_dir(root.path(), &theirs)).unwrap();
         formatted_image(&theirs, &lookup::image_path(root.path(), &theirs));
         let builder = Counting(0.into());

@@ -12,15 +12,16 @@ use std::time::SystemTime;
 use anyhow::Result;
 use serde::Serialize;
 
+use super::cleanup::Skipped;
 use super::cleanup::entries::StaleCheck;
-use super::cleanup::{Skipped, space};
-use super::filesystem::Filesystem;
-use super::fingerprint::Scheme;
 use super::key::Key;
 use super::last_use;
-use super::lock::{self, Mode};
 use super::lookup;
 use super::names::{self, DebrisKind, RootName};
+use crate::formatter::filesystem::Filesystem;
+use crate::formatter::fingerprint::Scheme;
+use crate::store::lock::{self, Mode};
+use crate::store::space;
 
 mod render;
 pub use render::human_age;
@@ -243,7 +244,7 @@ fn problem(root: &Path, key: &Key) -> Option<(EntryState, String)> {
         fs::symlink_metadata(&dir),
     ) && meta.is_dir()
     {
-        let owner = crate::cache::share::user_name(meta.uid());
+        let owner = crate::store::share::user_name(meta.uid());
         let why = format!("owned by {owner}, mode {:04o}", meta.mode() & 0o7777);
         return Some((EntryState::Unreadable, why));
     }

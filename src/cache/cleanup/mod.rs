@@ -15,9 +15,7 @@ mod debris;
 pub(crate) mod entries;
 pub mod plan;
 mod report;
-pub mod space;
 
-pub(crate) use debris::owner_alive;
 pub use report::{
     BudgetStatus, CleanReport, FORMAT_VERSION, Failed, ItemKind, Kept, Reason, Removed, Skipped,
     Totals,
@@ -29,6 +27,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+
+use crate::store::space;
 use serde::Serialize;
 
 /// What to sweep besides debris.

@@ -3,7 +3,7 @@
 //! A formatter refuses a device under its own floor, and here it would do so
 //! in the guest, after a boot. So the floor is known before any work, from a
 //! table keyed by the version the fingerprint query already reads
-//! ([`crate::cache::fingerprint`]); the host never formats a backing file to
+//! ([`crate::formatter::fingerprint`]); the host never formats a backing file to
 //! find it. The rows are the formatters' default features on a sparse file,
 //! measured here (the unit test below measures the installed ones again):
 //!
@@ -22,8 +22,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use super::capacity::Capacity;
 use super::filesystem::Filesystem;
-use super::key::Capacity;
 
 const MIB: u64 = 1 << 20;
 
@@ -242,7 +242,7 @@ mod tests {
     fn the_table_matches_the_installed_formatters() {
         let dir = tempfile::tempdir().unwrap();
         for fs in Filesystem::ALL {
-            let Ok(formatter) = crate::cache::fingerprint::formatter(fs) else {
+            let Ok(formatter) = crate::formatter::fingerprint::formatter(fs) else {
                 assert!(std::env::var_os("CI").is_none(), "{} is missing", fs.mkfs());
                 eprintln!("skipped {fs}: {} is not installed", fs.mkfs());
                 continue;
@@ -254,7 +254,7 @@ mod tests {
             let formats = |len: u64| {
                 let _ = std::fs::remove_file(&path);
                 std::fs::File::create(&path).unwrap().set_len(len).unwrap();
-                let mkfs = crate::cache::fingerprint::find_formatter(fs).unwrap();
+                let mkfs = crate::formatter::fingerprint::find_formatter(fs).unwrap();
                 std::process::Command::new(mkfs)
                     .args(fs.mkfs_args())
                     .arg(&path)

@@ -7,20 +7,12 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use nix::errno::Errno;
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
-
 use super::plan::Identity;
 use super::{CleanReport, ItemKind, Reason};
-use crate::cache::lock;
 use crate::cache::names::{self, DebrisKind, RootName};
+use crate::store::lock;
 
-/// Whether `pid` may still be running. Only ESRCH says it is gone: EPERM is a
-/// live process of another user, and any other errno is no proof of death.
-pub(crate) fn owner_alive(pid: i32) -> bool {
-    !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH))
-}
+use crate::store::owner::alive as owner_alive;
 
 mod fast;
 
@@ -165,7 +157,7 @@ fn sweep_one(
         return report.skip(name, reason);
     }
     if file_type.is_dir() {
-        match crate::cache::tree::foreign_file(&path) {
+        match crate::store::tree::foreign_file(&path, crate::cache::names::ENTRY_FILES) {
             Ok(None) => {}
             Ok(Some(foreign)) => return report.skip(name, super::report::not_ours(kind, &foreign)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return,
@@ -251,19 +243,6 @@ fn describe_type(meta: &Metadata) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn this_process_is_alive_and_a_reaped_child_is_not() {
-        assert!(owner_alive(std::process::id() as i32));
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id() as i32;
-        child.wait().unwrap();
-        assert!(!owner_alive(pid));
-        // pid 1 belongs to root; as another user kill() says EPERM: alive.
-        let errno = crate::testutil::as_nobody(|| kill(Pid::from_raw(1), None));
-        assert_eq!(errno, Err(Errno::EPERM));
-        assert!(crate::testutil::as_nobody(|| owner_alive(1)));
-    }
 
     #[test]
     fn opening_refuses_to_follow_a_symlink() {

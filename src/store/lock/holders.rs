@@ -39,7 +39,7 @@ fn superblock_device(path: &Path) -> Option<(u64, u64)> {
         .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
         .open(path)
         .ok()?;
-    let (_, mount) = crate::cache::tree::mount_id(std::os::fd::AsFd::as_fd(&fd)).ok()?;
+    let (_, mount) = crate::store::tree::mount_id(std::os::fd::AsFd::as_fd(&fd)).ok()?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     mountinfo_device(&mountinfo, mount?)
 }
@@ -104,7 +104,7 @@ pub fn describe_pids(pids: &[i32]) -> String {
         .iter()
         .filter(|p| **p > 0)
         .map(|p| match std::fs::metadata(format!("/proc/{p}")) {
-            Ok(meta) => format!("{p} ({})", crate::cache::share::user_name(meta.uid())),
+            Ok(meta) => format!("{p} ({})", crate::store::share::user_name(meta.uid())),
             Err(_) => p.to_string(),
         })
         .collect();

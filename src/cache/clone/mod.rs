@@ -17,11 +17,11 @@ use nix::errno::Errno;
 use nix::sys::statfs;
 
 use super::ensure::{self, EnsureOptions, Ensured, TemplateBuilder};
-use super::filesystem::Filesystem;
 use super::heal;
 use super::key::Capacity;
-use super::lock::{self, Mode};
 use super::lookup;
+use crate::formatter::filesystem::Filesystem;
+use crate::store::lock::{self, Mode};
 
 mod sparse;
 pub use sparse::sparse_copy;

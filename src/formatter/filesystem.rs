@@ -1,6 +1,6 @@
 //! The filesystems a template can hold: formatter, package, superblock magic
 //! and default capacity. How small a device each formatter takes depends on
-//! its version: see [`crate::cache::minimum`].
+//! its version: see [`crate::formatter::minimum`].
 
 use std::fmt;
 use std::fs::File;

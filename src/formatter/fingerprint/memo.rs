@@ -22,9 +22,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::Formatter;
-use crate::cache::filesystem::Filesystem;
-use crate::cache::minimum::Version;
-use crate::guest::libs;
+use crate::elf::libs;
+use crate::formatter::filesystem::Filesystem;
+use crate::formatter::minimum::Version;
 
 /// The line before the fingerprint: `version 6.2`, or `version ?`.
 const VERSION_TAG: &str = "version ";

@@ -1,0 +1,233 @@
+//! A guest that uses a per-test image the way a test would: the init mounts
+//! the disk read-write, writes a file named for the test, reads it back and
+//! reports. It is what `examples/harness.rs` boots through
+//! [`crate::runner`], and a template for a harness's own guests.
+//!
+//! Host to guest: `ktstr.mode=probe ktstr.probe=<name> ktstr.disk=<fs>` on
+//! the command line. Guest to host: one line,
+//!
+//! ```text
+//! KTSTR_PROBE_RESULT ok=<yes|no> output=<escaped text>
+//! ```
+//!
+//! The file is `/<name>` on the disk and holds [`probe_contents`]`(name)`.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::formatter::filesystem::Filesystem;
+use crate::guest::initramfs::Archive;
+use crate::guest::modules::add_modules;
+use crate::guest::protocol::{DISK, escape, quiet_unless_logged, unescape};
+use crate::kernel::modules::{GUEST_NEEDS, guest_modules};
+use crate::kernel::resolve::HostKernels;
+use crate::kernel::stock::{GuestKernel, STOCK_CMDLINE};
+use crate::runner::{DeviceDiscovery, GuestRunner, GuestSpec};
+
+/// The command-line argument that selects this mode of the init.
+pub const MODE_PARAM: &str = "ktstr.mode=probe";
+/// The command-line parameter naming the test (and so the file).
+pub const NAME_PARAM: &str = "ktstr.probe";
+/// The command-line parameter naming the disk's filesystem.
+pub const DISK_PARAM: &str = "ktstr.disk";
+/// The marker that starts the result line.
+pub const RESULT_MARKER: &str = "KTSTR_PROBE_RESULT";
+/// Where the guest mounts the disk.
+const MOUNT: &str = "/disk";
+
+/// What the probe writes into `/<name>`.
+pub fn probe_contents(name: &str) -> String {
+    format!("written by test {name} in its own guest\n")
+}
+
+/// A guest that boots `kernel` with `init` as PID 1 (a binary that calls
+/// [`crate::init_if_guest`]) and `disk`, formatted with `fs`, as its disk,
+/// to write and read back `/<name>`. `name` is letters, digits, `-` and `_`.
+#[derive(Debug, Clone)]
+pub struct Probe<'a> {
+    /// The guest kernel.
+    pub kernel: &'a Path,
+    /// The guest's PID 1.
+    pub init: &'a Path,
+    /// The per-test image (its [`crate::PerTestImage::path`]).
+    pub disk: &'a Path,
+    /// The filesystem on it.
+    pub fs: Filesystem,
+    /// The test's name, and the file's.
+    pub name: &'a str,
+    /// How long the guest may run.
+    pub timeout: Duration,
+}
+
+impl Probe<'_> {
+    /// The guest to boot with `runner`.
+    pub fn spec(&self, runner: &dyn GuestRunner) -> Result<GuestSpec> {
+        ensure!(
+            !self.name.is_empty()
+                && self
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "a probe's name goes on the kernel command line: `{}` must be letters, digits, `-` \
+             and `_`",
+            self.name
+        );
+        let host = HostKernels::from_env();
+        let (modules, devices, extra) =
+            match GuestKernel::identify(self.kernel, &host.modules_root)? {
+                GuestKernel::SelfContained(_) => (Vec::new(), DeviceDiscovery::CommandLine, ""),
+                GuestKernel::Stock(stock) => {
+                    let mut wanted = GUEST_NEEDS.to_vec();
+                    wanted.push(self.fs.name());
+                    (
+                        guest_modules(&stock.modules_dir, &wanted, &stock.signatures)?,
+                        DeviceDiscovery::Acpi,
+                        STOCK_CMDLINE,
+                    )
+                }
+            };
+        let mut archive = Archive::with_init(self.init)?;
+        add_modules(&mut archive, &modules)?;
+        Ok(GuestSpec {
+            kernel: self.kernel.to_owned(),
+            initramfs: archive.finish()?,
+            cmdline: format!(
+                "console=ttyS0 {} panic=-1 {MODE_PARAM} {NAME_PARAM}={} {DISK_PARAM}={} {extra} {}",
+                runner.reboot_arg(),
+                self.name,
+                self.fs,
+                quiet_unless_logged()
+            )
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+            disks: vec![self.disk.to_owned()],
+            memory_mib: 256,
+            timeout: self.timeout,
+            devices,
+            vmlinux: None,
+        })
+    }
+}
+
+/// What the probe guest reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeResult {
+    /// Whether the file was written and read back intact.
+    pub ok: bool,
+    /// What the guest did, or why it failed.
+    pub output: String,
+}
+
+impl ProbeResult {
+    /// The last result line in a console transcript.
+    pub fn from_console(console: &[u8]) -> Option<ProbeResult> {
+        let text = String::from_utf8_lossy(console);
+        text.lines().rev().find_map(|line| {
+            let rest = line[line.find(RESULT_MARKER)?..]
+                .strip_prefix(RESULT_MARKER)?
+                .trim_end_matches('\r');
+            let (ok, output) = rest.strip_prefix(" ok=")?.split_once(" output=")?;
+            Some(ProbeResult {
+                ok: match ok {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return None,
+                },
+                output: unescape(output),
+            })
+        })
+    }
+
+    /// The line the guest prints, newline included.
+    pub fn render(&self) -> String {
+        let ok = if self.ok { "yes" } else { "no" };
+        format!(
+            "{RESULT_MARKER} ok={ok} output={}\n",
+            escape(self.output.as_bytes())
+        )
+    }
+}
+
+/// The value of `param=` on a command line.
+fn param<'a>(cmdline: &'a str, param: &str) -> Result<&'a str> {
+    cmdline
+        .split_whitespace()
+        .find_map(|arg| arg.strip_prefix(param)?.strip_prefix('='))
+        .with_context(|| format!("no {param}= on the kernel command line `{cmdline}`"))
+}
+
+/// The guest side, in the init: mount, write, read back, unmount.
+pub(crate) fn run_in_guest(cmdline: &str) -> Result<String> {
+    let name = param(cmdline, NAME_PARAM)?;
+    let fs: Filesystem = param(cmdline, DISK_PARAM)?
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    crate::guest::init::mount_pseudo("devtmpfs", "/dev")?;
+    crate::guest::init::mount_pseudo("sysfs", "/sys")?;
+    let modules_dir = Path::new(crate::guest::modules::MODULES_DIR);
+    for skipped in crate::guest::modules::load_modules(modules_dir)? {
+        crate::guest::init::print_line(&format!(
+            "cargo-ktstr init: optional module not loaded: {skipped}\n"
+        ));
+    }
+    // One disk: the kernel names it vda.
+    let deadline = crate::guest::modules::DISK_DEADLINE;
+    crate::guest::disks::find_disks(Path::new("/sys/block"), 1, deadline)?;
+    crate::guest::init::mount_disk(fs.name(), MOUNT)?;
+    let written = write_and_read_back(name);
+    crate::guest::init::unmount_disk(MOUNT);
+    let path = written?;
+    Ok(format!(
+        "wrote and read back {path} on {DISK} ({fs}, read-write)"
+    ))
+}
+
+fn write_and_read_back(name: &str) -> Result<String> {
+    let path = format!("{MOUNT}/{name}");
+    let contents = probe_contents(name);
+    let mut file = fs::File::create(&path).with_context(|| format!("failed to create {path}"))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("failed to write {path}"))?;
+    let back = fs::read_to_string(&path).with_context(|| format!("failed to read {path} back"))?;
+    if back != contents {
+        bail!("{path} read back {back:?}, not the {contents:?} written");
+    }
+    Ok(format!("/{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_round_trips_and_names_are_checked() {
+        let result = ProbeResult {
+            ok: false,
+            output: "mount: no\nfilesystem".into(),
+        };
+        let console = format!("[ 1.0] x\n{}[ 1.1] reboot\n", result.render());
+        assert_eq!(ProbeResult::from_console(console.as_bytes()), Some(result));
+        assert_eq!(ProbeResult::from_console(b"nothing\n"), None);
+        let probe = Probe {
+            kernel: Path::new("/nonexistent"),
+            init: Path::new("/nonexistent"),
+            disk: Path::new("/nonexistent"),
+            fs: Filesystem::Ext4,
+            name: "a b",
+            timeout: Duration::from_secs(1),
+        };
+        let runner = crate::runner::kvm::KvmRunner;
+        let err = probe.spec(&runner).unwrap_err().to_string();
+        assert!(err.contains("`a b` must be letters"), "{err}");
+        assert_eq!(
+            param("x ktstr.probe=t-1 ktstr.disk=ext4", NAME_PARAM).unwrap(),
+            "t-1"
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! Foundations both stores stand on, the template cache
+//! ([`crate::cache`]) and the kernel store ([`crate::kernel`]); nothing here
+//! knows either's names.
+//!
+//! Locks and their lockfiles, with who holds them ([`lock`]); removing a
+//! directory tree by descriptors ([`tree`]); allocated bytes and free space
+//! ([`space`]); whom a root admits by its permission bits ([`share`]);
+//! whether a writer's pid still runs ([`owner`]); and the ktstr cache base
+//! directory ([`root`]).
+
+pub mod lock;
+pub mod owner;
+pub mod root;
+pub mod share;
+pub mod space;
+pub mod tree;
