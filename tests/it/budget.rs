@@ -137,7 +137,7 @@ fn budgets_remove_least_recently_used_first_keep_what_is_held_and_say_why() {
 fn budget_values_that_do_not_parse_or_cannot_be_met_are_usage_errors() {
     let root = tempfile::tempdir().unwrap();
     for args in [
-        ["clean", "--older-than", "7"],
+        ["clean", "--older-than", "7y"],
         ["clean", "--older-than", "1.5h"],
         ["clean", "--max-size", "4GB"],
         ["clean", "--min-free", "100000T"],
