@@ -62,8 +62,10 @@ fn command(root: &Path, kernel: &Path, what: &str) -> Command {
 /// Runs `cmd` to the end and returns how long that took.
 fn timed_run(mut cmd: Command) -> Duration {
     let start = Instant::now();
-    let status = cmd.status().unwrap();
-    assert!(status.success(), "{cmd:?}: {status}");
+    // Its stderr this once: a failed timing run must say why.
+    let out = cmd.stderr(Stdio::piped()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{cmd:?}: {}\n{err}", out.status);
     start.elapsed()
 }
 
