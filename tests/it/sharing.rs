@@ -224,3 +224,55 @@ fn unprivileged_two_users_share_a_sticky_root_one_with_a_strict_umask() {
     );
     let _ = fs::remove_file(&dest);
 }
+
+/// The quick start as a plain user: a cache in her home, Debian's kernel
+/// from /boot, no kvm group; then the list, a clone hit, the budgets and
+/// `clean --all`, all as her.
+#[test]
+fn unprivileged_quick_start_list_budgets_and_clean_in_a_home_cache() {
+    let Some(alice) = User::get(ALICE) else {
+        return;
+    };
+    let home = alice.fresh_dir("quick-start");
+    let cache = home.join("cache");
+    let as_alice = |args: &[&str]| {
+        alice
+            .ktstr()
+            .env("KTSTR_CACHE_DIR", &cache)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let first = home.join("disk.img");
+    let out = as_alice(&["template", "clone", first.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::metadata(&first).unwrap().uid(), alice.uid);
+    let key = current_key(Filesystem::Btrfs, 256);
+    let entry = cache.join("disk_templates").join(&key);
+    assert_eq!(fs::metadata(&entry).unwrap().uid(), alice.uid);
+
+    let second = home.join("disk2.img");
+    let out = as_alice(&["-v", "template", "clone", second.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("Booting"),
+        "a hit booted: {}",
+        stderr(&out)
+    );
+
+    let list = as_alice(&["template", "list"]);
+    assert!(stdout(&list).contains(&key), "{}", stdout(&list));
+    let out = as_alice(&["clean", "--older-than", "1d", "--max-size", "1G"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(entry.exists(), "a budget it fits removed it");
+    let out = as_alice(&["clean", "--max-size", "0"]);
+    assert!(
+        stdout(&out).contains("removed 1 template"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!entry.exists());
+    let out = as_alice(&["clean", "--all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let _ = fs::remove_dir_all(&home);
+}
