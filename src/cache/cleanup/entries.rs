@@ -8,7 +8,6 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::plan;
 use super::report::{self, EntryRemoval};
 use super::{CleanMode, CleanOptions, CleanReport, ItemKind, Reason};
 use crate::cache::key::Key;
@@ -239,7 +238,13 @@ pub(super) fn remove_if_unchanged(
     };
     match held {
         Ok(Some(_)) if !still(&root.join(name)) => {
-            report.keep(name, ItemKind::Template, plan::CHANGED.into(), None, false);
+            report.keep(
+                name,
+                ItemKind::Template,
+                super::identity::CHANGED.into(),
+                None,
+                false,
+            );
             c.held = true;
             false
         }

@@ -13,6 +13,7 @@
 mod budget;
 mod debris;
 pub(crate) mod entries;
+pub mod identity;
 pub mod plan;
 mod report;
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::CleanMode;
-use super::plan::Identity;
+use super::identity::Identity;
 use crate::cache::names::DebrisKind;
 use crate::store::space;
 
@@ -414,7 +414,7 @@ impl CleanReport {
     /// noting why it was invalid, if it was, and when it was last used.
     pub(super) fn remove_entry(&mut self, entry: EntryRemoval) -> bool {
         let before = self.removed.len();
-        let identity = super::plan::Identity::of_entry(&self.path_of(&entry.name));
+        let identity = super::identity::Identity::of_entry(&self.path_of(&entry.name));
         let bytes = Some(entry.bytes);
         let gone = self.remove(
             &entry.name,

@@ -24,7 +24,7 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
-use crate::cache::cleanup::plan::Identity;
+use crate::cache::cleanup::identity::Identity;
 use crate::cache::names;
 use crate::store::tree;
 

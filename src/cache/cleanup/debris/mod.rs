@@ -7,7 +7,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use super::plan::Identity;
+use super::identity::Identity;
 use super::{CleanReport, ItemKind, Reason};
 use crate::cache::names::{self, DebrisKind, RootName};
 use crate::store::lock;
@@ -119,7 +119,7 @@ fn sweep_one(
         Err(e) => return report.fail(name, kind, format!("cannot stat it: {e}")),
     };
     if expect.is_some_and(|expect| Identity::of_meta(&meta) != *expect) {
-        return report.keep(name, kind, super::plan::CHANGED.into(), None, false);
+        return report.keep(name, kind, super::identity::CHANGED.into(), None, false);
     }
     if alive {
         let reason = format!("owner pid {pid} is alive");
