@@ -3,13 +3,13 @@
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 
 use super::detect::kvm_boot_support;
 use super::{GuestRunner, GuestSpec, RunOutcome, memfd};
 use crate::kernel::store::{IMAGE_FILE, VMLINUX_FILE};
 use crate::kernel::unpack::vmlinux;
-use crate::vmm::{self, VmConfig};
+use crate::vmm::{self, VmConfig, VmmError};
 
 /// Boots guests with the built-in VMM ([`crate::vmm`]).
 #[derive(Debug, Default)]
@@ -61,8 +61,19 @@ impl GuestRunner for KvmRunner {
             memory_mib: spec.memory_mib,
             timeout: spec.timeout,
         };
-        vmm::run(&config)
-            .with_context(|| format!("booting `{}` in the built-in VMM", spec.kernel.display()))
+        // The advice is the runner's: the VMM knows nothing of the flags.
+        vmm::run(&config).map_err(|e| {
+            let advice = match e {
+                VmmError::KvmOpen(_) | VmmError::Kvm { .. } => {
+                    "\nNote: `--vmm qemu` avoids the built-in VMM"
+                }
+                _ => "",
+            };
+            anyhow!("{e}{advice}").context(format!(
+                "booting `{}` in the built-in VMM",
+                spec.kernel.display()
+            ))
+        })
     }
 
     /// Every stock kernel it can unpack: the VMM enters the ELF at its

@@ -43,9 +43,9 @@ use memory::GuestMem;
 /// What went wrong setting up or running a VM.
 #[derive(Debug, thiserror::Error)]
 pub enum VmmError {
-    #[error("cannot open /dev/kvm: {0}\nNote: `--vmm qemu` avoids the built-in VMM")]
+    #[error("cannot open /dev/kvm: {0}")]
     KvmOpen(kvm_ioctls::Error),
-    #[error("{what} failed: {source}\nNote: `--vmm qemu` avoids the built-in VMM")]
+    #[error("{what} failed: {source}")]
     Kvm {
         what: &'static str,
         source: kvm_ioctls::Error,
