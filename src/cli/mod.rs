@@ -308,3 +308,23 @@ pub(crate) fn print_stdout(text: &str) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's default strings are the library's defaults, named once there.
+    #[test]
+    fn the_flags_defaults_are_the_librarys() {
+        let cli = Cli::try_parse_from(["cargo-ktstr", "template", "build"]).unwrap();
+        let Command::Template(template::TemplateCommand::Build(args)) = cli.command else {
+            panic!("not a build");
+        };
+        assert_eq!(args.build.timeout, cargo_ktstr::runner::DEFAULT_TIMEOUT);
+        assert_eq!(args.build.memory, cargo_ktstr::runner::DEFAULT_MEMORY_MIB);
+        assert_eq!(
+            args.build.lock_timeout,
+            cargo_ktstr::cache::ensure::DEFAULT_LOCK_TIMEOUT
+        );
+    }
+}

@@ -106,7 +106,7 @@ impl Probe<'_> {
             .collect::<Vec<_>>()
             .join(" "),
             disks: vec![self.disk.to_owned()],
-            memory_mib: 256,
+            memory_mib: crate::runner::DEFAULT_MEMORY_MIB,
             timeout: self.timeout,
             devices,
             vmlinux: None,

@@ -38,6 +38,12 @@ pub enum VmmChoice {
     Qemu,
 }
 
+/// How long a guest may run before it is stopped, unless told otherwise:
+/// the one default the CLI, the facade and the builders share.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// A guest's memory unless told otherwise, in MiB.
+pub const DEFAULT_MEMORY_MIB: u32 = 256;
+
 /// What to boot.
 #[derive(Debug, Clone)]
 pub struct GuestSpec {

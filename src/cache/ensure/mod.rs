@@ -82,10 +82,14 @@ pub struct EnsureOptions {
     pub evict: bool,
 }
 
+/// How long a build waits behind a peer holding its key, unless told
+/// otherwise.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
+
 impl Default for EnsureOptions {
     fn default() -> Self {
         EnsureOptions {
-            lock_timeout: Duration::from_secs(600),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
             force: false,
             evict: !heal::no_evict_from_env(),
         }
