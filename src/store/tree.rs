@@ -98,14 +98,7 @@ pub(crate) fn foreign_file(path: &Path, ours: &[&str]) -> io::Result<Option<Fore
 /// The names in the open directory `dir` when each is one of
 /// `ours` and a regular file; else the first that is not.
 fn check_owned(mut dir: Dir, ours: &[&str]) -> io::Result<Result<(Dir, Vec<CString>), Foreign>> {
-    let mut names = Vec::new();
-    for entry in dir.iter() {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name != c"." && name != c".." {
-            names.push(name.to_owned());
-        }
-    }
+    let names = names_in(&mut dir)?;
     for name in &names {
         let foreign = || Foreign {
             name: String::from_utf8_lossy(name.to_bytes()).into_owned(),
@@ -174,8 +167,8 @@ fn open_dir(dir: BorrowedFd, name: &CStr, path: &Path, place: Place) -> io::Resu
     Ok(opened)
 }
 
-/// Checks (or, with `unlink`, empties) the open directory `dir` at `path`.
-fn walk(mut dir: Dir, path: &Path, place: Place, unlink: bool) -> io::Result<()> {
+/// The names in the open directory `dir`, less `.` and `..`.
+fn names_in(dir: &mut Dir) -> io::Result<Vec<CString>> {
     let mut names = Vec::new();
     for entry in dir.iter() {
         let entry = entry?;
@@ -184,6 +177,12 @@ fn walk(mut dir: Dir, path: &Path, place: Place, unlink: bool) -> io::Result<()>
             names.push(name.to_owned());
         }
     }
+    Ok(names)
+}
+
+/// Checks (or, with `unlink`, empties) the open directory `dir` at `path`.
+fn walk(mut dir: Dir, path: &Path, place: Place, unlink: bool) -> io::Result<()> {
+    let names = names_in(&mut dir)?;
     for name in names {
         let child: PathBuf = path.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
         let stat = match fstatat(dir.as_fd(), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
