@@ -18,7 +18,7 @@ use super::{
     publish_staged, when_disk_full,
 };
 use crate::cache::key::{Capacity, Key};
-use crate::cache::{heal, last_use, lookup};
+use crate::cache::{heal, lookup};
 use crate::formatter::filesystem::Filesystem;
 use crate::formatter::{fingerprint, minimum};
 use crate::store::lock::{self, Locked, Mode};
@@ -67,15 +67,7 @@ pub fn ensure_keys(
         )
     })?;
     let mut results: Vec<Option<Result<Ensured>>> = keys.iter().map(|_| None).collect();
-    let done = |key: &Key, path, built| {
-        last_use::record(root, &key.to_string());
-        Ensured {
-            key: key.clone(),
-            path,
-            built,
-            elapsed: start.elapsed(),
-        }
-    };
+    let done = |key: &Key, path, built| Ensured::used(root, key, path, built, start);
 
     // Unlocked first: a hit, under either key scheme, needs no lock.
     let mut missing = Vec::new();

@@ -107,6 +107,20 @@ pub struct Ensured {
     pub elapsed: Duration,
 }
 
+impl Ensured {
+    /// `key`'s entry at `path`, now in use: every use goes through here (a
+    /// hit, a clone, a per-test image), so its last use is recorded.
+    pub(crate) fn used(root: &Path, key: &Key, path: PathBuf, built: bool, start: Instant) -> Self {
+        last_use::record(root, &key.to_string());
+        Ensured {
+            key: key.clone(),
+            path,
+            built,
+            elapsed: start.elapsed(),
+        }
+    }
+}
+
 /// Finds the template for (`fs`, `capacity`) under `root`, or builds it with
 /// `builder` and publishes it. The protocol is told in [`crate::cache`].
 pub fn ensure_template(
@@ -135,16 +149,8 @@ pub fn ensure_key(
     std::fs::create_dir_all(root)
         .with_context(|| format!("failed to create the template root `{}`", root.display()))?;
     let name = key.to_string();
-    let done_as = |key: &Key, path: PathBuf, built: bool| {
-        // Every use goes through here: a hit, a clone, a per-test image.
-        last_use::record(root, &key.to_string());
-        Ensured {
-            key: key.clone(),
-            path,
-            built,
-            elapsed: start.elapsed(),
-        }
-    };
+    let done_as =
+        |key: &Key, path: PathBuf, built: bool| Ensured::used(root, key, path, built, start);
     let done = |path, built| done_as(key, path, built);
     let seen = lookup::find(root, key)?;
     if let (Some(path), false) = (&seen, opts.force) {
