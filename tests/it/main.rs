@@ -31,6 +31,8 @@ mod output;
 mod owned;
 mod powerloss;
 mod real_kvm;
+#[cfg(feature = "remote")]
+mod remote;
 mod sharing;
 mod signals;
 mod soak;
