@@ -31,7 +31,6 @@ mod output;
 mod owned;
 mod powerloss;
 mod real_kvm;
-#[cfg(feature = "remote")]
 mod remote;
 mod sharing;
 mod signals;
