@@ -31,6 +31,7 @@ mod output;
 mod owned;
 mod powerloss;
 mod real_kvm;
+mod remote;
 mod sharing;
 mod signals;
 mod soak;
