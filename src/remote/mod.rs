@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use opendal::Operator;
-use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::layers::{RetryEvent, RetryLayer, TimeoutLayer};
 use opendal::services;
 
 pub use url::{RemoteSpec, RemoteUrl};
@@ -98,7 +98,20 @@ fn layered(op: Operator) -> Operator {
             .with_jitter()
             .with_max_times(RETRIES)
             .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(2)),
+            .with_max_delay(Duration::from_secs(2))
+            // opendal's own notice logs the error's Debug form, which
+            // resolves a backtrace where RUST_BACKTRACE is set: seconds a
+            // retry in a debug build. A retry is a detail; the miss it may
+            // end in is the warning.
+            .with_notify(|event: RetryEvent<'_>| {
+                tracing::debug!(
+                    "retrying {} (attempt {}) in {:.1}s: {}",
+                    event.op,
+                    event.attempt,
+                    event.retry_after.as_secs_f64(),
+                    event.err
+                );
+            }),
     )
 }
 
