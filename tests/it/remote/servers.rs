@@ -630,13 +630,15 @@ macro_rules! per_server {
 // pushes of one key stall every time (rclone's own client, racing the same
 // way, gets a 500 for some PUTs instead). Until that is understood, the S3
 // scenarios that push run only with --ignored (one run 2026-12-06: five of
-// seven passed, the concurrent and the killed-mid-pull ones failed); the one
-// that never writes runs always, and WebDAV runs every scenario.
+// seven passed, the concurrent and the killed-mid-pull ones failed; in a CI
+// run the same day, the push that seeds the read-only scenario timed out
+// finishing a blob's write). WebDAV runs every scenario.
 per_server!(
     s3,
     super::Kind::S3,
-    [read_only_never_writes],
+    [],
     ignored: [
+        read_only_never_writes,
         a_stopped_server_is_a_bounded_miss,
         push_then_pull_is_byte_identical,
         damaged_blobs_are_misses,
