@@ -15,7 +15,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use cpio::newc::{self, ModeFileType};
 
-use super::modules::add_modules;
+use super::init::modules::add_modules;
 use super::protocol::{INIT_PATH, formatter_path};
 use crate::elf::libs::shared_objects;
 use crate::elf::notes::read_program;

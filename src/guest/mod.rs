@@ -13,14 +13,11 @@
 
 pub mod builder;
 pub mod checks;
-pub mod disks;
-pub mod dm;
 pub mod find_init;
 pub mod init;
 pub mod initramfs;
 pub mod logwrites;
 pub mod memory;
-pub mod modules;
 pub mod nested;
 pub mod powerloss;
 pub mod probe;

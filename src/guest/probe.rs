@@ -20,8 +20,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::formatter::filesystem::Filesystem;
+use crate::guest::init::modules::add_modules;
 use crate::guest::initramfs::Archive;
-use crate::guest::modules::add_modules;
 use crate::guest::protocol::{DISK, escape, quiet_unless_logged, unescape};
 use crate::kernel::modules::{GUEST_NEEDS, guest_modules};
 use crate::kernel::resolve::HostKernels;
@@ -169,15 +169,15 @@ pub(crate) fn run_in_guest(cmdline: &str) -> Result<String> {
         .map_err(anyhow::Error::msg)?;
     crate::guest::init::mount_pseudo("devtmpfs", "/dev")?;
     crate::guest::init::mount_pseudo("sysfs", "/sys")?;
-    let modules_dir = Path::new(crate::guest::modules::MODULES_DIR);
-    for skipped in crate::guest::modules::load_modules(modules_dir)? {
+    let modules_dir = Path::new(crate::guest::init::modules::MODULES_DIR);
+    for skipped in crate::guest::init::modules::load_modules(modules_dir)? {
         crate::guest::init::print_line(&format!(
             "cargo-ktstr init: optional module not loaded: {skipped}\n"
         ));
     }
     // One disk: the kernel names it vda.
-    let deadline = crate::guest::modules::DISK_DEADLINE;
-    crate::guest::disks::find_disks(Path::new("/sys/block"), 1, deadline)?;
+    let deadline = crate::guest::init::modules::DISK_DEADLINE;
+    crate::guest::init::disks::find_disks(Path::new("/sys/block"), 1, deadline)?;
     crate::guest::init::mount_disk(fs.name(), MOUNT)?;
     let written = write_and_read_back(name);
     crate::guest::init::unmount_disk(MOUNT);

@@ -23,16 +23,14 @@
 //! an entry lost to a power cut after `template build` said it was
 //! published. Only this guest mode reads the switch.
 
-pub mod record;
-
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::init::modules::add_modules;
 use super::initramfs::Archive;
-use super::modules::add_modules;
 use super::protocol::{escape, formatter_path, unescape};
 use crate::formatter::filesystem::Filesystem;
 use crate::formatter::fingerprint::find_formatter;
@@ -158,8 +156,8 @@ impl Recording<'_> {
         let mut archive = Archive::with_init(self.init)?;
         // The cache filesystem's formatter, and ext4's for the templates.
         let mut formatters = vec![self.fs];
-        if self.fs != record::TEMPLATE_FS {
-            formatters.push(record::TEMPLATE_FS);
+        if self.fs != super::init::powerloss::TEMPLATE_FS {
+            formatters.push(super::init::powerloss::TEMPLATE_FS);
         }
         for fs in formatters {
             archive.program(&formatter_path(fs), &find_formatter(fs)?)?;

@@ -25,13 +25,18 @@ use anyhow::{Context, Result};
 use nix::mount::{MsFlags, mount};
 use nix::sys::reboot::{RebootMode, reboot};
 
+pub mod disks;
+pub mod dm;
+pub mod modules;
+pub mod powerloss;
+
 use super::checks::MODE_PARAM;
-use super::disks::find_disks;
-use super::modules::{self, DISK_DEADLINE, MODULES_DIR};
 use super::protocol::{
     DISK, INIT_PATH, TemplateResult, Verified, Verify, filesystems_from_cmdline, formatter_path,
 };
 use crate::formatter::filesystem::Filesystem;
+use disks::find_disks;
+use modules::{DISK_DEADLINE, MODULES_DIR};
 
 /// The status reported when init could not run the formatter at all, as a
 /// shell reports a command it cannot run.
@@ -69,7 +74,7 @@ pub fn run() -> ! {
                 .split_whitespace()
                 .any(|a| a == super::powerloss::MODE_PARAM) =>
         {
-            let recorded = super::powerloss::record::run_in_guest(&cmdline);
+            let recorded = powerloss::run_in_guest(&cmdline);
             print_line(&super::powerloss::render_done(
                 recorded.is_ok(),
                 &recorded.unwrap_or_else(|e| format!("{e:#}")),

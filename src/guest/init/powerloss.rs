@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::{BREAK_PARAM, BREAK_ROOT_FSYNC, OpRecord, Published};
 use crate::cache::cleanup::{Budget, CleanMode, CleanOptions, ItemKind, clean};
 use crate::cache::clone::{Reflink, clone_template};
 use crate::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
@@ -18,8 +17,9 @@ use crate::cache::names;
 use crate::cache::per_test::PerTestImage;
 use crate::formatter::filesystem::Filesystem;
 use crate::formatter::fingerprint;
-use crate::guest::dm::{self, DmControl, Target};
+use crate::guest::init::dm::{self, DmControl, Target};
 use crate::guest::init::{mount_pseudo, print_line};
+use crate::guest::powerloss::{BREAK_PARAM, BREAK_ROOT_FSYNC, OpRecord, Published};
 use crate::guest::protocol::formatter_path;
 use crate::kernel::store::{CONFIG_FILE, IMAGE_FILE, KernelStore};
 
@@ -119,14 +119,14 @@ pub(crate) fn run_in_guest(cmdline: &str) -> Result<String> {
     mount_pseudo("devtmpfs", "/dev")?;
     mount_pseudo("sysfs", "/sys")?;
     mount_pseudo("tmpfs", "/tmp")?;
-    let modules_dir = Path::new(crate::guest::modules::MODULES_DIR);
-    for skipped in crate::guest::modules::load_modules(modules_dir)? {
+    let modules_dir = Path::new(crate::guest::init::modules::MODULES_DIR);
+    for skipped in crate::guest::init::modules::load_modules(modules_dir)? {
         print_line(&format!(
             "cargo-ktstr init: optional module not loaded: {skipped}\n"
         ));
     }
-    let deadline = crate::guest::modules::DISK_DEADLINE;
-    let disks = crate::guest::disks::find_disks(Path::new("/sys/block"), 2, deadline)?;
+    let deadline = crate::guest::init::modules::DISK_DEADLINE;
+    let disks = crate::guest::init::disks::find_disks(Path::new("/sys/block"), 2, deadline)?;
     let dm = DmControl::open()?;
     let table = Target {
         start: 0,

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::kmod::{ModuleInitFlags, finit_module};
 
-use super::initramfs::Archive;
+use crate::guest::initramfs::Archive;
 use crate::kernel::modules::GuestModule;
 
 /// Where the modules and their order are in the initramfs.
