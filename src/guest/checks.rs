@@ -27,12 +27,7 @@
 //! list.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::Write;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -51,12 +46,8 @@ pub const DISK_MOUNT: &str = "/disk";
 pub const RESULT_MARKER: &str = "KTSTR_CHECK_RESULT";
 /// The line that says every check was run.
 pub const DONE_MARKER: &str = "KTSTR_CHECKS_DONE";
-/// The most output a result line carries.
-const OUTPUT_TAIL: u64 = 2048;
 /// The marker of the line printed while a check runs.
 pub const RUNNING_MARKER: &str = "KTSTR_CHECK_RUNNING";
-/// How often that line is printed.
-const HEARTBEAT: Duration = Duration::from_secs(10);
 /// Status of a check stopped at its deadline.
 pub const STATUS_TIMEOUT: i32 = 124;
 /// Status of a check that could not be started.
@@ -125,7 +116,8 @@ impl CheckResult {
             .collect()
     }
 
-    fn parse(line: &str) -> Option<CheckResult> {
+    /// One result line, as the guest printed or kept it.
+    pub(crate) fn parse(line: &str) -> Option<CheckResult> {
         let line = line.trim_end_matches('\n');
         let rest = line.strip_prefix(RESULT_MARKER)?.trim_end_matches('\r');
         let (name, rest) = rest.strip_prefix(" name=")?.split_once(' ')?;
@@ -152,122 +144,6 @@ pub fn disk_fs(cmdline: &str) -> Option<&str> {
     cmdline
         .split_whitespace()
         .find_map(|arg| arg.strip_prefix(DISK_PARAM)?.strip_prefix('='))
-}
-
-/// Init's check mode: mount the disk if asked, run every check in order,
-/// report each; the caller resets the machine.
-pub fn run_all(cmdline: &str) -> Result<()> {
-    let log_dir = match disk_fs(cmdline) {
-        Some(fs) => {
-            super::init::mount_disk(fs, DISK_MOUNT)?;
-            PathBuf::from(DISK_MOUNT).join("checks")
-        }
-        None => PathBuf::from("/tmp/checks"),
-    };
-    fs::create_dir_all(&log_dir)
-        .with_context(|| format!("failed to create `{}`", log_dir.display()))?;
-    let list = fs::read(CHECKS_FILE).with_context(|| format!("failed to read {CHECKS_FILE}"))?;
-    let checks: Vec<CheckSpec> = serde_json::from_slice(&list)
-        .with_context(|| format!("{CHECKS_FILE} is not a list of checks"))?;
-    for check in &checks {
-        let kept = log_dir.join(format!("{}.result", check.name));
-        if let Some(line) = fs::read_to_string(&kept)
-            .ok()
-            .filter(|l| CheckResult::parse(l).is_some())
-        {
-            super::init::print_line(&line);
-            continue;
-        }
-        let result = run_one(check, &log_dir.join(format!("{}.log", check.name)));
-        keep(&kept, &result.render())?;
-        super::init::print_line(&result.render());
-    }
-    if disk_fs(cmdline).is_some() {
-        super::init::unmount_disk(DISK_MOUNT);
-    }
-    super::init::print_line(&format!("{DONE_MARKER}\n"));
-    Ok(())
-}
-
-/// Writes `line` to `path` durably, so a reboot after it cannot lose it.
-fn keep(path: &Path, line: &str) -> Result<()> {
-    let mut file =
-        File::create(path).with_context(|| format!("failed to create `{}`", path.display()))?;
-    file.write_all(line.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("failed to write `{}`", path.display()))
-}
-
-/// Runs one check with its output in `log`; never fails, it reports.
-fn run_one(check: &CheckSpec, log: &Path) -> CheckResult {
-    let start = Instant::now();
-    let status = run_logged(check, log).unwrap_or_else(|e| {
-        let _ = fs::write(log, format!("{e:#}\n"));
-        STATUS_NOT_RUN
-    });
-    // Durable before its result is kept: a guest stopped later must not
-    // leave a kept result whose log was never written out.
-    let _ = File::open(log).and_then(|f| f.sync_all());
-    CheckResult {
-        name: check.name.clone(),
-        status,
-        secs: start.elapsed().as_secs_f64(),
-        output: tail(log),
-    }
-}
-
-fn run_logged(check: &CheckSpec, log: &Path) -> Result<i32> {
-    let out = File::create(log).with_context(|| format!("failed to create `{}`", log.display()))?;
-    let err = out
-        .try_clone()
-        .context("failed to duplicate a log descriptor")?;
-    let mut child = Command::new(&check.program)
-        .args(&check.args)
-        .env_clear()
-        .env("PATH", "/sbin:/bin:/usr/sbin:/usr/bin")
-        .env("HOME", "/tmp")
-        .envs(&check.env)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .with_context(|| format!("failed to run `{}`", check.program))?;
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs(check.timeout_secs);
-    let mut beat = start + HEARTBEAT;
-    loop {
-        if Instant::now() >= beat {
-            let secs = start.elapsed().as_secs();
-            super::init::print_line(&format!(
-                "{RUNNING_MARKER} name={} secs={secs}\n",
-                check.name
-            ));
-            beat += HEARTBEAT;
-        }
-        if let Some(status) = child.try_wait().context("failed to wait for a check")? {
-            return Ok(status
-                .code()
-                .or_else(|| status.signal().map(|s| 128 + s))
-                .unwrap_or(STATUS_NOT_RUN));
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(STATUS_TIMEOUT);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The last [`OUTPUT_TAIL`] bytes of `log`.
-fn tail(log: &Path) -> String {
-    let mut bytes = Vec::new();
-    if let Ok(mut file) = File::open(log) {
-        let len = file.metadata().map_or(0, |m| m.len());
-        let _ = file.seek(SeekFrom::Start(len.saturating_sub(OUTPUT_TAIL)));
-        let _ = file.read_to_end(&mut bytes);
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Writes the check list the init reads, for the host side.
@@ -307,47 +183,6 @@ mod tests {
     fn the_disk_comes_from_the_command_line() {
         assert_eq!(disk_fs("console=ttyS0 ktstr.disk=btrfs x"), Some("btrfs"));
         assert_eq!(disk_fs("console=ttyS0 ktstr.diskx=btrfs"), None);
-    }
-
-    #[test]
-    fn a_check_reports_its_status_output_and_deadline() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("c.log");
-        let spec = CheckSpec::new("c", "/bin/sh", &["-c", "echo out; echo $K >&2; exit 3"], 10)
-            .env("K", "from-env");
-        let result = run_one(&spec, &log);
-        assert_eq!((result.name.as_str(), result.status), ("c", 3));
-        assert_eq!(result.output, "out\nfrom-env\n");
-        assert_eq!(fs::read_to_string(&log).unwrap(), "out\nfrom-env\n");
-
-        let hang = CheckSpec::new("h", "/bin/sleep", &["60"], 1);
-        let result = run_one(&hang, &log);
-        assert_eq!(result.status, STATUS_TIMEOUT);
-        assert!(result.secs >= 1.0 && result.secs < 5.0, "{}", result.secs);
-
-        let missing = CheckSpec::new("m", "/nonexistent/program", &[], 1);
-        let result = run_one(&missing, &log);
-        assert_eq!(result.status, STATUS_NOT_RUN);
-        assert!(
-            result.output.contains("/nonexistent/program"),
-            "{}",
-            result.output
-        );
-    }
-
-    #[test]
-    fn a_kept_result_parses_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let kept = dir.path().join("a.result");
-        let result = CheckResult {
-            name: "a".into(),
-            status: 3,
-            secs: 1.5,
-            output: "x\n".into(),
-        };
-        keep(&kept, &result.render()).unwrap();
-        let line = fs::read_to_string(&kept).unwrap();
-        assert_eq!(CheckResult::parse(&line), Some(result));
     }
 
     #[test]

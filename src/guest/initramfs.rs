@@ -15,7 +15,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use cpio::newc::{self, ModeFileType};
 
-use super::init::modules::add_modules;
+use super::init::modules::{MODULES_DIR, OPTIONAL, ORDER_FILE};
 use super::protocol::{INIT_PATH, formatter_path};
 use crate::elf::libs::shared_objects;
 use crate::elf::notes::read_program;
@@ -59,6 +59,29 @@ pub fn template_initramfs_many(
         archive.mke2fs_conf()?;
     }
     archive.finish()
+}
+
+/// Adds `modules` and their order file to `archive`.
+pub fn add_modules(archive: &mut Archive, modules: &[GuestModule]) -> Result<()> {
+    if modules.is_empty() {
+        return Ok(());
+    }
+    let mut order = String::new();
+    for module in modules {
+        let file = format!("{}.ko", module.name);
+        archive.file(&format!("{MODULES_DIR}/{file}"), 0o644, &module.bytes)?;
+        order += &file;
+        if module.optional {
+            order += " ";
+            order += OPTIONAL;
+        }
+        order += "\n";
+    }
+    archive.file(
+        &format!("{MODULES_DIR}/{ORDER_FILE}"),
+        0o644,
+        order.as_bytes(),
+    )
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {

@@ -12,17 +12,15 @@
 //!
 //! The file is `/<name>` on the disk and holds [`probe_contents`]`(name)`.
 
-use std::fs;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, ensure};
 
 use crate::formatter::filesystem::Filesystem;
-use crate::guest::init::modules::add_modules;
 use crate::guest::initramfs::Archive;
-use crate::guest::protocol::{DISK, escape, quiet_unless_logged, unescape};
+use crate::guest::initramfs::add_modules;
+use crate::guest::protocol::{escape, quiet_unless_logged, unescape};
 use crate::kernel::modules::{GUEST_NEEDS, guest_modules};
 use crate::kernel::resolve::HostKernels;
 use crate::kernel::stock::{GuestKernel, STOCK_CMDLINE};
@@ -36,9 +34,6 @@ pub const NAME_PARAM: &str = "ktstr.probe";
 pub const DISK_PARAM: &str = "ktstr.disk";
 /// The marker that starts the result line.
 pub const RESULT_MARKER: &str = "KTSTR_PROBE_RESULT";
-/// Where the guest mounts the disk.
-const MOUNT: &str = "/disk";
-
 /// What the probe writes into `/<name>`.
 pub fn probe_contents(name: &str) -> String {
     format!("written by test {name} in its own guest\n")
@@ -153,54 +148,6 @@ impl ProbeResult {
     }
 }
 
-/// The value of `param=` on a command line.
-fn param<'a>(cmdline: &'a str, param: &str) -> Result<&'a str> {
-    cmdline
-        .split_whitespace()
-        .find_map(|arg| arg.strip_prefix(param)?.strip_prefix('='))
-        .with_context(|| format!("no {param}= on the kernel command line `{cmdline}`"))
-}
-
-/// The guest side, in the init: mount, write, read back, unmount.
-pub(crate) fn run_in_guest(cmdline: &str) -> Result<String> {
-    let name = param(cmdline, NAME_PARAM)?;
-    let fs: Filesystem = param(cmdline, DISK_PARAM)?
-        .parse()
-        .map_err(anyhow::Error::msg)?;
-    crate::guest::init::mount_pseudo("devtmpfs", "/dev")?;
-    crate::guest::init::mount_pseudo("sysfs", "/sys")?;
-    let modules_dir = Path::new(crate::guest::init::modules::MODULES_DIR);
-    for skipped in crate::guest::init::modules::load_modules(modules_dir)? {
-        crate::guest::init::print_line(&format!(
-            "cargo-ktstr init: optional module not loaded: {skipped}\n"
-        ));
-    }
-    // One disk: the kernel names it vda.
-    let deadline = crate::guest::init::modules::DISK_DEADLINE;
-    crate::guest::init::disks::find_disks(Path::new("/sys/block"), 1, deadline)?;
-    crate::guest::init::mount_disk(fs.name(), MOUNT)?;
-    let written = write_and_read_back(name);
-    crate::guest::init::unmount_disk(MOUNT);
-    let path = written?;
-    Ok(format!(
-        "wrote and read back {path} on {DISK} ({fs}, read-write)"
-    ))
-}
-
-fn write_and_read_back(name: &str) -> Result<String> {
-    let path = format!("{MOUNT}/{name}");
-    let contents = probe_contents(name);
-    let mut file = fs::File::create(&path).with_context(|| format!("failed to create {path}"))?;
-    file.write_all(contents.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("failed to write {path}"))?;
-    let back = fs::read_to_string(&path).with_context(|| format!("failed to read {path} back"))?;
-    if back != contents {
-        bail!("{path} read back {back:?}, not the {contents:?} written");
-    }
-    Ok(format!("/{name}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,9 +172,5 @@ mod tests {
         let runner = crate::runner::kvm::KvmRunner;
         let err = probe.spec(&runner).unwrap_err().to_string();
         assert!(err.contains("`a b` must be letters"), "{err}");
-        assert_eq!(
-            param("x ktstr.probe=t-1 ktstr.disk=ext4", NAME_PARAM).unwrap(),
-            "t-1"
-        );
     }
 }

@@ -1,6 +1,6 @@
 //! Kernel modules in the template guest, both sides of it.
 //!
-//! The host puts each module, uncompressed, at `/modules/<name>.ko` and
+//! The host ([`crate::guest::initramfs::add_modules`]) puts each module, uncompressed, at `/modules/<name>.ko` and
 //! lists them in load order in `/modules/order`, one a line:
 //! `<name>.ko` for a module the guest needs, `<name>.ko optional` for a
 //! softdep whose failure is only reported. A kernel that needs no modules
@@ -16,41 +16,15 @@ use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::kmod::{ModuleInitFlags, finit_module};
 
-use crate::guest::initramfs::Archive;
-use crate::kernel::modules::GuestModule;
-
 /// Where the modules and their order are in the initramfs.
 pub const MODULES_DIR: &str = "/modules";
 /// The order file's name in [`MODULES_DIR`].
-const ORDER_FILE: &str = "order";
+pub(crate) const ORDER_FILE: &str = "order";
 /// The word that marks an optional module in the order file.
-const OPTIONAL: &str = "optional";
+pub(crate) const OPTIONAL: &str = "optional";
 /// How long the guest waits for its disk after loading the modules (the
 /// probe takes milliseconds; TCG on a loaded host, a few hundred).
 pub const DISK_DEADLINE: Duration = Duration::from_secs(20);
-
-/// Adds `modules` and their order file to `archive`.
-pub fn add_modules(archive: &mut Archive, modules: &[GuestModule]) -> Result<()> {
-    if modules.is_empty() {
-        return Ok(());
-    }
-    let mut order = String::new();
-    for module in modules {
-        let file = format!("{}.ko", module.name);
-        archive.file(&format!("{MODULES_DIR}/{file}"), 0o644, &module.bytes)?;
-        order += &file;
-        if module.optional {
-            order += " ";
-            order += OPTIONAL;
-        }
-        order += "\n";
-    }
-    archive.file(
-        &format!("{MODULES_DIR}/{ORDER_FILE}"),
-        0o644,
-        order.as_bytes(),
-    )
-}
 
 /// The order file's lines as (file name, optional).
 fn parse_order(text: &str) -> Vec<(&str, bool)> {
@@ -100,6 +74,8 @@ fn load_one(path: &Path) -> Result<(), Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guest::initramfs::{Archive, add_modules};
+    use crate::kernel::modules::GuestModule;
 
     #[test]
     fn the_order_file_round_trips() {

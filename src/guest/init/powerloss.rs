@@ -1,5 +1,5 @@
 //! In the guest: set up log-writes, make the cache filesystem, run the
-//! operations, mark each (the protocol is in [`super`]).
+//! operations, mark each (the protocol is in [`crate::guest::powerloss`]).
 
 use std::fs;
 use std::io::Write;
@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
+use super::dm::{self, DmControl, Target};
+use super::helpers::{disk_hash, mount_disk_at, mount_pseudo, print_line, unmount_disk};
+use super::{disks, modules};
 use crate::cache::cleanup::{Budget, CleanMode, CleanOptions, ItemKind, clean};
 use crate::cache::clone::{Reflink, clone_template};
 use crate::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
@@ -17,31 +20,24 @@ use crate::cache::names;
 use crate::cache::per_test::PerTestImage;
 use crate::formatter::filesystem::Filesystem;
 use crate::formatter::fingerprint;
-use crate::guest::init::dm::{self, DmControl, Target};
-use crate::guest::init::{mount_pseudo, print_line};
-use crate::guest::powerloss::{BREAK_PARAM, BREAK_ROOT_FSYNC, OpRecord, Published};
+use crate::guest::powerloss::{
+    BREAK_PARAM, BREAK_ROOT_FSYNC, KERNEL_NAME, KERNELS, OpRecord, Published, TEMPLATE_FS,
+    TEMPLATES,
+};
 use crate::guest::protocol::formatter_path;
 use crate::kernel::store::{CONFIG_FILE, IMAGE_FILE, KernelStore};
 
-/// The templates' filesystem: ext4's mkfs is the quickest under TCG.
-pub const TEMPLATE_FS: Filesystem = Filesystem::Ext4;
 /// The log-writes device and its node.
 const DM_NAME: &str = "ktstr-log";
 const DM_NODE: &str = "/dev/ktstr-log";
 /// Where the cache filesystem is mounted, and what is in it.
 pub const MOUNT: &str = "/cache";
-/// The template root and the kernel store, relative to the filesystem.
-pub const TEMPLATES: &str = "templates";
-pub const KERNELS: &str = "kernels";
 const CLONES: &str = "clones";
 /// The pid the debris is made under: dead in the guest, and above the
 /// host's default pid_max (32768) so no host process has it either.
 const DEBRIS_PID: u32 = 4_190_000;
 /// Where each operation's process is started, also above any host pid.
 const OP_PIDS: u32 = 4_100_000;
-/// The kernel-store entry the run publishes.
-pub const KERNEL_NAME: &str = "6.12.0-0000000000000001";
-
 /// One operation of the run.
 #[derive(Debug, Clone, Copy)]
 pub enum Op {
@@ -119,14 +115,14 @@ pub(crate) fn run_in_guest(cmdline: &str) -> Result<String> {
     mount_pseudo("devtmpfs", "/dev")?;
     mount_pseudo("sysfs", "/sys")?;
     mount_pseudo("tmpfs", "/tmp")?;
-    let modules_dir = Path::new(crate::guest::init::modules::MODULES_DIR);
-    for skipped in crate::guest::init::modules::load_modules(modules_dir)? {
+    let modules_dir = Path::new(modules::MODULES_DIR);
+    for skipped in modules::load_modules(modules_dir)? {
         print_line(&format!(
             "cargo-ktstr init: optional module not loaded: {skipped}\n"
         ));
     }
-    let deadline = crate::guest::init::modules::DISK_DEADLINE;
-    let disks = crate::guest::init::disks::find_disks(Path::new("/sys/block"), 2, deadline)?;
+    let deadline = modules::DISK_DEADLINE;
+    let disks = disks::find_disks(Path::new("/sys/block"), 2, deadline)?;
     let dm = DmControl::open()?;
     let table = Target {
         start: 0,
@@ -138,7 +134,7 @@ pub(crate) fn run_in_guest(cmdline: &str) -> Result<String> {
     dm::make_node(Path::new(DM_NODE), dev)?;
     let start = Instant::now();
     make_filesystem(fs)?;
-    crate::guest::init::mount_disk_at(DM_NODE, fs.name(), MOUNT)?;
+    mount_disk_at(DM_NODE, fs.name(), MOUNT)?;
     for dir in [TEMPLATES, KERNELS, CLONES] {
         let path = Path::new(MOUNT).join(dir);
         fs::create_dir(&path).with_context(|| format!("failed to create {}", path.display()))?;
@@ -161,7 +157,7 @@ pub(crate) fn run_in_guest(cmdline: &str) -> Result<String> {
             mark(&dm, &record)
         })?;
     }
-    crate::guest::init::unmount_disk(MOUNT);
+    unmount_disk(MOUNT);
     let status = dm.status(DM_NAME).unwrap_or_default();
     dm.remove(DM_NAME)?;
     nix::unistd::sync();
@@ -261,7 +257,7 @@ fn run_op(n: usize, op: Op) -> Result<OpRecord> {
             ensure!(ensured.built, "{} was not built", ensured.key);
             record.published.push(Published {
                 name: ensured.key.to_string(),
-                sha256: crate::guest::init::disk_hash(&ensured.path)?,
+                sha256: disk_hash(&ensured.path)?,
             });
         }
         Op::Clone(mib) => {
@@ -353,7 +349,7 @@ fn publish_kernel(n: usize, replace: bool) -> Result<Published> {
         .with_context(|| format!("failed to remove {}", scratch.display()))?;
     Ok(Published {
         name: KERNEL_NAME.into(),
-        sha256: crate::guest::init::disk_hash(&image)?,
+        sha256: disk_hash(&image)?,
     })
 }
 

@@ -5,7 +5,7 @@
 //! Host to guest: `ktstr.mode=powerloss ktstr.disk=<fs>` on a stock
 //! kernel's command line; disk 0 is the data disk (all zeros), disk 1 the
 //! log. Init loads dm-mod and dm-log-writes, puts log-writes over the data
-//! disk, makes `<fs>` on it and runs [`record::OPS`] on a cache root in it
+//! disk, makes `<fs>` on it and runs [`OPS`](crate::guest::init::powerloss::OPS) on a cache root in it
 //! with the host formatter ([`crate::HostMkfsBuilder`]), each in a child
 //! process whose pid no host process has, so the host's `clean` judges
 //! the guest's debris by the pid rule as it would a dead writer's.
@@ -29,8 +29,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::init::modules::add_modules;
 use super::initramfs::Archive;
+use super::initramfs::add_modules;
 use super::protocol::{escape, formatter_path, unescape};
 use crate::formatter::filesystem::Filesystem;
 use crate::formatter::fingerprint::find_formatter;
@@ -54,6 +54,13 @@ pub const MARK_PREFIX: &str = "ktstr-op-";
 /// dm-mod, its dependency), and what mounting the cache filesystem asks the crypto API
 /// for (no modprobe in the guest to load it on demand).
 const NEEDS: &[&str] = &["dm_log_writes", "crc32c_generic"];
+/// The templates' filesystem: ext4's mkfs is the quickest under TCG.
+pub const TEMPLATE_FS: Filesystem = Filesystem::Ext4;
+/// The template root and the kernel store, relative to the filesystem.
+pub const TEMPLATES: &str = "templates";
+pub const KERNELS: &str = "kernels";
+/// The kernel-store entry the run publishes.
+pub const KERNEL_NAME: &str = "6.12.0-0000000000000001";
 
 /// A name and the sha256 of its bytes, as an operation published it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,8 +163,8 @@ impl Recording<'_> {
         let mut archive = Archive::with_init(self.init)?;
         // The cache filesystem's formatter, and ext4's for the templates.
         let mut formatters = vec![self.fs];
-        if self.fs != super::init::powerloss::TEMPLATE_FS {
-            formatters.push(super::init::powerloss::TEMPLATE_FS);
+        if self.fs != TEMPLATE_FS {
+            formatters.push(TEMPLATE_FS);
         }
         for fs in formatters {
             archive.program(&formatter_path(fs), &find_formatter(fs)?)?;
