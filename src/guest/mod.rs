@@ -1,15 +1,22 @@
-//! The template-building guest: the host side of a build
+//! The template-building guest, by side. The host side: a build
 //! ([`crate::guest::builder`]); the initramfs it boots
 //! ([`crate::guest::initramfs`]), with the shared objects its programs need
 //! ([`crate::elf::libs`]) cut to what runs ([`crate::elf::notes`]); the
-//! init that runs the formatter inside it ([`crate::guest::init`]), after
-//! loading a stock kernel's modules ([`crate::guest::modules`]); and the
-//! result line both sides agree on ([`crate::guest::protocol`]). The memory
-//! it needs is checked before a boot ([`crate::guest::memory`]). The same
-//! init runs a list of checks ([`crate::guest::checks`]) in the nested-KVM
-//! lane's outer guest, which [`crate::guest::nested`] boots, and records the
-//! cache's operations for the power-loss lane ([`crate::guest::powerloss`],
-//! replayed by [`crate::guest::logwrites`]).
+//! program that becomes its init ([`crate::guest::find_init`]); the memory
+//! it needs, checked before a boot ([`crate::guest::memory`]); the
+//! nested-KVM lane's outer guest ([`crate::guest::nested`]); and the
+//! power-loss lane's recording guest and the replay of its log
+//! ([`crate::guest::powerloss`], [`crate::guest::logwrites`]).
+//!
+//! What both sides agree on: the template result line
+//! ([`crate::guest::protocol`]), the check list and its result lines
+//! ([`crate::guest::checks`]), the probe's ([`crate::guest::probe`]) and the
+//! recording's ([`crate::guest::powerloss`]).
+//!
+//! The guest side, PID 1, is [`crate::guest::init`]: it dispatches on the
+//! kernel command line to the template mode (formatting the disks), the
+//! check mode, the probe or the recording, and imports nothing of the host
+//! side but what the two agree on.
 
 pub mod builder;
 pub mod checks;

@@ -5,7 +5,7 @@
 //! parameter it does not know on to nobody, so init reads it from
 //! /proc/cmdline). The formatter is `/sbin/mkfs.<fs>` in the initramfs and
 //! disk `i` is the virtio-blk disk with serial `disk<i>`
-//! ([`crate::guest::disks`]).
+//! ([`crate::guest::init::disks`]).
 //!
 //! Guest to host: one line on the console per disk,
 //!

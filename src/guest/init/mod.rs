@@ -1,14 +1,13 @@
-//! PID 1 in the template guest: mount what mkfs needs, load the modules a
-//! stock kernel needs for its disks ([`super::modules`]), find each disk by
-//! its serial ([`super::disks`]), format it, check the result, print one
-//! result line per disk ([`super::protocol`]) and reboot.
-//! With `ktstr.mode=checks` on the command line it runs a list of checks
-//! instead ([`super::checks`]), as the nested lane's outer guest; with
-//! `ktstr.mode=probe` it writes a file to a per-test image
-//! ([`crate::guest::probe`]); with `ktstr.mode=powerloss` it records the
-//! cache's operations under dm-log-writes ([`super::powerloss`]). With
-//! `ktstr.verify=` it mounts the new filesystem
-//! read-only before reporting ([`super::protocol`]).
+//! PID 1 in a guest this crate boots: read the kernel command line and
+//! run one mode. By default the template mode ([`template`]): load the
+//! modules a stock kernel needs for its disks ([`modules`]), find each disk
+//! by its serial ([`disks`]), format it, check the result, print one
+//! result line per disk ([`crate::guest::protocol`]) and reboot. With
+//! `ktstr.mode=checks` it runs a list of checks instead ([`checks`]), as
+//! the nested lane's outer guest; with `ktstr.mode=probe` it writes a file
+//! to a per-test image ([`probe`]); with `ktstr.mode=powerloss` it records
+//! the cache's operations under dm-log-writes ([`powerloss`]). What every
+//! mode needs (mounts, the console) is in [`helpers`].
 //!
 //! Every way out ends in a reboot, which the host sees as the end of the
 //! run: an error becomes a failed result line, a panic is printed by a hook
@@ -20,14 +19,14 @@ use std::fs;
 use anyhow::{Context, Result};
 use nix::sys::reboot::{RebootMode, reboot};
 
-mod checks;
+pub mod checks;
 pub mod disks;
 pub mod dm;
-mod helpers;
+pub mod helpers;
 pub mod modules;
 pub mod powerloss;
-mod probe;
-mod template;
+pub mod probe;
+pub mod template;
 
 use super::checks::MODE_PARAM;
 use super::protocol::{INIT_PATH, TemplateResult};
