@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cargo_ktstr::formatter::fingerprint::find_formatter;
 use cargo_ktstr::runner::RunEnd;
-use cargo_ktstr::runner::detect::kvm_boot_support;
+use cargo_ktstr::runner::kvm::kvm_boot_support;
 use cargo_ktstr::vmm::{self, VmConfig};
 
 use crate::Bench;

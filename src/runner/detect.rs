@@ -1,43 +1,14 @@
 //! Pick a runner for `--vmm auto`: the built-in VMM where KVM can boot a
 //! stock kernel, else QEMU.
 
-use std::io;
-use std::path::Path;
 use std::sync::Once;
 
 use anyhow::{Result, bail};
 
 use super::GuestRunner;
-use super::kvm::{KvmRunner, cannot_boot};
+use super::kvm::{KvmRunner, cannot_boot, kvm_boot_support};
 use super::qemu::{Accel, QemuRunner};
 use crate::runner::VmmChoice;
-
-/// Why the host's KVM cannot boot an unmodified Linux kernel, or `Ok` when
-/// it can.
-pub fn kvm_boot_support() -> Result<(), String> {
-    if let Err(e) = crate::host::open_kvm() {
-        // Most often: a user the distribution did not put in the group that
-        // owns /dev/kvm.
-        let fix = match e.kind() {
-            io::ErrorKind::PermissionDenied => {
-                "; to use KVM, join the `kvm` group with `sudo usermod -aG kvm $USER` and log in \
-                 again"
-            }
-            _ => "",
-        };
-        return Err(format!("/dev/kvm is not usable ({e}){fix}"));
-    }
-    // PVM, a paravirtualized KVM, runs code a VMM sets up but cannot boot an
-    // unmodified kernel: the kernel must be built for PVM.
-    if Path::new("/sys/module/kvm_pvm").exists() {
-        return Err(
-            "/dev/kvm is PVM (paravirtualized KVM, /sys/module/kvm_pvm exists), \
-                    which cannot boot an unmodified Linux kernel"
-                .to_owned(),
-        );
-    }
-    Ok(())
-}
 
 /// The runner for `--vmm`: `auto` takes the built-in VMM where KVM can boot
 /// a stock kernel, else QEMU (with KVM acceleration only where KVM can boot

@@ -1,11 +1,11 @@
 //! The built-in VMM as a [`super::GuestRunner`].
 
+use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 
-use super::detect::kvm_boot_support;
 use super::{GuestRunner, GuestSpec, RunOutcome, memfd};
 use crate::kernel::store::{IMAGE_FILE, VMLINUX_FILE};
 use crate::kernel::unpack::vmlinux;
@@ -14,6 +14,33 @@ use crate::vmm::{self, VmConfig, VmmError};
 /// Boots guests with the built-in VMM ([`crate::vmm`]).
 #[derive(Debug, Default)]
 pub struct KvmRunner;
+
+/// Why the host's KVM cannot boot an unmodified Linux kernel, or `Ok` when
+/// it can.
+pub fn kvm_boot_support() -> Result<(), String> {
+    if let Err(e) = crate::host::open_kvm() {
+        // Most often: a user the distribution did not put in the group that
+        // owns /dev/kvm.
+        let fix = match e.kind() {
+            io::ErrorKind::PermissionDenied => {
+                "; to use KVM, join the `kvm` group with `sudo usermod -aG kvm $USER` and log in \
+                 again"
+            }
+            _ => "",
+        };
+        return Err(format!("/dev/kvm is not usable ({e}){fix}"));
+    }
+    // PVM, a paravirtualized KVM, runs code a VMM sets up but cannot boot an
+    // unmodified kernel: the kernel must be built for PVM.
+    if Path::new("/sys/module/kvm_pvm").exists() {
+        return Err(
+            "/dev/kvm is PVM (paravirtualized KVM, /sys/module/kvm_pvm exists), \
+                    which cannot boot an unmodified Linux kernel"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
 
 /// The one refusal of `--vmm kvm` on a host whose KVM cannot boot a
 /// kernel, `why` being [`kvm_boot_support`]'s reason.

@@ -333,7 +333,7 @@ fn auto_without_a_usable_vmm_explains_both() {
     let Some((kernel, _)) = guest_prerequisites() else {
         return;
     };
-    if cargo_ktstr::runner::detect::kvm_boot_support().is_ok() {
+    if cargo_ktstr::runner::kvm::kvm_boot_support().is_ok() {
         return eprintln!("skipped: this host's KVM boots kernels, so auto always has a VMM");
     }
     let root = tempfile::tempdir().unwrap();

@@ -11,8 +11,8 @@ use cargo_ktstr::cache::ensure::{EnsureOptions, ensure_template};
 use cargo_ktstr::cache::key::Capacity;
 use cargo_ktstr::formatter::filesystem::Filesystem;
 use cargo_ktstr::guest::builder::GuestBuilder;
-use cargo_ktstr::runner::detect::kvm_boot_support;
 use cargo_ktstr::runner::kvm::KvmRunner;
+use cargo_ktstr::runner::kvm::kvm_boot_support;
 use cargo_ktstr::runner::{GuestRunner, GuestSpec, RunOutcome};
 
 use crate::guests;

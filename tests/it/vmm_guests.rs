@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cargo_ktstr::runner::detect::kvm_boot_support;
+use cargo_ktstr::runner::kvm::kvm_boot_support;
 use cargo_ktstr::runner::{RunEnd, RunOutcome};
 use cargo_ktstr::vmm::{self, VmConfig};
 
