@@ -16,7 +16,14 @@ use std::time::Duration;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vmm_sys_util::signal::{SIGRTMIN, register_signal_handler};
 
-use super::vcpu::VcpuError;
+/// Why the deadline could not be armed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadlineError {
+    #[error("cannot arm the run's deadline timer: {0}")]
+    Timer(io::Error),
+    #[error("cannot install the vCPU kick signal handler: {0}")]
+    Signal(vmm_sys_util::errno::Error),
+}
 
 thread_local! {
     /// This thread's `kvm_run.immediate_exit` while it runs a vCPU.
@@ -45,10 +52,10 @@ extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
 /// Installs the handler once per process. Its outcome is kept: were a
 /// failure forgotten, the next run would arm a timer whose signal, with no
 /// handler, terminates the process.
-fn install_kick_handler() -> Result<(), VcpuError> {
+fn install_kick_handler() -> Result<(), DeadlineError> {
     static INSTALLED: OnceLock<Result<(), vmm_sys_util::errno::Error>> = OnceLock::new();
     let result = INSTALLED.get_or_init(|| register_signal_handler(kick_signal(), on_kick));
-    (*result).map_err(VcpuError::Signal)
+    (*result).map_err(DeadlineError::Signal)
 }
 
 /// Runs `body` with a deadline armed `after` from now for `vcpu`, run by
@@ -59,7 +66,7 @@ pub fn with_deadline<R>(
     vcpu: &mut VcpuFd,
     after: Duration,
     body: impl FnOnce(&mut Armed<'_>) -> R,
-) -> Result<R, VcpuError> {
+) -> Result<R, DeadlineError> {
     let mut armed = Armed::arm(vcpu, after)?;
     Ok(body(&mut armed))
 }
@@ -76,7 +83,7 @@ pub struct Armed<'a> {
 
 impl<'a> Armed<'a> {
     /// Kicks `vcpu`, run by this thread, out of KVM_RUN `after` from now.
-    fn arm(vcpu: &'a mut VcpuFd, after: Duration) -> Result<Self, VcpuError> {
+    fn arm(vcpu: &'a mut VcpuFd, after: Duration) -> Result<Self, DeadlineError> {
         install_kick_handler()?;
         unblock_kick_signal()?;
         IMMEDIATE_EXIT.with(|c| c.set(&raw mut vcpu.get_kvm_run().immediate_exit));
@@ -97,7 +104,7 @@ impl<'a> Armed<'a> {
         };
         // SAFETY: `timer` was just created and `spec` is a valid itimerspec.
         if unsafe { libc::timer_settime(armed.timer, 0, &spec, ptr::null_mut()) } != 0 {
-            return Err(VcpuError::Timer(io::Error::last_os_error()));
+            return Err(DeadlineError::Timer(io::Error::last_os_error()));
         }
         Ok(armed)
     }
@@ -128,7 +135,7 @@ fn clear() {
 }
 
 /// A timer that signals this very thread (SIGEV_THREAD_ID), not the process.
-fn create_timer() -> Result<libc::timer_t, VcpuError> {
+fn create_timer() -> Result<libc::timer_t, DeadlineError> {
     // SAFETY: sigevent is a plain C struct for which all zeroes is valid.
     let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
     event.sigev_notify = libc::SIGEV_THREAD_ID;
@@ -138,13 +145,13 @@ fn create_timer() -> Result<libc::timer_t, VcpuError> {
     let mut timer: libc::timer_t = ptr::null_mut();
     // SAFETY: both pointers are valid for the call; the kernel fills `timer`.
     if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) } != 0 {
-        return Err(VcpuError::Timer(io::Error::last_os_error()));
+        return Err(DeadlineError::Timer(io::Error::last_os_error()));
     }
     Ok(timer)
 }
 
 /// A caller that blocks signals in its threads must still get the kick.
-fn unblock_kick_signal() -> Result<(), VcpuError> {
+fn unblock_kick_signal() -> Result<(), DeadlineError> {
     // SAFETY: sigset_t is plain data that sigemptyset initializes.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid sigset_t; pthread_sigmask only reads it.
@@ -155,6 +162,6 @@ fn unblock_kick_signal() -> Result<(), VcpuError> {
     };
     match rc {
         0 => Ok(()),
-        errno => Err(VcpuError::Timer(io::Error::from_raw_os_error(errno))),
+        errno => Err(DeadlineError::Timer(io::Error::from_raw_os_error(errno))),
     }
 }

@@ -12,7 +12,7 @@ use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EV
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use super::bus::{Bus, BusEvent};
-use super::deadline::{Armed, kick_signal, with_deadline};
+use super::deadline::{Armed, DeadlineError, kick_signal, with_deadline};
 use crate::outcome::RunEnd;
 
 /// Why the vCPU could not go on.
@@ -26,10 +26,8 @@ pub enum VcpuError {
     Internal,
     #[error("unexpected vCPU exit: {0}")]
     Unexpected(String),
-    #[error("cannot arm the run's deadline timer: {0}")]
-    Timer(std::io::Error),
-    #[error("cannot install the vCPU kick signal handler: {0}")]
-    Signal(vmm_sys_util::errno::Error),
+    #[error(transparent)]
+    Deadline(#[from] DeadlineError),
     #[error("stopped by a signal to this process")]
     Interrupted,
 }
