@@ -27,11 +27,11 @@ mod tcg;
 mod vmm;
 
 // The integration tests' loop-filesystem helper, shared rather than copied;
-// it reports a missing prerequisite through `crate::util`.
-#[path = "../../tests/it/loopfs.rs"]
+// it reports a missing prerequisite through `crate::support`.
+#[path = "../../tests/it/support/loopfs.rs"]
 mod loopfs;
 
-mod util {
+mod support {
     /// Here a missing prerequisite ends the benchmark: a table with holes
     /// would read as measured.
     pub fn prerequisite(what: &str, available: bool) -> bool {

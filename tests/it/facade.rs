@@ -10,7 +10,7 @@ use std::time::Duration;
 use cargo_ktstr::{Capacity, Filesystem, HostMkfsBuilder, Key, TemplateBuilder, TemplateCache};
 use sha2::Digest;
 
-use crate::util::{CHILD_ENV, bin, child, prerequisite, stdout, test_xdg_cache};
+use crate::support::{CHILD_ENV, bin, child, prerequisite, stdout, test_xdg_cache};
 
 /// The host's mkfs, counting its builds and slow enough that every thread
 /// arrives while the first one builds.

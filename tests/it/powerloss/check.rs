@@ -21,8 +21,8 @@ use rand::SeedableRng;
 use serde_json::Value;
 
 use super::Recorded;
-use crate::loopfs::LoopFs;
-use crate::util::ktstr_cmd;
+use crate::support::ktstr_cmd;
+use crate::support::loopfs::LoopFs;
 
 /// What the replay of one recording checked.
 #[derive(Debug, Default)]

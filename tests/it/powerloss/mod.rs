@@ -21,7 +21,7 @@ use cargo_ktstr::kernel::stock::{BOOT_DIR, GuestKernel, MODULES_ROOT, StockKerne
 use cargo_ktstr::runner::GuestRunner;
 use cargo_ktstr::runner::qemu::{Accel, QemuRunner};
 
-use crate::util::{bin, prerequisite};
+use crate::support::{bin, prerequisite};
 
 /// The switch that turns the lane on.
 const SWITCH: &str = "KTSTR_POWERLOSS";

@@ -10,7 +10,7 @@ mod servers;
 #[cfg(not(feature = "remote"))]
 #[test]
 fn without_the_feature_remote_commands_say_how_to_get_it() {
-    use crate::util::{bin, stderr};
+    use crate::support::{bin, stderr};
     let base = tempfile::tempdir().unwrap();
     let url = "webdav+http://127.0.0.1:9/fleet";
     let runs: [&[&str]; 3] = [

@@ -22,7 +22,7 @@ use cargo_ktstr::kernel::store::{
 };
 use tempfile::TempDir;
 
-use crate::util::{Spawned, bin, prerequisite, stderr, stdout};
+use crate::support::{Spawned, bin, prerequisite, stderr, stdout};
 
 /// A 20-character access key and a 40-character secret, as AWS issues them.
 const ACCESS_KEY: &str = "AKIAKTSTRTESTKEY0001";

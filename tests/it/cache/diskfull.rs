@@ -1,0 +1,89 @@
+//! A disk that fills up during a build: the error says the disk is full, no
+//! entry and no staging image are left, and the cache works again once space
+//! is freed. The formatter runs in a real guest, which sees only I/O errors.
+
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::path::Path;
+
+use cargo_ktstr::cache::lookup::{self, Entry};
+use cargo_ktstr::formatter::filesystem::Filesystem;
+
+use crate::guest::build_e2e::guest_prerequisites;
+use crate::support::loopfs::LoopFs;
+use crate::support::{current_key, ktstr_cmd, stderr};
+
+/// Writes `path` until the filesystem has no block left.
+fn fill(path: &Path) {
+    let mut file = fs::File::create(path).unwrap();
+    let chunk = vec![0x5au8; 1 << 20];
+    loop {
+        match file.write_all(&chunk).and_then(|()| file.sync_all()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::StorageFull => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    // Then what a short write left, a block at a time.
+    while file
+        .write_all(&chunk[..4096])
+        .and_then(|()| file.sync_all())
+        .is_ok()
+    {}
+}
+
+#[test]
+fn a_build_on_a_full_disk_says_so_leaves_nothing_and_works_once_space_is_freed() {
+    let Some((kernel, _)) = guest_prerequisites() else {
+        return;
+    };
+    let Some(mnt) = LoopFs::new("ext4", 64) else {
+        return;
+    };
+    let root = mnt.path().join("cache");
+    fs::create_dir(&root).unwrap();
+    let filler = mnt.path().join("filler");
+    fill(&filler);
+    let build = || {
+        ktstr_cmd(&root)
+            .args([
+                "template",
+                "build",
+                "--vmm",
+                "qemu",
+                "--fs",
+                "ext4",
+                "--capacity",
+                "64M",
+            ])
+            .args(["--timeout", "60", "--kernel"])
+            .arg(&kernel)
+            .output()
+            .unwrap()
+    };
+
+    let out = build();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the disk holding the template cache `{}` is full",
+            root.display()
+        )),
+        "{err}"
+    );
+    let left: Vec<_> = fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [".locks"], "an entry or a staging image was left");
+
+    fs::remove_file(&filler).unwrap();
+    let out = build();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = current_key(Filesystem::Ext4, 64).parse().unwrap();
+    assert!(matches!(
+        lookup::lookup(&root, &key).unwrap(),
+        Entry::Valid(_)
+    ));
+}

@@ -1,0 +1,240 @@
+//! Self-heal: a build on a loop filesystem filled with entries evicts the
+//! least recently used ones nobody holds, then succeeds.
+
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use cargo_ktstr::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
+use cargo_ktstr::cache::key::Capacity;
+use cargo_ktstr::cache::lookup::{self, Entry};
+use cargo_ktstr::formatter::filesystem::Filesystem;
+
+use cargo_ktstr::cache::clone::{Reflink, clone_template};
+
+use crate::guest::build_e2e::guest_prerequisites;
+use crate::support::loopfs::LoopFs;
+use crate::support::{FlockHolder, ktstr_cmd, magic_image, stderr};
+
+/// An entry with `mib` MiB allocated, last used `ago_secs` ago.
+fn entry(root: &Path, i: u64, mib: usize, ago_secs: u64) -> String {
+    let name = format!("ext4-64m-{i:016x}");
+    let dir = root.join(&name);
+    fs::create_dir_all(&dir).unwrap();
+    magic_image(&dir.join("template.img"), Filesystem::Ext4, 64, mib << 20);
+    let t = SystemTime::now() - Duration::from_secs(ago_secs);
+    fs::File::open(&dir).unwrap().set_modified(t).unwrap();
+    name
+}
+
+/// Writes `path` until the filesystem refuses.
+fn fill(path: &Path) {
+    let mut file = fs::File::create(path).unwrap();
+    let chunk = vec![0x5au8; 1 << 20];
+    loop {
+        match file.write_all(&chunk).and_then(|()| file.sync_all()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::StorageFull => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    while file
+        .write_all(&chunk[..4096])
+        .and_then(|()| file.sync_all())
+        .is_ok()
+    {}
+}
+
+fn names(root: &Path) -> Vec<String> {
+    let mut v: Vec<_> = fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_build_on_a_full_disk_evicts_the_least_recently_used_unheld_entries_and_succeeds() {
+    for evict in [false, true] {
+        let Some(mnt) = LoopFs::new("ext4", 256) else {
+            return;
+        };
+        let root = mnt.path().join("cache");
+        fs::create_dir(&root).unwrap();
+        // Oldest first; the oldest is held by a cloner.
+        let e: Vec<String> = (0..5)
+            .map(|i| entry(&root, i, 30, 1000 * (5 - i)))
+            .collect();
+        fs::create_dir_all(root.join(".locks")).unwrap();
+        let held = FlockHolder::shared(&root.join(".locks").join(format!("{}.lock", e[0])));
+        fill(&mnt.path().join("filler"));
+        let before = names(&root);
+
+        let opts = EnsureOptions {
+            evict,
+            ..EnsureOptions::default()
+        };
+        let cap = Capacity::from_mib(64).unwrap();
+        let built = ensure_template(&root, Filesystem::Ext4, cap, &HostMkfsBuilder, &opts);
+        if !evict {
+            let err = format!("{:#}", built.unwrap_err());
+            assert!(err.contains("cargo ktstr clean --min-free"), "{err}");
+            assert_eq!(names(&root), before, "nothing may go without eviction");
+            continue;
+        }
+        let built = built.unwrap();
+        assert!(matches!(
+            lookup::lookup(&root, &built.key).unwrap(),
+            Entry::Valid(_)
+        ));
+        let left = names(&root);
+        assert!(left.contains(&e[0]), "the held entry went: {left:?}");
+        assert!(
+            left.contains(&e[4]),
+            "the most recently used went: {left:?}"
+        );
+        // What went is a prefix of the unheld entries, oldest first.
+        let gone: Vec<_> = e[1..].iter().filter(|n| !left.contains(n)).collect();
+        assert!(!gone.is_empty());
+        assert_eq!(gone, e[1..=gone.len()].iter().collect::<Vec<_>>());
+        // Nothing half-written: only entries and .locks.
+        assert!(
+            left.iter()
+                .all(|n| n == ".locks" || n.starts_with("ext4-64m-")),
+            "{left:?}"
+        );
+        drop(held);
+    }
+}
+
+/// A full loop ext4 with five ~30 MiB entries, the oldest held by a cloner.
+struct Full {
+    mnt: LoopFs,
+    entries: Vec<String>,
+    _held: FlockHolder,
+}
+
+impl Full {
+    fn new() -> Option<Full> {
+        let mnt = LoopFs::new("ext4", 256)?;
+        let root = mnt.path().join("cache");
+        fs::create_dir(&root).unwrap();
+        let entries: Vec<String> = (0..5)
+            .map(|i| entry(&root, i, 30, 1000 * (5 - i)))
+            .collect();
+        fs::create_dir_all(root.join(".locks")).unwrap();
+        let held = FlockHolder::shared(&root.join(".locks").join(format!("{}.lock", entries[0])));
+        Some(Full {
+            mnt,
+            entries,
+            _held: held,
+        })
+    }
+
+    fn root(&self) -> std::path::PathBuf {
+        self.mnt.path().join("cache")
+    }
+
+    fn fill(&self) {
+        fill(&self.mnt.path().join("filler"));
+    }
+}
+
+/// `template build` in a real guest on a full disk: the guest's formatter
+/// sees I/O errors, the build makes room, boots again and succeeds, and
+/// stderr says what went; with `--no-evict` it fails naming the fix.
+#[test]
+fn a_guest_build_on_a_full_disk_heals_and_says_what_it_removed() {
+    let Some((kernel, _)) = guest_prerequisites() else {
+        return;
+    };
+    for evict in [false, true] {
+        let Some(full) = Full::new() else { return };
+        let root = full.root();
+        // A real template to build, whose key differs from the fakes'.
+        full.fill();
+        let mut cmd = ktstr_cmd(&root);
+        cmd.args([
+            "template",
+            "build",
+            "--vmm",
+            "qemu",
+            "--fs",
+            "ext4",
+            "--capacity",
+            "64M",
+        ])
+        .args(["--timeout", "60", "--kernel"])
+        .arg(&kernel);
+        if !evict {
+            cmd.arg("--no-evict");
+        }
+        let out = cmd.output().unwrap();
+        let err = stderr(&out);
+        if !evict {
+            assert_eq!(out.status.code(), Some(1), "{err}");
+            assert!(err.contains("cargo ktstr clean --min-free"), "{err}");
+            assert!(full.entries.iter().all(|e| root.join(e).exists()));
+            continue;
+        }
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("was full: removed"), "{err}");
+        assert!(
+            err.contains(&full.entries[1]),
+            "the oldest unheld entry is not named: {err}"
+        );
+        assert!(root.join(&full.entries[0]).exists() && root.join(&full.entries[4]).exists());
+        let left = names(&root);
+        assert!(
+            left.iter()
+                .all(|n| n == ".locks" || n.starts_with("ext4-64m-")),
+            "{left:?}"
+        );
+    }
+}
+
+/// A sparse copy (ext4 cannot reflink) into the full cache filesystem: the
+/// clone makes room by evicting, never the template it copies, and the copy
+/// equals the template.
+#[test]
+fn a_clone_on_a_full_disk_evicts_others_but_never_its_template() {
+    let Some(full) = Full::new() else { return };
+    let root = full.root();
+    let cap = Capacity::from_mib(64).unwrap();
+    let opts = EnsureOptions::default();
+    let built = ensure_template(&root, Filesystem::Ext4, cap, &HostMkfsBuilder, &opts).unwrap();
+    // The template is now the most recently used; make it the least.
+    let dir = built.path.parent().unwrap();
+    fs::File::open(dir)
+        .unwrap()
+        .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1))
+        .unwrap();
+    full.fill();
+    let dest = full.mnt.path().join("clone.img");
+    let cloned = clone_template(
+        &root,
+        Filesystem::Ext4,
+        cap,
+        &HostMkfsBuilder,
+        &opts,
+        &dest,
+        Reflink::Auto,
+    );
+    let cloned = cloned.unwrap();
+    assert_eq!(
+        fs::read(&dest).unwrap(),
+        fs::read(&cloned.ensured.path).unwrap()
+    );
+    let left = names(&root);
+    assert!(
+        left.contains(&built.key.to_string()),
+        "the template at work went: {left:?}"
+    );
+    assert!(left.contains(&full.entries[0]), "the held entry went");
+    assert!(
+        !left.contains(&full.entries[1]),
+        "the least recently used unheld entry stayed"
+    );
+}
