@@ -19,8 +19,7 @@ use cargo_ktstr::formatter::filesystem::Filesystem;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::guest::build_e2e::guest_prerequisites;
-use crate::support::{current_key, ktstr_cmd, ktstr_ok};
+use crate::support::{current_key, ext4_64m, guest_prerequisites, ktstr_cmd, ktstr_ok};
 
 const TRIALS: usize = 30;
 const FS: Filesystem = Filesystem::Ext4;
@@ -41,21 +40,11 @@ fn key() -> Key {
 
 /// The CLI for `template <what>` of the test key, booting `kernel` on a miss.
 fn command(root: &Path, kernel: &Path, what: &str) -> Command {
-    let mut cmd = ktstr_cmd(root);
-    cmd.args([
-        "template",
-        what,
-        "--vmm",
-        "qemu",
-        "--fs",
-        "ext4",
-        "--capacity",
-        "64M",
-    ])
-    .arg("--kernel")
-    .arg(kernel)
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    let mut cmd = ext4_64m(ktstr_cmd(root), what);
+    cmd.arg("--kernel")
+        .arg(kernel)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     cmd
 }
 

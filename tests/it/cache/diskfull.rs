@@ -3,34 +3,13 @@
 //! is freed. The formatter runs in a real guest, which sees only I/O errors.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
-use std::path::Path;
 
 use cargo_ktstr::cache::lookup::{self, Entry};
 use cargo_ktstr::formatter::filesystem::Filesystem;
 
-use crate::guest::build_e2e::guest_prerequisites;
+use crate::support::images::fill_disk;
 use crate::support::loopfs::LoopFs;
-use crate::support::{current_key, ktstr_cmd, stderr};
-
-/// Writes `path` until the filesystem has no block left.
-fn fill(path: &Path) {
-    let mut file = fs::File::create(path).unwrap();
-    let chunk = vec![0x5au8; 1 << 20];
-    loop {
-        match file.write_all(&chunk).and_then(|()| file.sync_all()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::StorageFull => break,
-            Err(e) => panic!("filling {}: {e}", path.display()),
-        }
-    }
-    // Then what a short write left, a block at a time.
-    while file
-        .write_all(&chunk[..4096])
-        .and_then(|()| file.sync_all())
-        .is_ok()
-    {}
-}
+use crate::support::{current_key, ext4_64m, guest_prerequisites, ktstr_cmd, stderr};
 
 #[test]
 fn a_build_on_a_full_disk_says_so_leaves_nothing_and_works_once_space_is_freed() {
@@ -43,20 +22,10 @@ fn a_build_on_a_full_disk_says_so_leaves_nothing_and_works_once_space_is_freed()
     let root = mnt.path().join("cache");
     fs::create_dir(&root).unwrap();
     let filler = mnt.path().join("filler");
-    fill(&filler);
+    fill_disk(&filler);
     let build = || {
-        ktstr_cmd(&root)
-            .args([
-                "template",
-                "build",
-                "--vmm",
-                "qemu",
-                "--fs",
-                "ext4",
-                "--capacity",
-                "64M",
-            ])
-            .args(["--timeout", "60", "--kernel"])
+        let mut cmd = ext4_64m(ktstr_cmd(&root), "build");
+        cmd.args(["--timeout", "60", "--kernel"])
             .arg(&kernel)
             .output()
             .unwrap()

@@ -2,7 +2,6 @@
 //! least recently used ones nobody holds, then succeeds.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -13,9 +12,11 @@ use cargo_ktstr::formatter::filesystem::Filesystem;
 
 use cargo_ktstr::cache::clone::{Reflink, clone_template};
 
-use crate::guest::build_e2e::guest_prerequisites;
+use crate::support::images::fill_disk;
 use crate::support::loopfs::LoopFs;
-use crate::support::{FlockHolder, ktstr_cmd, magic_image, stderr};
+use crate::support::{
+    FlockHolder, ext4_64m, guest_prerequisites, ktstr_cmd, magic_image, names, stderr,
+};
 
 /// An entry with `mib` MiB allocated, last used `ago_secs` ago.
 fn entry(root: &Path, i: u64, mib: usize, ago_secs: u64) -> String {
@@ -26,33 +27,6 @@ fn entry(root: &Path, i: u64, mib: usize, ago_secs: u64) -> String {
     let t = SystemTime::now() - Duration::from_secs(ago_secs);
     fs::File::open(&dir).unwrap().set_modified(t).unwrap();
     name
-}
-
-/// Writes `path` until the filesystem refuses.
-fn fill(path: &Path) {
-    let mut file = fs::File::create(path).unwrap();
-    let chunk = vec![0x5au8; 1 << 20];
-    loop {
-        match file.write_all(&chunk).and_then(|()| file.sync_all()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::StorageFull => break,
-            Err(e) => panic!("filling {}: {e}", path.display()),
-        }
-    }
-    while file
-        .write_all(&chunk[..4096])
-        .and_then(|()| file.sync_all())
-        .is_ok()
-    {}
-}
-
-fn names(root: &Path) -> Vec<String> {
-    let mut v: Vec<_> = fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
@@ -69,7 +43,7 @@ fn a_build_on_a_full_disk_evicts_the_least_recently_used_unheld_entries_and_succ
             .collect();
         fs::create_dir_all(root.join(".locks")).unwrap();
         let held = FlockHolder::shared(&root.join(".locks").join(format!("{}.lock", e[0])));
-        fill(&mnt.path().join("filler"));
+        fill_disk(&mnt.path().join("filler"));
         let before = names(&root);
 
         let opts = EnsureOptions {
@@ -138,7 +112,7 @@ impl Full {
     }
 
     fn fill(&self) {
-        fill(&self.mnt.path().join("filler"));
+        fill_disk(&self.mnt.path().join("filler"));
     }
 }
 
@@ -155,19 +129,8 @@ fn a_guest_build_on_a_full_disk_heals_and_says_what_it_removed() {
         let root = full.root();
         // A real template to build, whose key differs from the fakes'.
         full.fill();
-        let mut cmd = ktstr_cmd(&root);
-        cmd.args([
-            "template",
-            "build",
-            "--vmm",
-            "qemu",
-            "--fs",
-            "ext4",
-            "--capacity",
-            "64M",
-        ])
-        .args(["--timeout", "60", "--kernel"])
-        .arg(&kernel);
+        let mut cmd = ext4_64m(ktstr_cmd(&root), "build");
+        cmd.args(["--timeout", "60", "--kernel"]).arg(&kernel);
         if !evict {
             cmd.arg("--no-evict");
         }

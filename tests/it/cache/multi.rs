@@ -13,8 +13,7 @@ use cargo_ktstr::formatter::filesystem::Filesystem;
 use cargo_ktstr::guest::builder::GuestBuilder;
 use serde_json::Value;
 
-use crate::guest::build_e2e::{build_cmd, guest_prerequisites};
-use crate::support::{bin, ktstr_cmd, stderr};
+use crate::support::{bin, build_cmd, guest_prerequisites, ktstr_cmd, stderr};
 
 const THREE: [&str; 3] = ["btrfs:256M", "xfs:300M", "ext4:64M"];
 

@@ -5,10 +5,9 @@ use std::path::Path;
 use std::process::Output;
 
 use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::formatter::fingerprint::find_formatter;
 
-use crate::guest::build_e2e::{build_cmd, guest_prerequisites};
-use crate::support::{ktstr, names, prerequisite, stderr};
+use crate::support::gates::formatter;
+use crate::support::{build_cmd, guest_prerequisites, ktstr, names, stderr};
 
 /// Asserts `out` exited `code` with `needle` in its stderr.
 fn exits(out: &Output, code: i32, needle: &str, what: &str) {
@@ -27,10 +26,6 @@ fn nothing_built(root: &Path) {
         "{:?}",
         names(root)
     );
-}
-
-fn formatter(fs: Filesystem) -> bool {
-    prerequisite(fs.mkfs(), find_formatter(fs).is_ok())
 }
 
 #[test]

@@ -8,24 +8,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
 use serde_json::Value;
 
 use crate::cache::clean::Immutable;
+use crate::support::gates::{debian_kernel, qemu_installed};
 use crate::support::users::{self, User};
-use crate::support::{bin, dead_pid, ktstr, ktstr_cmd, magic_image, prerequisite, stderr};
+use crate::support::{bin, dead_pid, ktstr, ktstr_cmd, magic_image, stderr};
 
 const KEY: &str = "ext4-64m-0123456789abcdef";
 
 /// A Debian kernel in /boot with its modules, and QEMU to boot it.
 fn stock_kernel_and_qemu() -> Option<PathBuf> {
-    let found = boot_kernels(Path::new(BOOT_DIR), Path::new(MODULES_ROOT))
-        .into_iter()
-        .find(|k| k.has_modules && k.release.ends_with("-amd64"));
-    let qemu = cargo_ktstr::host::find_program("qemu-system-x86_64").is_some();
-    let ok = prerequisite("a Debian kernel with its modules", found.is_some())
-        && prerequisite("qemu-system-x86_64", qemu);
-    ok.then(|| found.unwrap().image)
+    let kernel = debian_kernel("6.")?;
+    qemu_installed().then_some(kernel)
 }
 
 /// `template build` of ext4 with `kernel`, given a second to run: a guest

@@ -16,9 +16,8 @@ use cargo_ktstr::formatter::filesystem::Filesystem;
 use cargo_ktstr::store::lock::key_lock_path;
 use nix::sys::signal::Signal;
 
-use crate::guest::build_e2e::guest_prerequisites;
 use crate::support::users::{ALICE, User};
-use crate::support::{FlockHolder, Spawned, current_key, ktstr_cmd, names};
+use crate::support::{FlockHolder, Spawned, current_key, guest_prerequisites, ktstr_cmd, names};
 
 const SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
 

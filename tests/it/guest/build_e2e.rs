@@ -12,34 +12,11 @@ use cargo_ktstr::formatter::filesystem::Filesystem;
 use cargo_ktstr::guest::builder::GuestBuilder;
 use cargo_ktstr::guest::initramfs::template_initramfs;
 use cargo_ktstr::guest::protocol::TemplateResult;
-use cargo_ktstr::runner::qemu::{Accel, QemuRunner};
 use cargo_ktstr::runner::{DeviceDiscovery, GuestRunner, GuestSpec, RunEnd};
 use serde_json::Value;
 
 use crate::guest::guests;
-use crate::support::{bin, guest_kernel, ktstr_cmd, names, prerequisite, stderr};
-
-/// A kernel and QEMU, or `None` after saying which is missing.
-pub(crate) fn guest_prerequisites() -> Option<(PathBuf, QemuRunner)> {
-    let kernel = guest_kernel()?;
-    match QemuRunner::find(Accel::Tcg) {
-        Ok(qemu) => Some((kernel, qemu)),
-        Err(e) => {
-            eprintln!("{e:#}");
-            prerequisite("QEMU", false);
-            None
-        }
-    }
-}
-
-/// `template build --vmm qemu --json` with `args` on the template root `root`.
-pub(crate) fn build_cmd(root: &Path, kernel: &Path, args: &[&str]) -> Command {
-    let mut cmd = ktstr_cmd(root);
-    cmd.args(["template", "build", "--vmm", "qemu", "--json", "--kernel"])
-        .arg(kernel)
-        .args(args);
-    cmd
-}
+use crate::support::{bin, build_cmd, guest_prerequisites, ktstr_cmd, names, prerequisite, stderr};
 
 /// Ensures the 64 MiB ext4 template in `root` through the library.
 fn ensure_ext4(root: &Path, builder: &GuestBuilder) -> anyhow::Result<Ensured> {

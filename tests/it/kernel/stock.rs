@@ -8,26 +8,10 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
 use serde_json::Value;
 
-use crate::support::{ktstr_cmd, prerequisite, stderr, stdout};
-
-/// Debian's kernel of `series` (`6.1.`, `6.12.`) in /boot with its modules.
-fn debian_kernel(series: &str) -> Option<PathBuf> {
-    let found = boot_kernels(Path::new(BOOT_DIR), Path::new(MODULES_ROOT))
-        .into_iter()
-        .find(|k| k.has_modules && k.release.starts_with(series) && k.release.ends_with("-amd64"));
-    let what = format!("Debian's {series}x kernel with its modules (.ci/install-deps)");
-    prerequisite(&what, found.is_some()).then(|| found.unwrap().image)
-}
-
-fn qemu_installed() -> bool {
-    prerequisite(
-        "qemu-system-x86_64",
-        cargo_ktstr::host::find_program("qemu-system-x86_64").is_some(),
-    )
-}
+use crate::support::gates::{debian_kernel, qemu_installed};
+use crate::support::{ktstr_cmd, stderr, stdout};
 
 /// `template build --json` on `root` with only `env`'s kernel sources.
 fn build(root: &Path, kernel: Option<&Path>, fs: Filesystem, mib: u64) -> Command {

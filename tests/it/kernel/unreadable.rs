@@ -11,8 +11,9 @@ use cargo_ktstr::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::support::gates::qemu_installed;
 use crate::support::users::{ALICE, BOB, User};
-use crate::support::{names, prerequisite, stderr, stdout};
+use crate::support::{ext4_64m, names, prerequisite, stderr, stdout};
 
 /// Copies of Debian's 6.12 and 6.1 (newest first) and their configs, all
 /// readable, in a boot directory every user can enter.
@@ -82,18 +83,9 @@ fn as_user(user: &User, boot: &Boot, cache: &Path) -> Command {
 }
 
 /// `template build` with `cmd`, and `--kernel` when given.
-fn template_build(mut cmd: Command, kernel: Option<&Path>) -> Output {
-    cmd.args([
-        "template",
-        "build",
-        "--vmm",
-        "qemu",
-        "--fs",
-        "ext4",
-        "--capacity",
-        "64M",
-        "--json",
-    ]);
+fn template_build(cmd: Command, kernel: Option<&Path>) -> Output {
+    let mut cmd = ext4_64m(cmd, "build");
+    cmd.arg("--json");
     if let Some(kernel) = kernel {
         cmd.arg("--kernel").arg(kernel);
     }
@@ -112,13 +104,6 @@ fn refused_before_boot(out: &Output, cache: &Path) -> String {
         assert!(left.is_empty(), "left in the template root: {left:?}");
     }
     err
-}
-
-fn qemu_installed() -> bool {
-    prerequisite(
-        "qemu-system-x86_64",
-        cargo_ktstr::host::find_program("qemu-system-x86_64").is_some(),
-    )
 }
 
 #[test]

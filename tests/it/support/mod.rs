@@ -1,18 +1,22 @@
-//! Shared helpers: run the binary in a temporary cache.
+//! What the tests share: running the binary on a temporary cache root, its
+//! children and lock holders (here); prerequisite gates ([`gates`]); images,
+//! entries and a full disk ([`images`]); loop-mounted filesystems
+//! ([`loopfs`]); the real unprivileged users ([`users`]).
 
+pub mod gates;
+pub mod images;
 pub mod loopfs;
 pub mod users;
 
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+pub use gates::{guest_kernel, guest_prerequisites, kvm_usable, prerequisite};
+pub use images::{current_key, magic_image, mkfs_image, populate, shared_extents};
+
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
-
-use cargo_ktstr::cache::ensure::{self, EnsureOptions, Ensured, HostMkfsBuilder};
-use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::formatter::filesystem::Filesystem;
 
 /// The `cargo-ktstr` binary built for these tests.
 pub fn bin() -> PathBuf {
@@ -135,56 +139,6 @@ impl Drop for FlockHolder {
     }
 }
 
-/// Whether a test's prerequisite is there. Missing, it skips the test with a
-/// line saying why, except in CI (`CI` set), where it fails.
-pub fn prerequisite(what: &str, available: bool) -> bool {
-    if !available {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{what} is missing, and CI must run every test"
-        );
-        eprintln!("skipped: {what} is missing");
-    }
-    available
-}
-
-/// Formats `path` as a real `fs` image of `mib` MiB with the host's mkfs.
-/// `false` (after [`prerequisite`]) when the formatter is not installed.
-pub fn mkfs_image(path: &Path, fs: Filesystem, mib: u64) -> bool {
-    let Ok(mkfs) = cargo_ktstr::formatter::fingerprint::find_formatter(fs) else {
-        return prerequisite(fs.mkfs(), false);
-    };
-    std::fs::File::create(path)
-        .unwrap()
-        .set_len(mib << 20)
-        .unwrap();
-    let out = Command::new(mkfs)
-        .args(fs.mkfs_args())
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}: {}", fs.mkfs(), stderr(&out));
-    true
-}
-
-/// Writes a sparse image of `mib` MiB carrying `fs`'s superblock magic and
-/// `data` bytes of real data at its start (so it has allocated blocks).
-pub fn magic_image(path: &Path, fs: Filesystem, mib: u64, data: usize) {
-    let mut file = std::fs::File::create(path).unwrap();
-    file.set_len(mib << 20).unwrap();
-    file.write_all(&vec![0xa5; data]).unwrap();
-    let (offset, magic) = fs.magic();
-    file.seek(SeekFrom::Start(offset)).unwrap();
-    file.write_all(magic).unwrap();
-    file.sync_all().unwrap();
-}
-
-/// The installed formatter's key for `fs` and `mib`.
-pub fn current_key(fs: Filesystem, mib: u64) -> String {
-    let fp = cargo_ktstr::formatter::fingerprint::fingerprint(fs).unwrap();
-    format!("{fs}-{mib}m-{}", &fp[..16])
-}
-
 /// The binary with `--cache-dir root`, to add arguments to and spawn.
 pub fn ktstr_cmd(root: &Path) -> Command {
     let mut cmd = Command::new(bin());
@@ -200,11 +154,21 @@ pub fn test_xdg_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache")
 }
 
-/// Publishes a real template (host mkfs) under `root`, as a cache hit for
-/// the CLI tests.
-pub fn populate(root: &Path, fs: Filesystem, mib: u64) -> Ensured {
-    let cap = Capacity::from_mib(mib).unwrap();
-    ensure::ensure_template(root, fs, cap, &HostMkfsBuilder, &EnsureOptions::default()).unwrap()
+/// `template build --vmm qemu --json` with `args` on the template root `root`.
+pub fn build_cmd(root: &Path, kernel: &Path, args: &[&str]) -> Command {
+    let mut cmd = ktstr_cmd(root);
+    cmd.args(["template", "build", "--vmm", "qemu", "--json", "--kernel"])
+        .arg(kernel)
+        .args(args);
+    cmd
+}
+
+/// `template <what> --vmm qemu --fs ext4 --capacity 64M` on `cmd` (the
+/// binary on a root, or as a user): the template most guest tests build.
+pub fn ext4_64m(mut cmd: Command, what: &str) -> Command {
+    cmd.args(["template", what, "--vmm", "qemu", "--fs", "ext4"])
+        .args(["--capacity", "64M"]);
+    cmd
 }
 
 /// The environment variable that turns a test of this binary into a child
@@ -302,57 +266,6 @@ impl Drop for Spawned {
             let _ = self.child.wait();
         }
     }
-}
-
-/// Whether `/dev/kvm` opens read-write (for the VMM tests).
-pub fn kvm_usable() -> bool {
-    cargo_ktstr::host::open_kvm().is_ok()
-}
-
-/// The guest kernel tests boot, resolved as the CLI does ($KTSTR_KERNEL, else
-/// the newest cached kernel); `None` (after [`prerequisite`]) without one.
-pub fn guest_kernel() -> Option<PathBuf> {
-    match cargo_ktstr::kernel::resolve::resolve_from_env(None) {
-        Ok(kernel) => Some(kernel),
-        Err(e) => {
-            eprintln!("{e:#}");
-            prerequisite("a guest kernel", false);
-            None
-        }
-    }
-}
-
-/// How many of `file`'s first 512 extents exist and how many share their
-/// blocks with another file (FIEMAP, `FIEMAP_EXTENT_SHARED`): a reflink
-/// clone's extents are shared, a real copy's are not.
-pub fn shared_extents(file: &std::fs::File) -> (usize, usize) {
-    use std::os::fd::AsRawFd;
-    const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
-    const FLAG_SYNC: u32 = 1;
-    const EXTENT_SHARED: u32 = 0x2000;
-    const MAX: usize = 512;
-    // struct fiemap (32 bytes) then MAX struct fiemap_extent (56 bytes each),
-    // as u64 words for alignment.
-    let mut buf = vec![0u64; (32 + 56 * MAX) / 8];
-    buf[1] = u64::MAX; // fm_length: the whole file
-    // fm_flags (u32 at byte 16) and fm_extent_count (u32 at byte 24).
-    buf[2] = u64::from(FLAG_SYNC);
-    buf[3] = MAX as u64;
-    // SAFETY: FS_IOC_FIEMAP reads the header and writes at most
-    // fm_extent_count extents into the buffer, which is sized for them and
-    // outlives the call.
-    let rc = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_FIEMAP, buf.as_mut_ptr()) };
-    assert_eq!(rc, 0, "FIEMAP: {}", std::io::Error::last_os_error());
-    // fm_mapped_extents: the u32 at byte 20.
-    let mapped = (buf[2] >> 32) as usize;
-    let shared = (0..mapped.min(MAX))
-        .filter(|i| {
-            // fe_flags: the u32 at byte 40 of each extent.
-            let flags = buf[(32 + 56 * i + 40) / 8] as u32;
-            flags & EXTENT_SHARED != 0
-        })
-        .count();
-    (mapped, shared)
 }
 
 /// This process's open file descriptors.
