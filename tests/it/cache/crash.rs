@@ -119,7 +119,7 @@ fn template_path(root: &Path) -> PathBuf {
 }
 
 #[test]
-fn killed_builds_leave_a_valid_entry_or_none_and_debris_clean_removes() {
+fn killed_guest_builds_leave_a_valid_entry_or_none_and_debris_clean_removes() {
     let Some((kernel, _)) = guest_prerequisites() else {
         return;
     };
@@ -153,7 +153,7 @@ fn killed_builds_leave_a_valid_entry_or_none_and_debris_clean_removes() {
 }
 
 #[test]
-fn killed_clones_never_touch_the_template_and_leave_nothing_clean_misses() {
+fn killed_clones_and_their_guest_builds_never_touch_the_template_or_leave_what_clean_misses() {
     let Some((kernel, _)) = guest_prerequisites() else {
         return;
     };

@@ -12,7 +12,7 @@ use crate::support::loopfs::LoopFs;
 use crate::support::{current_key, ext4_64m, guest_prerequisites, ktstr_cmd, stderr};
 
 #[test]
-fn a_build_on_a_full_disk_says_so_leaves_nothing_and_works_once_space_is_freed() {
+fn a_guest_build_on_a_full_disk_says_so_leaves_nothing_and_works_once_space_is_freed() {
     let Some((kernel, _)) = guest_prerequisites() else {
         return;
     };

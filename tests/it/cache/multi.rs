@@ -40,7 +40,7 @@ fn assert_valid(reports: &[Value]) {
 }
 
 #[test]
-fn three_missing_templates_take_one_boot_and_are_then_found() {
+fn three_missing_templates_take_one_guest_boot_and_are_then_found() {
     let Some((kernel, _)) = guest_prerequisites() else {
         return;
     };
@@ -57,7 +57,7 @@ fn three_missing_templates_take_one_boot_and_are_then_found() {
 }
 
 #[test]
-fn present_templates_are_hits_and_the_rest_share_one_boot() {
+fn present_templates_are_hits_and_the_rest_share_one_guest_boot() {
     let Some((kernel, _)) = guest_prerequisites() else {
         return;
     };
@@ -69,7 +69,7 @@ fn present_templates_are_hits_and_the_rest_share_one_boot() {
 }
 
 #[test]
-fn overlapping_sets_from_two_processes_build_each_key_once() {
+fn overlapping_sets_from_two_processes_build_each_key_once_in_a_guest() {
     let Some((kernel, _)) = guest_prerequisites() else {
         return;
     };
@@ -101,7 +101,7 @@ fn overlapping_sets_from_two_processes_build_each_key_once() {
 }
 
 #[test]
-fn a_failing_formatter_is_named_and_the_others_still_publish() {
+fn a_failing_formatter_in_a_guest_is_named_and_the_others_still_publish() {
     let Some((kernel, qemu)) = guest_prerequisites() else {
         return;
     };
@@ -148,7 +148,7 @@ impl SpawnOutput for Command {
 }
 
 #[test]
-fn clone_gives_each_dest_its_template_from_one_boot() {
+fn clone_gives_each_dest_its_template_from_one_guest_boot() {
     let Some((kernel, _)) = guest_prerequisites() else {
         return;
     };

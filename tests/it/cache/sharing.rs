@@ -124,7 +124,7 @@ fn unprivileged_a_private_root_cannot_be_locked_by_another_user() {
 /// dry run) says it cannot remove his entry and why, and a lock Bob holds
 /// is named with his user.
 #[test]
-fn unprivileged_two_users_share_a_sticky_root_one_with_a_strict_umask() {
+fn unprivileged_two_users_share_a_guest_built_template_in_a_sticky_root_one_with_a_strict_umask() {
     let (Some(alice), Some(bob)) = (User::get(ALICE), User::get(BOB)) else {
         return;
     };
@@ -229,7 +229,7 @@ fn unprivileged_two_users_share_a_sticky_root_one_with_a_strict_umask() {
 /// from /boot, no kvm group; then the list, a clone hit, the budgets and
 /// `clean --all`, all as her.
 #[test]
-fn unprivileged_quick_start_list_budgets_and_clean_in_a_home_cache() {
+fn unprivileged_quick_start_guest_build_list_budgets_and_clean_in_a_home_cache() {
     let Some(alice) = User::get(ALICE) else {
         return;
     };

@@ -124,7 +124,7 @@ fn durations_take_a_unit_or_are_seconds_for_every_flag() {
 }
 
 #[test]
-fn too_little_memory_is_refused_before_the_guest_boots() {
+fn too_little_memory_is_refused_before_any_boot() {
     let Some((kernel, _)) = guest_prerequisites() else {
         return;
     };
@@ -159,7 +159,7 @@ fn too_little_memory_is_refused_before_the_guest_boots() {
 
 /// The minimum the refusal names is enough: the guest boots in it.
 #[test]
-fn the_minimum_memory_named_is_enough_to_build() {
+fn the_minimum_memory_named_is_enough_for_a_guest_build() {
     let Some((kernel, _)) = guest_prerequisites() else {
         return;
     };

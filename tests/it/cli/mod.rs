@@ -5,6 +5,7 @@ mod edges;
 mod grammar;
 mod output;
 mod signals;
+mod vmm;
 
 use std::path::Path;
 use std::process::Command;

@@ -55,7 +55,7 @@ fn a_guest_that_times_out_is_reported_once_and_never_as_formatted() {
 }
 
 #[test]
-fn debug_shows_this_crates_lines_and_only_trace_the_elf_note_parsers() {
+fn debug_shows_this_crates_lines_and_the_guest_console_and_only_trace_the_elf_note_parsers() {
     let Some(kernel) = stock_kernel_and_qemu() else {
         return;
     };
@@ -81,7 +81,7 @@ fn debug_shows_this_crates_lines_and_only_trace_the_elf_note_parsers() {
 }
 
 #[test]
-fn an_unprivileged_user_is_told_once_that_builds_are_emulated_and_how_to_join_kvm() {
+fn an_unprivileged_user_is_told_once_that_guest_builds_are_emulated_and_how_to_join_kvm() {
     let Some(alice) = User::get(users::ALICE) else {
         return;
     };

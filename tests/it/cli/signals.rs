@@ -133,7 +133,7 @@ fn assert_clean(root: &Path, what: &str) {
 }
 
 #[test]
-fn a_signal_at_each_point_of_a_build_stops_it_with_the_signals_code_and_cleans_up() {
+fn a_signal_at_each_point_of_a_guest_build_stops_it_with_the_signals_code_and_cleans_up() {
     let Some((kernel, _)) = guest_prerequisites() else {
         return;
     };
@@ -184,7 +184,7 @@ fn dense_entry(root: &Path) -> std::path::PathBuf {
 }
 
 #[test]
-fn a_signal_during_a_clone_leaves_no_dest_and_the_template_as_it_was() {
+fn a_signal_during_a_clone_or_its_guest_build_leaves_no_dest_and_the_template_as_it_was() {
     let Some((kernel, _)) = guest_prerequisites() else {
         return;
     };

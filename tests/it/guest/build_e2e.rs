@@ -284,61 +284,6 @@ fn an_init_that_cannot_work_still_reports_and_resets() {
     assert!(result.output.contains("no ktstr.fs="), "{}", result.output);
 }
 
-#[test]
-fn as_pid_1_of_a_container_it_stays_the_cli() {
-    if !prerequisite("root (for unshare)", nix::unistd::geteuid().is_root()) {
-        return;
-    }
-    let root = tempfile::tempdir().unwrap();
-    // PID 1 of a new pid namespace (its own mount namespace, in case the
-    // guard failed and it went on to mount things), run by its own path.
-    let out = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount"])
-        .arg(bin())
-        .arg("--cache-dir")
-        .arg(root.path())
-        .args(["template", "list", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(list.is_object(), "{list}");
-}
-
-#[test]
-fn auto_without_a_usable_vmm_explains_both() {
-    let Some((kernel, _)) = guest_prerequisites() else {
-        return;
-    };
-    if cargo_ktstr::runner::kvm::kvm_boot_support().is_ok() {
-        return eprintln!("skipped: this host's KVM boots kernels, so auto always has a VMM");
-    }
-    let root = tempfile::tempdir().unwrap();
-    // No QEMU on this PATH; the formatter is still found in /usr/sbin.
-    let out = ktstr_cmd(root.path())
-        .env("PATH", root.path())
-        .args([
-            "template",
-            "build",
-            "--fs",
-            "ext4",
-            "--capacity",
-            "64M",
-            "--kernel",
-        ])
-        .arg(&kernel)
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("no VMM can boot the template guest"), "{err}");
-    assert!(
-        err.contains("built-in VMM cannot") && err.contains("qemu-system-x86"),
-        "{err}"
-    );
-    assert_eq!(names(root.path()), [".locks"]);
-}
-
 /// `--verify` leaves the image byte for byte what mkfs wrote: the guest
 /// hashes the whole disk after mkfs and before the read-only mount, and
 /// again after the unmount (`ktstr.verify=hash`), and the host hashes the

@@ -41,7 +41,7 @@ fn built(out: &Output) -> Value {
 }
 
 #[test]
-fn debian_6_1_and_6_12_build_every_filesystem() {
+fn debian_6_1_and_6_12_guests_build_every_filesystem() {
     let kernels: Vec<_> = ["6.1.", "6.12."]
         .into_iter()
         .filter_map(debian_kernel)
@@ -70,7 +70,7 @@ fn debian_6_1_and_6_12_build_every_filesystem() {
 }
 
 #[test]
-fn with_no_kernel_built_a_stock_kernel_in_boot_is_taken() {
+fn with_no_kernel_built_a_stock_kernel_in_boot_is_taken_for_the_guest() {
     if debian_kernel("6.").is_none() || !qemu_installed() {
         return;
     }

@@ -184,7 +184,7 @@ fn unprivileged_kernel_list_marks_an_unreadable_kernel_and_the_default_skips_it(
 }
 
 #[test]
-fn unprivileged_template_build_boots_the_readable_kernel_beside_an_unreadable_one() {
+fn unprivileged_a_guest_boots_the_readable_kernel_beside_an_unreadable_one() {
     let (Some(alice), Some(boot)) = (User::get(ALICE), Boot::copy()) else {
         return;
     };
