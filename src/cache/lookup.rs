@@ -43,7 +43,7 @@ pub(crate) enum Verdict {
 }
 
 /// `<root>/<key>`.
-pub fn entry_dir(root: &Path, key: &Key) -> PathBuf {
+pub(crate) fn entry_dir(root: &Path, key: &Key) -> PathBuf {
     root.join(key.to_string())
 }
 
@@ -152,7 +152,7 @@ pub(crate) fn size_problem(len: u64, key: &Key) -> Option<String> {
 /// The valid entry's image, or `None` on a miss; an invalid entry is a miss
 /// with a warning, so the next build replaces it, and a user's directory in
 /// its place an error, before any build.
-pub fn find(root: &Path, key: &Key) -> Result<Option<PathBuf>> {
+pub(crate) fn find(root: &Path, key: &Key) -> Result<Option<PathBuf>> {
     match lookup(root, key)? {
         Entry::Valid(path) => Ok(Some(path)),
         Entry::Invalid(why) => {

@@ -223,7 +223,7 @@ fn check_same_filesystem(root: &Path, staging: &Path) -> Result<()> {
 }
 
 /// fsyncs a directory, making the renames in it durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("failed to fsync `{}`", dir.display()))

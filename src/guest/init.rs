@@ -40,12 +40,12 @@ const STATUS_INIT_FAILED: i32 = 127;
 /// Whether this process is the template guest's init: PID 1 started as
 /// `/init`. PID 1 alone is not enough: as a container's entry point this
 /// binary is PID 1 too, and must stay the CLI there.
-pub fn is_guest_init() -> bool {
+pub(crate) fn is_guest_init() -> bool {
     std::process::id() == 1 && std::env::args_os().next().is_some_and(|a| a == INIT_PATH)
 }
 
 /// Runs as the guest's init; never returns.
-pub fn run() -> ! {
+pub(crate) fn run() -> ! {
     set_panic_hook(power_cycle);
     let done = match read_cmdline() {
         Ok(cmdline) if cmdline.split_whitespace().any(|a| a == MODE_PARAM) => run_checks(&cmdline),

@@ -11,17 +11,17 @@
 //! cache's operations for the power-loss lane ([`crate::guest::powerloss`],
 //! replayed by [`crate::guest::logwrites`]).
 
-pub mod builder;
-pub mod checks;
-pub mod disks;
-pub mod dm;
-pub mod find_init;
-pub mod init;
-pub mod initramfs;
-pub mod logwrites;
-pub mod memory;
-pub mod modules;
-pub mod nested;
-pub mod powerloss;
-pub mod probe;
-pub mod protocol;
+pub(crate) mod builder;
+pub(crate) mod checks;
+pub(crate) mod disks;
+pub(crate) mod dm;
+pub(crate) mod find_init;
+pub(crate) mod init;
+pub(crate) mod initramfs;
+pub(crate) mod logwrites;
+pub(crate) mod memory;
+pub(crate) mod modules;
+pub(crate) mod nested;
+pub(crate) mod powerloss;
+pub(crate) mod probe;
+pub(crate) mod protocol;

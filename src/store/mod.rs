@@ -8,9 +8,9 @@
 //! whether a writer's pid still runs ([`owner`]); and the ktstr cache base
 //! directory ([`root`]).
 
-pub mod lock;
-pub mod owner;
-pub mod root;
-pub mod share;
-pub mod space;
-pub mod tree;
+pub(crate) mod lock;
+pub(crate) mod owner;
+pub(crate) mod root;
+pub(crate) mod share;
+pub(crate) mod space;
+pub(crate) mod tree;

@@ -84,3 +84,17 @@ fn no_two_top_level_modules_import_each_other() {
         }
     }
 }
+
+#[test]
+fn nothing_below_the_cli_imports_it_or_the_test_surface() {
+    let all = imports();
+    for (module, named) in &all {
+        for top in ["cli", "testing"] {
+            assert!(
+                module == "lib" || !named.contains(top),
+                "`{module}` imports `{top}`: the CLI is the top of the tree and `testing` \
+                 only re-exports for tests; move what both need down"
+            );
+        }
+    }
+}

@@ -2,9 +2,9 @@
 //! Hits are real templates the test publishes with the library and the
 //! host's mkfs.
 
-use cargo_ktstr::cache::key::{Capacity, Key};
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::formatter::fingerprint;
+use cargo_ktstr::testing::cache::key::{Capacity, Key};
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::formatter::fingerprint;
 
 use crate::clone::same_bytes;
 use crate::util::{ktstr_cmd, names, populate, stderr, stdout};

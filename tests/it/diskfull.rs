@@ -6,8 +6,8 @@ use std::fs;
 use std::io::{ErrorKind, Write};
 use std::path::Path;
 
-use cargo_ktstr::cache::lookup::{self, Entry};
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::cache::lookup::{self, Entry};
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
 use crate::build_e2e::guest_prerequisites;
 use crate::loopfs::LoopFs;

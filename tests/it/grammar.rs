@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::Output;
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::formatter::fingerprint::find_formatter;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::formatter::fingerprint::find_formatter;
 
 use crate::build_e2e::{build_cmd, guest_prerequisites};
 use crate::util::{ktstr, names, prerequisite, stderr};

@@ -7,8 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
 use serde_json::Value;
 
 use crate::clean::Immutable;
@@ -22,7 +22,7 @@ fn stock_kernel_and_qemu() -> Option<PathBuf> {
     let found = boot_kernels(Path::new(BOOT_DIR), Path::new(MODULES_ROOT))
         .into_iter()
         .find(|k| k.has_modules && k.release.ends_with("-amd64"));
-    let qemu = cargo_ktstr::host::find_program("qemu-system-x86_64").is_some();
+    let qemu = cargo_ktstr::testing::host::find_program("qemu-system-x86_64").is_some();
     let ok = prerequisite("a Debian kernel with its modules", found.is_some())
         && prerequisite("qemu-system-x86_64", qemu);
     ok.then(|| found.unwrap().image)

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
 use serde_json::Value;
 
 use crate::util::{ktstr_cmd, prerequisite, stderr, stdout};
@@ -25,7 +25,7 @@ fn debian_kernel(series: &str) -> Option<PathBuf> {
 fn qemu_installed() -> bool {
     prerequisite(
         "qemu-system-x86_64",
-        cargo_ktstr::host::find_program("qemu-system-x86_64").is_some(),
+        cargo_ktstr::testing::host::find_program("qemu-system-x86_64").is_some(),
     )
 }
 

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cargo_ktstr::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
+use cargo_ktstr::testing::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -117,7 +117,7 @@ fn refused_before_boot(out: &Output, cache: &Path) -> String {
 fn qemu_installed() -> bool {
     prerequisite(
         "qemu-system-x86_64",
-        cargo_ktstr::host::find_program("qemu-system-x86_64").is_some(),
+        cargo_ktstr::testing::host::find_program("qemu-system-x86_64").is_some(),
     )
 }
 

@@ -7,22 +7,22 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use cargo_ktstr::cache::ensure::{self, EnsureOptions, Ensured, HostMkfsBuilder};
-use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::cache::ensure::{self, EnsureOptions, Ensured, HostMkfsBuilder};
+use cargo_ktstr::testing::cache::key::Capacity;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
 /// The `cargo-ktstr` binary built for these tests.
-pub fn bin() -> PathBuf {
+pub(crate) fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cargo-ktstr"))
 }
 
-pub fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Runs the binary on the template root `root` with `args`, killing it if it
 /// runs longer than a minute (a sweep that blocks is a failure, not a hang).
-pub fn ktstr(root: &Path, args: &[&str]) -> Output {
+pub(crate) fn ktstr(root: &Path, args: &[&str]) -> Output {
     let mut child = ktstr_cmd(root)
         .args(args)
         .stdout(Stdio::piped())
@@ -41,12 +41,12 @@ pub fn ktstr(root: &Path, args: &[&str]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-pub fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Like [`ktstr`], but the run must succeed; returns its stdout.
-pub fn ktstr_ok(root: &Path, args: &[&str]) -> String {
+pub(crate) fn ktstr_ok(root: &Path, args: &[&str]) -> String {
     let out = ktstr(root, args);
     assert!(
         out.status.success(),
@@ -58,14 +58,14 @@ pub fn ktstr_ok(root: &Path, args: &[&str]) -> String {
 
 /// A live child process (`sleep`), killed and reaped when dropped.
 #[derive(Debug)]
-pub struct LiveProcess(Child);
+pub(crate) struct LiveProcess(Child);
 
 impl LiveProcess {
-    pub fn spawn() -> Self {
+    pub(crate) fn spawn() -> Self {
         LiveProcess(Command::new("sleep").arg("600").spawn().unwrap())
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.0.id()
     }
 }
@@ -78,7 +78,7 @@ impl Drop for LiveProcess {
 }
 
 /// The pid of a child that has exited and been reaped: a real dead owner.
-pub fn dead_pid() -> u32 {
+pub(crate) fn dead_pid() -> u32 {
     let mut child = Command::new("true").spawn().unwrap();
     let pid = child.id();
     child.wait().unwrap();
@@ -88,14 +88,14 @@ pub fn dead_pid() -> u32 {
 /// A child process holding a real flock on a file or directory (util-linux
 /// `flock`), until dropped: then its process group is killed and it is reaped.
 #[derive(Debug)]
-pub struct FlockHolder(Child);
+pub(crate) struct FlockHolder(Child);
 
 impl FlockHolder {
-    pub fn exclusive(path: &Path) -> Self {
+    pub(crate) fn exclusive(path: &Path) -> Self {
         Self::hold(path, "-x")
     }
 
-    pub fn shared(path: &Path) -> Self {
+    pub(crate) fn shared(path: &Path) -> Self {
         Self::hold(path, "-s")
     }
 
@@ -119,7 +119,7 @@ impl FlockHolder {
     }
 
     /// The pid that holds the lock.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.0.id()
     }
 }
@@ -134,7 +134,7 @@ impl Drop for FlockHolder {
 
 /// Whether a test's prerequisite is there. Missing, it skips the test with a
 /// line saying why, except in CI (`CI` set), where it fails.
-pub fn prerequisite(what: &str, available: bool) -> bool {
+pub(crate) fn prerequisite(what: &str, available: bool) -> bool {
     if !available {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -147,8 +147,8 @@ pub fn prerequisite(what: &str, available: bool) -> bool {
 
 /// Formats `path` as a real `fs` image of `mib` MiB with the host's mkfs.
 /// `false` (after [`prerequisite`]) when the formatter is not installed.
-pub fn mkfs_image(path: &Path, fs: Filesystem, mib: u64) -> bool {
-    let Ok(mkfs) = cargo_ktstr::formatter::fingerprint::find_formatter(fs) else {
+pub(crate) fn mkfs_image(path: &Path, fs: Filesystem, mib: u64) -> bool {
+    let Ok(mkfs) = cargo_ktstr::testing::formatter::fingerprint::find_formatter(fs) else {
         return prerequisite(fs.mkfs(), false);
     };
     std::fs::File::create(path)
@@ -166,7 +166,7 @@ pub fn mkfs_image(path: &Path, fs: Filesystem, mib: u64) -> bool {
 
 /// Writes a sparse image of `mib` MiB carrying `fs`'s superblock magic and
 /// `data` bytes of real data at its start (so it has allocated blocks).
-pub fn magic_image(path: &Path, fs: Filesystem, mib: u64, data: usize) {
+pub(crate) fn magic_image(path: &Path, fs: Filesystem, mib: u64, data: usize) {
     let mut file = std::fs::File::create(path).unwrap();
     file.set_len(mib << 20).unwrap();
     file.write_all(&vec![0xa5; data]).unwrap();
@@ -177,13 +177,13 @@ pub fn magic_image(path: &Path, fs: Filesystem, mib: u64, data: usize) {
 }
 
 /// The installed formatter's key for `fs` and `mib`.
-pub fn current_key(fs: Filesystem, mib: u64) -> String {
-    let fp = cargo_ktstr::formatter::fingerprint::fingerprint(fs).unwrap();
+pub(crate) fn current_key(fs: Filesystem, mib: u64) -> String {
+    let fp = cargo_ktstr::testing::formatter::fingerprint::fingerprint(fs).unwrap();
     format!("{fs}-{mib}m-{}", &fp[..16])
 }
 
 /// The binary with `--cache-dir root`, to add arguments to and spawn.
-pub fn ktstr_cmd(root: &Path) -> Command {
+pub(crate) fn ktstr_cmd(root: &Path) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("--cache-dir").arg(root);
     // Fingerprint memos go under the build directory, never into the real
@@ -193,25 +193,25 @@ pub fn ktstr_cmd(root: &Path) -> Command {
 }
 
 /// `$XDG_CACHE_HOME` for the binaries the tests run.
-pub fn test_xdg_cache() -> PathBuf {
+pub(crate) fn test_xdg_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache")
 }
 
 /// Publishes a real template (host mkfs) under `root`, as a cache hit for
 /// the CLI tests.
-pub fn populate(root: &Path, fs: Filesystem, mib: u64) -> Ensured {
+pub(crate) fn populate(root: &Path, fs: Filesystem, mib: u64) -> Ensured {
     let cap = Capacity::from_mib(mib).unwrap();
     ensure::ensure_template(root, fs, cap, &HostMkfsBuilder, &EnsureOptions::default()).unwrap()
 }
 
 /// The environment variable that turns a test of this binary into a child
 /// process's body; see [`child`].
-pub const CHILD_ENV: &str = "KTSTR_IT_CHILD";
+pub(crate) const CHILD_ENV: &str = "KTSTR_IT_CHILD";
 
 /// This test binary running only the test `name`, with `arg` in
 /// [`CHILD_ENV`]: a second process that links the library, as cargo's own
 /// test suite does, so no helper binary is shipped.
-pub fn child(name: &str, arg: &str) -> Command {
+pub(crate) fn child(name: &str, arg: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         name,
@@ -229,14 +229,14 @@ pub fn child(name: &str, arg: &str) -> Command {
 /// A child process, killed (SIGKILL) if still running when dropped, whose
 /// stderr lines arrive on a channel as they are written.
 #[derive(Debug)]
-pub struct Spawned {
+pub(crate) struct Spawned {
     pub child: Child,
     pub stderr: Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Spawned {
-    pub fn new(mut cmd: Command) -> Spawned {
+    pub(crate) fn new(mut cmd: Command) -> Spawned {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -259,12 +259,12 @@ impl Spawned {
         }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Waits up to a minute for a stderr line containing `needle`.
-    pub fn wait_for_stderr(&mut self, needle: &str) -> String {
+    pub(crate) fn wait_for_stderr(&mut self, needle: &str) -> String {
         loop {
             match self.stderr.recv_timeout(Duration::from_secs(60)) {
                 Ok(line) if line.contains(needle) => return line,
@@ -275,7 +275,7 @@ impl Spawned {
     }
 
     /// Waits for the exit; returns the status, stdout and all of stderr.
-    pub fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+    pub(crate) fn finish(mut self) -> (std::process::ExitStatus, String, String) {
         let mut out = String::new();
         use std::io::Read;
         self.child
@@ -302,14 +302,14 @@ impl Drop for Spawned {
 }
 
 /// Whether `/dev/kvm` opens read-write (for the VMM tests).
-pub fn kvm_usable() -> bool {
-    cargo_ktstr::host::open_kvm().is_ok()
+pub(crate) fn kvm_usable() -> bool {
+    cargo_ktstr::testing::host::open_kvm().is_ok()
 }
 
 /// The guest kernel tests boot, resolved as the CLI does ($KTSTR_KERNEL, else
 /// the newest cached kernel); `None` (after [`prerequisite`]) without one.
-pub fn guest_kernel() -> Option<PathBuf> {
-    match cargo_ktstr::kernel::resolve::resolve_from_env(None) {
+pub(crate) fn guest_kernel() -> Option<PathBuf> {
+    match cargo_ktstr::testing::kernel::resolve::resolve_from_env(None) {
         Ok(kernel) => Some(kernel),
         Err(e) => {
             eprintln!("{e:#}");
@@ -322,7 +322,7 @@ pub fn guest_kernel() -> Option<PathBuf> {
 /// How many of `file`'s first 512 extents exist and how many share their
 /// blocks with another file (FIEMAP, `FIEMAP_EXTENT_SHARED`): a reflink
 /// clone's extents are shared, a real copy's are not.
-pub fn shared_extents(file: &std::fs::File) -> (usize, usize) {
+pub(crate) fn shared_extents(file: &std::fs::File) -> (usize, usize) {
     use std::os::fd::AsRawFd;
     const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
     const FLAG_SYNC: u32 = 1;
@@ -353,12 +353,12 @@ pub fn shared_extents(file: &std::fs::File) -> (usize, usize) {
 }
 
 /// This process's open file descriptors.
-pub fn open_fds() -> usize {
+pub(crate) fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 /// This process's memory mappings.
-pub fn mappings() -> usize {
+pub(crate) fn mappings() -> usize {
     std::fs::read_to_string("/proc/self/maps")
         .unwrap()
         .lines()
@@ -366,7 +366,7 @@ pub fn mappings() -> usize {
 }
 
 /// The names in directory `dir`, sorted.
-pub fn names(dir: &Path) -> Vec<String> {
+pub(crate) fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -379,7 +379,7 @@ pub fn names(dir: &Path) -> Vec<String> {
 /// alone (for counting fds and mappings that other tests would disturb).
 /// In the parent it runs that child, asserts it passed and printed
 /// "counted", and returns false.
-pub fn in_counting_child(name: &str) -> bool {
+pub(crate) fn in_counting_child(name: &str) -> bool {
     if std::env::var_os(CHILD_ENV).is_some() {
         return true;
     }

@@ -24,7 +24,7 @@ use crate::formatter::filesystem::Filesystem;
 use crate::store::lock::{self, Mode};
 
 mod sparse;
-pub use sparse::sparse_copy;
+pub(crate) use sparse::sparse_copy;
 
 /// How to copy a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,9 @@ pub enum Reflink {
 /// How a clone was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// FICLONE: shares the template's extents.
     Reflink,
+    /// A copy that skips holes, where reflink is missing.
     SparseCopy,
 }
 
@@ -173,7 +175,7 @@ fn dest_exists(dest: &Path) -> anyhow::Error {
 
 /// Clones the open `src` into the open, empty `dst` as `mode` says. The
 /// paths are only for messages.
-pub fn clone_into(
+pub(crate) fn clone_into(
     src: &File,
     src_path: &Path,
     dst: &File,
@@ -211,7 +213,7 @@ pub fn clone_into(
 }
 
 /// Shares all of `src`'s extents with `dst` (ioctl FICLONE).
-pub fn ficlone(src: &File, dst: &File) -> Result<(), Errno> {
+pub(crate) fn ficlone(src: &File, dst: &File) -> Result<(), Errno> {
     // SAFETY: FICLONE takes the source fd as its argument and reads no
     // memory of ours; both fds are open for the duration of the call.
     let rc = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
@@ -256,7 +258,7 @@ fn describe(e: Errno) -> io::Error {
 }
 
 /// The name of the filesystem type `path` is on, for messages.
-pub fn fs_type_name(path: &Path) -> String {
+pub(crate) fn fs_type_name(path: &Path) -> String {
     // A path not created yet is judged by its directory.
     let probe = if path.exists() {
         path

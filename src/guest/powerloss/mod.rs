@@ -23,7 +23,7 @@
 //! an entry lost to a power cut after `template build` said it was
 //! published. Only this guest mode reads the switch.
 
-pub mod record;
+pub(crate) mod record;
 
 use std::path::Path;
 use std::time::Duration;
@@ -41,17 +41,17 @@ use crate::kernel::stock::{STOCK_CMDLINE, StockKernel};
 use crate::runner::{DeviceDiscovery, GuestSpec};
 
 /// The command-line argument that selects this mode of the init.
-pub const MODE_PARAM: &str = "ktstr.mode=powerloss";
+pub(crate) const MODE_PARAM: &str = "ktstr.mode=powerloss";
 /// The parameter that removes one fsync of the publish path.
-pub const BREAK_PARAM: &str = "ktstr.powerloss.break";
+pub(crate) const BREAK_PARAM: &str = "ktstr.powerloss.break";
 /// The one fsync [`BREAK_PARAM`] can remove.
 pub const BREAK_ROOT_FSYNC: &str = "root-fsync";
 /// The marker of an operation's line.
-pub const OP_MARKER: &str = "KTSTR_POWERLOSS_OP";
+pub(crate) const OP_MARKER: &str = "KTSTR_POWERLOSS_OP";
 /// The marker of the closing line.
-pub const DONE_MARKER: &str = "KTSTR_POWERLOSS_DONE";
+pub(crate) const DONE_MARKER: &str = "KTSTR_POWERLOSS_DONE";
 /// The prefix of each operation's log-writes mark.
-pub const MARK_PREFIX: &str = "ktstr-op-";
+pub(crate) const MARK_PREFIX: &str = "ktstr-op-";
 /// The modules the recording needs beyond the disk's: log-writes (with
 /// dm-mod, its dependency), and what mounting the cache filesystem asks the crypto API
 /// for (no modprobe in the guest to load it on demand).
@@ -69,6 +69,7 @@ pub struct Published {
 pub struct OpRecord {
     /// Its place in the run: its mark is `ktstr-op-<n>`.
     pub n: usize,
+    /// What it did, for messages: `publish btrfs 256M`.
     pub op: String,
     /// Template entries it published (key, image hash).
     pub published: Vec<Published>,
@@ -79,6 +80,7 @@ pub struct OpRecord {
 }
 
 impl OpRecord {
+    /// The `n`th operation, `op`, before it has done anything.
     pub fn new(n: usize, op: &str) -> Self {
         OpRecord {
             n,
@@ -113,7 +115,7 @@ impl OpRecord {
 }
 
 /// The closing line: whether every operation ran, and what went wrong.
-pub fn render_done(ok: bool, output: &str) -> String {
+pub(crate) fn render_done(ok: bool, output: &str) -> String {
     let ok = if ok { "yes" } else { "no" };
     format!(
         "{DONE_MARKER} ok={ok} output={}\n",
@@ -138,13 +140,19 @@ pub fn done_from_console(console: &[u8]) -> Option<(bool, String)> {
 /// `fs`.
 #[derive(Debug, Clone)]
 pub struct Recording<'a> {
+    /// The Debian kernel, with dm-log-writes as a module.
     pub kernel: &'a StockKernel,
+    /// The binary that runs as PID 1 (this crate's init).
     pub init: &'a Path,
+    /// The disk the cache filesystem is made on.
     pub data: &'a Path,
+    /// The disk dm-log-writes writes its log to.
     pub log: &'a Path,
+    /// The cache filesystem.
     pub fs: Filesystem,
     /// [`BREAK_ROOT_FSYNC`] to remove that fsync, else `None`.
     pub broken: Option<&'a str>,
+    /// QEMU is stopped when it passes.
     pub timeout: Duration,
 }
 

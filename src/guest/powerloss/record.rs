@@ -24,14 +24,15 @@ use crate::guest::protocol::formatter_path;
 use crate::kernel::store::{CONFIG_FILE, IMAGE_FILE, KernelStore};
 
 /// The templates' filesystem: ext4's mkfs is the quickest under TCG.
-pub const TEMPLATE_FS: Filesystem = Filesystem::Ext4;
+pub(crate) const TEMPLATE_FS: Filesystem = Filesystem::Ext4;
 /// The log-writes device and its node.
 const DM_NAME: &str = "ktstr-log";
 const DM_NODE: &str = "/dev/ktstr-log";
 /// Where the cache filesystem is mounted, and what is in it.
-pub const MOUNT: &str = "/cache";
-/// The template root and the kernel store, relative to the filesystem.
+pub(crate) const MOUNT: &str = "/cache";
+/// The template root, relative to the cache filesystem.
 pub const TEMPLATES: &str = "templates";
+/// The kernel store, relative to the cache filesystem.
 pub const KERNELS: &str = "kernels";
 const CLONES: &str = "clones";
 /// The pid the debris is made under: dead in the guest, and above the
@@ -44,7 +45,7 @@ pub const KERNEL_NAME: &str = "6.12.0-0000000000000001";
 
 /// One operation of the run.
 #[derive(Debug, Clone, Copy)]
-pub enum Op {
+pub(crate) enum Op {
     /// `template build` of an ext4 template of this many MiB (`--force`).
     Publish(u64, bool),
     /// `template clone` of it into a file beside the root.
@@ -66,7 +67,7 @@ pub enum Op {
 /// The run: several keys, one replaced with `--force`, clones and a
 /// per-test image, a kernel published and replaced, debris cleaned, a
 /// budget eviction, and `clean --all`.
-pub const OPS: &[Op] = &[
+pub(crate) const OPS: &[Op] = &[
     Op::Publish(16, false),
     Op::Publish(20, false),
     Op::Publish(24, false),

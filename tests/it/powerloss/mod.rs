@@ -1,7 +1,7 @@
 //! The power-loss lane: the cache's operations recorded under dm-log-writes
-//! in a Debian-kernel guest ([`cargo_ktstr::guest::powerloss`]), then the
+//! in a Debian-kernel guest ([`cargo_ktstr::testing::guest::powerloss`]), then the
 //! disk replayed on the host to every flush, FUA write and mark, and to a
-//! seeded sample of cuts between flushes ([`cargo_ktstr::guest::logwrites`]);
+//! seeded sample of cuts between flushes ([`cargo_ktstr::testing::guest::logwrites`]);
 //! at each state the cache must hold every entry whose publish had returned,
 //! serve only the bytes published under each key, take no debris for an
 //! entry, and `clean` must leave only valid entries ([`check`]).
@@ -15,11 +15,13 @@ mod check;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::guest::powerloss::{OpRecord, Recording, done_from_console};
-use cargo_ktstr::kernel::stock::{BOOT_DIR, GuestKernel, MODULES_ROOT, StockKernel, boot_kernels};
 use cargo_ktstr::runner::GuestRunner;
 use cargo_ktstr::runner::qemu::{Accel, QemuRunner};
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::guest::powerloss::{OpRecord, Recording, done_from_console};
+use cargo_ktstr::testing::kernel::stock::{
+    BOOT_DIR, GuestKernel, MODULES_ROOT, StockKernel, boot_kernels,
+};
 
 use crate::util::{bin, prerequisite};
 
@@ -33,18 +35,18 @@ const LOG_MIB: u64 = 2048;
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A finished recording: its disks, and what each operation did.
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub dir: tempfile::TempDir,
     pub records: Vec<OpRecord>,
     pub secs: f64,
 }
 
 impl Recorded {
-    pub fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.path().join("data.img")
     }
 
-    pub fn log(&self) -> PathBuf {
+    pub(crate) fn log(&self) -> PathBuf {
         self.dir.path().join("log.img")
     }
 }
@@ -74,9 +76,9 @@ fn debian_kernel() -> Option<StockKernel> {
 }
 
 /// Records the run on `fs` (with one fsync removed under `broken`).
-pub fn record(fs: Filesystem, broken: Option<&str>) -> Option<Recorded> {
+pub(crate) fn record(fs: Filesystem, broken: Option<&str>) -> Option<Recorded> {
     let kernel = debian_kernel()?;
-    let found = cargo_ktstr::host::find_program("qemu-system-x86_64").is_some();
+    let found = cargo_ktstr::testing::host::find_program("qemu-system-x86_64").is_some();
     if !prerequisite("qemu-system-x86_64", found) {
         return None;
     }
@@ -187,7 +189,7 @@ fn powerloss_without_the_root_fsync_a_published_entry_is_lost() {
     if !enabled("powerloss_without_the_root_fsync_a_published_entry_is_lost") {
         return;
     }
-    let broken = Some(cargo_ktstr::guest::powerloss::BREAK_ROOT_FSYNC);
+    let broken = Some(cargo_ktstr::testing::guest::powerloss::BREAK_ROOT_FSYNC);
     let Some(rec) = record(Filesystem::Ext4, broken) else {
         return;
     };
