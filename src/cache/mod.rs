@@ -5,6 +5,7 @@
 pub mod cleanup;
 pub mod clone;
 pub mod ensure;
+pub mod failing;
 pub mod heal;
 pub mod key;
 pub mod last_use;
