@@ -18,6 +18,9 @@
 //! KTSTR_POWERLOSS_DONE ok=<yes|no> output=<escaped text>
 //! ```
 //!
+//! With `ktstr.powerloss.flakey=1` the guest instead runs the failing-disk
+//! scenarios of [`flakey`] on its one disk.
+//!
 //! With `ktstr.powerloss.break=root-fsync` the publish path skips its
 //! fsync of the root after the rename, so the lane can show it catches
 //! an entry lost to a power cut after `template build` said it was

@@ -4,14 +4,15 @@
 //! seeded sample of cuts between flushes ([`cargo_ktstr::guest::logwrites`]);
 //! at each state the cache must hold every entry whose publish had returned,
 //! serve only the bytes published under each key, take no debris for an
-//! entry, and `clean` must leave only valid entries ([`check`]).
+//! entry, and `clean` must leave only valid entries ([`check`]). The same
+//! guest also runs a publish and a clone on a failing disk ([`flakey`]).
 //!
 //! Behind a switch, since each recording boots a guest under TCG:
 //! [`SWITCH`]`=1` (`.ci/run` sets it). `KTSTR_POWERLOSS_SEED` replays a
 //! run's sample of cuts (each run prints its seed).
 
 mod check;
-
+mod flakey;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
