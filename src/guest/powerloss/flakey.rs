@@ -162,8 +162,9 @@ pub struct StepRecord {
     pub entry: Found,
     /// A clone's destination after the disk healed and the remount.
     pub dest: Option<Found>,
-    /// The template root's other names then (debris, locks).
-    pub debris: Vec<String>,
+    /// The template root's other names then (other entries, `.locks`,
+    /// what the failed run left), to read beside a failure.
+    pub others: Vec<String>,
     /// The same operation on the healthy disk: its error, if it failed.
     pub next_error: Option<String>,
     /// What it made (sha256).
@@ -383,8 +384,8 @@ fn file(path: &Path) -> Found {
     }
 }
 
-/// Names in the template root other than entries.
-fn debris(key: &Key) -> Vec<String> {
+/// Names in the template root other than `key`'s entry.
+fn others(key: &Key) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(root()) else {
         return vec!["(the template root cannot be listed)".into()];
     };
@@ -406,12 +407,13 @@ fn run_scenario(disk: &Disk, n: usize, s: Scenario) -> Result<StepRecord> {
     nix::unistd::sync();
     disk.set(Some(s.fault))?;
     if !s.readback {
+        // For the rest of this process: the healthy run after it too.
         crate::cache::publish::skip_readback();
     }
     let first = run_action(s.action, s.mib, &dest);
     let repaired = disk.heal_and_remount()?;
     let (entry_found, dest_found) = (entry(&key), file(&dest));
-    let debris = debris(&key);
+    let others = others(&key);
     let next_dest = clones.join(format!("{n}-next.img"));
     let next = run_action(s.action, s.mib, &next_dest);
     let next_found = match s.action {
@@ -433,7 +435,7 @@ fn run_scenario(disk: &Disk, n: usize, s: Scenario) -> Result<StepRecord> {
         repaired,
         entry: entry_found,
         dest: (s.action == Action::Clone).then_some(dest_found),
-        debris,
+        others,
         next_error: next.as_ref().err().map(|e| format!("{e:#}")),
         next_built: next.ok(),
         next: next_found,
