@@ -95,6 +95,12 @@ pub mod guest {
         pub use crate::guest::powerloss::{
             BREAK_ROOT_FSYNC, OpRecord, Recording, done_from_console,
         };
+        /// What the tests use of `crate::guest::powerloss::flakey`.
+        pub mod flakey {
+            pub use crate::guest::powerloss::flakey::{
+                Action, Fault, Found, SCENARIOS, StepRecord,
+            };
+        }
         /// What the tests use of `crate::guest::powerloss::record`.
         pub mod record {
             pub use crate::guest::powerloss::record::{KERNEL_NAME, KERNELS, TEMPLATES};

@@ -5,6 +5,7 @@
 pub(crate) mod cleanup;
 pub(crate) mod clone;
 pub(crate) mod ensure;
+pub(crate) mod failing;
 pub(crate) mod heal;
 pub(crate) mod key;
 pub(crate) mod last_use;

@@ -36,8 +36,10 @@ const TABLE_LOAD: u8 = 9;
 const TABLE_STATUS: u8 = 12;
 const TARGET_MSG: u8 = 14;
 /// `DM_SUSPEND_FLAG`: with DEV_SUSPEND, suspend rather than resume.
-#[allow(dead_code)]
 const SUSPEND_FLAG: u32 = 1 << 1;
+/// `DM_SKIP_LOCKFS_FLAG`: suspend without freezing the filesystem on the
+/// device, whose freeze fails once a failing disk has shut it down.
+const SKIP_LOCKFS_FLAG: u32 = 1 << 10;
 
 /// One line of a table: `length` sectors from `start` mapped by `target`
 /// with `params`, as `dmsetup create --table` takes it.
@@ -104,13 +106,13 @@ impl DmControl {
             .map(drop)
     }
 
-    // Unused until dm-flakey swaps tables (suspend, reload, resume).
-    #[allow(dead_code)]
-    /// Suspends `name` (flushing what it holds), or resumes it with its
-    /// loaded table.
-    pub(crate) fn suspend(&self, name: &str, suspend: bool) -> Result<()> {
-        let flags = if suspend { SUSPEND_FLAG } else { 0 };
-        self.call(DEV_SUSPEND, name, flags, &[]).map(drop)
+    /// Swaps `name`'s table for `table` (`dmsetup suspend`, `reload`,
+    /// `resume`), without freezing the filesystem on it: the caller syncs
+    /// first if it wants what is cached written under the old table.
+    pub(crate) fn reload(&self, name: &str, table: &[Target]) -> Result<()> {
+        self.call(DEV_SUSPEND, name, SUSPEND_FLAG | SKIP_LOCKFS_FLAG, &[])?;
+        self.load(name, table)?;
+        self.call(DEV_SUSPEND, name, 0, &[]).map(drop)
     }
 
     /// Sends target message `text` (`mark <name>` to log-writes, say).

@@ -22,6 +22,7 @@ use super::key::Capacity;
 use super::lookup;
 use crate::formatter::filesystem::Filesystem;
 use crate::store::lock::{self, Mode};
+use crate::store::readback;
 
 mod sparse;
 pub(crate) use sparse::sparse_copy;
@@ -54,7 +55,8 @@ pub struct Cloned {
 }
 
 /// Ensures the template for (`fs`, `capacity`) and clones it to `dest`,
-/// which must not exist. On failure `dest` is removed.
+/// which must not exist, fsynced (and a copy read back from the disk). On
+/// failure `dest` is removed.
 pub fn clone_template(
     root: &Path,
     fs: Filesystem,
@@ -72,7 +74,7 @@ pub fn clone_template(
         // Evicting templates frees space only on the cache's filesystem.
         let evict = opts.evict && same_filesystem(root, dest.parent().unwrap_or(dest));
         heal::retry_when_full(root, clone_need(&e.path), evict, || {
-            clone_file(&e.path, dest, mode)
+            clone_durably(&e.path, dest, mode)
         })
     })?;
     Ok(Cloned { ensured, method })
@@ -164,6 +166,29 @@ pub fn clone_file(template: &Path, dest: &Path, mode: Reflink) -> Result<Method>
         let _ = std::fs::remove_file(dest);
     }
     result
+}
+
+/// [`clone_file`], then fsyncs the clone, and reads a copy back
+/// ([`readback`]): a disk that fails writes says so now rather than at
+/// writeback, and one that drops them before the clone is used. (A reflink
+/// wrote no data to read back.) A failure removes `dest`.
+fn clone_durably(template: &Path, dest: &Path, mode: Reflink) -> Result<Method> {
+    let method =
+        clone_file(template, dest, mode).map_err(|e| super::failing::when_disk_fails(dest, e))?;
+    let durable = File::open(dest)
+        .and_then(|dst| {
+            dst.sync_all()?;
+            match method {
+                Method::SparseCopy => readback::check_on_disk(&dst, dest),
+                Method::Reflink => Ok(()),
+            }
+        })
+        .with_context(|| format!("failed to fsync `{}` and read it back", dest.display()));
+    if let Err(e) = durable {
+        let _ = std::fs::remove_file(dest);
+        return Err(super::failing::when_disk_fails(dest, e));
+    }
+    Ok(method)
 }
 
 fn dest_exists(dest: &Path) -> anyhow::Error {

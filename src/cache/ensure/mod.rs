@@ -238,7 +238,7 @@ fn build_and_publish(
 ) -> Result<PathBuf> {
     // Each step is judged for a full disk while the staging image still
     // holds its blocks: a guest sees only an I/O error.
-    let full = |e| when_disk_full(root, e);
+    let full = |e| super::failing::when_disk_fails(root, when_disk_full(root, e));
     let staging = StagingImage::create(root, key).map_err(full)?;
     builder
         .build(key, &staging.path)

@@ -18,11 +18,15 @@
 //! KTSTR_POWERLOSS_DONE ok=<yes|no> output=<escaped text>
 //! ```
 //!
+//! With `ktstr.powerloss.flakey=1` the guest instead runs the failing-disk
+//! scenarios of [`flakey`] on its one disk.
+//!
 //! With `ktstr.powerloss.break=root-fsync` the publish path skips its
 //! fsync of the root after the rename, so the lane can show it catches
 //! an entry lost to a power cut after `template build` said it was
 //! published. Only this guest mode reads the switch.
 
+pub(crate) mod flakey;
 pub(crate) mod record;
 
 use std::path::Path;
@@ -52,10 +56,10 @@ pub(crate) const OP_MARKER: &str = "KTSTR_POWERLOSS_OP";
 pub(crate) const DONE_MARKER: &str = "KTSTR_POWERLOSS_DONE";
 /// The prefix of each operation's log-writes mark.
 pub(crate) const MARK_PREFIX: &str = "ktstr-op-";
-/// The modules the recording needs beyond the disk's: log-writes (with
-/// dm-mod, its dependency), and what mounting the cache filesystem asks the crypto API
+/// The modules the recording needs beyond the disk's: log-writes and
+/// flakey (with dm-mod, their dependency), and what mounting the cache filesystem asks the crypto API
 /// for (no modprobe in the guest to load it on demand).
-const NEEDS: &[&str] = &["dm_log_writes", "crc32c_generic"];
+const NEEDS: &[&str] = &["dm_log_writes", "dm_flakey", "crc32c_generic"];
 
 /// A name and the sha256 of its bytes, as an operation published it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,8 +150,9 @@ pub struct Recording<'a> {
     pub init: &'a Path,
     /// The disk the cache filesystem is made on.
     pub data: &'a Path,
-    /// The disk dm-log-writes writes its log to.
-    pub log: &'a Path,
+    /// The log disk; `None` runs the failing-disk scenarios
+    /// ([`flakey`]) on `data` instead.
+    pub log: Option<&'a Path>,
     /// The cache filesystem.
     pub fs: Filesystem,
     /// [`BREAK_ROOT_FSYNC`] to remove that fsync, else `None`.
@@ -172,24 +177,38 @@ impl Recording<'_> {
         for fs in formatters {
             archive.program(&formatter_path(fs), &find_formatter(fs)?)?;
         }
+        if self.log.is_none() && self.fs == Filesystem::Xfs {
+            let sbin = [Path::new("/usr/sbin"), Path::new("/sbin")];
+            let repair = crate::host::find_program_in("xfs_repair", None, &sbin)
+                .context("xfs_repair is not installed (the xfsprogs package has it)")?;
+            archive.program(flakey::XFS_REPAIR, &repair)?;
+        }
         archive.mke2fs_conf()?;
         add_modules(&mut archive, &modules)?;
         let broken = self
             .broken
             .map(|b| format!("{BREAK_PARAM}={b}"))
             .unwrap_or_default();
+        let flakey = match self.log {
+            Some(_) => String::new(),
+            None => format!("{}=1", flakey::FLAKEY_PARAM),
+        };
         Ok(GuestSpec {
             kernel: self.kernel.image.clone(),
             initramfs: archive.finish().context("failed to finish the initramfs")?,
             cmdline: format!(
-                "console=ttyS0 {reboot} panic=-1 {MODE_PARAM} {}={} {broken} {STOCK_CMDLINE} quiet",
+                "console=ttyS0 {reboot} panic=-1 {MODE_PARAM} {}={} {broken} {flakey} {STOCK_CMDLINE} quiet",
                 super::checks::DISK_PARAM,
                 self.fs
             )
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" "),
-            disks: vec![self.data.to_owned(), self.log.to_owned()],
+            disks: [Some(self.data), self.log]
+                .into_iter()
+                .flatten()
+                .map(Path::to_owned)
+                .collect(),
             memory_mib: 1024,
             timeout: self.timeout,
             devices: DeviceDiscovery::Acpi,

@@ -100,7 +100,7 @@ impl Op {
 }
 
 /// The value of `param=` on the command line.
-fn param<'a>(cmdline: &'a str, param: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(cmdline: &'a str, param: &str) -> Option<&'a str> {
     cmdline
         .split_whitespace()
         .find_map(|arg| arg.strip_prefix(param)?.strip_prefix('='))
@@ -126,6 +126,9 @@ pub(crate) fn run_in_guest(cmdline: &str) -> Result<String> {
             "cargo-ktstr init: optional module not loaded: {skipped}\n"
         ));
     }
+    if param(cmdline, super::flakey::FLAKEY_PARAM) == Some("1") {
+        return super::flakey::run_in_guest(fs);
+    }
     let deadline = crate::guest::modules::DISK_DEADLINE;
     let disks = crate::guest::disks::find_disks(Path::new("/sys/block"), 2, deadline)?;
     let dm = DmControl::open()?;
@@ -138,7 +141,7 @@ pub(crate) fn run_in_guest(cmdline: &str) -> Result<String> {
     let dev = dm.create(DM_NAME, &[table])?;
     dm::make_node(Path::new(DM_NODE), dev)?;
     let start = Instant::now();
-    make_filesystem(fs)?;
+    make_filesystem(fs, DM_NODE)?;
     crate::guest::init::mount_disk_at(DM_NODE, fs.name(), MOUNT)?;
     for dir in [TEMPLATES, KERNELS, CLONES] {
         let path = Path::new(MOUNT).join(dir);
@@ -173,19 +176,19 @@ pub(crate) fn run_in_guest(cmdline: &str) -> Result<String> {
     ))
 }
 
-/// Formats the log-writes device with `fs`.
-fn make_filesystem(fs: Filesystem) -> Result<()> {
+/// Formats device `node` with `fs`.
+pub(super) fn make_filesystem(fs: Filesystem, node: &str) -> Result<()> {
     let mkfs = formatter_path(fs);
     let out = Command::new(&mkfs)
         .args(fs.mkfs_args())
-        .arg(DM_NODE)
+        .arg(node)
         .env_clear()
         .env("PATH", "/sbin:/bin")
         .output()
         .with_context(|| format!("failed to run `{mkfs}`"))?;
     ensure!(
         out.status.success(),
-        "`{mkfs} {DM_NODE}` failed ({}): {}",
+        "`{mkfs} {node}` failed ({}): {}",
         out.status,
         String::from_utf8_lossy(&out.stderr).trim()
     );
@@ -200,7 +203,7 @@ fn mark(dm: &DmControl, record: &OpRecord) -> Result<()> {
 }
 
 /// Runs `f` in a child process with a pid no host process has, and waits.
-fn in_child(n: u32, f: impl FnOnce() -> Result<()>) -> Result<()> {
+pub(super) fn in_child(n: u32, f: impl FnOnce() -> Result<()>) -> Result<()> {
     use nix::sys::wait::{WaitStatus, waitpid};
     use nix::unistd::{ForkResult, fork};
     // Best effort: without it the pid is small, and only debris judging
@@ -230,7 +233,7 @@ fn in_child(n: u32, f: impl FnOnce() -> Result<()>) -> Result<()> {
     }
 }
 
-fn capacity(mib: u64) -> Result<Capacity> {
+pub(super) fn capacity(mib: u64) -> Result<Capacity> {
     Capacity::from_mib(mib).map_err(anyhow::Error::msg)
 }
 
@@ -238,7 +241,7 @@ fn root() -> PathBuf {
     Path::new(MOUNT).join(TEMPLATES)
 }
 
-fn options(force: bool) -> EnsureOptions {
+pub(super) fn options(force: bool) -> EnsureOptions {
     EnsureOptions {
         lock_timeout: Duration::from_secs(60),
         force,
