@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use cargo_ktstr::runner::RunEnd;
-use cargo_ktstr::vmm::{self, VmConfig};
+use cargo_ktstr::testing::vmm::{self, VmConfig};
 
 // The tests' recipe, shared; a bench builds guests only, not the
 // hanging formatter.
@@ -35,7 +35,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
-    if let Err(e) = cargo_ktstr::host::open_kvm() {
+    if let Err(e) = cargo_ktstr::testing::host::open_kvm() {
         println!("vmm bench skipped: /dev/kvm is not usable ({e})");
         return;
     }

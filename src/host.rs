@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The KVM device a VMM opens.
-pub const KVM_DEVICE: &str = "/dev/kvm";
+pub(crate) const KVM_DEVICE: &str = "/dev/kvm";
 
 /// The first executable `name` in this process's PATH.
 pub fn find_program(name: &str) -> Option<PathBuf> {
@@ -17,7 +17,11 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 
 /// The first executable `name` in the directories of `path_var` (a PATH
 /// value), then in `extra`.
-pub fn find_program_in(name: &str, path_var: Option<&OsStr>, extra: &[&Path]) -> Option<PathBuf> {
+pub(crate) fn find_program_in(
+    name: &str,
+    path_var: Option<&OsStr>,
+    extra: &[&Path],
+) -> Option<PathBuf> {
     let on_path: Vec<PathBuf> =
         path_var.map_or_else(Vec::new, |p| std::env::split_paths(p).collect());
     on_path

@@ -25,7 +25,7 @@ use anyhow::{Context, Result};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 
 /// The signals [`watch`] takes.
-pub const SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+pub(crate) const SIGNALS: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
 
 /// The first signal taken, 0 before.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
@@ -39,27 +39,27 @@ static NEXT_WAKER: AtomicU64 = AtomicU64::new(0);
 /// The error a waiting point returns once a signal arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("interrupted by {0}")]
-pub struct Interrupted(pub Signal);
+pub(crate) struct Interrupted(pub Signal);
 
 /// The signal taken, if one was.
-pub fn received() -> Option<Signal> {
+pub(crate) fn received() -> Option<Signal> {
     Signal::try_from(RECEIVED.load(Ordering::SeqCst)).ok()
 }
 
 /// `Err` once a signal arrived: for a waiting point to stop at.
-pub fn check() -> Result<(), Interrupted> {
+pub(crate) fn check() -> Result<(), Interrupted> {
     received().map_or(Ok(()), |signal| Err(Interrupted(signal)))
 }
 
 /// The exit status for `signal`, as a shell reports a death by it.
-pub fn exit_code(signal: Signal) -> u8 {
+pub(crate) fn exit_code(signal: Signal) -> u8 {
     128 + signal as i32 as u8
 }
 
 /// Runs `waker` on the signal thread when the first signal arrives (at once
 /// if one already has), until the returned guard is dropped: for a wait
 /// that polling cannot reach, such as a vCPU inside KVM_RUN.
-pub fn on_interrupt(waker: impl Fn() + Send + 'static) -> WakerGuard {
+pub(crate) fn on_interrupt(waker: impl Fn() + Send + 'static) -> WakerGuard {
     let id = NEXT_WAKER.fetch_add(1, Ordering::Relaxed);
     let mut wakers = WAKERS.lock().unwrap_or_else(|e| e.into_inner());
     wakers.push((id, Box::new(waker)));
@@ -73,7 +73,7 @@ pub fn on_interrupt(waker: impl Fn() + Send + 'static) -> WakerGuard {
 
 /// Unregisters its waker when dropped; until then the waker may run.
 #[derive(Debug)]
-pub struct WakerGuard(u64);
+pub(crate) struct WakerGuard(u64);
 
 impl Drop for WakerGuard {
     fn drop(&mut self) {
@@ -87,7 +87,7 @@ impl Drop for WakerGuard {
 /// thread exists. `grace`: how long the flow may take to stop once a signal
 /// arrived before the process ends anyway (zero for a command with no
 /// waiting points that observe [`check`]).
-pub fn watch(grace: Duration) -> Result<()> {
+pub(crate) fn watch(grace: Duration) -> Result<()> {
     let set = signal_set();
     pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
         .context("failed to block SIGINT, SIGTERM and SIGHUP")?;

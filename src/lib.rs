@@ -36,16 +36,22 @@
 //! guest: it writes a file to a per-test image (`examples/harness.rs`
 //! uses both).
 //!
-//! The other modules are this crate's binary's, tests' and benches', and are
-//! not API.
+//! [`cli_main`] is the `cargo-ktstr` binary. [`testing`] holds the
+//! internals this crate's own tests and benches drive, and is not API;
+//! everything else is private.
 
 #![warn(missing_docs)]
+// Internal docs link internals: `cargo doc --document-private-items` (CI,
+// a contributor) follows them; the public docs show their text.
+#![allow(rustdoc::private_intra_doc_links)]
 
+mod cli;
 mod template_cache;
 
 pub use cache::ensure::{HostMkfsBuilder, TemplateBuilder};
 pub use cache::key::{Capacity, CapacityError, Key};
 pub use cache::per_test::PerTestImage;
+pub use cli::main as cli_main;
 pub use formatter::filesystem::Filesystem;
 pub use guest::find_init::{GuestInit, init_if_guest};
 pub use runner::VmmChoice;
@@ -55,39 +61,25 @@ pub mod probe;
 pub mod runner;
 pub mod units;
 
-// Not API: reachable for this crate's binary, integration tests and benches,
-// and free to change in any release.
 // Foundations: they import nothing from the domains below.
-#[doc(hidden)]
-pub mod elf;
-#[doc(hidden)]
-pub mod formatter;
-#[doc(hidden)]
-pub mod store;
+mod elf;
+mod formatter;
+mod store;
 // Domains.
-#[doc(hidden)]
-pub mod cache;
-#[doc(hidden)]
-pub mod guest;
-#[doc(hidden)]
-pub mod host;
-#[doc(hidden)]
-pub mod interrupt;
-#[doc(hidden)]
-pub mod kernel;
-#[doc(hidden)]
-pub mod outcome;
-#[doc(hidden)]
-pub mod progress;
+mod cache;
+mod guest;
+mod host;
+mod interrupt;
+mod kernel;
+mod outcome;
+mod progress;
 /// The remote kernel cache (the `remote` feature): S3, WebDAV, a shared
 /// filesystem or the GitHub Actions cache.
 #[cfg(feature = "remote")]
-#[doc(hidden)]
-pub mod remote;
-#[doc(hidden)]
-pub mod usage;
-#[doc(hidden)]
-pub mod vmm;
+mod remote;
+mod usage;
+mod vmm;
 
+pub mod testing;
 #[cfg(test)]
 mod testutil;

@@ -58,12 +58,12 @@ impl RunOutcome {
 
 /// The most console output kept: a guest that prints without end must not
 /// exhaust the host's memory before its deadline.
-pub const CONSOLE_LIMIT: usize = 16 << 20;
+pub(crate) const CONSOLE_LIMIT: usize = 16 << 20;
 
 /// What the guest printed (its last [`CONSOLE_LIMIT`] bytes at most, where
 /// the result line and the tail an error shows are), and when it started.
 #[derive(Debug)]
-pub struct Console {
+pub(crate) struct Console {
     start: Instant,
     bytes: Vec<u8>,
     first_output: Option<Duration>,
@@ -72,7 +72,7 @@ pub struct Console {
 
 impl Console {
     /// A console for a run that began at `start`.
-    pub fn new(start: Instant) -> Self {
+    pub(crate) fn new(start: Instant) -> Self {
         Self::with_limit(start, CONSOLE_LIMIT)
     }
 
@@ -85,16 +85,17 @@ impl Console {
         }
     }
 
-    pub fn bytes(&self) -> &[u8] {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> &[u8] {
         &self.bytes
     }
 
-    pub fn into_bytes(self) -> Vec<u8> {
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
 
     /// From the start of the run to the first byte.
-    pub fn first_output(&self) -> Option<Duration> {
+    pub(crate) fn first_output(&self) -> Option<Duration> {
         self.first_output
     }
 }

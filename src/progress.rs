@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// How often a long step off a terminal says it is still going.
-pub const HEARTBEAT: Duration = Duration::from_secs(30);
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// Where progress goes: stderr, or nowhere under `-q`.
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +21,7 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Progress on stderr, or none when `quiet`.
     pub fn new(quiet: bool) -> Self {
         Progress { quiet }
     }
@@ -91,6 +92,6 @@ impl Drop for Spinner {
 }
 
 /// Seconds with one decimal, as progress lines show them: `2.4 s`.
-pub fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }

@@ -6,10 +6,10 @@
 /// A request no run could satisfy; the message says what to pass instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct UsageError(pub String);
+pub(crate) struct UsageError(pub String);
 
 /// Whether `err`, or anything under its context, is a [`UsageError`].
-pub fn is_usage(err: &anyhow::Error) -> bool {
+pub(crate) fn is_usage(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| cause.is::<UsageError>())
 }
 

@@ -10,10 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cargo_ktstr::kernel::KernelKind;
-use cargo_ktstr::kernel::build::{BuildOptions, Recipe, build_recipe};
-use cargo_ktstr::kernel::store::KernelStore;
-use cargo_ktstr::progress::Progress;
+use cargo_ktstr::testing::kernel::KernelKind;
+use cargo_ktstr::testing::kernel::build::{BuildOptions, Recipe, build_recipe};
+use cargo_ktstr::testing::kernel::store::KernelStore;
+use cargo_ktstr::testing::progress::Progress;
 
 use crate::Bench;
 use crate::build::Place;
@@ -30,7 +30,7 @@ fn source() -> PathBuf {
 }
 
 /// The fixture fragment's kernel: built on the first run, a hit after.
-pub fn fixture_kernel() -> PathBuf {
+pub(crate) fn fixture_kernel() -> PathBuf {
     let kernels = KernelStore::from_env().expect("the kernel cache");
     let store = KernelStore::new(kernels.dir().with_file_name("bench-kernels"));
     // A fixed name: the fixture is one kernel, whatever the source's key.
@@ -43,7 +43,7 @@ pub fn fixture_kernel() -> PathBuf {
     };
     let opts = BuildOptions {
         kind: KernelKind::Template,
-        jobs: cargo_ktstr::host::cores(),
+        jobs: cargo_ktstr::testing::host::cores(),
         force: false,
     };
     eprintln!("rows 8 and 10: the fixture kernel (about 5 minutes on the first run)");
@@ -60,7 +60,7 @@ pub fn fixture_kernel() -> PathBuf {
 }
 
 /// Row 10 on one filesystem.
-pub fn row(b: &Bench, p: &Place, new: &Path, old: &Path) -> Row {
+pub(crate) fn row(b: &Bench, p: &Place, new: &Path, old: &Path) -> Row {
     let build = |kernel: &Path| {
         let kernel = kernel.to_str().unwrap().to_owned();
         move || time(&mut p.build(b, &["--vmm", "qemu", "--force", "--kernel", &kernel]))
@@ -82,7 +82,7 @@ pub fn row(b: &Bench, p: &Place, new: &Path, old: &Path) -> Row {
 const THREE: [&str; 3] = ["btrfs:256M", "xfs:300M", "ext4:256M"];
 
 /// Row 11 on one filesystem.
-pub fn many_in_one_boot(b: &Bench, p: &Place, kernel: &Path) -> Row {
+pub(crate) fn many_in_one_boot(b: &Bench, p: &Place, kernel: &Path) -> Row {
     let kernel = kernel.to_str().unwrap().to_owned();
     let three = || {
         let mut cmd = Command::new(&b.bin);

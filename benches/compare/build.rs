@@ -6,36 +6,36 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use cargo_ktstr::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
-use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::formatter::fingerprint::find_formatter;
-use cargo_ktstr::guest::initramfs::template_initramfs;
-use cargo_ktstr::guest::protocol::cmdline;
-use cargo_ktstr::host::tsc_khz;
 use cargo_ktstr::runner::qemu::TCG_CPU;
+use cargo_ktstr::testing::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
+use cargo_ktstr::testing::cache::key::Capacity;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::formatter::fingerprint::find_formatter;
+use cargo_ktstr::testing::guest::initramfs::template_initramfs;
+use cargo_ktstr::testing::guest::protocol::cmdline;
+use cargo_ktstr::testing::host::tsc_khz;
 
 use crate::Bench;
 use crate::measure::{Pair, interleave, rotate, run, time};
 use crate::table::{Goal, Row};
 
 /// Where one filesystem's rows work: its mount and the cache in it.
-pub struct Place<'a> {
+pub(crate) struct Place<'a> {
     pub fs: Filesystem,
     pub mnt: &'a Path,
 }
 
 impl Place<'_> {
-    pub fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         self.mnt.join("cache")
     }
 
-    pub fn capacity(&self) -> Capacity {
+    pub(crate) fn capacity(&self) -> Capacity {
         Capacity::from_mib(self.fs.default_capacity_mib()).unwrap()
     }
 
     /// `cargo-ktstr --cache-dir <root> template build --fs <fs> <args>`.
-    pub fn build(&self, b: &Bench, args: &[&str]) -> Command {
+    pub(crate) fn build(&self, b: &Bench, args: &[&str]) -> Command {
         let mut cmd = Command::new(&b.bin);
         cmd.arg("--cache-dir")
             .arg(self.root())
@@ -53,7 +53,7 @@ impl Place<'_> {
 }
 
 /// Row 1: a warm hit, the whole process, against `cp` of the image.
-pub fn warm_hit(b: &Bench, p: &Place) -> Row {
+pub(crate) fn warm_hit(b: &Bench, p: &Place) -> Row {
     let template = ensure_template(
         &p.root(),
         p.fs,
@@ -88,7 +88,7 @@ pub fn warm_hit(b: &Bench, p: &Place) -> Row {
 }
 
 /// On a filesystem without reflink, the closest `cp` makes a sparse copy.
-pub fn cp_flag(fs: Filesystem) -> &'static str {
+pub(crate) fn cp_flag(fs: Filesystem) -> &'static str {
     match fs {
         Filesystem::Ext4 => "--sparse=always",
         Filesystem::Btrfs | Filesystem::Xfs => "--reflink=always",
@@ -97,7 +97,7 @@ pub fn cp_flag(fs: Filesystem) -> &'static str {
 
 /// Row 3: a forced cold build through QEMU, against the same guest run by a
 /// hand-written QEMU command, and against the host's mkfs (the floor).
-pub fn cold_qemu(b: &Bench, p: &Place, kernel: &Path) -> [Row; 2] {
+pub(crate) fn cold_qemu(b: &Bench, p: &Place, kernel: &Path) -> [Row; 2] {
     let formatter = find_formatter(p.fs).unwrap();
     let initrd = p.mnt.join("initramfs.cpio.gz");
     std::fs::write(
@@ -199,7 +199,7 @@ fn hand_written_qemu(kernel: &Path, initrd: &Path, disk: &Path, fs: Filesystem) 
 }
 
 /// Row 6: eight processes building one missing key at once, against one.
-pub fn contention(b: &Bench, p: &Place, kernel: &Path) -> Row {
+pub(crate) fn contention(b: &Bench, p: &Place, kernel: &Path) -> Row {
     let kernel_arg = kernel.to_str().unwrap();
     let args = ["--vmm", "qemu", "--json", "--kernel", kernel_arg];
     let pair = interleave(
@@ -245,7 +245,7 @@ pub fn contention(b: &Bench, p: &Place, kernel: &Path) -> Row {
 /// Row 8: a forced cold build booting Debian's 6.12 stock kernel (its
 /// modules loaded in the guest, the disk found through ACPI) against the
 /// same build booting a tinyconfig kernel, `built`, interleaved.
-pub fn stock_vs_built(b: &Bench, p: &Place, stock: &Path, built: &Path, label: &str) -> Row {
+pub(crate) fn stock_vs_built(b: &Bench, p: &Place, stock: &Path, built: &Path, label: &str) -> Row {
     let build = |kernel: &Path| {
         let kernel = kernel.to_str().unwrap().to_owned();
         move || time(&mut p.build(b, &["--vmm", "qemu", "--force", "--kernel", &kernel]))

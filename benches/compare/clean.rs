@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
 use crate::Bench;
 use crate::measure::{interleave, run, time};
@@ -12,7 +12,7 @@ use crate::table::{Goal, Row};
 
 const PIECES: usize = 10_000;
 
-pub fn row(b: &Bench, fs: Filesystem, mnt: &Path) -> Row {
+pub(crate) fn row(b: &Bench, fs: Filesystem, mnt: &Path) -> Row {
     let root = mnt.join("debris");
     let dead = dead_pid();
     let pair = interleave(

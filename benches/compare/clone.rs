@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use cargo_ktstr::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
-use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
+use cargo_ktstr::testing::cache::key::Capacity;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
 use crate::Bench;
 use crate::measure::{interleave, median, time};
@@ -15,7 +15,7 @@ const GIB: [u64; 3] = [1, 4, 16];
 
 /// The rows of one filesystem, and a line on how flat the clone time is in
 /// the capacity.
-pub fn rows(b: &Bench, fs: Filesystem, mnt: &Path) -> (Vec<Row>, String) {
+pub(crate) fn rows(b: &Bench, fs: Filesystem, mnt: &Path) -> (Vec<Row>, String) {
     let root = mnt.join("cache");
     let (dest, copy) = (mnt.join("dest.img"), mnt.join("copy.img"));
     let cp_flag = match fs {

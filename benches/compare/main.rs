@@ -34,7 +34,7 @@ mod loopfs;
 mod support {
     /// Here a missing prerequisite ends the benchmark: a table with holes
     /// would read as measured.
-    pub fn prerequisite(what: &str, available: bool) -> bool {
+    pub(crate) fn prerequisite(what: &str, available: bool) -> bool {
         assert!(available, "the benchmark needs {what}");
         available
     }
@@ -42,7 +42,7 @@ mod support {
 
 use std::path::PathBuf;
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
 use crate::loopfs::LoopFs;
 use crate::table::Row;
@@ -118,7 +118,7 @@ fn main() {
     let mut notes: Vec<String> = Vec::new();
     // Rows 3, 4 and 6 to 11 boot the template guest.
     let kernel = || {
-        cargo_ktstr::kernel::resolve::resolve_from_env(None).expect(
+        cargo_ktstr::testing::kernel::resolve::resolve_from_env(None).expect(
             "rows 3, 4 and 6 to 11 boot a guest kernel: run `cargo ktstr kernel build` first",
         )
     };
@@ -191,14 +191,14 @@ fn main() {
 /// Row 8's kernels: Debian's 6.12 from /boot, and the newest tinyconfig
 /// kernel `kernel build` cached.
 fn stock_and_built_kernels() -> (PathBuf, PathBuf) {
-    use cargo_ktstr::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
+    use cargo_ktstr::testing::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
     let stock = boot_kernels(BOOT_DIR.as_ref(), MODULES_ROOT.as_ref())
         .into_iter()
         .find(|k| k.has_modules && k.release.starts_with("6.12."))
         .expect("row 8 boots Debian's 6.12 kernel: run .ci/install-deps")
         .image;
-    let built = cargo_ktstr::kernel::store::KernelStore::from_env()
-        .and_then(|s| s.newest(cargo_ktstr::kernel::KernelKind::Template))
+    let built = cargo_ktstr::testing::kernel::store::KernelStore::from_env()
+        .and_then(|s| s.newest(cargo_ktstr::testing::kernel::KernelKind::Template))
         .ok()
         .flatten()
         .expect("row 8 needs the tinyconfig kernel: run `cargo ktstr kernel build` first")
@@ -214,7 +214,7 @@ fn machine() -> String {
         .find_map(|l| l.strip_prefix("model name"))
         .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = cargo_ktstr::host::cores();
+    let cores = cargo_ktstr::testing::host::cores();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mem_gib = meminfo
         .lines()

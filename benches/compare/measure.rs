@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 /// The times of one row: ours and the baseline's, run for run.
 #[derive(Debug, Default)]
-pub struct Pair {
+pub(crate) struct Pair {
     pub ours: Vec<Duration>,
     pub base: Vec<Duration>,
 }
@@ -14,7 +14,7 @@ pub struct Pair {
 /// Runs `ours` and `base` `runs` times each, alternating which goes first so
 /// warm caches favour neither. Each closure does its own untimed set-up and
 /// clean-up and returns the time of the work itself.
-pub fn interleave(
+pub(crate) fn interleave(
     runs: usize,
     mut ours: impl FnMut() -> Duration,
     mut base: impl FnMut() -> Duration,
@@ -27,7 +27,7 @@ pub fn interleave(
 
 /// Runs every closure `runs` times, in turn, starting each round with the
 /// next one; the times come back per closure.
-pub fn rotate(runs: usize, each: &mut [&mut dyn FnMut() -> Duration]) -> Vec<Vec<Duration>> {
+pub(crate) fn rotate(runs: usize, each: &mut [&mut dyn FnMut() -> Duration]) -> Vec<Vec<Duration>> {
     let n = each.len();
     let mut times = vec![Vec::with_capacity(runs); n];
     for round in 0..runs {
@@ -39,7 +39,7 @@ pub fn rotate(runs: usize, each: &mut [&mut dyn FnMut() -> Duration]) -> Vec<Vec
     times
 }
 
-pub fn median(times: &[Duration]) -> Duration {
+pub(crate) fn median(times: &[Duration]) -> Duration {
     let mut sorted = times.to_vec();
     sorted.sort();
     match sorted.len() {
@@ -51,7 +51,7 @@ pub fn median(times: &[Duration]) -> Duration {
 
 /// Runs `cmd` to completion and returns its wall time; a failure aborts the
 /// benchmark with the command's stderr, since a figure of a failed run lies.
-pub fn time(cmd: &mut Command) -> Duration {
+pub(crate) fn time(cmd: &mut Command) -> Duration {
     let start = Instant::now();
     let out = cmd
         .stdout(Stdio::null())
@@ -69,10 +69,10 @@ pub fn time(cmd: &mut Command) -> Duration {
 }
 
 /// Runs a set-up command whose time does not count.
-pub fn run(cmd: &mut Command) {
+pub(crate) fn run(cmd: &mut Command) {
     time(cmd);
 }
 
-pub fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }

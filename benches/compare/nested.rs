@@ -10,11 +10,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::guest::checks::CheckSpec;
-use cargo_ktstr::guest::nested::{self, NestedSpec, OuterInitramfs, TEMPLATE_KERNEL};
-use cargo_ktstr::kernel::resolve::resolve_kvm_host_from_env;
 use cargo_ktstr::runner::qemu::QEMU_BINARY;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::guest::checks::CheckSpec;
+use cargo_ktstr::testing::guest::nested::{self, NestedSpec, OuterInitramfs, TEMPLATE_KERNEL};
+use cargo_ktstr::testing::kernel::resolve::resolve_kvm_host_from_env;
 
 use crate::Bench;
 use crate::loopfs::FsImage;
@@ -40,14 +40,14 @@ fn build(name: &str, vmm: &str) -> CheckSpec {
 }
 
 /// The two rows: wall time of a build, and time to the first console byte.
-pub fn rows(b: &Bench, template_kernel: &Path) -> Vec<Row> {
+pub(crate) fn rows(b: &Bench, template_kernel: &Path) -> Vec<Row> {
     let mut checks = vec![build("warm-up", "kvm")];
     // Five pairs at most: each build is seconds, and they share one boot.
     for i in 0..b.runs.min(5) {
         checks.push(build(&format!("kvm-{i}"), "kvm"));
         checks.push(build(&format!("qemu-{i}"), "qemu"));
     }
-    let qemu = cargo_ktstr::host::find_program(QEMU_BINARY).expect("QEMU on PATH");
+    let qemu = cargo_ktstr::testing::host::find_program(QEMU_BINARY).expect("QEMU on PATH");
     let mut outer = OuterInitramfs::new(&b.bin, template_kernel).unwrap();
     outer
         .program(&format!("/usr/bin/{QEMU_BINARY}"), &qemu)

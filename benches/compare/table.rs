@@ -6,7 +6,7 @@ use crate::measure::{Pair, median, ms};
 
 /// One line of the table.
 #[derive(Debug)]
-pub struct Row {
+pub(crate) struct Row {
     pub fs: String,
     pub what: String,
     pub baseline: String,
@@ -19,7 +19,7 @@ pub struct Row {
 impl Row {
     /// A row from interleaved times, judged by `goal` (given the medians,
     /// ours and the baseline's).
-    pub fn new(
+    pub(crate) fn new(
         fs: &str,
         what: impl Into<String>,
         baseline: impl Into<String>,
@@ -40,11 +40,11 @@ impl Row {
         row
     }
 
-    pub fn ratio(&self) -> f64 {
+    pub(crate) fn ratio(&self) -> f64 {
         self.ours.as_secs_f64() / self.base.as_secs_f64().max(1e-9)
     }
 
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         // A row without a baseline (an absolute goal) shows dashes.
         let (base, ratio) = if self.base.is_zero() {
             ("-".to_owned(), "-".to_owned())
@@ -66,11 +66,11 @@ impl Row {
     }
 }
 
-pub const HEADER: &str = "| fs | cargo-ktstr | baseline | ktstr ms | baseline ms | ratio | goal | met |\n\
+pub(crate) const HEADER: &str = "| fs | cargo-ktstr | baseline | ktstr ms | baseline ms | ratio | goal | met |\n\
                           | --- | --- | --- | ---: | ---: | ---: | --- | --- |";
 
 /// The whole table, markdown, as README carries it.
-pub fn render(rows: &[Row]) -> String {
+pub(crate) fn render(rows: &[Row]) -> String {
     let mut out = String::from(HEADER);
     out.push('\n');
     for row in rows {
@@ -83,13 +83,13 @@ pub fn render(rows: &[Row]) -> String {
 /// What a row should reach: at most `ratio` times the baseline, and, where
 /// given, at most `max_ms`.
 #[derive(Debug, Clone, Copy)]
-pub struct Goal {
+pub(crate) struct Goal {
     pub ratio: f64,
     pub max_ms: Option<f64>,
 }
 
 impl Goal {
-    pub fn ratio(ratio: f64) -> Goal {
+    pub(crate) fn ratio(ratio: f64) -> Goal {
         Goal {
             ratio,
             max_ms: None,
@@ -97,7 +97,7 @@ impl Goal {
     }
 
     /// A reference figure with nothing to reach.
-    pub fn floor() -> Goal {
+    pub(crate) fn floor() -> Goal {
         Goal::ratio(f64::INFINITY)
     }
 

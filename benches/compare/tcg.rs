@@ -16,7 +16,7 @@ const BUILDS: usize = 50;
 /// A build that takes longer hung: a cold TCG build takes about 2 s.
 const HANG_SECS: &str = "60";
 
-pub fn row(b: &Bench, p: &Place, kernel: &std::path::Path) -> Row {
+pub(crate) fn row(b: &Bench, p: &Place, kernel: &std::path::Path) -> Row {
     let kernel = kernel.to_str().unwrap();
     let args = [
         "--vmm",

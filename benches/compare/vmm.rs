@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cargo_ktstr::formatter::fingerprint::find_formatter;
 use cargo_ktstr::runner::RunEnd;
 use cargo_ktstr::runner::kvm::kvm_boot_support;
-use cargo_ktstr::vmm::{self, VmConfig};
+use cargo_ktstr::testing::formatter::fingerprint::find_formatter;
+use cargo_ktstr::testing::vmm::{self, VmConfig};
 
 use crate::Bench;
 use crate::build::Place;
@@ -23,7 +23,7 @@ use crate::table::{Goal, Row};
 #[path = "../../tests/guests/mod.rs"]
 mod guests;
 
-pub fn row(b: &Bench, p: &Place, kernel: &Path) -> Row {
+pub(crate) fn row(b: &Bench, p: &Place, kernel: &Path) -> Row {
     match kvm_boot_support() {
         Ok(()) => cold_build(b, p, kernel),
         Err(why) => {

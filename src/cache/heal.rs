@@ -19,10 +19,10 @@ use crate::store::space;
 
 /// The environment variable that turns self-heal off for harnesses that use
 /// the library (any value but empty, `0` or `false`).
-pub const NO_EVICT_ENV: &str = "KTSTR_NO_EVICT";
+pub(crate) const NO_EVICT_ENV: &str = "KTSTR_NO_EVICT";
 
 /// Whether [`NO_EVICT_ENV`] asks for no eviction.
-pub fn no_evict_from_env() -> bool {
+pub(crate) fn no_evict_from_env() -> bool {
     std::env::var_os(NO_EVICT_ENV).is_some_and(|v| !matches!(v.to_str(), Some("" | "0" | "false")))
 }
 
@@ -30,7 +30,7 @@ pub fn no_evict_from_env() -> bool {
 /// tell it from other failures whatever wording the cause has (a formatter
 /// in a guest sees only an I/O error).
 #[derive(Debug)]
-pub struct DiskFull(pub String);
+pub(crate) struct DiskFull(pub String);
 
 impl std::fmt::Display for DiskFull {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,7 +40,7 @@ impl std::fmt::Display for DiskFull {
 
 /// Whether `err` says the disk is full: marked [`DiskFull`], or ENOSPC or
 /// EDQUOT anywhere in its chain.
-pub fn is_disk_full(err: &anyhow::Error) -> bool {
+pub(crate) fn is_disk_full(err: &anyhow::Error) -> bool {
     err.downcast_ref::<DiskFull>().is_some()
         || err.chain().any(|cause| {
             cause
@@ -54,7 +54,7 @@ pub fn is_disk_full(err: &anyhow::Error) -> bool {
 /// 64 MiB (xfs: its log is zeroed) and about 3 % of the capacity (ext4) on
 /// sparse images (measured with btrfs-progs 6.2, xfsprogs 6.1, e2fsprogs
 /// 1.47), so 64 MiB and a sixteenth of the capacity, never more than it.
-pub fn build_need(key: &Key) -> u64 {
+pub(crate) fn build_need(key: &Key) -> u64 {
     let capacity = key.capacity.bytes();
     ((64 << 20) + capacity / 16).min(capacity)
 }
@@ -62,7 +62,7 @@ pub fn build_need(key: &Key) -> u64 {
 /// Runs `attempt`; when it fails for lack of space and `evict` allows, makes
 /// `need` bytes available under `root` and runs it once more, saying what
 /// was removed. Without `evict`, the error names the fix.
-pub fn retry_when_full<T>(
+pub(crate) fn retry_when_full<T>(
     root: &Path,
     need: u64,
     evict: bool,
@@ -85,7 +85,7 @@ pub fn retry_when_full<T>(
 }
 
 /// `clean --min-free need`: debris, then least recently used entries.
-pub fn make_room(root: &Path, need: u64) -> Result<CleanReport> {
+pub(crate) fn make_room(root: &Path, need: u64) -> Result<CleanReport> {
     let budget = Budget {
         min_free: Some(need),
         ..Budget::default()

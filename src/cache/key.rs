@@ -6,7 +6,7 @@ use std::str::FromStr;
 use crate::formatter::filesystem::Filesystem;
 
 pub use crate::formatter::capacity::{Capacity, CapacityError};
-pub use crate::formatter::fingerprint::FINGERPRINT_LEN;
+pub(crate) use crate::formatter::fingerprint::FINGERPRINT_LEN;
 use crate::formatter::fingerprint::{Formatter, Scheme};
 
 /// The key of one template: filesystem, capacity, formatter fingerprint.

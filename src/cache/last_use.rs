@@ -67,7 +67,7 @@ fn touch(path: &Path) -> Result<(), i32> {
 
 /// When the entry `name` was last used: the later of its directory's and its
 /// lockfile's mtime. `None` when the directory cannot be examined.
-pub fn last_used(root: &Path, name: &str) -> Option<SystemTime> {
+pub(crate) fn last_used(root: &Path, name: &str) -> Option<SystemTime> {
     let dir = fs::symlink_metadata(root.join(name))
         .ok()?
         .modified()
@@ -79,12 +79,12 @@ pub fn last_used(root: &Path, name: &str) -> Option<SystemTime> {
 }
 
 /// Nanoseconds since the epoch, the form a plan compares (`0` before it).
-pub fn as_nanos(t: SystemTime) -> u64 {
+pub(crate) fn as_nanos(t: SystemTime) -> u64 {
     let since = t.duration_since(SystemTime::UNIX_EPOCH);
     since.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-pub use crate::units::secs_since;
+pub(crate) use crate::units::secs_since;
 
 #[cfg(test)]
 mod tests {

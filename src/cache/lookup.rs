@@ -4,8 +4,10 @@
 //! carries its filesystem's magic and is as large as its key says. Anything
 //! else under `<key>/` is reported as invalid, so the next build replaces it,
 //! unless `<key>/` holds files no writer of the cache makes there: then it is
-//! a user's directory ([`Entry::Foreign`]), never replaced. Only a missing
-//! entry and an invalid one are misses, and any other stat error is an error.
+//! a user's directory ([`Entry::Foreign`]), never replaced. An image that
+//! cannot be read for an I/O error is invalid too (a failing disk tore it).
+//! Only a missing entry and an invalid one are misses, and any other stat or
+//! read error is an error.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -43,7 +45,7 @@ pub(crate) enum Verdict {
 }
 
 /// `<root>/<key>`.
-pub fn entry_dir(root: &Path, key: &Key) -> PathBuf {
+pub(crate) fn entry_dir(root: &Path, key: &Key) -> PathBuf {
     root.join(key.to_string())
 }
 
@@ -107,8 +109,14 @@ pub(crate) fn judge(root: &Path, key: &Key) -> Result<Verdict> {
         Err(e) => bail!("failed to open `{}`: {e}; {advice}", image.display()),
     };
     let mut file = File::from(fd);
-    let problem = image_problem(&mut file, key)
-        .with_context(|| format!("failed to read `{}`", image.display()))?;
+    let problem = match image_problem(&mut file, key) {
+        // What a disk that dropped writes leaves on btrfs (its checksums
+        // fail): a torn entry, which the next build replaces.
+        Err(e) if e.raw_os_error() == Some(libc::EIO) => Some(format!(
+            "template.img cannot be read ({e}): torn by a failing disk, or the disk fails now"
+        )),
+        other => other.with_context(|| format!("failed to read `{}`", image.display()))?,
+    };
     match problem {
         None => Ok(Verdict::Valid),
         Some(why) => invalid(&why),
@@ -152,7 +160,7 @@ pub(crate) fn size_problem(len: u64, key: &Key) -> Option<String> {
 /// The valid entry's image, or `None` on a miss; an invalid entry is a miss
 /// with a warning, so the next build replaces it, and a user's directory in
 /// its place an error, before any build.
-pub fn find(root: &Path, key: &Key) -> Result<Option<PathBuf>> {
+pub(crate) fn find(root: &Path, key: &Key) -> Result<Option<PathBuf>> {
     match lookup(root, key)? {
         Entry::Valid(path) => Ok(Some(path)),
         Entry::Invalid(why) => {

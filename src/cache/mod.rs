@@ -2,14 +2,15 @@
 //!
 #![doc = include_str!("../../docs/cache-format.md")]
 
-pub mod cleanup;
-pub mod clone;
-pub mod ensure;
-pub mod heal;
-pub mod key;
-pub mod last_use;
-pub mod list;
-pub mod lookup;
-pub mod names;
-pub mod per_test;
-pub mod publish;
+pub(crate) mod cleanup;
+pub(crate) mod clone;
+pub(crate) mod ensure;
+pub(crate) mod failing;
+pub(crate) mod heal;
+pub(crate) mod key;
+pub(crate) mod last_use;
+pub(crate) mod list;
+pub(crate) mod lookup;
+pub(crate) mod names;
+pub(crate) mod per_test;
+pub(crate) mod publish;

@@ -11,11 +11,11 @@ use serde::Serialize;
 use super::key::{FINGERPRINT_LEN, Key};
 
 /// A published entry's image, inside `<key>/`.
-pub const TEMPLATE_FILE: &str = "template.img";
+pub(crate) const TEMPLATE_FILE: &str = "template.img";
 /// Everything this tool and ktstr (0.15 and 0.50 alike) write into an entry
 /// or a staging directory. A directory named like either that holds anything
 /// else is a user's, never removed (see `tree::remove_owned_dir`).
-pub const ENTRY_FILES: &[&str] = &[TEMPLATE_FILE];
+pub(crate) const ENTRY_FILES: &[&str] = &[TEMPLATE_FILE];
 /// The directory of per-key lockfiles. Never deleted.
 pub use crate::store::lock::LOCKS_DIR;
 
@@ -56,7 +56,7 @@ impl DebrisKind {
 
 /// What a name in the template root is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RootName {
+pub(crate) enum RootName {
     /// `.locks`.
     Locks,
     /// One of the debris shapes; `pid` is `None` when the pid field does not
@@ -74,7 +74,7 @@ pub enum RootName {
 /// wrong directory never offers a user's `backup.tmp.4000000/` for removal:
 /// `<key>` below is key-shaped (`<fs>-<MiB>m-<16 hex>`, any lowercase fs name
 /// so ktstr 0.15's keys qualify too).
-pub fn classify(name: &OsStr) -> RootName {
+pub(crate) fn classify(name: &OsStr) -> RootName {
     let Some(name) = name.to_str() else {
         return RootName::NotUtf8;
     };
@@ -115,12 +115,12 @@ pub fn classify(name: &OsStr) -> RootName {
 
 /// Whether `name` is one plain name in a directory: not empty, `.` or `..`,
 /// and without a `/` or NUL (a plan must not lead out of its root).
-pub fn is_plain(name: &str) -> bool {
+pub(crate) fn is_plain(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
 }
 
 /// `<fs>-<MiB>m-<16 lowercase hex>` with any lowercase alphanumeric `fs`.
-pub fn key_shaped(s: &str) -> bool {
+pub(crate) fn key_shaped(s: &str) -> bool {
     let mut parts = s.splitn(3, '-');
     let (Some(fs), Some(mib), Some(fp)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
@@ -174,30 +174,30 @@ fn parse_pid(field: &str) -> Option<i32> {
 }
 
 /// `template.img.in-flight.<key>.<pid>`
-pub fn in_flight(key: &Key, pid: u32) -> String {
+pub(crate) fn in_flight(key: &Key, pid: u32) -> String {
     format!("{IN_FLIGHT_PREFIX}{key}.{pid}")
 }
 
 /// `<key>.tmp.<pid>`
-pub fn staging_dir(key: &Key, pid: u32) -> String {
+pub(crate) fn staging_dir(key: &Key, pid: u32) -> String {
     format!("{key}{STAGING_DIR_INFIX}{pid}")
 }
 
 /// `<key>.old.tmp.<pid>`: a replaced entry moved aside where the filesystem
 /// cannot exchange two names; the staging-directory debris shape.
-pub fn replaced_dir(key: &Key, pid: u32) -> String {
+pub(crate) fn replaced_dir(key: &Key, pid: u32) -> String {
     format!("{key}{REPLACED_SUFFIX}{STAGING_DIR_INFIX}{pid}")
 }
 
 /// `.per-test-<pid>-<ns>-<rnd>.img`, both numbers in unpadded lower-case
 /// hex: ktstr 0.15's own shape, so either tool's per-test names are one.
-pub fn per_test(pid: u32, nanos: u128, rnd: u64) -> String {
+pub(crate) fn per_test(pid: u32, nanos: u128, rnd: u64) -> String {
     format!("{PER_TEST_PREFIX}{pid}-{nanos:x}-{rnd:x}{PER_TEST_SUFFIX}")
 }
 
 /// `name` for a line of text output, its control characters escaped (`\n`):
 /// a newline in a name must not forge a line of a report.
-pub fn shown(name: &str) -> Cow<'_, str> {
+pub(crate) fn shown(name: &str) -> Cow<'_, str> {
     if name.chars().any(char::is_control) {
         Cow::Owned(name.escape_debug().to_string())
     } else {

@@ -1,4 +1,5 @@
-//! Atomic publication: stage in `<key>.tmp.<pid>/`, fsync, rename onto `<key>/`.
+//! Atomic publication: stage in `<key>.tmp.<pid>/`, fsync, read the image
+//! back from the disk ([`readback`]), rename onto `<key>/`.
 //!
 //! The caller holds the key's lock exclusively (see [`crate::cache`]), so the
 //! only concurrent writers are tools that ignore it; the renames below stay
@@ -17,7 +18,7 @@ use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 use super::key::Key;
 use super::lookup::{self, Entry};
 use super::names;
-use crate::store::lock;
+use crate::store::{lock, readback};
 
 /// What to do when a valid entry is already published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,9 +59,17 @@ pub fn publish(
         )
     })?;
     share_with_the_root(root, &staged_image, &dir)?;
-    File::open(&staged_image)
-        .and_then(|f| f.sync_all())
+    let image = File::open(&staged_image)
+        .with_context(|| format!("failed to open `{}`", staged_image.display()))?;
+    image
+        .sync_all()
         .with_context(|| format!("failed to fsync `{}`", staged_image.display()))?;
+    // A disk that drops writes passes the fsync: only the bytes read back
+    // from it tell, before the entry is published.
+    if !SKIP_READBACK.load(std::sync::atomic::Ordering::Relaxed) {
+        readback::check_on_disk(&image, &staged_image)
+            .with_context(|| format!("failed to read `{}` back", staged_image.display()))?;
+    }
     dir.lock
         .sync_all()
         .with_context(|| format!("failed to fsync `{}`", dir.path.display()))?;
@@ -79,6 +88,16 @@ static SKIP_ROOT_FSYNC: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 /// Removes the root's fsync after the rename from this process's publishes.
 pub(crate) fn skip_root_fsync() {
     SKIP_ROOT_FSYNC.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Set only by the failing-disk scenarios of the power-loss lane, to show
+/// what a disk that drops writes publishes without the read-back
+/// ([`crate::guest::powerloss::flakey`]).
+static SKIP_READBACK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Removes the read-back of the staged image from this process's publishes.
+pub(crate) fn skip_readback() {
+    SKIP_READBACK.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// In a shared root, gives the image and its directory the bits that let
@@ -223,7 +242,7 @@ fn check_same_filesystem(root: &Path, staging: &Path) -> Result<()> {
 }
 
 /// fsyncs a directory, making the renames in it durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("failed to fsync `{}`", dir.display()))

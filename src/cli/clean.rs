@@ -1,4 +1,4 @@
-//! `cargo ktstr clean`: parse and call [`cargo_ktstr::cache::cleanup`].
+//! `cargo ktstr clean`: parse and call [`crate::cache::cleanup`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,19 +8,19 @@ use anyhow::Result;
 use clap::Args;
 
 use super::GlobalArgs;
-use cargo_ktstr::cache::cleanup::{
+use crate::cache::cleanup::{
     self, Budget, BudgetStatus, CleanMode, CleanOptions, CleanReport, ItemKind, plan,
 };
-use cargo_ktstr::cache::list::human_age;
-use cargo_ktstr::cache::names;
-use cargo_ktstr::kernel::clean::{self as kernel_clean, KernelCleanOptions};
-use cargo_ktstr::kernel::store::KernelStore;
-use cargo_ktstr::store::{root, space};
-use cargo_ktstr::units;
-use cargo_ktstr::usage::UsageError;
+use crate::cache::list::human_age;
+use crate::cache::names;
+use crate::kernel::clean::{self as kernel_clean, KernelCleanOptions};
+use crate::kernel::store::KernelStore;
+use crate::store::{root, space};
+use crate::units;
+use crate::usage::UsageError;
 
 #[derive(Debug, Args)]
-pub struct CleanArgs {
+pub(crate) struct CleanArgs {
     /// After the debris, remove every published entry no process holds.
     #[arg(long, conflicts_with = "stale")]
     pub all: bool,
@@ -60,7 +60,7 @@ pub struct CleanArgs {
     pub json: bool,
 }
 
-pub fn run(global: &GlobalArgs, args: CleanArgs) -> Result<ExitCode> {
+pub(crate) fn run(global: &GlobalArgs, args: CleanArgs) -> Result<ExitCode> {
     let root = root::template_root(global.cache_dir.clone())?;
     let mode = match (args.all, args.stale) {
         (true, _) => CleanMode::All,

@@ -1,4 +1,4 @@
-//! `cargo ktstr kernel build|list`: parse and call [`cargo_ktstr::kernel`].
+//! `cargo ktstr kernel build|list`: parse and call [`crate::kernel`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,17 +7,17 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
-use cargo_ktstr::kernel::KernelKind;
-use cargo_ktstr::kernel::build::{self, BuildOptions};
-use cargo_ktstr::kernel::clean::{self as kernel_clean, KernelCleanOptions, KernelCleanReport};
-use cargo_ktstr::kernel::resolve::{Available, HostKernels, KERNEL_ENV, Origin, available};
-use cargo_ktstr::kernel::store::KernelStore;
-use cargo_ktstr::kernel::unreadable::make_readable;
-use cargo_ktstr::progress::Progress;
-use cargo_ktstr::store::space;
+use crate::kernel::KernelKind;
+use crate::kernel::build::{self, BuildOptions};
+use crate::kernel::clean::{self as kernel_clean, KernelCleanOptions, KernelCleanReport};
+use crate::kernel::resolve::{Available, HostKernels, KERNEL_ENV, Origin, available};
+use crate::kernel::store::KernelStore;
+use crate::kernel::unreadable::make_readable;
+use crate::progress::Progress;
+use crate::store::space;
 
 #[derive(Debug, Subcommand)]
-pub enum KernelCommand {
+pub(crate) enum KernelCommand {
     /// Build a guest bzImage from a kernel source tree or tarball and cache it
     /// (pulled from the remote kernel cache instead, when it has it).
     Build(KernelBuildArgs),
@@ -33,14 +33,14 @@ pub enum KernelCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct KernelCleanArgs {
+pub(crate) struct KernelCleanArgs {
     /// Keep the N most recently used kernels of each kind (template, kvm-host).
     #[arg(long, value_name = "N")]
     pub keep: Option<usize>,
 
     /// Remove kernels last used longer ago than DURATION: 90s, 30m, 12h, 7d, 2w,
     /// a bare number is seconds (with --keep, only those beyond the N kept).
-    #[arg(long, value_name = "DURATION", value_parser = cargo_ktstr::units::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
     pub older_than: Option<std::time::Duration>,
 
     /// List what would be removed; change nothing.
@@ -53,7 +53,7 @@ pub struct KernelCleanArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct KernelBuildArgs {
+pub(crate) struct KernelBuildArgs {
     /// A kernel source directory or tarball (e.g. /usr/src/linux-source-6.12.tar.xz).
     #[arg(long, value_name = "PATH")]
     pub source: PathBuf,
@@ -93,19 +93,17 @@ impl From<KindArg> for KernelKind {
 }
 
 #[derive(Debug, Args)]
-pub struct KernelListArgs {
+pub(crate) struct KernelListArgs {
     /// Print one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn run(global: &GlobalArgs, cmd: KernelCommand) -> Result<ExitCode> {
+pub(crate) fn run(global: &GlobalArgs, cmd: KernelCommand) -> Result<ExitCode> {
     let store = KernelStore::from_env()?;
     match cmd {
         KernelCommand::Build(args) => {
-            let jobs = args
-                .jobs
-                .map_or_else(cargo_ktstr::host::cores, |j| j as usize);
+            let jobs = args.jobs.map_or_else(crate::host::cores, |j| j as usize);
             let progress = Progress::new(global.quiet);
             let opts = BuildOptions {
                 kind: args.kind.into(),
@@ -176,7 +174,7 @@ fn render_list(kernels: &[Available]) -> String {
 /// Where a listed kernel comes from: a cached one's recorded provenance
 /// when it has one.
 fn provenance_text(k: &Available) -> String {
-    use cargo_ktstr::kernel::store::ProvenanceOrigin as P;
+    use crate::kernel::store::ProvenanceOrigin as P;
     match &k.provenance {
         Some(p) => match p.origin {
             P::Built => "built here by `kernel build`".to_owned(),
@@ -210,7 +208,7 @@ pub(crate) fn render_clean(report: &KernelCleanReport) -> String {
     let mut out = String::new();
     for r in &report.removed {
         let used = r.last_used_secs.map_or(String::new(), |s| {
-            format!(", last used {} ago", cargo_ktstr::cache::list::human_age(s))
+            format!(", last used {} ago", crate::cache::list::human_age(s))
         });
         out += &format!(
             "{verb} {} ({}; {}{used})\n",

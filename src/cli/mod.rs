@@ -1,8 +1,13 @@
 //! The command-line model. Help, man pages and completions all come from
 //! [`crate::cli::Cli`]; the handlers beside it only parse and call the library.
-//! It is the binary's: the library never imports it. The packagers'
+//! The binary is [`crate::cli_main`]; nothing else in the library imports
+//! this module. The packagers'
 //! `generate` command stays outside it (see [`generate`]), so the model holds
 //! nothing hidden that help or a completion could show.
+
+// The doc comments below are `--help` text, read by clap: `FS[:SIZE]` and
+// `<release>` are grammar, not links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -11,18 +16,101 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
 
-use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::runner::VmmChoice;
-use cargo_ktstr::units;
+use crate::cache::key::Capacity;
+use crate::formatter::filesystem::Filesystem;
+use crate::interrupt;
+use crate::runner::VmmChoice;
+use crate::units;
 
-pub mod clean;
-pub mod generate;
-pub mod kernel;
-pub mod remote;
-pub mod template;
+pub(crate) mod clean;
+pub(crate) mod generate;
+pub(crate) mod kernel;
+pub(crate) mod remote;
+pub(crate) mod template;
+
+/// The `cargo-ktstr` binary: parse this process's arguments, run the
+/// command, print the error chain, and give the exit status (0, 1, 2 for a
+/// usage error, 128+N after signal N).
+pub fn main() -> ExitCode {
+    // In a guest this binary is the init, not the CLI; elsewhere this also
+    // makes it the init of the guests it boots.
+    crate::init_if_guest();
+    let mut args: Vec<_> = std::env::args_os().collect();
+    // `cargo ktstr clean` runs `cargo-ktstr ktstr clean`; the usage lines
+    // name the command the way it was typed.
+    let via_cargo = args.get(1).is_some_and(|a| a == "ktstr");
+    if via_cargo {
+        args.remove(1);
+    }
+    if args.get(1).is_some_and(|a| a == "generate") {
+        return report(generate::run(generate::GenerateArgs::parse_from(
+            &args[1..],
+        )));
+    }
+    let bin_name = if via_cargo {
+        "cargo ktstr"
+    } else {
+        "cargo-ktstr"
+    };
+    let matches = Cli::command().bin_name(bin_name).get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    init_logging(cli.global.verbose, cli.global.quiet);
+    // Before any thread: the signal mask is inherited.
+    if let Err(err) = interrupt::watch(grace(&cli.command)) {
+        return report(Err(err));
+    }
+    let result = run(cli);
+    // Every guard of the flow is dropped by now: what it staged is gone.
+    if let Some(signal) = interrupt::received() {
+        if let Err(err) = &result {
+            tracing::debug!("stopped with: {err:#}");
+        }
+        eprintln!("cargo-ktstr: interrupted by {signal}");
+        return ExitCode::from(interrupt::exit_code(signal));
+    }
+    report(result)
+}
+
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            match crate::usage::is_usage(&err) {
+                true => ExitCode::from(2),
+                false => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    // -v and -vv raise this crate's level only: at debug, dependencies (the
+    // ELF-note parser of the kernel loader) would bury our lines; -vvv
+    // shows everything.
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "warn,cargo_ktstr=info",
+        (false, 2) => "warn,cargo_ktstr=debug",
+        (false, _) => "trace",
+    };
+    // RUST_LOG applies unless a flag asked for a level, so a user can aim it
+    // at one module.
+    let from_env = (!quiet && verbose == 0).then(|| EnvFilter::try_from_default_env().ok());
+    let filter = from_env.flatten().unwrap_or_else(|| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, not into a CI log or a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .without_time()
+        .init();
+}
 
 /// Disk templates for VM-based sched_ext tests: a cache of pre-formatted
 /// images, a copy-on-write clone for every test, and cleanup.
@@ -34,7 +122,7 @@ pub mod template;
     propagate_version = true,
     after_long_help = environment_and_exit_status()
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
 
@@ -44,7 +132,7 @@ pub struct Cli {
 
 /// Every environment variable the binary reads, and what it is for: the
 /// end of `--help`, and the man page's ENVIRONMENT section.
-pub const ENVIRONMENT: &[(&str, &str)] = &[
+pub(crate) const ENVIRONMENT: &[(&str, &str)] = &[
     (
         "KTSTR_CACHE_DIR",
         "The ktstr cache base: templates in <base>/disk_templates, kernels in \
@@ -85,7 +173,7 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
 
 /// What the exit status means: the end of `--help`, and the man page's
 /// EXIT STATUS section.
-pub const EXIT_STATUS: &[(&str, &str)] = &[
+pub(crate) const EXIT_STATUS: &[(&str, &str)] = &[
     ("0", "Success"),
     (
         "1",
@@ -114,7 +202,7 @@ fn environment_and_exit_status() -> String {
 }
 
 #[derive(Debug, Args)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// More output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG works too).
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -131,7 +219,7 @@ pub struct GlobalArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Remove debris left by dead processes; with --all, also every entry not in use.
     Clean(clean::CleanArgs),
     /// Build, clone and list disk templates.
@@ -147,7 +235,7 @@ pub enum Command {
 
 /// Which filesystem and how large.
 #[derive(Debug, Clone, Args)]
-pub struct TemplateSpec {
+pub(crate) struct TemplateSpec {
     /// The filesystem to format [default: btrfs].
     #[arg(long = "fs", value_name = "FS", value_parser = fs_parser())]
     pub fs: Option<Filesystem>,
@@ -160,7 +248,7 @@ pub struct TemplateSpec {
 
 impl TemplateSpec {
     /// The filesystem asked for, or btrfs.
-    pub fn fs(&self) -> Filesystem {
+    pub(crate) fn fs(&self) -> Filesystem {
         self.fs.unwrap_or(Filesystem::Btrfs)
     }
 }
@@ -168,7 +256,7 @@ impl TemplateSpec {
 /// A template named on the command line: `FS[:SIZE]` (`btrfs:256M`,
 /// `xfs`), the capacity the filesystem's default when left out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TemplateArg {
+pub(crate) struct TemplateArg {
     pub fs: Filesystem,
     pub capacity: Capacity,
 }
@@ -194,15 +282,15 @@ impl std::str::FromStr for TemplateArg {
 
 /// The longest `--timeout`: a day. Far beyond any build, and far from the
 /// `Instant` overflow a huge value would cause.
-pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+pub(crate) const MAX_TIMEOUT_SECS: u64 = 86_400;
 
 /// The most guest memory: the built-in VMM's RAM ends where its MMIO gap
 /// starts, at 3 GiB.
-pub const MAX_MEMORY_MIB: u32 = 3072;
+pub(crate) const MAX_MEMORY_MIB: u32 = 3072;
 
 /// How a missing template gets built.
 #[derive(Debug, Clone, Args)]
-pub struct BuildOptions {
+pub(crate) struct BuildOptions {
     /// The guest kernel (bzImage) [default: $KTSTR_KERNEL, else the newest cached kernel, else
     /// the running or newest /boot/vmlinuz-<release> with its modules].
     #[arg(long, value_name = "PATH")]
@@ -274,8 +362,8 @@ fn parse_memory(s: &str) -> Result<u32, String> {
 
 /// Runs a parsed command line; the exit status follows README: 0 success,
 /// 1 runtime failure, 2 a usage error (clap's, or a
-/// [`cargo_ktstr::usage::UsageError`] found later; `main` maps it).
-pub fn run(cli: Cli) -> Result<ExitCode> {
+/// [`crate::usage::UsageError`] found later; `main` maps it).
+pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     let Cli { global, command } = cli;
     match command {
         Command::Clean(args) => clean::run(&global, args),
@@ -286,9 +374,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// How long `command` may take to stop after SIGINT, SIGTERM or SIGHUP
-/// ([`cargo_ktstr::interrupt`]): template builds and clones stop at their
+/// ([`crate::interrupt`]): template builds and clones stop at their
 /// waiting points and clean up; the other commands have none and end at once.
-pub fn grace(command: &Command) -> Duration {
+pub(crate) fn grace(command: &Command) -> Duration {
     match command {
         Command::Template(
             template::TemplateCommand::Build(_) | template::TemplateCommand::Clone(_),
@@ -320,11 +408,11 @@ mod tests {
         let Command::Template(template::TemplateCommand::Build(args)) = cli.command else {
             panic!("not a build");
         };
-        assert_eq!(args.build.timeout, cargo_ktstr::runner::DEFAULT_TIMEOUT);
-        assert_eq!(args.build.memory, cargo_ktstr::runner::DEFAULT_MEMORY_MIB);
+        assert_eq!(args.build.timeout, crate::runner::DEFAULT_TIMEOUT);
+        assert_eq!(args.build.memory, crate::runner::DEFAULT_MEMORY_MIB);
         assert_eq!(
             args.build.lock_timeout,
-            cargo_ktstr::cache::ensure::DEFAULT_LOCK_TIMEOUT
+            crate::cache::ensure::DEFAULT_LOCK_TIMEOUT
         );
     }
 }

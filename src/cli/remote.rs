@@ -1,5 +1,5 @@
 //! `--remote`, `kernel push` and `remote check`: parse and call
-//! `cargo_ktstr::remote` (the `remote` feature). Without the feature the
+//! `crate::remote` (the `remote` feature). Without the feature the
 //! flags stay, so help and completions are one model, and say how to get it.
 
 use std::process::ExitCode;
@@ -8,18 +8,18 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
-use cargo_ktstr::kernel::build::KernelRemote;
-use cargo_ktstr::kernel::store::KernelStore;
+use crate::kernel::build::KernelRemote;
+use crate::kernel::store::KernelStore;
 
 #[derive(Debug, Subcommand)]
-pub enum RemoteCommand {
+pub(crate) enum RemoteCommand {
     /// Say what the remote kernel cache can do (read, list, write,
     /// conditional write) and its round trip; exit 1 when it is unreachable.
     Check(RemoteCheckArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct RemoteCheckArgs {
+pub(crate) struct RemoteCheckArgs {
     #[command(flatten)]
     pub remote: RemoteArgs,
 
@@ -30,7 +30,7 @@ pub struct RemoteCheckArgs {
 
 /// Which remote kernel cache, and whether this process may write to it.
 #[derive(Debug, Clone, Args)]
-pub struct RemoteArgs {
+pub(crate) struct RemoteArgs {
     /// The remote kernel cache [default: $KTSTR_REMOTE_CACHE]:
     /// s3://BUCKET/PREFIX?endpoint=URL&region=REGION (credentials from
     /// AWS_*), webdav+http://HOST/PATH, file:///PATH or gha://PREFIX.
@@ -44,7 +44,7 @@ pub struct RemoteArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct KernelPushArgs {
+pub(crate) struct KernelPushArgs {
     /// Cached kernels to push, as `kernel list` names them [default: every
     /// cached kernel that may be shared].
     #[arg(value_name = "NAME")]
@@ -61,13 +61,13 @@ pub struct KernelPushArgs {
 #[cfg(feature = "remote")]
 mod imp {
     use super::*;
+    use crate::kernel::store::ProvenanceOrigin;
+    use crate::progress::Progress;
+    use crate::remote::check::{CheckReport, Probe};
+    use crate::remote::{Remote, RemoteSpec};
     use anyhow::{Context, bail};
-    use cargo_ktstr::kernel::store::ProvenanceOrigin;
-    use cargo_ktstr::progress::Progress;
-    use cargo_ktstr::remote::check::{CheckReport, Probe};
-    use cargo_ktstr::remote::{Remote, RemoteSpec};
 
-    pub fn open(args: &RemoteArgs) -> Result<Option<Remote>> {
+    pub(super) fn open(args: &RemoteArgs) -> Result<Option<Remote>> {
         let Some(spec) = RemoteSpec::from_args(args.remote.as_deref(), args.remote_write)? else {
             return Ok(None);
         };
@@ -81,7 +81,7 @@ mod imp {
         )
     }
 
-    pub fn check(_: &GlobalArgs, args: RemoteCheckArgs) -> Result<ExitCode> {
+    pub(super) fn check(_: &GlobalArgs, args: RemoteCheckArgs) -> Result<ExitCode> {
         let report = required(&args.remote)?.check()?;
         let text = if args.json {
             serde_json::to_string_pretty(&report)? + "\n"
@@ -133,7 +133,7 @@ mod imp {
         out
     }
 
-    pub fn push(
+    pub(super) fn push(
         global: &GlobalArgs,
         store: &KernelStore,
         args: KernelPushArgs,
@@ -141,7 +141,7 @@ mod imp {
         let remote = required(&args.remote)?;
         let progress = Progress::new(global.quiet);
         let names = if args.names.is_empty() {
-            let shareable = |k: &cargo_ktstr::kernel::store::CachedKernel| {
+            let shareable = |k: &crate::kernel::store::CachedKernel| {
                 k.provenance.as_ref().is_some_and(|p| {
                     p.origin != ProvenanceOrigin::Adopted && p.inputs.source.shareable()
                 })
@@ -208,7 +208,7 @@ mod imp {
         )
     }
 
-    pub fn open(args: &RemoteArgs) -> Result<Option<std::convert::Infallible>> {
+    pub(super) fn open(args: &RemoteArgs) -> Result<Option<std::convert::Infallible>> {
         let env = std::env::var_os("KTSTR_REMOTE_CACHE").filter(|v| !v.is_empty());
         if args.remote.is_some() || env.is_some() {
             missing()?;
@@ -216,17 +216,17 @@ mod imp {
         Ok(None)
     }
 
-    pub fn check(_: &GlobalArgs, _: RemoteCheckArgs) -> Result<ExitCode> {
+    pub(super) fn check(_: &GlobalArgs, _: RemoteCheckArgs) -> Result<ExitCode> {
         missing().map(|()| ExitCode::FAILURE)
     }
 
-    pub fn push(_: &GlobalArgs, _: &KernelStore, _: KernelPushArgs) -> Result<ExitCode> {
+    pub(super) fn push(_: &GlobalArgs, _: &KernelStore, _: KernelPushArgs) -> Result<ExitCode> {
         missing().map(|()| ExitCode::FAILURE)
     }
 }
 
 /// The remote a build looks in, when one is configured.
-pub fn open(args: &RemoteArgs) -> Result<Option<Box<dyn KernelRemote>>> {
+pub(crate) fn open(args: &RemoteArgs) -> Result<Option<Box<dyn KernelRemote>>> {
     #[cfg(feature = "remote")]
     {
         Ok(imp::open(args)?.map(|r| Box::new(r) as Box<dyn KernelRemote>))
@@ -237,11 +237,15 @@ pub fn open(args: &RemoteArgs) -> Result<Option<Box<dyn KernelRemote>>> {
     }
 }
 
-pub fn push(global: &GlobalArgs, store: &KernelStore, args: KernelPushArgs) -> Result<ExitCode> {
+pub(crate) fn push(
+    global: &GlobalArgs,
+    store: &KernelStore,
+    args: KernelPushArgs,
+) -> Result<ExitCode> {
     imp::push(global, store, args)
 }
 
-pub fn run(global: &GlobalArgs, cmd: RemoteCommand) -> Result<ExitCode> {
+pub(crate) fn run(global: &GlobalArgs, cmd: RemoteCommand) -> Result<ExitCode> {
     match cmd {
         RemoteCommand::Check(args) => imp::check(global, args),
     }

@@ -8,19 +8,19 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::{BuildOptions, GlobalArgs, TemplateArg, TemplateSpec};
-use cargo_ktstr::cache::clone::{self, Reflink};
-use cargo_ktstr::cache::ensure::{EnsureOptions, Ensured, batch, ensure_keys, ensure_template};
-use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::guest::builder::OnMiss;
-use cargo_ktstr::guest::find_init::GuestInit;
-use cargo_ktstr::guest::protocol::Verify;
-use cargo_ktstr::progress::{Progress, secs};
-use cargo_ktstr::store::root;
-use cargo_ktstr::usage::UsageError;
+use crate::cache::clone::{self, Reflink};
+use crate::cache::ensure::{EnsureOptions, Ensured, batch, ensure_keys, ensure_template};
+use crate::cache::key::Capacity;
+use crate::formatter::filesystem::Filesystem;
+use crate::guest::builder::OnMiss;
+use crate::guest::find_init::GuestInit;
+use crate::guest::protocol::Verify;
+use crate::progress::{Progress, secs};
+use crate::store::root;
+use crate::usage::UsageError;
 
 #[derive(Debug, Subcommand)]
-pub enum TemplateCommand {
+pub(crate) enum TemplateCommand {
     /// Build templates (or find them) and print their paths.
     Build(BuildArgs),
     /// Give DEST its own copy-on-write clone of a template, building it on a
@@ -31,7 +31,7 @@ pub enum TemplateCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct BuildArgs {
+pub(crate) struct BuildArgs {
     /// Templates as FS[:SIZE] (btrfs:256M xfs:1G ext4): the missing ones
     /// are built by one guest, a disk each. Without any, --fs and --capacity.
     #[arg(value_name = "FS:SIZE", conflicts_with_all = ["fs", "capacity"])]
@@ -54,7 +54,7 @@ pub struct BuildArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CloneArgs {
+pub(crate) struct CloneArgs {
     #[command(flatten)]
     pub spec: TemplateSpec,
 
@@ -72,7 +72,7 @@ pub struct CloneArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReflinkMode {
+pub(crate) enum ReflinkMode {
     /// FICLONE, else a sparse copy.
     Auto,
     /// FICLONE only; fail where the filesystem cannot.
@@ -82,7 +82,7 @@ pub enum ReflinkMode {
 }
 
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Print one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
@@ -95,13 +95,13 @@ pub struct ListArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SortBy {
+pub(crate) enum SortBy {
     Size,
     Age,
     LastUsed,
 }
 
-impl From<SortBy> for cargo_ktstr::cache::list::ListOrder {
+impl From<SortBy> for crate::cache::list::ListOrder {
     fn from(by: SortBy) -> Self {
         match by {
             SortBy::Size => Self::Size,
@@ -111,7 +111,7 @@ impl From<SortBy> for cargo_ktstr::cache::list::ListOrder {
     }
 }
 
-pub fn run(global: &GlobalArgs, cmd: TemplateCommand) -> Result<ExitCode> {
+pub(crate) fn run(global: &GlobalArgs, cmd: TemplateCommand) -> Result<ExitCode> {
     match cmd {
         TemplateCommand::Build(args) => build(global, args),
         TemplateCommand::Clone(args) => clone(global, args),
@@ -211,7 +211,7 @@ fn ensure_many(
     let opts = ensure_options(build, force);
     let items = ensure_keys(root, &keys, &builder_for(global, build), &opts)?;
     // Interrupted, every item failed for that one reason: main says it once.
-    cargo_ktstr::interrupt::check()?;
+    crate::interrupt::check()?;
     let (mut reports, mut ensured) = (Vec::new(), Vec::new());
     let mut failed = Failures::default();
     for item in items {
@@ -252,7 +252,7 @@ impl Failures {
     fn note(&mut self, err: &anyhow::Error) {
         eprintln!("error: {err:#}");
         self.count += 1;
-        self.usage += usize::from(cargo_ktstr::usage::is_usage(err));
+        self.usage += usize::from(crate::usage::is_usage(err));
     }
 }
 
@@ -337,7 +337,7 @@ fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
 
 impl TemplateSpec {
     /// The capacity asked for, or the filesystem's default.
-    pub fn capacity_or_default(&self) -> Result<Capacity> {
+    pub(crate) fn capacity_or_default(&self) -> Result<Capacity> {
         match self.capacity {
             Some(c) => Ok(c),
             None => {
@@ -507,7 +507,7 @@ fn clone_many(
     let mut done = String::new();
     // Each a hit now; a template whose build failed was reported above.
     for (template, dest) in pairs.iter().filter(|(t, _)| built(t)) {
-        cargo_ktstr::interrupt::check()?;
+        crate::interrupt::check()?;
         match clone::clone_template(
             root,
             template.fs,
@@ -525,10 +525,10 @@ fn clone_many(
     many_status(failed, pairs.len())
 }
 
-/// `template list`: the table (or JSON) of [`cargo_ktstr::cache::list::list`].
+/// `template list`: the table (or JSON) of [`crate::cache::list::list`].
 fn list(global: &GlobalArgs, args: ListArgs) -> Result<ExitCode> {
-    let root = cargo_ktstr::store::root::template_root(global.cache_dir.clone())?;
-    let mut report = cargo_ktstr::cache::list::list(&root)?;
+    let root = crate::store::root::template_root(global.cache_dir.clone())?;
+    let mut report = crate::cache::list::list(&root)?;
     report.sort(args.sort.map(Into::into).unwrap_or_default());
     let text = if args.json {
         serde_json::to_string_pretty(&report)? + "\n"

@@ -31,7 +31,7 @@ const FALLBACK_GUEST_DIR: &str = "/lib";
 
 /// One file to copy into the guest.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct SharedObject {
+pub(crate) struct SharedObject {
     /// Where it goes in the guest.
     pub guest: PathBuf,
     /// Where its bytes come from on the host (symlinks resolved).
@@ -168,7 +168,7 @@ fn find_library(name: &str, requester: &ElfInfo, conf_dirs: &[PathBuf]) -> Optio
 
 /// Every shared object (the interpreter included) that `programs` need,
 /// transitively, each once, sorted by guest path. A static program needs none.
-pub fn shared_objects(programs: &[&Path]) -> Result<Vec<SharedObject>> {
+pub(crate) fn shared_objects(programs: &[&Path]) -> Result<Vec<SharedObject>> {
     let conf_dirs = ld_so_conf_dirs(Path::new("/etc/ld.so.conf"), 0);
     let mut found: BTreeMap<String, SharedObject> = BTreeMap::new();
     let mut queue: VecDeque<(PathBuf, String)> = programs

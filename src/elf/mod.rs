@@ -2,5 +2,5 @@
 //! loads, resolved as the dynamic loader would ([`libs`]), and a file read
 //! and cut after its last segment, or its notes read ([`notes`]).
 
-pub mod libs;
-pub mod notes;
+pub(crate) mod libs;
+pub(crate) mod notes;

@@ -13,7 +13,7 @@ use goblin::elf::Elf;
 use goblin::elf::program_header::ProgramHeader;
 
 /// A program's bytes, without what only debuggers read (see [`trim_elf`]).
-pub fn read_program(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_program(path: &Path) -> Result<Vec<u8>> {
     let bytes = fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))?;
     Ok(trim_elf(bytes))
 }
@@ -22,7 +22,7 @@ pub fn read_program(path: &Path) -> Result<Vec<u8>> {
 /// debug info, symbol tables and section headers, none of which the kernel
 /// or the loader reads. A debug build of this binary shrinks from ~40 MiB
 /// to ~6 MiB. Anything else is returned unchanged.
-pub fn trim_elf(mut bytes: Vec<u8>) -> Vec<u8> {
+pub(crate) fn trim_elf(mut bytes: Vec<u8>) -> Vec<u8> {
     const EI_CLASS64_LE: [u8; 6] = [0x7f, b'E', b'L', b'F', 2, 1];
     if !bytes.starts_with(&EI_CLASS64_LE) {
         return bytes;

@@ -92,7 +92,7 @@ impl fmt::Display for Version {
 
 /// A formatter's smallest device and where the figure comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Minimum {
+pub(crate) struct Minimum {
     pub bytes: u64,
     /// The table row's version, e.g. `btrfs-progs 6.2`.
     pub row: String,
@@ -104,13 +104,13 @@ pub struct Minimum {
 impl Minimum {
     /// The smallest whole number of MiB a key may ask for: the formatter's
     /// floor, and never under the 16 MiB every key needs.
-    pub fn mib(&self) -> u64 {
+    pub(crate) fn mib(&self) -> u64 {
         self.bytes.div_ceil(MIB).max(Capacity::MIN_MIB)
     }
 }
 
 /// `fs`'s formatter minimum for the `version` it printed.
-pub fn minimum(fs: Filesystem, version: Option<&Version>) -> Minimum {
+pub(crate) fn minimum(fs: Filesystem, version: Option<&Version>) -> Minimum {
     let rows: Vec<(Version, u64)> = TABLE
         .iter()
         .filter(|(f, ..)| *f == fs)
@@ -134,7 +134,11 @@ pub fn minimum(fs: Filesystem, version: Option<&Version>) -> Minimum {
 /// Refuses `capacity` when `fs`'s installed formatter (which printed
 /// `version`) would refuse a device that small; the message gives the
 /// minimum and the version.
-pub fn check(fs: Filesystem, capacity: Capacity, version: Option<&Version>) -> Result<(), String> {
+pub(crate) fn check(
+    fs: Filesystem,
+    capacity: Capacity,
+    version: Option<&Version>,
+) -> Result<(), String> {
     let min = minimum(fs, version);
     if capacity.mib() >= min.mib() {
         return Ok(());

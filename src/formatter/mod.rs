@@ -5,7 +5,7 @@
 //! device each version accepts ([`minimum`]). Used by the cache, the guest
 //! and the probe alike; it imports none of them.
 
-pub mod capacity;
-pub mod filesystem;
-pub mod fingerprint;
-pub mod minimum;
+pub(crate) mod capacity;
+pub(crate) mod filesystem;
+pub(crate) mod fingerprint;
+pub(crate) mod minimum;

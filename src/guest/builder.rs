@@ -32,7 +32,7 @@ use crate::runner::{DeviceDiscovery, GuestRunner, GuestSpec, MAX_DISKS, RunEnd, 
 const VMM_HINT: &str = "; with --vmm kvm, try --vmm qemu";
 
 /// Console lines an error quotes.
-pub const CONSOLE_TAIL_LINES: usize = 30;
+pub(crate) const CONSOLE_TAIL_LINES: usize = 30;
 
 /// Builds templates by booting the template guest with a [`GuestRunner`].
 #[derive(Debug)]
@@ -275,7 +275,7 @@ impl GuestBuilder {
 /// A [`GuestBuilder`] made only when a build needs one: the kernel is
 /// resolved and the runner picked on a miss, so a cache hit needs neither.
 #[derive(Debug, Clone)]
-pub struct OnMiss {
+pub(crate) struct OnMiss {
     /// `--kernel`, else `$KTSTR_KERNEL`, else the newest cached kernel, else
     /// a stock kernel in /boot ([`crate::kernel::resolve`]).
     pub kernel: Option<PathBuf>,

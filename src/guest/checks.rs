@@ -35,23 +35,23 @@ use serde::{Deserialize, Serialize};
 use super::protocol::{escape, unescape};
 
 /// The command-line parameter that selects this mode.
-pub const MODE_PARAM: &str = "ktstr.mode=checks";
+pub(crate) const MODE_PARAM: &str = "ktstr.mode=checks";
 /// The command-line parameter naming the filesystem on `/dev/vda`.
-pub const DISK_PARAM: &str = "ktstr.disk";
+pub(crate) const DISK_PARAM: &str = "ktstr.disk";
 /// Where the list of checks is in the initramfs.
-pub const CHECKS_FILE: &str = "/checks.json";
+pub(crate) const CHECKS_FILE: &str = "/checks.json";
 /// Where `/dev/vda` is mounted.
-pub const DISK_MOUNT: &str = "/disk";
+pub(crate) const DISK_MOUNT: &str = "/disk";
 /// The marker that starts a check's result line.
-pub const RESULT_MARKER: &str = "KTSTR_CHECK_RESULT";
+pub(crate) const RESULT_MARKER: &str = "KTSTR_CHECK_RESULT";
 /// The line that says every check was run.
-pub const DONE_MARKER: &str = "KTSTR_CHECKS_DONE";
+pub(crate) const DONE_MARKER: &str = "KTSTR_CHECKS_DONE";
 /// The marker of the line printed while a check runs.
-pub const RUNNING_MARKER: &str = "KTSTR_CHECK_RUNNING";
+pub(crate) const RUNNING_MARKER: &str = "KTSTR_CHECK_RUNNING";
 /// Status of a check stopped at its deadline.
-pub const STATUS_TIMEOUT: i32 = 124;
+pub(crate) const STATUS_TIMEOUT: i32 = 124;
 /// Status of a check that could not be started.
-pub const STATUS_NOT_RUN: i32 = 127;
+pub(crate) const STATUS_NOT_RUN: i32 = 127;
 
 /// One check: a program run with `args` and `env` (on top of a PATH of
 /// `/sbin:/bin:/usr/sbin:/usr/bin` and HOME of `/tmp`), stopped after
@@ -60,9 +60,13 @@ pub const STATUS_NOT_RUN: i32 = 127;
 pub struct CheckSpec {
     /// A name for the result line and the log file: letters, digits, `-`, `_`.
     pub name: String,
+    /// The program, found on the guest's PATH.
     pub program: String,
+    /// Its arguments.
     pub args: Vec<String>,
+    /// Variables added to the fixed environment.
     pub env: BTreeMap<String, String>,
+    /// Seconds before it is killed and reported as timed out.
     pub timeout_secs: u64,
 }
 
@@ -133,21 +137,21 @@ impl CheckResult {
 }
 
 /// Whether a console transcript says every check was run.
-pub fn all_done(console: &[u8]) -> bool {
+pub(crate) fn all_done(console: &[u8]) -> bool {
     String::from_utf8_lossy(console)
         .lines()
         .any(|l| l.trim_end() == DONE_MARKER)
 }
 
 /// The filesystem named by `ktstr.disk=` on a kernel command line.
-pub fn disk_fs(cmdline: &str) -> Option<&str> {
+pub(crate) fn disk_fs(cmdline: &str) -> Option<&str> {
     cmdline
         .split_whitespace()
         .find_map(|arg| arg.strip_prefix(DISK_PARAM)?.strip_prefix('='))
 }
 
 /// Writes the check list the init reads, for the host side.
-pub fn write_list(checks: &[CheckSpec], mut to: impl Write) -> Result<()> {
+pub(crate) fn write_list(checks: &[CheckSpec], mut to: impl Write) -> Result<()> {
     serde_json::to_writer(&mut to, checks).context("failed to write the check list")
 }
 

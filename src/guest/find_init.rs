@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Result, bail};
 
 /// The name of the binary looked for next to this program and on PATH.
-pub const INIT_BINARY: &str = "cargo-ktstr";
+pub(crate) const INIT_BINARY: &str = "cargo-ktstr";
 
 /// Set once this process called [`init_if_guest`] and carried on: it can
 /// be a guest's init, since it will call it again there.

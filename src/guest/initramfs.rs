@@ -40,7 +40,7 @@ pub fn template_initramfs(
 
 /// [`template_initramfs`] for a guest with several disks: each distinct
 /// filesystem's formatter, once.
-pub fn template_initramfs_many(
+pub(crate) fn template_initramfs_many(
     init: &Path,
     formatters: &[(Filesystem, &Path)],
     modules: &[GuestModule],
@@ -62,7 +62,7 @@ pub fn template_initramfs_many(
 }
 
 /// Adds `modules` and their order file to `archive`.
-pub fn add_modules(archive: &mut Archive, modules: &[GuestModule]) -> Result<()> {
+pub(crate) fn add_modules(archive: &mut Archive, modules: &[GuestModule]) -> Result<()> {
     if modules.is_empty() {
         return Ok(());
     }
@@ -90,7 +90,7 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 
 /// A newc archive under construction; parents are added before children.
 #[derive(Debug, Default)]
-pub struct Archive {
+pub(crate) struct Archive {
     cpio: Vec<u8>,
     dirs: BTreeSet<String>,
     next_ino: u32,
@@ -102,7 +102,7 @@ pub struct Archive {
 impl Archive {
     /// An archive with `init` as `/init`, the mount points init uses, and
     /// the two device nodes it needs before devtmpfs is mounted.
-    pub fn with_init(init: &Path) -> Result<Archive> {
+    pub(crate) fn with_init(init: &Path) -> Result<Archive> {
         let mut archive = Archive::default();
         for dir in ["dev", "proc", "sys", "tmp", "sbin", "etc"] {
             archive.dir(dir);
@@ -117,20 +117,20 @@ impl Archive {
 
     /// Adds the ELF program `host` as `guest`, cut to what runs; its shared
     /// objects come with it when the archive is finished.
-    pub fn program(&mut self, guest: &str, host: &Path) -> Result<()> {
+    pub(crate) fn program(&mut self, guest: &str, host: &Path) -> Result<()> {
         self.file(guest, 0o755, &read_program(host)?)?;
         self.programs.push(host.to_owned());
         Ok(())
     }
 
     /// Adds the host file `host` as `guest`, as it is.
-    pub fn host_file(&mut self, guest: &str, host: &Path) -> Result<()> {
+    pub(crate) fn host_file(&mut self, guest: &str, host: &Path) -> Result<()> {
         self.file(guest, 0o644, &read(host)?)
     }
 
     /// The host's mke2fs defaults, where it has them: the guest's
     /// mkfs.ext4 then formats exactly as the host's would.
-    pub fn mke2fs_conf(&mut self) -> Result<()> {
+    pub(crate) fn mke2fs_conf(&mut self) -> Result<()> {
         match Path::new(MKE2FS_CONF).is_file() {
             true => self.host_file(MKE2FS_CONF, Path::new(MKE2FS_CONF)),
             false => Ok(()),
@@ -146,7 +146,7 @@ impl Archive {
     }
 
     /// Adds directory `path` and its parents.
-    pub fn dir(&mut self, path: &str) {
+    pub(crate) fn dir(&mut self, path: &str) {
         let path = path.trim_start_matches('/');
         if path.is_empty() || self.dirs.contains(path) {
             return;
@@ -169,7 +169,7 @@ impl Archive {
     }
 
     /// Adds a symbolic link at `path` to `target`.
-    pub fn symlink(&mut self, path: &str, target: &str) -> Result<()> {
+    pub(crate) fn symlink(&mut self, path: &str, target: &str) -> Result<()> {
         let path = path.trim_start_matches('/');
         if let Some((parent, _)) = path.rsplit_once('/') {
             self.dir(parent);
@@ -183,7 +183,7 @@ impl Archive {
     }
 
     /// Adds a regular file with `bytes` at `path`.
-    pub fn file(&mut self, path: &str, mode: u32, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn file(&mut self, path: &str, mode: u32, bytes: &[u8]) -> Result<()> {
         let path = path.trim_start_matches('/');
         if let Some((parent, _)) = path.rsplit_once('/') {
             self.dir(parent);
@@ -204,7 +204,7 @@ impl Archive {
 
     /// The finished archive, uncompressed: the kernel copies it as it is,
     /// which beats decompressing a large archive under TCG.
-    pub fn finish(mut self) -> Result<Vec<u8>> {
+    pub(crate) fn finish(mut self) -> Result<Vec<u8>> {
         let programs: Vec<&Path> = self.programs.iter().map(|p| p.as_path()).collect();
         for object in shared_objects(&programs)? {
             let guest = object.guest.to_string_lossy().into_owned();

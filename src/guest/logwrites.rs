@@ -32,10 +32,10 @@ const MAGIC: u64 = 0x006a_7366_7773_6872;
 const VERSION: u64 = 1;
 
 /// An entry's flags.
-pub const FLUSH: u64 = 1 << 0;
-pub const FUA: u64 = 1 << 1;
-pub const DISCARD: u64 = 1 << 2;
-pub const MARK: u64 = 1 << 3;
+pub(crate) const FLUSH: u64 = 1 << 0;
+pub(crate) const FUA: u64 = 1 << 1;
+pub(crate) const DISCARD: u64 = 1 << 2;
+pub(crate) const MARK: u64 = 1 << 3;
 
 /// One logged write, flush or mark.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +61,9 @@ impl Entry {
 #[derive(Debug)]
 pub struct Log {
     file: File,
+    /// The log's sector size, from its super block.
     pub block_size: u64,
+    /// Every entry after the super block, in log order.
     pub entries: Vec<Entry>,
 }
 
@@ -166,7 +168,9 @@ pub fn check_points(log: &Log, from: usize) -> Vec<usize> {
 /// log order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Torn {
+    /// The flush entry the cut starts from.
     pub base: usize,
+    /// Entries after `base` that reached the disk.
     pub kept: Vec<usize>,
     /// How many writes the cut dropped.
     pub dropped: usize,

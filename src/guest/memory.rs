@@ -36,17 +36,17 @@ const MIB: u64 = 1 << 20;
 
 /// Memory besides the kernel and the initramfs: about twice the 17 MiB
 /// measured.
-pub const BASE_MIB: u64 = 32;
+pub(crate) const BASE_MIB: u64 = 32;
 
 /// What booting `kernel` with an initramfs of `initramfs_len` bytes needs,
 /// in MiB; see the module doc.
-pub fn minimum_mib(kernel: &Path, initramfs_len: u64) -> Result<u64> {
+pub(crate) fn minimum_mib(kernel: &Path, initramfs_len: u64) -> Result<u64> {
     let kernel_len = kernel_init_size(kernel)?;
     Ok((kernel_len + 3 * initramfs_len).div_ceil(MIB) + BASE_MIB)
 }
 
 /// Refuses `memory_mib` below [`minimum_mib`], saying the minimum.
-pub fn check(memory_mib: u32, kernel: &Path, initramfs_len: u64) -> Result<()> {
+pub(crate) fn check(memory_mib: u32, kernel: &Path, initramfs_len: u64) -> Result<()> {
     let minimum = minimum_mib(kernel, initramfs_len)?;
     if u64::from(memory_mib) >= minimum {
         return Ok(());

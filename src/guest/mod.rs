@@ -18,14 +18,14 @@
 //! check mode, the probe or the recording, and imports nothing of the host
 //! side but what the two agree on.
 
-pub mod builder;
-pub mod checks;
-pub mod find_init;
-pub mod init;
-pub mod initramfs;
-pub mod logwrites;
-pub mod memory;
-pub mod nested;
-pub mod powerloss;
-pub mod probe;
-pub mod protocol;
+pub(crate) mod builder;
+pub(crate) mod checks;
+pub(crate) mod find_init;
+pub(crate) mod init;
+pub(crate) mod initramfs;
+pub(crate) mod logwrites;
+pub(crate) mod memory;
+pub(crate) mod nested;
+pub(crate) mod powerloss;
+pub(crate) mod probe;
+pub(crate) mod protocol;

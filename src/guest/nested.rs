@@ -28,7 +28,7 @@ use crate::runner::{DeviceDiscovery, GuestRunner, GuestSpec, RunEnd, RunOutcome}
 /// vmlinux, where the cache has one, goes beside it.
 pub const TEMPLATE_KERNEL: &str = "/kernel/bzImage";
 /// Memory of the outer guest: the inner guests' memory comes out of it.
-pub const OUTER_MEMORY_MIB: u32 = 2048;
+pub(crate) const OUTER_MEMORY_MIB: u32 = 2048;
 /// Outer console lines an error quotes.
 const CONSOLE_TAIL_LINES: usize = 40;
 /// A console silent this long (init prints a line at least every 10 s)
@@ -103,9 +103,11 @@ impl OuterInitramfs {
 pub struct NestedSpec {
     /// A kernel from `cargo ktstr kernel build --kind kvm-host`.
     pub host_kernel: PathBuf,
+    /// The outer guest's initramfs ([`OuterInitramfs`]).
     pub initramfs: Vec<u8>,
     /// The outer guest's disk, formatted as `disk_fs` by the caller.
     pub disk: PathBuf,
+    /// The filesystem `disk` holds.
     pub disk_fs: Filesystem,
     /// The outer deadline, for all its boots together: QEMU is stopped when
     /// it passes.
@@ -115,7 +117,9 @@ pub struct NestedSpec {
 /// What the outer guest reported.
 #[derive(Debug, Clone)]
 pub struct NestedRun {
+    /// How QEMU's run of the outer guest ended.
     pub outcome: RunOutcome,
+    /// The inner boots' results, in order.
     pub results: Vec<CheckResult>,
     /// For each boot that went silent and was booted again: why, with its
     /// console's last lines.

@@ -46,22 +46,22 @@ use std::fmt::Write as _;
 use crate::formatter::filesystem::Filesystem;
 
 /// The marker that starts the result line.
-pub const RESULT_MARKER: &str = "KTSTR_TEMPLATE_RESULT";
+pub(crate) const RESULT_MARKER: &str = "KTSTR_TEMPLATE_RESULT";
 /// The command-line parameter naming the filesystems to format.
-pub const FS_PARAM: &str = "ktstr.fs";
+pub(crate) const FS_PARAM: &str = "ktstr.fs";
 /// Where the initramfs puts the init (this binary), and so the name the
 /// kernel runs it by.
-pub const INIT_PATH: &str = "/init";
+pub(crate) const INIT_PATH: &str = "/init";
 /// The block device of a guest with one disk.
-pub const DISK: &str = "/dev/vda";
+pub(crate) const DISK: &str = "/dev/vda";
 /// The command-line parameter asking init to verify the new filesystem.
-pub const VERIFY_PARAM: &str = "ktstr.verify";
+pub(crate) const VERIFY_PARAM: &str = "ktstr.verify";
 /// The most formatter output a result line carries.
 const OUTPUT_LIMIT: usize = 4096;
 
 /// The formatter's path inside the initramfs: the name mkfs was installed
 /// under, since mke2fs picks its filesystem from the name it is run by.
-pub fn formatter_path(fs: Filesystem) -> String {
+pub(crate) fn formatter_path(fs: Filesystem) -> String {
     format!("/sbin/{}", fs.mkfs())
 }
 
@@ -75,7 +75,7 @@ pub fn cmdline(fs: Filesystem, reboot: &str) -> String {
 /// level): then the kernel's boot messages too. Each console byte is a port
 /// write the VMM handles; nested under TCG, twenty builds took 63 s quiet
 /// and 95 s with them. Errors and the init's result lines print either way.
-pub fn quiet_unless_logged() -> &'static str {
+pub(crate) fn quiet_unless_logged() -> &'static str {
     match tracing::enabled!(tracing::Level::DEBUG) {
         true => "",
         false => "quiet",
@@ -134,7 +134,7 @@ pub enum Verified {
 
 /// The kernel command line of a template guest that formats disk `i` with
 /// `filesystems[i]`.
-pub fn cmdline_many(filesystems: &[Filesystem], reboot: &str) -> String {
+pub(crate) fn cmdline_many(filesystems: &[Filesystem], reboot: &str) -> String {
     let names: Vec<&str> = filesystems.iter().map(|fs| fs.name()).collect();
     format!(
         "console=ttyS0 {reboot} panic=-1 {FS_PARAM}={}",
@@ -143,7 +143,7 @@ pub fn cmdline_many(filesystems: &[Filesystem], reboot: &str) -> String {
 }
 
 /// The filesystems named on a kernel command line, one per disk.
-pub fn filesystems_from_cmdline(cmdline: &str) -> Result<Vec<Filesystem>, String> {
+pub(crate) fn filesystems_from_cmdline(cmdline: &str) -> Result<Vec<Filesystem>, String> {
     let value = cmdline
         .split_whitespace()
         .find_map(|arg| arg.strip_prefix(FS_PARAM)?.strip_prefix('='))

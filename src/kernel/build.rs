@@ -39,6 +39,7 @@ pub struct KernelBuild {
 /// What to build and how.
 #[derive(Debug, Clone, Copy)]
 pub struct BuildOptions {
+    /// A template kernel or a KVM host.
     pub kind: KernelKind,
     /// Parallel make jobs.
     pub jobs: usize,

@@ -29,7 +29,7 @@ use crate::store::space;
 
 /// What `kernel clean` removes besides dead scratch.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct KernelCleanOptions {
+pub(crate) struct KernelCleanOptions {
     /// Keep the N most recently used kernels of each kind.
     pub keep: Option<usize>,
     /// Remove kernels last used longer ago than this.
@@ -39,7 +39,7 @@ pub struct KernelCleanOptions {
 
 /// A removed (or, in a dry run, removable) kernel or scratch directory.
 #[derive(Debug, Clone, Serialize)]
-pub struct KernelRemoved {
+pub(crate) struct KernelRemoved {
     pub name: String,
     pub path: PathBuf,
     /// `keep`, `older-than` or `scratch`.
@@ -50,7 +50,7 @@ pub struct KernelRemoved {
 
 /// A kernel or scratch directory left in place, and why.
 #[derive(Debug, Clone, Serialize)]
-pub struct KernelKept {
+pub(crate) struct KernelKept {
     pub name: String,
     pub reason: String,
     pub pid: Option<i32>,
@@ -58,7 +58,7 @@ pub struct KernelKept {
 
 /// The outcome of `kernel clean`.
 #[derive(Debug, Clone, Serialize)]
-pub struct KernelCleanReport {
+pub(crate) struct KernelCleanReport {
     pub dir: PathBuf,
     pub dry_run: bool,
     pub removed: Vec<KernelRemoved>,
@@ -80,7 +80,7 @@ impl KernelCleanReport {
     }
 
     /// `removed 2 kernels and 1 dead build's scratch (310 MiB); kept 1 in use`.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let verb = if self.dry_run {
             "would remove"
         } else {
@@ -137,7 +137,7 @@ impl KernelCleanReport {
 /// Holds a shared flock on the kernel entry of `image` (a store entry's
 /// `bzImage`) and records its use, while a build reads it; `None` for an
 /// image outside the store's shape, which no `kernel clean` removes.
-pub fn hold_for_use(image: &Path) -> Option<Flock<File>> {
+pub(crate) fn hold_for_use(image: &Path) -> Option<Flock<File>> {
     if image.file_name()? != IMAGE_FILE {
         return None;
     }
@@ -151,7 +151,7 @@ pub fn hold_for_use(image: &Path) -> Option<Flock<File>> {
 }
 
 /// Removes dead builds' scratch, then (with `keep` or `older_than`) kernels.
-pub fn clean(store: &KernelStore, opts: KernelCleanOptions) -> Result<KernelCleanReport> {
+pub(crate) fn clean(store: &KernelStore, opts: KernelCleanOptions) -> Result<KernelCleanReport> {
     let mut report = KernelCleanReport::new(store.dir(), opts.dry_run);
     sweep_scratch(store, &mut report);
     if opts.keep.is_none() && opts.older_than.is_none() {
@@ -237,7 +237,7 @@ fn remove_unless_held(item: KernelRemoved, mode: Mode, report: &mut KernelCleanR
 
 /// Removes every `.build-<name>.<pid>/` whose pid is dead and whose flock
 /// is free.
-pub fn sweep_scratch(store: &KernelStore, report: &mut KernelCleanReport) {
+pub(crate) fn sweep_scratch(store: &KernelStore, report: &mut KernelCleanReport) {
     let Ok(entries) = fs::read_dir(store.dir()) else {
         return;
     };

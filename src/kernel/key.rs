@@ -20,10 +20,10 @@ use super::source::Source;
 
 /// Bumped whenever `build.rs` changes how it turns the same inputs into a
 /// kernel (tinyconfig, the merge, the make targets and variables).
-pub const RECIPE_VERSION: u32 = 1;
+pub(crate) const RECIPE_VERSION: u32 = 1;
 
 /// Hex characters of the key kept in a kernel's local cache name.
-pub const NAME_KEY_LEN: usize = 12;
+pub(crate) const NAME_KEY_LEN: usize = 12;
 
 /// How a source is identified.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,10 +52,13 @@ impl SourceIdentity {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyInputs {
+    /// The build recipe's version: a new one changes every key.
     pub recipe: u32,
+    /// The target architecture, e.g. `x86_64`.
     pub arch: String,
     /// The source's kernel version, e.g. `6.12.57`.
     pub version: String,
+    /// What the source is, by content.
     pub source: SourceIdentity,
     /// (file name, SHA-256 of its text), in merge order.
     pub fragments: Vec<(String, String)>,
@@ -93,7 +96,9 @@ impl KeyInputs {
 /// `--version`, for provenance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Toolchain {
+    /// `gcc --version`'s first line.
     pub compiler: String,
+    /// `ld --version`'s first line.
     pub linker: String,
 }
 
@@ -123,16 +128,16 @@ impl Toolchain {
     }
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The identity of `source`'s contents.
-pub fn identify(source: &Source) -> Result<SourceIdentity> {
+pub(crate) fn identify(source: &Source) -> Result<SourceIdentity> {
     match source {
         Source::Tarball { path, .. } => Ok(SourceIdentity::Tarball(hash_file(path)?)),
         Source::Dir(dir) => match git_identity(dir)? {

@@ -94,7 +94,7 @@ impl KernelKind {
 
 /// The options `fragments` turn on (`CONFIG_X=y`) and off
 /// (`# CONFIG_X is not set`), for checking the merged `.config`.
-pub fn fragment_options<'a>(fragments: &[(&str, &'a str)]) -> (Vec<&'a str>, Vec<&'a str>) {
+pub(crate) fn fragment_options<'a>(fragments: &[(&str, &'a str)]) -> (Vec<&'a str>, Vec<&'a str>) {
     let mut on = Vec::new();
     let mut off = Vec::new();
     for line in fragments.iter().flat_map(|(_, text)| text.lines()) {
@@ -113,7 +113,7 @@ pub fn fragment_options<'a>(fragments: &[(&str, &'a str)]) -> (Vec<&'a str>, Vec
 /// The variables `fragments` pass to make, from `# make: NAME=value ...`
 /// lines: a comment to merge_config.sh, so a fragment carries compiler
 /// flags too and its hash (the kernel's cache name) covers them.
-pub fn make_variables<'a>(fragments: &[(&str, &'a str)]) -> Vec<&'a str> {
+pub(crate) fn make_variables<'a>(fragments: &[(&str, &'a str)]) -> Vec<&'a str> {
     fragments
         .iter()
         .flat_map(|(_, text)| text.lines())

@@ -7,16 +7,16 @@
 //! fragments: a new fragment gives a new entry instead of silently reusing a
 //! kernel that lacks an option.
 
-pub mod build;
-pub mod clean;
-pub mod key;
-pub mod kind;
-pub mod modules;
-pub mod resolve;
-pub mod source;
-pub mod stock;
-pub mod store;
-pub mod unpack;
-pub mod unreadable;
+pub(crate) mod build;
+pub(crate) mod clean;
+pub(crate) mod key;
+pub(crate) mod kind;
+pub(crate) mod modules;
+pub(crate) mod resolve;
+pub(crate) mod source;
+pub(crate) mod stock;
+pub(crate) mod store;
+pub(crate) mod unpack;
+pub(crate) mod unreadable;
 
 pub use kind::KernelKind;

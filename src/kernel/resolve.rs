@@ -16,17 +16,17 @@ use super::store::KernelStore;
 use super::unreadable;
 
 /// The environment variable naming a kernel image.
-pub const KERNEL_ENV: &str = "KTSTR_KERNEL";
+pub(crate) const KERNEL_ENV: &str = "KTSTR_KERNEL";
 /// The environment variable naming the nested lane's KVM-host kernel.
-pub const KVM_HOST_KERNEL_ENV: &str = "KTSTR_KVM_HOST_KERNEL";
+pub(crate) const KVM_HOST_KERNEL_ENV: &str = "KTSTR_KVM_HOST_KERNEL";
 /// Overrides [`BOOT_DIR`] (for tests, and hosts that keep kernels elsewhere).
-pub const BOOT_DIR_ENV: &str = "KTSTR_BOOT_DIR";
+pub(crate) const BOOT_DIR_ENV: &str = "KTSTR_BOOT_DIR";
 /// Overrides [`MODULES_ROOT`].
-pub const MODULES_ROOT_ENV: &str = "KTSTR_MODULES_ROOT";
+pub(crate) const MODULES_ROOT_ENV: &str = "KTSTR_MODULES_ROOT";
 
 /// Where the host keeps its distribution kernels.
 #[derive(Debug, Clone)]
-pub struct HostKernels {
+pub(crate) struct HostKernels {
     pub boot_dir: PathBuf,
     pub modules_root: PathBuf,
     /// `uname -r`.
@@ -36,7 +36,7 @@ pub struct HostKernels {
 impl HostKernels {
     /// [`BOOT_DIR`] and [`MODULES_ROOT`] (or their variables) and the
     /// running kernel's release.
-    pub fn from_env() -> HostKernels {
+    pub(crate) fn from_env() -> HostKernels {
         let dir = |var, default| {
             std::env::var_os(var)
                 .filter(|v| !v.is_empty())
@@ -52,7 +52,7 @@ impl HostKernels {
     }
 
     /// Every `vmlinuz-<release>` in the boot directory, newest first.
-    pub fn found(&self) -> Vec<BootKernel> {
+    pub(crate) fn found(&self) -> Vec<BootKernel> {
         boot_kernels(&self.boot_dir, &self.modules_root)
     }
 
@@ -87,7 +87,7 @@ impl HostKernels {
     }
 
     /// What the boot directory holds and why no kernel in it is usable.
-    pub fn unusable_text(&self, found: &[BootKernel]) -> String {
+    pub(crate) fn unusable_text(&self, found: &[BootKernel]) -> String {
         if found.is_empty() {
             return format!("{} has no vmlinuz-<release>", self.boot_dir_text());
         }
@@ -112,7 +112,7 @@ impl HostKernels {
 /// Where a usable kernel comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Origin {
+pub(crate) enum Origin {
     /// `$KTSTR_KERNEL`.
     Env,
     /// The kernel cache, built by `kernel build`.
@@ -125,7 +125,7 @@ pub enum Origin {
 
 /// A kernel a build could use, in the order [`resolve`] tries them.
 #[derive(Debug, Clone, Serialize)]
-pub struct Available {
+pub(crate) struct Available {
     /// A cache entry's name, or a stock kernel's release.
     pub name: String,
     /// `template`, `kvm-host`, or `stock`.
@@ -142,7 +142,7 @@ pub struct Available {
 
 /// Resolves the kernel from an explicit path, the value of
 /// [`KERNEL_ENV`], the store, or the host's boot directory.
-pub fn resolve(
+pub(crate) fn resolve(
     explicit: Option<&Path>,
     env_value: Option<OsString>,
     store: &KernelStore,
@@ -213,7 +213,7 @@ pub fn resolve(
 /// Every kernel a build could use, in [`resolve`]'s order (the first is
 /// the one a build without `--kernel` takes); cached KVM hosts are listed
 /// last, as they are only for the nested lane.
-pub fn available(
+pub(crate) fn available(
     env_value: Option<OsString>,
     store: &KernelStore,
     host: &HostKernels,

@@ -13,7 +13,12 @@ pub enum Source {
     /// An unpacked, unconfigured source tree.
     Dir(PathBuf),
     /// A tarball (any compression tar understands) with one top directory.
-    Tarball { path: PathBuf, top: String },
+    Tarball {
+        /// The tarball.
+        path: PathBuf,
+        /// Its one top directory, e.g. `linux-source-6.12`.
+        top: String,
+    },
 }
 
 impl Source {
@@ -100,6 +105,7 @@ impl Source {
         }
     }
 
+    /// The source for messages: its path.
     pub fn display(&self) -> String {
         match self {
             Source::Dir(p) | Source::Tarball { path: p, .. } => p.display().to_string(),
@@ -185,7 +191,7 @@ fn decompressor(tarball: &Path) -> Option<(&'static str, &'static str)> {
 
 /// Fails, naming the packages to install, when a build tool or libelf's
 /// headers (objtool needs them) are missing.
-pub fn check_build_tools() -> Result<()> {
+pub(crate) fn check_build_tools() -> Result<()> {
     check_tools(&TOOLS, true)
 }
 

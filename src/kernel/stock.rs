@@ -30,12 +30,13 @@ const VMLINUZ_PREFIX: &str = "vmlinuz-";
 /// `quiet`, 3.4 s instead of 4.2 s for Debian's 6.12): no LSMs or audit to
 /// set up, no crypto self-tests, and none of the initcalls that spend a
 /// second on jitter entropy or self-tests a template never needs.
-pub const STOCK_CMDLINE: &str = "lsm=capability audit=0 cryptomgr.notests \
+pub(crate) const STOCK_CMDLINE: &str = "lsm=capability audit=0 cryptomgr.notests \
      initcall_blacklist=jent_mod_init,bpf_tcp_ca_kfunc_init,crypto_kdf108_init";
 
 /// A distribution kernel and the modules that belong to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StockKernel {
+    /// The kernel image (`/boot/vmlinuz-*`).
     pub image: PathBuf,
     /// What `uname -r` says in it, e.g. `6.12.95+deb12-amd64`.
     pub release: String,
@@ -77,6 +78,7 @@ impl GuestKernel {
         classify(image, release, modules_dir, has_modules, config)
     }
 
+    /// The kernel image to boot.
     pub fn image(&self) -> &Path {
         match self {
             GuestKernel::SelfContained(image) => image,
@@ -158,7 +160,7 @@ fn classify(
 
 /// The release of kernel `image`: from its bzImage header, else from a
 /// `vmlinuz-<release>` name, else `None`.
-pub fn image_release(image: &Path) -> Result<Option<String>> {
+pub(crate) fn image_release(image: &Path) -> Result<Option<String>> {
     if let Some(release) = header_release(image)? {
         return Ok(Some(release));
     }
@@ -271,7 +273,7 @@ pub fn boot_kernels(boot_dir: &Path, modules_root: &Path) -> Vec<BootKernel> {
 }
 
 /// Orders releases as versions: digit runs by value, so 6.12 > 6.1.
-pub fn compare_releases(a: &str, b: &str) -> Ordering {
+pub(crate) fn compare_releases(a: &str, b: &str) -> Ordering {
     fn runs(s: &str) -> Vec<(bool, &str)> {
         let mut runs = Vec::new();
         let mut start = 0;

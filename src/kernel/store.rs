@@ -36,7 +36,7 @@ pub const VMLINUX_FILE: &str = "vmlinux";
 pub const CONFIG_FILE: &str = "config";
 /// Where the entry came from and what it was built from ([`Provenance`]);
 /// kernels cached before it was kept lack it.
-pub const PROVENANCE_FILE: &str = "key.json";
+pub(crate) const PROVENANCE_FILE: &str = "key.json";
 
 /// How an entry got here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,12 +54,16 @@ pub enum ProvenanceOrigin {
 /// An entry's `key.json`: its origin and key inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provenance {
+    /// Built here or pulled from a remote.
     pub origin: ProvenanceOrigin,
     /// The remote's URL, for a pulled kernel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
+    /// The entry's name in the store.
     pub key: String,
+    /// What the key was computed from.
     pub inputs: KeyInputs,
+    /// What built it.
     pub toolchain: Toolchain,
 }
 
@@ -107,6 +111,7 @@ pub struct CachedKernel {
 }
 
 impl KernelStore {
+    /// The store at `dir`.
     pub fn new(dir: PathBuf) -> Self {
         KernelStore { dir }
     }
@@ -116,6 +121,7 @@ impl KernelStore {
         Ok(KernelStore::new(root::kernels_dir()?))
     }
 
+    /// Where the store is.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -20,7 +20,7 @@ const PVH_ENTRY_NOTE: u32 = 18;
 
 /// The uncompressed ELF kernel inside `bzimage`, when its payload is gzip,
 /// xz or zstd; `None` otherwise.
-pub fn vmlinux(bzimage: &Path) -> Result<Option<Vec<u8>>> {
+pub(crate) fn vmlinux(bzimage: &Path) -> Result<Option<Vec<u8>>> {
     let image = std::fs::read(bzimage)
         .with_context(|| format!("failed to read `{}`", bzimage.display()))?;
     let Some(payload) = payload(&image) else {
@@ -32,7 +32,7 @@ pub fn vmlinux(bzimage: &Path) -> Result<Option<Vec<u8>>> {
 }
 
 /// [`vmlinux`], when it has a PVH entry.
-pub fn pvh_vmlinux(bzimage: &Path) -> Result<Option<Vec<u8>>> {
+pub(crate) fn pvh_vmlinux(bzimage: &Path) -> Result<Option<Vec<u8>>> {
     Ok(vmlinux(bzimage)?.filter(|v| has_pvh_entry(v)))
 }
 

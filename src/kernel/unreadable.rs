@@ -12,12 +12,12 @@ use std::io;
 use std::path::Path;
 
 /// Why this user cannot open `path` for reading; `None` when they can.
-pub fn read_error(path: &Path) -> Option<io::Error> {
+pub(crate) fn read_error(path: &Path) -> Option<io::Error> {
     File::open(path).err()
 }
 
 /// How to make `path` readable for every user, for one line of text.
-pub fn make_readable(path: &Path) -> String {
+pub(crate) fn make_readable(path: &Path) -> String {
     let path = path.display();
     // dpkg resets a plain chmod when the kernel package is upgraded.
     format!(
@@ -28,7 +28,7 @@ pub fn make_readable(path: &Path) -> String {
 
 /// The error for kernel `image` that this user cannot read, found as
 /// `what` (`from --kernel`, `the running kernel`).
-pub fn kernel_error(image: &Path, what: &str, why: &io::Error) -> anyhow::Error {
+pub(crate) fn kernel_error(image: &Path, what: &str, why: &io::Error) -> anyhow::Error {
     anyhow::anyhow!(
         "the kernel `{}` ({what}) cannot be read by this user ({why}); some distributions \
          install their kernels readable only by root. Either:\n\

@@ -10,7 +10,7 @@ use super::Remote;
 
 /// One probe's outcome.
 #[derive(Debug, Clone, Serialize)]
-pub struct Probe {
+pub(crate) struct Probe {
     pub ok: bool,
     /// What went wrong, or a note.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -19,7 +19,7 @@ pub struct Probe {
 
 /// What `remote check` found.
 #[derive(Debug, Clone, Serialize)]
-pub struct CheckReport {
+pub(crate) struct CheckReport {
     pub url: String,
     pub writable_mode: bool,
     /// The first call's round trip, in milliseconds.
@@ -33,7 +33,7 @@ pub struct CheckReport {
 
 impl CheckReport {
     /// Reachable: the read probe got an answer from the server.
-    pub fn reachable(&self) -> bool {
+    pub(crate) fn reachable(&self) -> bool {
         self.read.ok
     }
 }
@@ -49,7 +49,7 @@ impl Remote {
     /// Probes the remote: a read (a manifest that is never there: a miss is
     /// an answer), a list, and in read-write mode a write, a conditional
     /// write over it (which must be refused) and the delete of the probe.
-    pub fn check(&self) -> Result<CheckReport> {
+    pub(crate) fn check(&self) -> Result<CheckReport> {
         let op = &self.op;
         let start = Instant::now();
         let read = self.block_on(async {

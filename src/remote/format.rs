@@ -10,10 +10,10 @@ use crate::kernel::key::{KeyInputs, Toolchain};
 use crate::kernel::store::{CONFIG_FILE, IMAGE_FILE, VMLINUX_FILE};
 
 /// The manifest's `format` field.
-pub const FORMAT: &str = "ktstr-remote-kernel/1";
+pub(crate) const FORMAT: &str = "ktstr-remote-kernel/1";
 
 /// A manifest larger than this is hostile: a real one is about 1 KiB.
-pub const MANIFEST_CAP: u64 = 64 << 10;
+pub(crate) const MANIFEST_CAP: u64 = 64 << 10;
 
 /// The files an entry may hold, each with the largest size accepted: no
 /// other name is ever written, so a manifest cannot name a path.
@@ -26,7 +26,7 @@ const FILE_CAPS: [(&str, u64); 3] = [
 /// One kernel in the remote: its key inputs, and each file of its entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     pub format: String,
     /// SHA-256 of the canonical JSON of `inputs`.
     pub key: String,
@@ -39,7 +39,7 @@ pub struct Manifest {
 /// A file of the entry and the blob that holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileEntry {
+pub(crate) struct FileEntry {
     /// `bzImage`, `vmlinux` or `config`.
     pub name: String,
     /// Its size and SHA-256, uncompressed.
@@ -51,18 +51,18 @@ pub struct FileEntry {
 }
 
 /// The path of a manifest.
-pub fn manifest_path(key: &str) -> String {
+pub(crate) fn manifest_path(key: &str) -> String {
     format!("v1/kernels/{key}.json")
 }
 
 /// The path of a blob.
-pub fn blob_path(sha256: &str) -> String {
+pub(crate) fn blob_path(sha256: &str) -> String {
     format!("v1/blobs/{sha256}")
 }
 
 /// The largest zstd frame `size` bytes can compress to (zstd's own bound,
 /// plus room for the frame header).
-pub fn compress_bound(size: u64) -> u64 {
+pub(crate) fn compress_bound(size: u64) -> u64 {
     size + size / 255 + (128 << 10)
 }
 
@@ -74,7 +74,7 @@ fn is_sha256(s: &str) -> bool {
 
 /// Parses the manifest bytes read from the remote for `inputs` and checks
 /// everything that can be checked before a blob is fetched.
-pub fn parse_manifest(bytes: &[u8], inputs: &KeyInputs) -> Result<Manifest> {
+pub(crate) fn parse_manifest(bytes: &[u8], inputs: &KeyInputs) -> Result<Manifest> {
     ensure!(
         bytes.len() as u64 <= MANIFEST_CAP,
         "the manifest is larger than {MANIFEST_CAP} bytes"
@@ -86,7 +86,7 @@ pub fn parse_manifest(bytes: &[u8], inputs: &KeyInputs) -> Result<Manifest> {
 }
 
 /// The checks of [`parse_manifest`] on a parsed manifest.
-pub fn check_manifest(m: &Manifest, inputs: &KeyInputs) -> Result<()> {
+pub(crate) fn check_manifest(m: &Manifest, inputs: &KeyInputs) -> Result<()> {
     ensure!(m.format == FORMAT, "unknown manifest format `{}`", m.format);
     ensure!(
         m.inputs == *inputs,

@@ -12,10 +12,10 @@
 //! Every call has a timeout and is retried with jitter; a remote is read-only
 //! unless asked otherwise ([`url::RemoteSpec`]).
 
-pub mod check;
-pub mod format;
-pub mod transfer;
-pub mod url;
+pub(crate) mod check;
+pub(crate) mod format;
+pub(crate) mod transfer;
+pub(crate) mod url;
 
 use std::future::Future;
 use std::time::Duration;
@@ -25,7 +25,7 @@ use opendal::Operator;
 use opendal::layers::{RetryEvent, RetryLayer, TimeoutLayer};
 use opendal::services;
 
-pub use url::{RemoteSpec, RemoteUrl};
+pub(crate) use url::{RemoteSpec, RemoteUrl};
 
 /// A whole call (a stat, a write of a chunk) may take this long.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -36,7 +36,7 @@ const RETRIES: usize = 3;
 
 /// An open remote: the operator and the runtime that drives it.
 #[derive(Debug)]
-pub struct Remote {
+pub(crate) struct Remote {
     pub spec: RemoteSpec,
     op: Operator,
     rt: tokio::runtime::Runtime,
@@ -44,7 +44,7 @@ pub struct Remote {
 
 impl Remote {
     /// Opens `spec`'s remote; nothing is sent until the first call.
-    pub fn open(spec: RemoteSpec) -> Result<Remote> {
+    pub(crate) fn open(spec: RemoteSpec) -> Result<Remote> {
         install_tls_provider();
         let op = operator(&spec.parsed)
             .with_context(|| format!("failed to set up remote `{}`", spec.url))?;
@@ -56,7 +56,8 @@ impl Remote {
     }
 
     /// A remote over an operator made elsewhere (tests: opendal's memory).
-    pub fn with_operator(spec: RemoteSpec, op: Operator) -> Result<Remote> {
+    #[cfg(test)]
+    pub(crate) fn with_operator(spec: RemoteSpec, op: Operator) -> Result<Remote> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -66,10 +67,6 @@ impl Remote {
             op: layered(op),
             rt,
         })
-    }
-
-    pub fn operator(&self) -> &Operator {
-        &self.op
     }
 
     pub(crate) fn block_on<F: Future>(&self, f: F) -> F::Output {
@@ -82,7 +79,7 @@ impl Remote {
 /// installed is as good. ring rather than aws-lc: it builds in a fraction
 /// of the time; it lacks post-quantum key exchange, which hash-checked
 /// blobs do not rely on.
-pub fn install_tls_provider() {
+pub(crate) fn install_tls_provider() {
     #[allow(deprecated)]
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

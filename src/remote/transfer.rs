@@ -26,7 +26,7 @@ const ZSTD_LEVEL: i32 = 3;
 
 /// What a push did.
 #[derive(Debug, Clone, Serialize)]
-pub struct PushReport {
+pub(crate) struct PushReport {
     pub name: String,
     pub key: String,
     /// `published`, or `peer-first` when a peer's manifest was already there.
@@ -39,7 +39,7 @@ pub struct PushReport {
 
 /// What a pull fetched.
 #[derive(Debug, Clone, Serialize)]
-pub struct PullReport {
+pub(crate) struct PullReport {
     pub name: String,
     pub image: PathBuf,
     pub bytes: u64,
@@ -50,7 +50,7 @@ impl Remote {
     /// Fetches `inputs`' kernel into `store` as entry `name`, verified;
     /// `Ok(None)` when the remote has no manifest for it. An error means a
     /// miss too: the caller warns and builds.
-    pub fn pull(
+    pub(crate) fn pull(
         &self,
         store: &KernelStore,
         inputs: &KeyInputs,
@@ -178,7 +178,12 @@ impl Remote {
 
     /// Pushes entry `name` of `store`; refuses an entry that may not be
     /// shared.
-    pub fn push(&self, store: &KernelStore, name: &str, progress: &Progress) -> Result<PushReport> {
+    pub(crate) fn push(
+        &self,
+        store: &KernelStore,
+        name: &str,
+        progress: &Progress,
+    ) -> Result<PushReport> {
         let start = Instant::now();
         ensure!(
             self.spec.writable,

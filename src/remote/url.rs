@@ -5,14 +5,14 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 /// The variable naming the remote.
-pub const REMOTE_ENV: &str = "KTSTR_REMOTE_CACHE";
+pub(crate) const REMOTE_ENV: &str = "KTSTR_REMOTE_CACHE";
 /// `read-only` (the default) or `read-write`.
-pub const MODE_ENV: &str = "KTSTR_REMOTE_CACHE_MODE";
+pub(crate) const MODE_ENV: &str = "KTSTR_REMOTE_CACHE_MODE";
 
 /// A parsed remote URL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "service")]
-pub enum RemoteUrl {
+pub(crate) enum RemoteUrl {
     /// `s3://BUCKET/PREFIX?endpoint=URL&region=REGION`; credentials from
     /// the `AWS_*` variables and profiles.
     S3 {
@@ -31,7 +31,7 @@ pub enum RemoteUrl {
 
 /// A remote and its mode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RemoteSpec {
+pub(crate) struct RemoteSpec {
     /// The URL as given.
     pub url: String,
     #[serde(flatten)]
@@ -41,7 +41,7 @@ pub struct RemoteSpec {
 
 impl RemoteSpec {
     /// From the flags, else the environment; `None` when no remote is set.
-    pub fn from_args(url: Option<&str>, write: bool) -> Result<Option<RemoteSpec>> {
+    pub(crate) fn from_args(url: Option<&str>, write: bool) -> Result<Option<RemoteSpec>> {
         let env_url = std::env::var(REMOTE_ENV).ok();
         let Some(url) = url.or(env_url.as_deref()).filter(|u| !u.is_empty()) else {
             return Ok(None);
@@ -56,7 +56,7 @@ impl RemoteSpec {
 }
 
 /// Whether a `KTSTR_REMOTE_CACHE_MODE` value allows writes.
-pub fn parse_mode(value: Option<&str>) -> Result<bool> {
+pub(crate) fn parse_mode(value: Option<&str>) -> Result<bool> {
     match value.unwrap_or("") {
         "" | "read-only" => Ok(false),
         "read-write" => Ok(true),
@@ -65,7 +65,7 @@ pub fn parse_mode(value: Option<&str>) -> Result<bool> {
 }
 
 /// Parses a remote URL; the error names the forms accepted.
-pub fn parse_url(url: &str) -> Result<RemoteUrl> {
+pub(crate) fn parse_url(url: &str) -> Result<RemoteUrl> {
     const FORMS: &str = "use s3://BUCKET/PREFIX?endpoint=URL&region=REGION, \
                          webdav+http://HOST/PATH, file:///PATH or gha://PREFIX";
     let Some((scheme, rest)) = url.split_once("://") else {

@@ -14,13 +14,13 @@ use std::sync::Once;
 use anyhow::{Result, bail};
 
 /// The template root under a cache base.
-pub const TEMPLATES_SUBDIR: &str = "disk_templates";
+pub(crate) const TEMPLATES_SUBDIR: &str = "disk_templates";
 /// The kernel store under a cache base.
-pub const KERNELS_SUBDIR: &str = "kernels";
+pub(crate) const KERNELS_SUBDIR: &str = "kernels";
 
 /// The ktstr cache base, read from an environment accessor so tests can pass
 /// their own.
-pub fn cache_base(env: impl Fn(&str) -> Option<OsString>) -> Result<PathBuf> {
+pub(crate) fn cache_base(env: impl Fn(&str) -> Option<OsString>) -> Result<PathBuf> {
     // An empty variable counts as unset; a non-UTF-8 one is refused rather
     // than guessed at, since the cache must be found again by other tools.
     let var = |name: &str| -> Result<Option<PathBuf>> {
@@ -59,7 +59,7 @@ pub fn cache_base(env: impl Fn(&str) -> Option<OsString>) -> Result<PathBuf> {
 }
 
 /// The cache base of this process's environment.
-pub fn cache_base_from_env() -> Result<PathBuf> {
+pub(crate) fn cache_base_from_env() -> Result<PathBuf> {
     cache_base(|name| std::env::var_os(name))
 }
 
@@ -73,7 +73,7 @@ fn warn_once(once: &Once, what: impl FnOnce() -> String) {
 }
 
 /// The template root: `--cache-dir` when given, else `<base>/disk_templates`.
-pub fn template_root(cache_dir: Option<PathBuf>) -> Result<PathBuf> {
+pub(crate) fn template_root(cache_dir: Option<PathBuf>) -> Result<PathBuf> {
     match cache_dir {
         Some(dir) => Ok(dir),
         None => {
@@ -123,7 +123,7 @@ fn holds_templates(dir: &Path) -> bool {
 }
 
 /// The kernel store: `<base>/kernels`.
-pub fn kernels_dir() -> Result<PathBuf> {
+pub(crate) fn kernels_dir() -> Result<PathBuf> {
     Ok(cache_base_from_env()?.join(KERNELS_SUBDIR))
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// The bytes allocated to `path` (st_blocks, not the apparent length), summed
 /// over a directory tree. Symlinks count as themselves and are never followed;
 /// a name that vanishes meanwhile counts as zero.
-pub fn allocated_bytes(path: &Path) -> io::Result<u64> {
+pub(crate) fn allocated_bytes(path: &Path) -> io::Result<u64> {
     let mut total = 0;
     let mut pending: Vec<PathBuf> = vec![path.to_owned()];
     // An explicit stack rather than recursion: a hostile tree may be deep.
@@ -36,21 +36,21 @@ pub fn allocated_bytes(path: &Path) -> io::Result<u64> {
 }
 
 /// Free bytes of the filesystem holding `root`, by statvfs.
-pub fn free_bytes(root: &Path) -> io::Result<u64> {
+pub(crate) fn free_bytes(root: &Path) -> io::Result<u64> {
     let st = nix::sys::statvfs::statvfs(root)?;
     Ok(st.blocks_free() * st.fragment_size())
 }
 
 /// Bytes of the filesystem holding `root` available to unprivileged users
 /// (statvfs `f_bavail`, what `df` shows as Avail): what `--min-free` wants.
-pub fn available_bytes(root: &Path) -> io::Result<u64> {
+pub(crate) fn available_bytes(root: &Path) -> io::Result<u64> {
     let st = nix::sys::statvfs::statvfs(root)?;
     Ok(st.blocks_available() * st.fragment_size())
 }
 
 /// The size of the filesystem that holds, or would hold, `path`: that of
 /// its nearest existing ancestor.
-pub fn filesystem_bytes(path: &Path) -> io::Result<u64> {
+pub(crate) fn filesystem_bytes(path: &Path) -> io::Result<u64> {
     let mut probe = path;
     loop {
         match nix::sys::statvfs::statvfs(probe) {
@@ -67,7 +67,7 @@ pub fn filesystem_bytes(path: &Path) -> io::Result<u64> {
 /// Commits the filesystem holding `root`, so statvfs shows what removals
 /// gave back: btrfs and ext4 count freed blocks as free only once their
 /// transaction or journal commits.
-pub fn commit(root: &Path) -> io::Result<()> {
+pub(crate) fn commit(root: &Path) -> io::Result<()> {
     // xfs's statfs flushes its deferred inode inactivation itself, so it
     // counts freed blocks without a commit, which there costs a log force
     // (110 ms after 10,000 unlinks, a tenth of the sweep).
@@ -81,7 +81,7 @@ pub fn commit(root: &Path) -> io::Result<()> {
 }
 
 /// `0 B`, `512 B`, `4.0 KiB`, `412 MiB`, `1.2 GiB`: one decimal below ten.
-pub fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     if bytes < 1024 {
         return format!("{bytes} B");

@@ -36,7 +36,7 @@ const PAGE: u64 = 4096;
 
 /// Where the loaded pieces are; what the zero page records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The 64-bit entry point, for RIP.
     pub entry: u64,
     /// Where the initramfs was put and its size (0, 0 without one).
@@ -45,7 +45,7 @@ pub struct Loaded {
 
 /// Loads `kernel` (bzImage or ELF vmlinux), `initramfs` and `cmdline`, and
 /// writes the zero page at [`ZERO_PAGE_START`].
-pub fn load(
+pub(crate) fn load(
     mem: &GuestMem,
     kernel: &Path,
     initramfs: &[u8],
@@ -145,7 +145,7 @@ fn place_initramfs(
 
 /// The BIOS-style memory map: conventional memory up to the EBDA, the EBDA
 /// (holding the MP table) reserved, and high memory up to the end of RAM.
-pub fn e820_map(ram_end: u64) -> [boot_e820_entry; 3] {
+pub(crate) fn e820_map(ram_end: u64) -> [boot_e820_entry; 3] {
     let entry = |addr, size, r#type| boot_e820_entry { addr, size, r#type };
     [
         entry(0, EBDA_START, E820_RAM),
@@ -159,7 +159,7 @@ const ZERO_PAGE_RSDP_OFFSET: u64 = 0x70;
 
 /// Points the zero page written by [`load`] at the ACPI RSDP, so the
 /// kernel need not scan for it.
-pub fn set_rsdp(mem: &GuestMem, rsdp: u64) -> Result<(), VmmError> {
+pub(crate) fn set_rsdp(mem: &GuestMem, rsdp: u64) -> Result<(), VmmError> {
     mem.write_obj(rsdp, GuestAddress(ZERO_PAGE_START + ZERO_PAGE_RSDP_OFFSET))
         .map_err(VmmError::Memory)
 }

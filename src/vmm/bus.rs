@@ -14,7 +14,7 @@ use crate::outcome::Console;
 
 /// What an access asked the machine to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BusEvent {
+pub(crate) enum BusEvent {
     None,
     /// The guest pulsed the reset line.
     Reset,
@@ -22,7 +22,7 @@ pub enum BusEvent {
 
 /// The devices of one VM.
 #[derive(Debug)]
-pub struct Bus {
+pub(crate) struct Bus {
     serial: SerialDevice,
     i8042: I8042,
     /// Disk `i` answers at [`virtio_mmio_base`](super::layout::virtio_mmio_base)`(i)`.
@@ -30,7 +30,7 @@ pub struct Bus {
 }
 
 impl Bus {
-    pub fn new(serial: SerialDevice, disks: Vec<MmioTransport<Block>>) -> Self {
+    pub(crate) fn new(serial: SerialDevice, disks: Vec<MmioTransport<Block>>) -> Self {
         Bus {
             serial,
             i8042: I8042,
@@ -39,7 +39,7 @@ impl Bus {
     }
 
     /// Legacy devices take byte accesses only; wider ones float high.
-    pub fn pio_read(&mut self, port: u16, data: &mut [u8]) {
+    pub(crate) fn pio_read(&mut self, port: u16, data: &mut [u8]) {
         data.fill(0xff);
         let [byte] = data else { return };
         if let Some(offset) = serial_offset(port) {
@@ -49,7 +49,7 @@ impl Bus {
         }
     }
 
-    pub fn pio_write(&mut self, port: u16, data: &[u8]) -> BusEvent {
+    pub(crate) fn pio_write(&mut self, port: u16, data: &[u8]) -> BusEvent {
         let &[value] = data else {
             return BusEvent::None;
         };
@@ -62,14 +62,14 @@ impl Bus {
     }
 
     /// Unclaimed MMIO reads as zeros.
-    pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
+    pub(crate) fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
         match self.disk_at(addr) {
             Some((disk, offset)) => disk.read(offset, data),
             None => data.fill(0),
         }
     }
 
-    pub fn mmio_write(&mut self, addr: u64, data: &[u8]) {
+    pub(crate) fn mmio_write(&mut self, addr: u64, data: &[u8]) {
         if let Some((disk, offset)) = self.disk_at(addr) {
             disk.write(offset, data);
         }
@@ -84,11 +84,11 @@ impl Bus {
     }
 
     #[cfg(test)]
-    pub fn console(&self) -> &Console {
+    pub(crate) fn console(&self) -> &Console {
         self.serial.console()
     }
 
-    pub fn into_console(self) -> Console {
+    pub(crate) fn into_console(self) -> Console {
         self.serial.into_console()
     }
 }

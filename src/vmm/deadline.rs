@@ -31,7 +31,7 @@ thread_local! {
 }
 
 /// The real-time signal that kicks a vCPU thread out of KVM_RUN.
-pub fn kick_signal() -> i32 {
+pub(crate) fn kick_signal() -> i32 {
     SIGRTMIN() + 4
 }
 
@@ -62,7 +62,7 @@ fn install_kick_handler() -> Result<(), DeadlineError> {
 /// this thread; disarms it before returning. Scoped, not a value the caller
 /// holds: an `Armed` leaked with `mem::forget` would let its timer write
 /// into a kvm_run page freed with the vCPU.
-pub fn with_deadline<R>(
+pub(crate) fn with_deadline<R>(
     vcpu: &mut VcpuFd,
     after: Duration,
     body: impl FnOnce(&mut Armed<'_>) -> R,
@@ -76,7 +76,7 @@ pub fn with_deadline<R>(
 /// the kvm_run page the handler writes cannot go away first. Not `Send`
 /// (the timer signals this thread).
 #[derive(Debug)]
-pub struct Armed<'a> {
+pub(crate) struct Armed<'a> {
     timer: libc::timer_t,
     vcpu: &'a mut VcpuFd,
 }
@@ -110,12 +110,12 @@ impl<'a> Armed<'a> {
     }
 
     /// One KVM_RUN of the borrowed vCPU.
-    pub fn run(&mut self) -> Result<VcpuExit<'_>, kvm_ioctls::Error> {
+    pub(crate) fn run(&mut self) -> Result<VcpuExit<'_>, kvm_ioctls::Error> {
         self.vcpu.run()
     }
 
     /// Forgets a kick, so the next [`Armed::run`] enters the guest.
-    pub fn clear_kick(&mut self) {
+    pub(crate) fn clear_kick(&mut self) {
         self.vcpu.set_kvm_immediate_exit(0);
     }
 }

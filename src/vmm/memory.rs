@@ -9,11 +9,11 @@ use super::layout::MMIO_GAP_START;
 use super::{VmmError, kvm_err};
 
 /// Guest memory as the VMM and its devices see it.
-pub type GuestMem = GuestMemoryMmap;
+pub(crate) type GuestMem = GuestMemoryMmap;
 
 /// Maps `mib` MiB of guest RAM. Pages are touched only when used, so a big
 /// guest costs only what it writes.
-pub fn create(mib: u32) -> Result<GuestMem, VmmError> {
+pub(crate) fn create(mib: u32) -> Result<GuestMem, VmmError> {
     let bytes = u64::from(mib) << 20;
     // One flat region keeps the e820 map simple; devices live above it.
     if mib < 16 || bytes > MMIO_GAP_START {
@@ -29,24 +29,24 @@ pub fn create(mib: u32) -> Result<GuestMem, VmmError> {
 /// mapping outlives every use KVM makes of it: the fields drop in order,
 /// the VM (and with it KVM's view of the memory) before the mapping.
 #[derive(Debug)]
-pub struct Vm {
+pub(crate) struct Vm {
     vm: VmFd,
     mem: GuestMem,
 }
 
 impl Vm {
     /// Creates a VM on `kvm` whose memory is `mem`.
-    pub fn new(kvm: &Kvm, mem: GuestMem) -> Result<Self, VmmError> {
+    pub(crate) fn new(kvm: &Kvm, mem: GuestMem) -> Result<Self, VmmError> {
         let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
         register(&vm, &mem)?;
         Ok(Vm { vm, mem })
     }
 
-    pub fn fd(&self) -> &VmFd {
+    pub(crate) fn fd(&self) -> &VmFd {
         &self.vm
     }
 
-    pub fn mem(&self) -> &GuestMem {
+    pub(crate) fn mem(&self) -> &GuestMem {
         &self.mem
     }
 }
@@ -75,13 +75,13 @@ fn register(vm: &VmFd, mem: &GuestMem) -> Result<(), VmmError> {
 }
 
 /// The end of RAM (exclusive).
-pub fn ram_end(mem: &GuestMem) -> u64 {
+pub(crate) fn ram_end(mem: &GuestMem) -> u64 {
     mem.last_addr().0 + 1
 }
 
 /// How much of guest RAM is resident, i.e. touched by the guest or the
 /// VMM (mincore(2) over every region).
-pub fn resident_bytes(mem: &GuestMem) -> u64 {
+pub(crate) fn resident_bytes(mem: &GuestMem) -> u64 {
     let page = 4096u64;
     let mut resident = 0;
     for region in mem.iter() {
@@ -101,7 +101,7 @@ pub fn resident_bytes(mem: &GuestMem) -> u64 {
 
 /// This process's resident set in bytes, from /proc/self/smaps_rollup
 /// (exact, unlike the batched counters in /proc/self/status); 0 if unknown.
-pub fn process_rss() -> u64 {
+pub(crate) fn process_rss() -> u64 {
     let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
     let rss = rollup.lines().find_map(|l| l.strip_prefix("Rss:"));
     let kib = rss.and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());

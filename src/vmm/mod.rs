@@ -24,14 +24,14 @@ use kvm_ioctls::{Kvm, VmFd};
 use crate::outcome::Console;
 use crate::outcome::{RunEnd, RunOutcome};
 
-pub mod boot;
-pub mod bus;
-pub mod deadline;
-pub mod devices;
-pub mod layout;
-pub mod memory;
-pub mod vcpu;
-pub mod x86_64;
+pub(crate) mod boot;
+pub(crate) mod bus;
+pub(crate) mod deadline;
+pub(crate) mod devices;
+pub(crate) mod layout;
+pub(crate) mod memory;
+pub(crate) mod vcpu;
+pub(crate) mod x86_64;
 
 use devices::IrqLine;
 use devices::serial::SerialDevice;
@@ -104,7 +104,9 @@ pub struct VmConfig<'a> {
     /// The files behind the virtio-blk disks (none, or up to
     /// [`MAX_DISKS`]); disk `i` has the serial `disk<i>` ([`disk_serial`]).
     pub disks: &'a [PathBuf],
+    /// Guest RAM.
     pub memory_mib: u32,
+    /// The guest is stopped when it passes.
     pub timeout: Duration,
 }
 
@@ -215,7 +217,7 @@ fn block_device(
 }
 
 /// How Linux learns of disk `i`: `virtio_mmio.device=<size>@<base>:<irq>`.
-pub fn virtio_mmio_arg(i: usize) -> String {
+pub(crate) fn virtio_mmio_arg(i: usize) -> String {
     format!(
         "virtio_mmio.device={}K@{:#x}:{}",
         VIRTIO_MMIO_SIZE >> 10,

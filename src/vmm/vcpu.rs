@@ -34,7 +34,7 @@ pub enum VcpuError {
 
 /// What the run loop does after an exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitAction {
+pub(crate) enum ExitAction {
     Continue,
     /// A signal interrupted the guest: the deadline may have passed.
     Interrupted,
@@ -43,7 +43,7 @@ pub enum ExitAction {
 
 /// Handles one exit: device accesses go to the bus; reset, shutdown and
 /// the other terminal exits end the run.
-pub fn handle_exit(exit: VcpuExit<'_>, bus: &mut Bus) -> Result<ExitAction, VcpuError> {
+pub(crate) fn handle_exit(exit: VcpuExit<'_>, bus: &mut Bus) -> Result<ExitAction, VcpuError> {
     match exit {
         VcpuExit::IoIn(port, data) => bus.pio_read(port, data),
         VcpuExit::IoOut(port, data) => {
@@ -74,7 +74,11 @@ pub fn handle_exit(exit: VcpuExit<'_>, bus: &mut Bus) -> Result<ExitAction, Vcpu
 
 /// Runs `vcpu` on this thread until the guest ends the run or `deadline`
 /// passes.
-pub fn run_until(vcpu: &mut VcpuFd, bus: &mut Bus, deadline: Instant) -> Result<RunEnd, VcpuError> {
+pub(crate) fn run_until(
+    vcpu: &mut VcpuFd,
+    bus: &mut Bus,
+    deadline: Instant,
+) -> Result<RunEnd, VcpuError> {
     let after = deadline.saturating_duration_since(Instant::now());
     with_deadline(vcpu, after, |armed| run_armed(armed, bus, deadline))?
 }

@@ -12,9 +12,9 @@ use std::process::Command;
 use std::sync::Mutex;
 
 /// Names a directory of prebuilt guests (`NAME.elf`, and [`HANG`]).
-pub const PREBUILT_ENV: &str = "KTSTR_GUESTS_DIR";
+pub(crate) const PREBUILT_ENV: &str = "KTSTR_GUESTS_DIR";
 /// Every synthetic guest.
-pub const ALL: [&str; 6] = [
+pub(crate) const ALL: [&str; 6] = [
     "hello",
     "boot_protocol",
     "interrupts",
@@ -23,18 +23,18 @@ pub const ALL: [&str; 6] = [
     "virtio_blk",
 ];
 /// The file name of the formatter that never returns.
-pub const HANG: &str = "hang";
+pub(crate) const HANG: &str = "hang";
 
 /// Builds guest `name` once per test binary run and returns its path. The
 /// file is replaced atomically, so test binaries running side by side can
 /// race on it.
-pub fn build(name: &str) -> PathBuf {
+pub(crate) fn build(name: &str) -> PathBuf {
     once(&format!("{name}.elf"), || compile(name))
 }
 
 /// A static program that says on the console that it runs, then never
 /// exits: as a formatter, a guest that boots fine and still cannot finish.
-pub fn hanging_formatter() -> PathBuf {
+pub(crate) fn hanging_formatter() -> PathBuf {
     once(HANG, compile_hang)
 }
 

@@ -13,14 +13,11 @@
 mod budget;
 mod debris;
 pub(crate) mod entries;
-pub mod identity;
-pub mod plan;
+pub(crate) mod identity;
+pub(crate) mod plan;
 mod report;
 
-pub use report::{
-    BudgetStatus, CleanReport, FORMAT_VERSION, Failed, ItemKind, Kept, Reason, Removed, Skipped,
-    Totals,
-};
+pub(crate) use report::{BudgetStatus, CleanReport, FORMAT_VERSION, ItemKind, Reason, Skipped};
 
 use std::fs;
 use std::io;
@@ -66,9 +63,11 @@ impl Budget {
 /// How [`clean`] sweeps.
 #[derive(Debug, Clone, Copy)]
 pub struct CleanOptions {
+    /// Debris only, everything unheld, or the stale.
     pub mode: CleanMode,
     /// Report what would go; change nothing.
     pub dry_run: bool,
+    /// Limits that evict least-recently-used entries.
     pub budget: Budget,
 }
 

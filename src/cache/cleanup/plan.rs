@@ -24,7 +24,7 @@ use crate::store::lock;
 
 /// One listed removal, as the dry run's JSON gives it.
 #[derive(Debug, Clone, Deserialize)]
-pub struct PlannedItem {
+pub(crate) struct PlannedItem {
     pub name: String,
     pub path: PathBuf,
     pub kind: String,
@@ -34,8 +34,7 @@ pub struct PlannedItem {
 
 /// The parts of a dry run's JSON a plan needs.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Plan {
-    pub format_version: u32,
+pub(crate) struct Plan {
     pub root: PathBuf,
     pub mode: super::CleanMode,
     pub dry_run: bool,
@@ -46,7 +45,7 @@ impl Plan {
     /// Reads and checks the plan at `path` for `root`: an error (that has
     /// changed nothing) when it is malformed, of another format version, not
     /// a dry run's, or for another root.
-    pub fn read(path: &Path, root: &Path) -> Result<Plan> {
+    pub(crate) fn read(path: &Path, root: &Path) -> Result<Plan> {
         let text = fs::read_to_string(path)
             .with_context(|| format!("failed to read the plan `{}`", path.display()))?;
         let not_a_plan = || {
@@ -108,7 +107,7 @@ fn same_place(a: &Path, b: &Path) -> bool {
 
 /// Removes what `plan` lists under `root`, each only if it is still what was
 /// listed and today's rules allow; the report of what was done.
-pub fn apply(root: &Path, plan: &Plan) -> CleanReport {
+pub(crate) fn apply(root: &Path, plan: &Plan) -> CleanReport {
     let mut report = CleanReport::new(root, plan.mode, false);
     let before = crate::store::space::free_bytes(root).ok();
     let mut locks_ready = None;

@@ -152,7 +152,7 @@ pub struct BudgetStatus {
 }
 
 /// The version of the JSON report, which a plan carries (`clean --plan`).
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// The outcome of one sweep.
 #[derive(Debug, Clone, Serialize)]

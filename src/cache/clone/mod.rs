@@ -22,9 +22,10 @@ use super::key::Capacity;
 use super::lookup;
 use crate::formatter::filesystem::Filesystem;
 use crate::store::lock::{self, Mode};
+use crate::store::readback;
 
 mod sparse;
-pub use sparse::sparse_copy;
+pub(crate) use sparse::sparse_copy;
 
 /// How to copy a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,9 @@ pub enum Reflink {
 /// How a clone was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// FICLONE: shares the template's extents.
     Reflink,
+    /// A copy that skips holes, where reflink is missing.
     SparseCopy,
 }
 
@@ -52,7 +55,8 @@ pub struct Cloned {
 }
 
 /// Ensures the template for (`fs`, `capacity`) and clones it to `dest`,
-/// which must not exist. On failure `dest` is removed.
+/// which must not exist, fsynced (and a copy read back from the disk). On
+/// failure `dest` is removed.
 pub fn clone_template(
     root: &Path,
     fs: Filesystem,
@@ -70,7 +74,7 @@ pub fn clone_template(
         // Evicting templates frees space only on the cache's filesystem.
         let evict = opts.evict && same_filesystem(root, dest.parent().unwrap_or(dest));
         heal::retry_when_full(root, clone_need(&e.path), evict, || {
-            clone_file(&e.path, dest, mode)
+            clone_durably(&e.path, dest, mode)
         })
     })?;
     Ok(Cloned { ensured, method })
@@ -164,6 +168,29 @@ pub fn clone_file(template: &Path, dest: &Path, mode: Reflink) -> Result<Method>
     result
 }
 
+/// [`clone_file`], then fsyncs the clone, and reads a copy back
+/// ([`readback`]): a disk that fails writes says so now rather than at
+/// writeback, and one that drops them before the clone is used. (A reflink
+/// wrote no data to read back.) A failure removes `dest`.
+fn clone_durably(template: &Path, dest: &Path, mode: Reflink) -> Result<Method> {
+    let method =
+        clone_file(template, dest, mode).map_err(|e| super::failing::when_disk_fails(dest, e))?;
+    let durable = File::open(dest)
+        .and_then(|dst| {
+            dst.sync_all()?;
+            match method {
+                Method::SparseCopy => readback::check_on_disk(&dst, dest),
+                Method::Reflink => Ok(()),
+            }
+        })
+        .with_context(|| format!("failed to fsync `{}` and read it back", dest.display()));
+    if let Err(e) = durable {
+        let _ = std::fs::remove_file(dest);
+        return Err(super::failing::when_disk_fails(dest, e));
+    }
+    Ok(method)
+}
+
 fn dest_exists(dest: &Path) -> anyhow::Error {
     anyhow::anyhow!(
         "`{}` already exists; a clone never overwrites: remove it or choose another path",
@@ -173,7 +200,7 @@ fn dest_exists(dest: &Path) -> anyhow::Error {
 
 /// Clones the open `src` into the open, empty `dst` as `mode` says. The
 /// paths are only for messages.
-pub fn clone_into(
+pub(crate) fn clone_into(
     src: &File,
     src_path: &Path,
     dst: &File,
@@ -211,7 +238,7 @@ pub fn clone_into(
 }
 
 /// Shares all of `src`'s extents with `dst` (ioctl FICLONE).
-pub fn ficlone(src: &File, dst: &File) -> Result<(), Errno> {
+pub(crate) fn ficlone(src: &File, dst: &File) -> Result<(), Errno> {
     // SAFETY: FICLONE takes the source fd as its argument and reads no
     // memory of ours; both fds are open for the duration of the call.
     let rc = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
@@ -256,7 +283,7 @@ fn describe(e: Errno) -> io::Error {
 }
 
 /// The name of the filesystem type `path` is on, for messages.
-pub fn fs_type_name(path: &Path) -> String {
+pub(crate) fn fs_type_name(path: &Path) -> String {
     // A path not created yet is judged by its directory.
     let probe = if path.exists() {
         path

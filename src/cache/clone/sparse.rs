@@ -13,7 +13,7 @@ use nix::unistd::{Whence, lseek};
 /// `dst`'s length, leaving the holes unallocated. `in_kernel` allows
 /// copy_file_range, which may share the extents instead of copying them.
 /// Stops at a signal ([`crate::interrupt`]) between chunks.
-pub fn sparse_copy(src: &File, dst: &File, in_kernel: bool) -> io::Result<()> {
+pub(crate) fn sparse_copy(src: &File, dst: &File, in_kernel: bool) -> io::Result<()> {
     let len = src.metadata()?.len();
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = 0u64;

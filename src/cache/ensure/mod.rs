@@ -23,8 +23,8 @@ use crate::store::lock::{self, Mode};
 use crate::store::space::human_bytes;
 use crate::usage::UsageError;
 
-pub mod batch;
-pub use batch::{BatchItem, ensure_keys};
+pub(crate) mod batch;
+pub use batch::ensure_keys;
 
 /// Formats a staging image. The VM runners implement it through the
 /// template-building guest; tests plug in a host-side one.
@@ -84,7 +84,7 @@ pub struct EnsureOptions {
 
 /// How long a build waits behind a peer holding its key, unless told
 /// otherwise.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl Default for EnsureOptions {
     fn default() -> Self {
@@ -99,11 +99,13 @@ impl Default for EnsureOptions {
 /// A template that is now published.
 #[derive(Debug, Clone)]
 pub struct Ensured {
+    /// The entry's key.
     pub key: Key,
     /// `<root>/<key>/template.img`.
     pub path: PathBuf,
     /// Whether this call built it (else it was found, perhaps after waiting).
     pub built: bool,
+    /// How long the call took, waiting included.
     pub elapsed: Duration,
 }
 
@@ -139,7 +141,7 @@ pub fn ensure_template(
 }
 
 /// [`ensure_template`] for a key already computed.
-pub fn ensure_key(
+pub(crate) fn ensure_key(
     root: &Path,
     key: &Key,
     builder: &dyn TemplateBuilder,
@@ -236,7 +238,7 @@ fn build_and_publish(
 ) -> Result<PathBuf> {
     // Each step is judged for a full disk while the staging image still
     // holds its blocks: a guest sees only an I/O error.
-    let full = |e| when_disk_full(root, e);
+    let full = |e| super::failing::when_disk_fails(root, when_disk_full(root, e));
     let staging = StagingImage::create(root, key).map_err(full)?;
     builder
         .build(key, &staging.path)

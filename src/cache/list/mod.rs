@@ -24,13 +24,13 @@ use crate::store::lock::{self, Mode};
 use crate::store::space;
 
 mod render;
-pub use render::human_age;
+pub(crate) use render::human_age;
 
 /// An entry's state, most serious first: not an entry, invalid, in use,
 /// stale, ok.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum EntryState {
+pub(crate) enum EntryState {
     Ok,
     InUse,
     Stale,
@@ -45,7 +45,7 @@ pub enum EntryState {
 
 /// One directory of the root that is (or looks like) a published entry.
 #[derive(Debug, Clone, Serialize)]
-pub struct ListEntry {
+pub(crate) struct ListEntry {
     pub name: String,
     pub path: PathBuf,
     /// From the key; `None` when the name is not a key.
@@ -73,7 +73,7 @@ pub struct ListEntry {
 
 /// The order of `template list --sort`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ListOrder {
+pub(crate) enum ListOrder {
     /// By key (the default).
     #[default]
     Name,
@@ -87,7 +87,7 @@ pub enum ListOrder {
 
 /// Debris by shape, with its allocated bytes.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct DebrisCount {
+pub(crate) struct DebrisCount {
     pub in_flight: usize,
     pub staging_dir: usize,
     pub per_test: usize,
@@ -96,7 +96,7 @@ pub struct DebrisCount {
 
 /// What `template list` shows: entries by name, debris by shape.
 #[derive(Debug, Clone, Serialize)]
-pub struct ListReport {
+pub(crate) struct ListReport {
     pub root: PathBuf,
     pub entries: Vec<ListEntry>,
     pub debris: DebrisCount,
@@ -107,7 +107,7 @@ pub struct ListReport {
 }
 
 /// Lists `root`. A missing root lists nothing; an unreadable one is an error.
-pub fn list(root: &Path) -> Result<ListReport> {
+pub(crate) fn list(root: &Path) -> Result<ListReport> {
     let mut report = ListReport {
         root: root.to_owned(),
         entries: Vec::new(),
@@ -145,7 +145,7 @@ pub fn list(root: &Path) -> Result<ListReport> {
 
 impl ListReport {
     /// Puts the entries in `order`; ties, and what cannot be told, by name.
-    pub fn sort(&mut self, order: ListOrder) {
+    pub(crate) fn sort(&mut self, order: ListOrder) {
         let far = |secs: Option<u64>| std::cmp::Reverse(secs.unwrap_or(u64::MAX));
         self.entries.sort_by(|a, b| {
             let by = match order {
@@ -181,7 +181,7 @@ impl DebrisCount {
     }
 
     /// All debris, whatever its shape.
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.in_flight + self.staging_dir + self.per_test
     }
 }

@@ -5,7 +5,7 @@ use crate::cache::names::{self, DebrisKind};
 use crate::store::space;
 
 /// `40s`, `12m`, `5h`, `3d`: the largest unit that fits.
-pub fn human_age(secs: u64) -> String {
+pub(crate) fn human_age(secs: u64) -> String {
     match secs {
         0..60 => format!("{secs}s"),
         60..3600 => format!("{}m", secs / 60),
@@ -16,7 +16,7 @@ pub fn human_age(secs: u64) -> String {
 
 impl ListReport {
     /// The table of entries, then the debris line, for a terminal.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         if self.entries.is_empty() {
             out += &format!("no templates in `{}`\n", self.root.display());
@@ -83,7 +83,7 @@ impl ListReport {
     }
 
     /// `debris: 1 staging image, 0 staging directories, 2 per-test images (3.0 MiB)`.
-    pub fn debris_line(&self) -> String {
+    pub(crate) fn debris_line(&self) -> String {
         let d = &self.debris;
         let shape = |n: usize, kind: DebrisKind| {
             let what = kind.describe();
@@ -109,7 +109,7 @@ impl ListReport {
 
 impl ListEntry {
     /// `ok`, `in use by pid 7 (alice)`, `stale`, `invalid: no btrfs superblock magic`.
-    pub fn state_text(&self) -> String {
+    pub(crate) fn state_text(&self) -> String {
         let detail = self.detail.as_deref().unwrap_or_default();
         match self.state {
             EntryState::Ok => "ok".to_owned(),

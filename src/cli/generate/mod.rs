@@ -29,7 +29,7 @@ use super::Cli;
 /// Write shell completions and man pages generated from the command line.
 #[derive(Debug, Parser)]
 #[command(name = "cargo-ktstr-generate", bin_name = "cargo-ktstr generate")]
-pub struct GenerateArgs {
+pub(crate) struct GenerateArgs {
     /// The directory that gets `completions/` and `man/`.
     #[arg(value_name = "DIR")]
     pub out: PathBuf,
@@ -40,7 +40,7 @@ const CARGO_BASH: &str = include_str!("cargo.bash");
 /// The fish completion for `cargo ktstr`, appended to the `cargo-ktstr` one.
 const CARGO_FISH: &str = include_str!("cargo.fish");
 
-pub fn run(args: GenerateArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: GenerateArgs) -> Result<ExitCode> {
     write_completions(&args.out.join("completions"))?;
     write_man_pages(&args.out.join("man"))?;
     Ok(ExitCode::SUCCESS)

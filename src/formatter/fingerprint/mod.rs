@@ -88,7 +88,7 @@ impl Formatter {
 }
 
 /// Hex characters of a formatter fingerprint kept in a template's key.
-pub const FINGERPRINT_LEN: usize = 16;
+pub(crate) const FINGERPRINT_LEN: usize = 16;
 
 /// Where formatters live besides PATH: a non-root PATH often lacks the sbins.
 const SBIN_DIRS: [&str; 2] = ["/sbin", "/usr/sbin"];
@@ -112,7 +112,7 @@ fn find_in(fs: Filesystem, path_var: Option<OsString>, extra: &[&Path]) -> Resul
 
 /// Runs `formatter`'s version query and hashes its file: the full SHA-256
 /// hex of each, and the version in the output.
-pub fn query(fs: Filesystem, formatter: &Path) -> Result<Formatter> {
+pub(crate) fn query(fs: Filesystem, formatter: &Path) -> Result<Formatter> {
     let out = Command::new(formatter)
         .arg(fs.version_arg())
         .output()
@@ -147,7 +147,7 @@ pub fn query(fs: Filesystem, formatter: &Path) -> Result<Formatter> {
 /// The full SHA-256 hex of `formatter`'s bytes. Reading follows symlinks,
 /// so this is the hash of the file its canonical path names, as ktstr
 /// 0.27 and later hash it.
-pub fn hash_binary(fs: Filesystem, formatter: &Path) -> Result<String> {
+pub(crate) fn hash_binary(fs: Filesystem, formatter: &Path) -> Result<String> {
     let bytes = std::fs::read(formatter).with_context(|| {
         format!(
             "failed to read `{}` to fingerprint it; check the `{}` installation",
@@ -165,7 +165,7 @@ fn hex(bytes: &[u8]) -> String {
 /// The installed formatter's fingerprint and version, queried once per
 /// process and remembered across processes while the formatter and its
 /// shared objects stay the same (see `memo.rs`).
-pub fn formatter(fs: Filesystem) -> Result<Formatter> {
+pub(crate) fn formatter(fs: Filesystem) -> Result<Formatter> {
     static CACHE: Mutex<Option<HashMap<Filesystem, Formatter>>> = Mutex::new(None);
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let map = cache.get_or_insert_with(HashMap::new);

@@ -13,7 +13,11 @@ use crate::runner::disk_serial;
 /// Waits until disks `0..count` are all there, polling `sys_block`
 /// (`/sys/block`) for at most `deadline`; their device paths in `/dev`, in
 /// disk order.
-pub fn find_disks(sys_block: &Path, count: usize, deadline: Duration) -> Result<Vec<PathBuf>> {
+pub(crate) fn find_disks(
+    sys_block: &Path,
+    count: usize,
+    deadline: Duration,
+) -> Result<Vec<PathBuf>> {
     let start = Instant::now();
     loop {
         let found = scan(sys_block, count);

@@ -37,11 +37,14 @@ const TABLE_STATUS: u8 = 12;
 const TARGET_MSG: u8 = 14;
 /// `DM_SUSPEND_FLAG`: with DEV_SUSPEND, suspend rather than resume.
 const SUSPEND_FLAG: u32 = 1 << 1;
+/// `DM_SKIP_LOCKFS_FLAG`: suspend without freezing the filesystem on the
+/// device, whose freeze fails once a failing disk has shut it down.
+const SKIP_LOCKFS_FLAG: u32 = 1 << 10;
 
 /// One line of a table: `length` sectors from `start` mapped by `target`
 /// with `params`, as `dmsetup create --table` takes it.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     pub start: u64,
     pub length: u64,
     pub kind: String,
@@ -50,12 +53,12 @@ pub struct Target {
 
 /// An open `/dev/mapper/control`.
 #[derive(Debug)]
-pub struct DmControl {
+pub(crate) struct DmControl {
     file: File,
 }
 
 impl DmControl {
-    pub fn open() -> Result<DmControl> {
+    pub(crate) fn open() -> Result<DmControl> {
         let file = File::options()
             .read(true)
             .write(true)
@@ -65,7 +68,7 @@ impl DmControl {
     }
 
     /// Creates device `name` with `table`, live: returns its device number.
-    pub fn create(&self, name: &str, table: &[Target]) -> Result<libc::dev_t> {
+    pub(crate) fn create(&self, name: &str, table: &[Target]) -> Result<libc::dev_t> {
         self.call(DEV_CREATE, name, 0, &[])?;
         self.load(name, table)?;
         let reply = self.call(DEV_SUSPEND, name, 0, &[])?;
@@ -76,7 +79,7 @@ impl DmControl {
     }
 
     /// Loads `table` into `name`'s inactive slot; a resume makes it live.
-    pub fn load(&self, name: &str, table: &[Target]) -> Result<()> {
+    pub(crate) fn load(&self, name: &str, table: &[Target]) -> Result<()> {
         let mut payload = Vec::new();
         for target in table {
             let start = payload.len();
@@ -103,15 +106,17 @@ impl DmControl {
             .map(drop)
     }
 
-    /// Suspends `name` (flushing what it holds), or resumes it with its
-    /// loaded table.
-    pub fn suspend(&self, name: &str, suspend: bool) -> Result<()> {
-        let flags = if suspend { SUSPEND_FLAG } else { 0 };
-        self.call(DEV_SUSPEND, name, flags, &[]).map(drop)
+    /// Swaps `name`'s table for `table` (`dmsetup suspend`, `reload`,
+    /// `resume`), without freezing the filesystem on it: the caller syncs
+    /// first if it wants what is cached written under the old table.
+    pub(crate) fn reload(&self, name: &str, table: &[Target]) -> Result<()> {
+        self.call(DEV_SUSPEND, name, SUSPEND_FLAG | SKIP_LOCKFS_FLAG, &[])?;
+        self.load(name, table)?;
+        self.call(DEV_SUSPEND, name, 0, &[]).map(drop)
     }
 
     /// Sends target message `text` (`mark <name>` to log-writes, say).
-    pub fn message(&self, name: &str, text: &str) -> Result<()> {
+    pub(crate) fn message(&self, name: &str, text: &str) -> Result<()> {
         let mut payload = 0u64.to_ne_bytes().to_vec();
         payload.extend_from_slice(text.as_bytes());
         payload.push(0);
@@ -121,7 +126,7 @@ impl DmControl {
     }
 
     /// The target's status line (`dmsetup status`).
-    pub fn status(&self, name: &str) -> Result<String> {
+    pub(crate) fn status(&self, name: &str) -> Result<String> {
         let reply = self.call(TABLE_STATUS, name, 0, &[])?;
         let start = u32::from_ne_bytes(reply[16..20].try_into().expect("4 bytes")) as usize;
         // One target: its spec, then its NUL-terminated status.
@@ -131,7 +136,7 @@ impl DmControl {
     }
 
     /// Removes device `name`.
-    pub fn remove(&self, name: &str) -> Result<()> {
+    pub(crate) fn remove(&self, name: &str) -> Result<()> {
         self.call(DEV_REMOVE, name, 0, &[]).map(drop)
     }
 
@@ -175,7 +180,7 @@ impl DmControl {
 }
 
 /// `path`'s device number as a table names it, `major:minor`.
-pub fn dev_name(path: &Path) -> Result<String> {
+pub(crate) fn dev_name(path: &Path) -> Result<String> {
     use std::os::unix::fs::MetadataExt;
     let rdev = std::fs::metadata(path)
         .with_context(|| format!("failed to stat `{}`", path.display()))?
@@ -184,7 +189,7 @@ pub fn dev_name(path: &Path) -> Result<String> {
 }
 
 /// `path`'s size in 512-byte sectors, from sysfs.
-pub fn sectors(path: &Path) -> Result<u64> {
+pub(crate) fn sectors(path: &Path) -> Result<u64> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let sys = format!("/sys/class/block/{name}/size");
     std::fs::read_to_string(&sys)
@@ -196,7 +201,7 @@ pub fn sectors(path: &Path) -> Result<u64> {
 
 /// Makes block node `path` for `dev` (devtmpfs names dm devices `dm-N`;
 /// a node of our own name saves looking which).
-pub fn make_node(path: &Path, dev: libc::dev_t) -> Result<()> {
+pub(crate) fn make_node(path: &Path, dev: libc::dev_t) -> Result<()> {
     use nix::sys::stat::{Mode, SFlag, mknod};
     let _ = std::fs::remove_file(path);
     mknod(path, SFlag::S_IFBLK, Mode::from_bits_truncate(0o600), dev)

@@ -19,14 +19,14 @@ use std::fs;
 use anyhow::{Context, Result};
 use nix::sys::reboot::{RebootMode, reboot};
 
-pub mod checks;
-pub mod disks;
-pub mod dm;
-pub mod helpers;
-pub mod modules;
-pub mod powerloss;
-pub mod probe;
-pub mod template;
+pub(crate) mod checks;
+pub(crate) mod disks;
+pub(crate) mod dm;
+pub(crate) mod helpers;
+pub(crate) mod modules;
+pub(crate) mod powerloss;
+pub(crate) mod probe;
+pub(crate) mod template;
 
 use super::checks::MODE_PARAM;
 use super::protocol::{INIT_PATH, TemplateResult};
@@ -36,12 +36,12 @@ use template::{format_disks, init_failed};
 /// Whether this process is the template guest's init: PID 1 started as
 /// `/init`. PID 1 alone is not enough: as a container's entry point this
 /// binary is PID 1 too, and must stay the CLI there.
-pub fn is_guest_init() -> bool {
+pub(crate) fn is_guest_init() -> bool {
     std::process::id() == 1 && std::env::args_os().next().is_some_and(|a| a == INIT_PATH)
 }
 
 /// Runs as the guest's init; never returns.
-pub fn run() -> ! {
+pub(crate) fn run() -> ! {
     set_panic_hook(power_cycle);
     let done = match read_cmdline() {
         Ok(cmdline) if cmdline.split_whitespace().any(|a| a == MODE_PARAM) => checks::run(&cmdline),

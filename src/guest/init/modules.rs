@@ -17,14 +17,14 @@ use nix::errno::Errno;
 use nix::kmod::{ModuleInitFlags, finit_module};
 
 /// Where the modules and their order are in the initramfs.
-pub const MODULES_DIR: &str = "/modules";
+pub(crate) const MODULES_DIR: &str = "/modules";
 /// The order file's name in [`MODULES_DIR`].
 pub(crate) const ORDER_FILE: &str = "order";
 /// The word that marks an optional module in the order file.
 pub(crate) const OPTIONAL: &str = "optional";
 /// How long the guest waits for its disk after loading the modules (the
 /// probe takes milliseconds; TCG on a loaded host, a few hundred).
-pub const DISK_DEADLINE: Duration = Duration::from_secs(20);
+pub(crate) const DISK_DEADLINE: Duration = Duration::from_secs(20);
 
 /// The order file's lines as (file name, optional).
 fn parse_order(text: &str) -> Vec<(&str, bool)> {
@@ -38,7 +38,7 @@ fn parse_order(text: &str) -> Vec<(&str, bool)> {
 
 /// In the guest: loads every module `dir`'s order file lists; returns the
 /// failures of optional ones, for the console. No order file: nothing to do.
-pub fn load_modules(dir: &Path) -> Result<Vec<String>> {
+pub(crate) fn load_modules(dir: &Path) -> Result<Vec<String>> {
     let order_path = dir.join(ORDER_FILE);
     let text = match std::fs::read_to_string(&order_path) {
         Ok(text) => text,

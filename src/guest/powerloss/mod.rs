@@ -18,10 +18,15 @@
 //! KTSTR_POWERLOSS_DONE ok=<yes|no> output=<escaped text>
 //! ```
 //!
+//! With `ktstr.powerloss.flakey=1` the guest instead runs the failing-disk
+//! scenarios of [`flakey`] on its one disk.
+//!
 //! With `ktstr.powerloss.break=root-fsync` the publish path skips its
 //! fsync of the root after the rename, so the lane can show it catches
 //! an entry lost to a power cut after `template build` said it was
 //! published. Only this guest mode reads the switch.
+
+pub(crate) mod flakey;
 
 use std::path::Path;
 use std::time::Duration;
@@ -39,25 +44,26 @@ use crate::kernel::stock::{STOCK_CMDLINE, StockKernel};
 use crate::runner::{DeviceDiscovery, GuestSpec};
 
 /// The command-line argument that selects this mode of the init.
-pub const MODE_PARAM: &str = "ktstr.mode=powerloss";
+pub(crate) const MODE_PARAM: &str = "ktstr.mode=powerloss";
 /// The parameter that removes one fsync of the publish path.
-pub const BREAK_PARAM: &str = "ktstr.powerloss.break";
+pub(crate) const BREAK_PARAM: &str = "ktstr.powerloss.break";
 /// The one fsync [`BREAK_PARAM`] can remove.
 pub const BREAK_ROOT_FSYNC: &str = "root-fsync";
 /// The marker of an operation's line.
-pub const OP_MARKER: &str = "KTSTR_POWERLOSS_OP";
+pub(crate) const OP_MARKER: &str = "KTSTR_POWERLOSS_OP";
 /// The marker of the closing line.
-pub const DONE_MARKER: &str = "KTSTR_POWERLOSS_DONE";
+pub(crate) const DONE_MARKER: &str = "KTSTR_POWERLOSS_DONE";
 /// The prefix of each operation's log-writes mark.
-pub const MARK_PREFIX: &str = "ktstr-op-";
-/// The modules the recording needs beyond the disk's: log-writes (with
-/// dm-mod, its dependency), and what mounting the cache filesystem asks the crypto API
+pub(crate) const MARK_PREFIX: &str = "ktstr-op-";
+/// The modules the recording needs beyond the disk's: log-writes and
+/// flakey (with dm-mod, their dependency), and what mounting the cache filesystem asks the crypto API
 /// for (no modprobe in the guest to load it on demand).
-const NEEDS: &[&str] = &["dm_log_writes", "crc32c_generic"];
+const NEEDS: &[&str] = &["dm_log_writes", "dm_flakey", "crc32c_generic"];
 /// The templates' filesystem: ext4's mkfs is the quickest under TCG.
-pub const TEMPLATE_FS: Filesystem = Filesystem::Ext4;
-/// The template root and the kernel store, relative to the filesystem.
+pub(crate) const TEMPLATE_FS: Filesystem = Filesystem::Ext4;
+/// The template root, relative to the cache filesystem.
 pub const TEMPLATES: &str = "templates";
+/// The kernel store, relative to the cache filesystem.
 pub const KERNELS: &str = "kernels";
 /// The kernel-store entry the run publishes.
 pub const KERNEL_NAME: &str = "6.12.0-0000000000000001";
@@ -74,6 +80,7 @@ pub struct Published {
 pub struct OpRecord {
     /// Its place in the run: its mark is `ktstr-op-<n>`.
     pub n: usize,
+    /// What it did, for messages: `publish btrfs 256M`.
     pub op: String,
     /// Template entries it published (key, image hash).
     pub published: Vec<Published>,
@@ -84,6 +91,7 @@ pub struct OpRecord {
 }
 
 impl OpRecord {
+    /// The `n`th operation, `op`, before it has done anything.
     pub fn new(n: usize, op: &str) -> Self {
         OpRecord {
             n,
@@ -118,7 +126,7 @@ impl OpRecord {
 }
 
 /// The closing line: whether every operation ran, and what went wrong.
-pub fn render_done(ok: bool, output: &str) -> String {
+pub(crate) fn render_done(ok: bool, output: &str) -> String {
     let ok = if ok { "yes" } else { "no" };
     format!(
         "{DONE_MARKER} ok={ok} output={}\n",
@@ -143,13 +151,20 @@ pub fn done_from_console(console: &[u8]) -> Option<(bool, String)> {
 /// `fs`.
 #[derive(Debug, Clone)]
 pub struct Recording<'a> {
+    /// The Debian kernel, with dm-log-writes as a module.
     pub kernel: &'a StockKernel,
+    /// The binary that runs as PID 1 (this crate's init).
     pub init: &'a Path,
+    /// The disk the cache filesystem is made on.
     pub data: &'a Path,
-    pub log: &'a Path,
+    /// The log disk; `None` runs the failing-disk scenarios
+    /// ([`flakey`]) on `data` instead.
+    pub log: Option<&'a Path>,
+    /// The cache filesystem.
     pub fs: Filesystem,
     /// [`BREAK_ROOT_FSYNC`] to remove that fsync, else `None`.
     pub broken: Option<&'a str>,
+    /// QEMU is stopped when it passes.
     pub timeout: Duration,
 }
 
@@ -169,24 +184,38 @@ impl Recording<'_> {
         for fs in formatters {
             archive.program(&formatter_path(fs), &find_formatter(fs)?)?;
         }
+        if self.log.is_none() && self.fs == Filesystem::Xfs {
+            let sbin = [Path::new("/usr/sbin"), Path::new("/sbin")];
+            let repair = crate::host::find_program_in("xfs_repair", None, &sbin)
+                .context("xfs_repair is not installed (the xfsprogs package has it)")?;
+            archive.program(flakey::XFS_REPAIR, &repair)?;
+        }
         archive.mke2fs_conf()?;
         add_modules(&mut archive, &modules)?;
         let broken = self
             .broken
             .map(|b| format!("{BREAK_PARAM}={b}"))
             .unwrap_or_default();
+        let flakey = match self.log {
+            Some(_) => String::new(),
+            None => format!("{}=1", flakey::FLAKEY_PARAM),
+        };
         Ok(GuestSpec {
             kernel: self.kernel.image.clone(),
             initramfs: archive.finish().context("failed to finish the initramfs")?,
             cmdline: format!(
-                "console=ttyS0 {reboot} panic=-1 {MODE_PARAM} {}={} {broken} {STOCK_CMDLINE} quiet",
+                "console=ttyS0 {reboot} panic=-1 {MODE_PARAM} {}={} {broken} {flakey} {STOCK_CMDLINE} quiet",
                 super::checks::DISK_PARAM,
                 self.fs
             )
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" "),
-            disks: vec![self.data.to_owned(), self.log.to_owned()],
+            disks: [Some(self.data), self.log]
+                .into_iter()
+                .flatten()
+                .map(Path::to_owned)
+                .collect(),
             memory_mib: 1024,
             timeout: self.timeout,
             devices: DeviceDiscovery::Acpi,

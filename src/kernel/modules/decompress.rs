@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 
 /// How a module file is compressed, from its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
+pub(crate) enum Compression {
     None,
     Xz,
     Zstd,
@@ -21,7 +21,7 @@ pub enum Compression {
 }
 
 impl Compression {
-    pub fn of(path: &Path) -> Option<Compression> {
+    pub(crate) fn of(path: &Path) -> Option<Compression> {
         let name = path.file_name()?.to_str()?;
         [
             (".ko", Compression::None),
@@ -35,7 +35,7 @@ impl Compression {
 }
 
 /// The uncompressed module at `path`.
-pub fn read_module(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_module(path: &Path) -> Result<Vec<u8>> {
     let Some(compression) = Compression::of(path) else {
         bail!(
             "`{}` is not a kernel module kmod knows (.ko, .ko.xz, .ko.zst or .ko.gz)",

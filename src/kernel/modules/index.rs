@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 
 /// A module's name as kmod compares it: its file name without `.ko` and
 /// any compression suffix, with `-` read as `_`.
-pub fn module_name(path_or_name: &str) -> String {
+pub(crate) fn module_name(path_or_name: &str) -> String {
     let base = path_or_name.rsplit('/').next().unwrap_or(path_or_name);
     let base = base.split(".ko").next().unwrap_or(base);
     base.replace('-', "_")
@@ -33,6 +33,7 @@ pub struct SoftDeps {
 pub struct ModuleIndex {
     /// Name -> (path relative to the directory, its hard dependencies' paths).
     pub deps: HashMap<String, (String, Vec<String>)>,
+    /// Name -> its soft dependencies (`modules.softdep`).
     pub softdeps: HashMap<String, SoftDeps>,
     /// Alias -> module names, in file order (an alias may name several:
     /// `crc32c` is both `crc32c_intel` and `crc32c_generic`).
@@ -71,13 +72,14 @@ impl ModuleIndex {
         })
     }
 
+    /// Whether `name` is built into the kernel (`modules.builtin`).
     pub fn is_builtin(&self, name: &str) -> bool {
         self.builtin.iter().any(|b| b == name)
     }
 }
 
 /// `modules.dep`: `kernel/a/x.ko.xz: kernel/b/y.ko.xz kernel/c/z.ko.xz`.
-pub fn parse_dep(text: &str) -> HashMap<String, (String, Vec<String>)> {
+pub(crate) fn parse_dep(text: &str) -> HashMap<String, (String, Vec<String>)> {
     text.lines()
         .filter_map(|line| line.split_once(':'))
         .map(|(path, deps)| {
@@ -90,7 +92,7 @@ pub fn parse_dep(text: &str) -> HashMap<String, (String, Vec<String>)> {
 
 /// `modules.softdep`: `softdep btrfs pre: sha256 crc32c post: x`; several
 /// lines for one module add up.
-pub fn parse_softdep(text: &str) -> HashMap<String, SoftDeps> {
+pub(crate) fn parse_softdep(text: &str) -> HashMap<String, SoftDeps> {
     let mut all: HashMap<String, SoftDeps> = HashMap::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();
@@ -118,7 +120,7 @@ pub fn parse_softdep(text: &str) -> HashMap<String, SoftDeps> {
 /// `modules.alias`: `alias crypto-crc32c crc32c_intel`. Device patterns
 /// (`pci:v*d*...`) are kept too, though only exact names are looked up:
 /// softdeps name modules or crypto aliases, never devices.
-pub fn parse_alias(text: &str) -> HashMap<String, Vec<String>> {
+pub(crate) fn parse_alias(text: &str) -> HashMap<String, Vec<String>> {
     let mut all: HashMap<String, Vec<String>> = HashMap::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();

@@ -7,9 +7,9 @@
 //! The guest needs only its disk: the formatter runs in user space, and the
 //! magic check reads `/dev/vda` raw, so no filesystem module is loaded.
 
-pub mod decompress;
-pub mod index;
-pub mod plan;
+pub(crate) mod decompress;
+pub(crate) mod index;
+pub(crate) mod plan;
 
 use std::path::{Path, PathBuf};
 
@@ -48,7 +48,7 @@ pub struct GuestModule {
 /// The modules `wanted` needs from modules directory `dir`, in load order
 /// and uncompressed. An unsigned one is an error where the kernel enforces
 /// signatures, or where whether it does is unknown.
-pub fn guest_modules(
+pub(crate) fn guest_modules(
     dir: &Path,
     wanted: &[&str],
     signatures: &Signatures,

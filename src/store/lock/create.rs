@@ -24,7 +24,7 @@ use super::{Mode, try_lock_file};
 
 /// What [`create_locked`] makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
+pub(crate) enum Shape {
     /// A regular file with these permission bits.
     File(u32),
     /// A directory (0o755).
@@ -33,7 +33,7 @@ pub enum Shape {
 
 /// Creates `path` as `shape`, exclusively flocked before the name exists.
 /// Fails with `AlreadyExists` when `path` does.
-pub fn create_locked(path: &Path, shape: Shape) -> Result<Flock<File>> {
+pub(crate) fn create_locked(path: &Path, shape: Shape) -> Result<Flock<File>> {
     let what = match shape {
         Shape::File(_) => "file",
         Shape::Dir => "directory",

@@ -56,7 +56,7 @@ fn mountinfo_device(mountinfo: &str, mount: u64) -> Option<(u64, u64)> {
 /// Every inode /proc/locks lists a lock on (held or waited for, of any
 /// kind, on any device): one read for a whole sweep. `None` when /proc/locks
 /// cannot be read. An inode not in it had no lock when it was read.
-pub fn locked_inodes() -> Option<std::collections::HashSet<u64>> {
+pub(crate) fn locked_inodes() -> Option<std::collections::HashSet<u64>> {
     let text = std::fs::read_to_string("/proc/locks").ok()?;
     Some(parse_locked_inodes(&text))
 }
@@ -91,7 +91,7 @@ fn parse_proc_locks(text: &str, device_inode: &str) -> Vec<Holder> {
 }
 
 /// "pid 123" / "pids 123, 456" / "an unknown process", from /proc/locks.
-pub fn describe_holders(path: &Path) -> String {
+pub(crate) fn describe_holders(path: &Path) -> String {
     let pids: Vec<i32> = holders(path).iter().map(|h| h.pid).collect();
     describe_pids(&pids)
 }
@@ -99,7 +99,7 @@ pub fn describe_holders(path: &Path) -> String {
 /// "pid 123 (alice)" / "pids 123 (alice), 456 (bob)" / "an unknown
 /// process"; a pid of 0 (a holder that cannot be named) counts as unknown.
 /// Each pid's user is its /proc directory's owner, where that can be read.
-pub fn describe_pids(pids: &[i32]) -> String {
+pub(crate) fn describe_pids(pids: &[i32]) -> String {
     let known: Vec<String> = pids
         .iter()
         .filter(|p| **p > 0)

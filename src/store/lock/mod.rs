@@ -17,13 +17,16 @@ use super::share;
 
 mod create;
 mod holders;
-pub use create::{Shape, create_locked};
-pub use holders::{Holder, describe_holders, describe_pids, holders, locked_inodes};
+pub(crate) use create::{Shape, create_locked};
+pub use holders::holders;
+pub(crate) use holders::{describe_holders, describe_pids, locked_inodes};
 
 /// Shared (readers: cloners) or exclusive (builders, `clean --all`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// Several holders at once: readers of an entry.
     Shared,
+    /// One holder: a builder, or a sweep that removes.
     Exclusive,
 }
 
@@ -51,7 +54,7 @@ impl Locked {
 
 /// Takes `mode` on an already open file without blocking: `Ok(None)` when
 /// another open file description holds a conflicting lock.
-pub fn try_lock_file(file: File, mode: Mode) -> Result<Option<Flock<File>>> {
+pub(crate) fn try_lock_file(file: File, mode: Mode) -> Result<Option<Flock<File>>> {
     // One of the two places a flock is taken (clippy.toml routes all others
     // here).
     #[allow(clippy::disallowed_methods)]
@@ -67,7 +70,7 @@ pub fn try_lock_file(file: File, mode: Mode) -> Result<Option<Flock<File>>> {
 /// closed: `Ok(false)` when another open file description holds one. For a
 /// sweep that closes the file right after removing it, this spares the
 /// separate unlock a [`Flock`] makes when dropped.
-pub fn try_lock_until_closed(file: &File) -> Result<bool> {
+pub(crate) fn try_lock_until_closed(file: &File) -> Result<bool> {
     use std::os::fd::AsRawFd;
     // SAFETY: flock(2) on a descriptor `file` keeps open for the call; it
     // touches no memory of ours.
@@ -82,11 +85,11 @@ pub fn try_lock_until_closed(file: &File) -> Result<bool> {
 
 /// What [`probe`] found at a lockfile.
 #[derive(Debug)]
-pub enum Probe {
+pub(crate) enum Probe {
     /// No lockfile: nobody can hold it.
     Missing,
     /// Taken (released when dropped).
-    Free(Flock<File>),
+    Free(#[allow(dead_code, reason = "held only to be dropped")] Flock<File>),
     /// Another open file description holds a conflicting lock.
     Held,
 }
@@ -94,7 +97,7 @@ pub enum Probe {
 /// Tries `mode` on an existing lockfile without blocking and without
 /// creating anything (`template list`, a dry run). A lockfile swapped for a
 /// link or a FIFO is neither followed nor waited on.
-pub fn probe(path: &Path, mode: Mode) -> Result<Probe> {
+pub(crate) fn probe(path: &Path, mode: Mode) -> Result<Probe> {
     let opened = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -225,7 +228,7 @@ fn open_locks_dir(dir: &Path) -> Result<std::os::fd::OwnedFd> {
 /// umask: a root its owner shared (`chmod 1777`, or group-writable and
 /// setgid) gets a `.locks` every user of it can make lockfiles in, and a
 /// private root a private one. Fails with `AlreadyExists` when it exists.
-pub fn create_locks_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_locks_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let root = dir.parent().unwrap_or(Path::new("."));
     let mode = std::fs::metadata(root)?.permissions().mode() & 0o7777;
@@ -268,7 +271,12 @@ pub fn try_lock(path: &Path, mode: Mode) -> Result<Option<Locked>> {
 ///
 /// Tries first; only on contention does it say, once, that it is waiting and
 /// for whom, as cargo does with "Blocking waiting for file lock".
-pub fn lock_with_timeout(path: &Path, mode: Mode, timeout: Duration, what: &str) -> Result<Locked> {
+pub(crate) fn lock_with_timeout(
+    path: &Path,
+    mode: Mode,
+    timeout: Duration,
+    what: &str,
+) -> Result<Locked> {
     if let Some(locked) = try_lock(path, mode)? {
         return Ok(locked);
     }

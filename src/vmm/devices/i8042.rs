@@ -17,7 +17,7 @@ const STATUS_SYSTEM_FLAG: u8 = 0x4;
 
 /// What a write asked the machine to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum I8042Event {
+pub(crate) enum I8042Event {
     None,
     /// Pulse the CPU reset line: the run ends.
     Reset,
@@ -25,10 +25,10 @@ pub enum I8042Event {
 
 /// The controller; it keeps no state.
 #[derive(Debug, Default)]
-pub struct I8042;
+pub(crate) struct I8042;
 
 impl I8042 {
-    pub fn read(&mut self, port: u16) -> u8 {
+    pub(crate) fn read(&mut self, port: u16) -> u8 {
         match port {
             I8042_COMMAND_PORT => STATUS_OUTPUT_FULL | STATUS_SYSTEM_FLAG,
             I8042_DATA_PORT => 0,
@@ -36,7 +36,7 @@ impl I8042 {
         }
     }
 
-    pub fn write(&mut self, port: u16, value: u8) -> I8042Event {
+    pub(crate) fn write(&mut self, port: u16, value: u8) -> I8042Event {
         if port == I8042_COMMAND_PORT && value == CMD_RESET_CPU {
             I8042Event::Reset
         } else {

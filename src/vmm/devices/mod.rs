@@ -7,20 +7,20 @@ use std::io;
 use kvm_ioctls::VmFd;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
-pub mod i8042;
-pub mod serial;
-pub mod virtio;
+pub(crate) mod i8042;
+pub(crate) mod serial;
+pub(crate) mod virtio;
 
 /// An interrupt line wired to a GSI through KVM_IRQFD.
 #[derive(Debug)]
-pub struct IrqLine {
+pub(crate) struct IrqLine {
     evt: EventFd,
 }
 
 impl IrqLine {
     /// Creates the eventfd and registers it for `gsi`; without a VM the line
     /// only counts triggers (for device unit tests).
-    pub fn new(vm: Option<&VmFd>, gsi: u32) -> io::Result<Self> {
+    pub(crate) fn new(vm: Option<&VmFd>, gsi: u32) -> io::Result<Self> {
         let evt = EventFd::new(EFD_NONBLOCK)?;
         if let Some(vm) = vm {
             vm.register_irqfd(&evt, gsi).map_err(io::Error::from)?;
@@ -29,13 +29,13 @@ impl IrqLine {
     }
 
     /// Raises the interrupt.
-    pub fn trigger(&self) -> io::Result<()> {
+    pub(crate) fn trigger(&self) -> io::Result<()> {
         self.evt.write(1)
     }
 
     /// How many triggers since the last call.
     #[cfg(test)]
-    pub fn take_count(&self) -> u64 {
+    pub(crate) fn take_count(&self) -> u64 {
         self.evt.read().unwrap_or(0)
     }
 }

@@ -7,12 +7,12 @@ use crate::outcome::Console;
 
 /// The UART at its port base, registers addressed by offset 0-7.
 #[derive(Debug)]
-pub struct SerialDevice {
+pub(crate) struct SerialDevice {
     uart: Serial<IrqLine, vm_superio::serial::NoEvents, Console>,
 }
 
 impl SerialDevice {
-    pub fn new(irq: IrqLine, console: Console) -> Self {
+    pub(crate) fn new(irq: IrqLine, console: Console) -> Self {
         SerialDevice {
             uart: Serial::new(irq, console),
         }
@@ -20,24 +20,24 @@ impl SerialDevice {
 
     /// Reads register `offset` (0-7 from the port base); with no input
     /// attached, the receive side is always empty.
-    pub fn read(&mut self, offset: u8) -> u8 {
+    pub(crate) fn read(&mut self, offset: u8) -> u8 {
         self.uart.read(offset)
     }
 
     /// A failed interrupt only loses a wake-up; the byte itself is kept, so
     /// the error is logged, not fatal.
-    pub fn write(&mut self, offset: u8, value: u8) {
+    pub(crate) fn write(&mut self, offset: u8, value: u8) {
         if let Err(e) = self.uart.write(offset, value) {
             tracing::debug!("serial: {e}");
         }
     }
 
     #[cfg(test)]
-    pub fn console(&self) -> &Console {
+    pub(crate) fn console(&self) -> &Console {
         self.uart.writer()
     }
 
-    pub fn into_console(self) -> Console {
+    pub(crate) fn into_console(self) -> Console {
         self.uart.into_writer()
     }
 }

@@ -39,21 +39,21 @@ const VIRTIO_MMIO_HID: &str = "LNRO0005";
 
 /// The tables and where each goes, built once per VM.
 #[derive(Debug)]
-pub struct AcpiTables {
+pub(crate) struct AcpiTables {
     /// (guest address, bytes), the RSDP first.
     pub blobs: Vec<(u64, Vec<u8>)>,
 }
 
 impl AcpiTables {
     /// The RSDP's address, for the zero page.
-    pub fn rsdp_addr(&self) -> u64 {
+    pub(crate) fn rsdp_addr(&self) -> u64 {
         self.blobs[0].0
     }
 }
 
 /// Builds the tables for one vCPU and this VM's devices: COM1, and the
 /// `disks` virtio-mmio disks.
-pub fn build(disks: usize) -> AcpiTables {
+pub(crate) fn build(disks: usize) -> AcpiTables {
     let dsdt = dsdt(disks);
     let madt = bytes(&madt());
     let mut next = ACPI_START + align(Rsdp::len() as u64);
@@ -85,7 +85,7 @@ pub fn build(disks: usize) -> AcpiTables {
 }
 
 /// Writes the tables into guest memory; returns the RSDP's address.
-pub fn write_acpi_tables(mem: &GuestMem, disks: usize) -> Result<u64, VmmError> {
+pub(crate) fn write_acpi_tables(mem: &GuestMem, disks: usize) -> Result<u64, VmmError> {
     let tables = build(disks);
     for (at, blob) in &tables.blobs {
         mem.write_slice(blob, GuestAddress(*at))

@@ -20,7 +20,7 @@ const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 const EXT1_ECX_PERFCTRS: u32 = (1 << 23) | (1 << 24) | (1 << 28);
 
 /// Sets KVM_GET_SUPPORTED_CPUID, normalized for vCPU `id`, on `vcpu`.
-pub fn setup_cpuid(kvm: &Kvm, vcpu: &VcpuFd, id: u8) -> Result<(), VmmError> {
+pub(crate) fn setup_cpuid(kvm: &Kvm, vcpu: &VcpuFd, id: u8) -> Result<(), VmmError> {
     let mut cpuid = supported(kvm)?;
     normalize(cpuid.as_mut_slice(), id);
     set(vcpu, &cpuid)
@@ -45,7 +45,7 @@ fn set(vcpu: &VcpuFd, cpuid: &CpuId) -> Result<(), VmmError> {
 
 /// Rewrites the per-CPU fields: APIC ids, one logical CPU per package, and
 /// the hypervisor bit.
-pub fn normalize(entries: &mut [kvm_cpuid_entry2], id: u8) {
+pub(crate) fn normalize(entries: &mut [kvm_cpuid_entry2], id: u8) {
     for e in entries {
         match e.function {
             1 => {

@@ -10,18 +10,18 @@ const DATA: u16 = 0xc093; // present, ring 0, read/write, accessed, D/B, G
 const TSS: u16 = 0x808b; // present, busy 64-bit TSS, G
 
 /// The table, entry by entry.
-pub const BOOT_GDT: [u64; 4] = [
+pub(crate) const BOOT_GDT: [u64; 4] = [
     0,
     entry(CODE64, 0, 0xfffff),
     entry(DATA, 0, 0xfffff),
     entry(TSS, 0, 0xfffff),
 ];
-pub const CODE_INDEX: u8 = 1;
-pub const DATA_INDEX: u8 = 2;
-pub const TSS_INDEX: u8 = 3;
+pub(crate) const CODE_INDEX: u8 = 1;
+pub(crate) const DATA_INDEX: u8 = 2;
+pub(crate) const TSS_INDEX: u8 = 3;
 
 /// Encodes one segment descriptor.
-pub const fn entry(flags: u16, base: u32, limit: u32) -> u64 {
+pub(crate) const fn entry(flags: u16, base: u32, limit: u32) -> u64 {
     let base = base as u64;
     let limit = limit as u64;
     let flags = flags as u64;
@@ -33,7 +33,7 @@ pub const fn entry(flags: u16, base: u32, limit: u32) -> u64 {
 }
 
 /// The KVM view of GDT entry `index`.
-pub fn segment(table: &[u64], index: u8) -> kvm_segment {
+pub(crate) fn segment(table: &[u64], index: u8) -> kvm_segment {
     let e = table[usize::from(index)];
     let base = ((e >> 16) & 0xff_ffff) | ((e >> 32) & 0xff00_0000);
     let raw_limit = (e & 0xffff) | ((e >> 32) & 0xf_0000);

@@ -1,13 +1,13 @@
 //! The x86_64 machine a kernel boots into: descriptor tables, page tables,
 //! registers, CPUID, MSRs, the MP table and ACPI tables.
 
-pub mod acpi;
-pub mod cpuid;
-pub mod gdt;
-pub mod mptable;
-pub mod msr;
-pub mod paging;
-pub mod regs;
+pub(crate) mod acpi;
+pub(crate) mod cpuid;
+pub(crate) mod gdt;
+pub(crate) mod mptable;
+pub(crate) mod msr;
+pub(crate) mod paging;
+pub(crate) mod regs;
 
 use kvm_ioctls::{Kvm, VcpuFd};
 
@@ -15,7 +15,12 @@ use super::VmmError;
 use super::memory::GuestMem;
 
 /// Puts vCPU 0 at the 64-bit entry point `entry`, as a boot loader would.
-pub fn setup_vcpu(kvm: &Kvm, vcpu: &VcpuFd, mem: &GuestMem, entry: u64) -> Result<(), VmmError> {
+pub(crate) fn setup_vcpu(
+    kvm: &Kvm,
+    vcpu: &VcpuFd,
+    mem: &GuestMem,
+    entry: u64,
+) -> Result<(), VmmError> {
     cpuid::setup_cpuid(kvm, vcpu, 0)?;
     msr::setup_msrs(vcpu)?;
     regs::setup_regs(vcpu, entry)?;

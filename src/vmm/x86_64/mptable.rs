@@ -32,7 +32,7 @@ const INT_KIND_NMI: u8 = 1;
 const INT_KIND_EXTINT: u8 = 3;
 
 /// Writes the table for `cpus` CPUs at [`EBDA_START`].
-pub fn write_mptable(mem: &GuestMem, cpus: u8) -> Result<(), VmmError> {
+pub(crate) fn write_mptable(mem: &GuestMem, cpus: u8) -> Result<(), VmmError> {
     let bytes = build(cpus);
     debug_assert!(EBDA_START + bytes.len() as u64 <= EBDA_END);
     mem.write_slice(&bytes, GuestAddress(EBDA_START))
@@ -40,7 +40,7 @@ pub fn write_mptable(mem: &GuestMem, cpus: u8) -> Result<(), VmmError> {
 }
 
 /// The floating pointer followed by the configuration table.
-pub fn build(cpus: u8) -> Vec<u8> {
+pub(crate) fn build(cpus: u8) -> Vec<u8> {
     let ioapic_id = cpus;
     let mut entries = Vec::new();
     let mut count = 0u16;

@@ -23,7 +23,7 @@ const MISC_ENABLE_FAST_STRING: u64 = 1;
 const MTRR_ENABLE_WB: u64 = (1 << 11) | 6;
 
 /// The boot MSRs as (index, value).
-pub fn boot_msrs() -> [(u32, u64); 11] {
+pub(crate) fn boot_msrs() -> [(u32, u64); 11] {
     [
         (IA32_SYSENTER_CS, 0),
         (IA32_SYSENTER_ESP, 0),
@@ -41,7 +41,7 @@ pub fn boot_msrs() -> [(u32, u64); 11] {
 
 /// Writes [`boot_msrs`]; KVM stops at the first one it refuses, which is
 /// named in the error.
-pub fn setup_msrs(vcpu: &VcpuFd) -> Result<(), VmmError> {
+pub(crate) fn setup_msrs(vcpu: &VcpuFd) -> Result<(), VmmError> {
     let wanted = boot_msrs();
     let entries: Vec<kvm_msr_entry> = wanted
         .iter()

@@ -14,7 +14,7 @@ const HUGE: u64 = 1 << 7;
 const PAGE_2M: u64 = 2 << 20;
 
 /// Writes PML4 -> PDPT -> page directories; returns the CR3 value.
-pub fn write_identity_tables(mem: &GuestMem) -> Result<u64, VmmError> {
+pub(crate) fn write_identity_tables(mem: &GuestMem) -> Result<u64, VmmError> {
     let mut tables = vec![0u64; 512 * 2];
     tables[0] = PDPT_START | PRESENT | WRITABLE;
     let directories = IDENTITY_MAPPED / (1 << 30);

@@ -22,7 +22,7 @@ const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 
 /// General registers: entry point, stack, and the zero page in RSI.
-pub fn setup_regs(vcpu: &VcpuFd, entry: u64) -> Result<(), VmmError> {
+pub(crate) fn setup_regs(vcpu: &VcpuFd, entry: u64) -> Result<(), VmmError> {
     let regs = kvm_regs {
         rflags: 0x2, // bit 1 is reserved and always set; IF clear
         rip: entry,
@@ -36,7 +36,7 @@ pub fn setup_regs(vcpu: &VcpuFd, entry: u64) -> Result<(), VmmError> {
 
 /// Control and segment registers for long mode, and the GDT, IDT and page
 /// tables they point at.
-pub fn setup_sregs(vcpu: &VcpuFd, mem: &GuestMem) -> Result<(), VmmError> {
+pub(crate) fn setup_sregs(vcpu: &VcpuFd, mem: &GuestMem) -> Result<(), VmmError> {
     let mut sregs: kvm_sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
     let gdt_bytes: Vec<u8> = BOOT_GDT.iter().flat_map(|e| e.to_le_bytes()).collect();
     mem.write_slice(&gdt_bytes, GuestAddress(GDT_START))
@@ -63,7 +63,7 @@ pub fn setup_sregs(vcpu: &VcpuFd, mem: &GuestMem) -> Result<(), VmmError> {
 }
 
 /// The FPU as after FNINIT, with SSE exceptions masked.
-pub fn setup_fpu(vcpu: &VcpuFd) -> Result<(), VmmError> {
+pub(crate) fn setup_fpu(vcpu: &VcpuFd) -> Result<(), VmmError> {
     let fpu = kvm_fpu {
         fcw: 0x37f,
         mxcsr: 0x1f80,
@@ -74,7 +74,7 @@ pub fn setup_fpu(vcpu: &VcpuFd) -> Result<(), VmmError> {
 
 /// Local APIC LVT entries as a BIOS leaves them: LINT0 takes the PIC's
 /// ExtINT, LINT1 NMIs.
-pub fn setup_lapic(vcpu: &VcpuFd) -> Result<(), VmmError> {
+pub(crate) fn setup_lapic(vcpu: &VcpuFd) -> Result<(), VmmError> {
     const LVT_LINT0: usize = 0x350;
     const LVT_LINT1: usize = 0x360;
     const MODE_EXTINT: u32 = 0x7;

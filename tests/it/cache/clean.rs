@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 use serde_json::Value;
 
 use crate::support::loopfs::LoopFs;
@@ -369,10 +369,10 @@ fn a_missing_root_is_empty_and_an_unreadable_one_fails() {
 }
 
 /// Makes a file impossible to unlink, even for root, until dropped.
-pub struct Immutable(PathBuf);
+pub(crate) struct Immutable(PathBuf);
 
 impl Immutable {
-    pub fn set(path: &Path) -> Option<Self> {
+    pub(crate) fn set(path: &Path) -> Option<Self> {
         let ok = Command::new("chattr")
             .arg("+i")
             .arg(path)

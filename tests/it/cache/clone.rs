@@ -7,17 +7,17 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cargo_ktstr::cache::clone::{self, Method, Reflink};
-use cargo_ktstr::cache::ensure::{EnsureOptions, HostMkfsBuilder};
-use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::cache::per_test::PerTestImage;
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::cache::clone::{self, Method, Reflink};
+use cargo_ktstr::testing::cache::ensure::{EnsureOptions, HostMkfsBuilder};
+use cargo_ktstr::testing::cache::key::Capacity;
+use cargo_ktstr::testing::cache::per_test::PerTestImage;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
 use crate::support::loopfs::LoopFs;
 use crate::support::{Spawned, ktstr_cmd, populate, shared_extents, stderr, stdout};
 
 /// Whether two files hold the same bytes.
-pub fn same_bytes(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_bytes(a: &Path, b: &Path) -> bool {
     let (mut fa, mut fb) = (
         std::fs::File::open(a).unwrap(),
         std::fs::File::open(b).unwrap(),
@@ -315,7 +315,7 @@ fn clean_all_keeps_an_entry_a_live_cloner_holds() {
         .unwrap();
     let lockfile = root.join(".locks").join(format!("{key}.lock"));
     let me = cloner.pid() as i32;
-    while !cargo_ktstr::store::lock::holders(&lockfile)
+    while !cargo_ktstr::testing::store::lock::holders(&lockfile)
         .iter()
         .any(|h| h.pid == me)
     {
@@ -326,7 +326,7 @@ fn clean_all_keeps_an_entry_a_live_cloner_holds() {
         std::thread::sleep(Duration::from_millis(1));
     }
     let holds = || {
-        cargo_ktstr::store::lock::holders(&lockfile)
+        cargo_ktstr::testing::store::lock::holders(&lockfile)
             .iter()
             .any(|h| h.pid == me)
     };

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cargo_ktstr::cache::key::Key;
-use cargo_ktstr::cache::lookup::{self, Entry};
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::cache::key::Key;
+use cargo_ktstr::testing::cache::lookup::{self, Entry};
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -4,8 +4,8 @@
 
 use std::fs;
 
-use cargo_ktstr::cache::lookup::{self, Entry};
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::cache::lookup::{self, Entry};
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
 use crate::support::images::fill_disk;
 use crate::support::loopfs::LoopFs;

@@ -5,12 +5,12 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use cargo_ktstr::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
-use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::cache::lookup::{self, Entry};
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
+use cargo_ktstr::testing::cache::key::Capacity;
+use cargo_ktstr::testing::cache::lookup::{self, Entry};
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
-use cargo_ktstr::cache::clone::{Reflink, clone_template};
+use cargo_ktstr::testing::cache::clone::{Reflink, clone_template};
 
 use crate::support::images::fill_disk;
 use crate::support::loopfs::LoopFs;

@@ -15,7 +15,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 use serde_json::Value;
 
 use crate::support::{
@@ -441,7 +441,7 @@ fn cache_dir_arguments_mean_what_they_say_and_delete_nothing_else() {
 
 #[test]
 fn clone_destinations_mean_what_they_say_and_overwrite_nothing() {
-    let formatter = cargo_ktstr::formatter::fingerprint::find_formatter(Filesystem::Ext4);
+    let formatter = cargo_ktstr::testing::formatter::fingerprint::find_formatter(Filesystem::Ext4);
     if !prerequisite("mkfs.ext4", formatter.is_ok()) {
         return;
     }

@@ -11,10 +11,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cargo_ktstr::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
-use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::cache::per_test::PerTestImage;
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
+use cargo_ktstr::testing::cache::key::Capacity;
+use cargo_ktstr::testing::cache::per_test::PerTestImage;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 use serde_json::Value;
 
 use crate::support::loopfs::LoopFs;
@@ -31,20 +31,20 @@ const MIB: u64 = 1 << 20;
 mod ktstr_names {
     use super::*;
 
-    pub fn cache_key(tag: &str, capacity_bytes: u64, version_fp: &str) -> String {
+    pub(super) fn cache_key(tag: &str, capacity_bytes: u64, version_fp: &str) -> String {
         let mib = capacity_bytes / (1024 * 1024);
         format!("{tag}-{mib}m-{version_fp}")
     }
 
-    pub fn staging_image(cache_key: &str, pid: u32) -> String {
+    pub(super) fn staging_image(cache_key: &str, pid: u32) -> String {
         format!("template.img.in-flight.{cache_key}.{pid}")
     }
 
-    pub fn staging_dir(key: &str, pid: u32) -> String {
+    pub(super) fn staging_dir(key: &str, pid: u32) -> String {
         format!("{key}.tmp.{pid}")
     }
 
-    pub fn per_test(pid: u32) -> String {
+    pub(super) fn per_test(pid: u32) -> String {
         format!(
             ".per-test-{pid}-{ns:x}-{rnd:x}.img",
             ns = SystemTime::now()
@@ -205,7 +205,7 @@ fn our_per_test_names_are_ktstrs_shape() {
 /// `bytes` formatted by the host's `fs` formatter at `path`.
 fn mkfs_at(path: &Path, fs: Filesystem, bytes: u64) {
     fs::File::create(path).unwrap().set_len(bytes).unwrap();
-    let mkfs = cargo_ktstr::formatter::fingerprint::find_formatter(fs).unwrap();
+    let mkfs = cargo_ktstr::testing::formatter::fingerprint::find_formatter(fs).unwrap();
     let out = Command::new(mkfs)
         .args(fs.mkfs_args())
         .arg(path)
@@ -334,7 +334,7 @@ fn an_image_of_the_wrong_size_is_invalid_everywhere() {
 /// What `mkfs.<fs>` says its version is, read independently of the product:
 /// the word after `marker`, without a leading `v`.
 fn formatter_version(fs: Filesystem, marker: &str) -> String {
-    let mkfs = cargo_ktstr::formatter::fingerprint::find_formatter(fs).unwrap();
+    let mkfs = cargo_ktstr::testing::formatter::fingerprint::find_formatter(fs).unwrap();
     let out = Command::new(mkfs).arg(fs.version_arg()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let after = text

@@ -8,10 +8,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cargo_ktstr::cache::ensure::{EnsureOptions, TemplateBuilder};
-use cargo_ktstr::cache::key::{Capacity, Key};
-use cargo_ktstr::cache::per_test::PerTestImage;
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::cache::ensure::{EnsureOptions, TemplateBuilder};
+use cargo_ktstr::testing::cache::key::{Capacity, Key};
+use cargo_ktstr::testing::cache::per_test::PerTestImage;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 use serde_json::Value;
 
 use crate::support::{current_key, ktstr_cmd, ktstr_ok, mkfs_image, names, stderr};
@@ -24,13 +24,13 @@ mod ktstr_names {
     use super::*;
 
     /// The key: `<tag>-<capacity floored to MiB>m-<fingerprint>`.
-    pub fn cache_key(tag: &str, capacity_bytes: u64, fp: &str) -> String {
+    pub(super) fn cache_key(tag: &str, capacity_bytes: u64, fp: &str) -> String {
         format!("{tag}-{}m-{fp}", capacity_bytes / MIB)
     }
 
     /// The formatter it would pack and hash: the first PATH entry holding a
     /// non-empty regular file of that name (symlinks followed), canonicalized.
-    pub fn locate(name: &str) -> Option<PathBuf> {
+    pub(super) fn locate(name: &str) -> Option<PathBuf> {
         let path = std::env::var_os("PATH")?;
         std::env::split_paths(&path)
             .map(|dir| dir.join(name))
@@ -40,7 +40,7 @@ mod ktstr_names {
 
     /// Its fingerprint: the first 8 bytes of the SHA-256 of the binary's
     /// bytes, in lower-case hex (here by coreutils' `sha256sum`).
-    pub fn mkfs_fingerprint(binary: &Path) -> String {
+    pub(super) fn mkfs_fingerprint(binary: &Path) -> String {
         let out = Command::new("sha256sum").arg(binary).output().unwrap();
         assert!(out.status.success(), "sha256sum: {}", stderr(&out));
         let text = String::from_utf8(out.stdout).unwrap();

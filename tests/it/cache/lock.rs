@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use cargo_ktstr::cache::clone::{self, Reflink};
-use cargo_ktstr::cache::ensure::{self, EnsureOptions, HostMkfsBuilder, TemplateBuilder};
-use cargo_ktstr::cache::key::{Capacity, Key};
-use cargo_ktstr::cache::publish::{self, IfValid};
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::formatter::fingerprint;
-use cargo_ktstr::store::lock;
+use cargo_ktstr::testing::cache::clone::{self, Reflink};
+use cargo_ktstr::testing::cache::ensure::{self, EnsureOptions, HostMkfsBuilder, TemplateBuilder};
+use cargo_ktstr::testing::cache::key::{Capacity, Key};
+use cargo_ktstr::testing::cache::publish::{self, IfValid};
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::formatter::fingerprint;
+use cargo_ktstr::testing::store::lock;
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::MetadataExt;
 

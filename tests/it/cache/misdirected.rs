@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
 use crate::support::{dead_pid, ktstr, ktstr_ok, mkfs_image, populate, prerequisite, stderr};
 

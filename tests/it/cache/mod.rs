@@ -3,8 +3,8 @@
 //! host's mkfs.
 
 mod budget;
-pub mod clean;
-pub mod clone;
+pub(crate) mod clean;
+pub(crate) mod clone;
 mod crash;
 mod diskfull;
 mod heal;
@@ -19,9 +19,9 @@ mod owned;
 mod sharing;
 mod soak;
 
-use cargo_ktstr::cache::key::{Capacity, Key};
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::formatter::fingerprint;
+use cargo_ktstr::testing::cache::key::{Capacity, Key};
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::formatter::fingerprint;
 
 use crate::cache::clone::same_bytes;
 use crate::support::{ktstr_cmd, names, populate, stderr, stdout};

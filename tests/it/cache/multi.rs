@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use cargo_ktstr::cache::ensure::{EnsureOptions, batch, ensure_keys};
-use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::guest::builder::GuestBuilder;
+use cargo_ktstr::testing::cache::ensure::{EnsureOptions, batch, ensure_keys};
+use cargo_ktstr::testing::cache::key::Capacity;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::guest::builder::GuestBuilder;
 use serde_json::Value;
 
 use crate::support::{bin, build_cmd, guest_prerequisites, ktstr_cmd, stderr};

@@ -13,7 +13,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 use proptest::prelude::*;
 
 use crate::support::{dead_pid, ktstr, magic_image, stderr};

@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use cargo_ktstr::cache::cleanup::{self, CleanMode, CleanOptions};
-use cargo_ktstr::cache::clone::{Reflink, clone_file, with_entry_shared};
-use cargo_ktstr::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
-use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::cache::cleanup::{self, CleanMode, CleanOptions};
+use cargo_ktstr::testing::cache::clone::{Reflink, clone_file, with_entry_shared};
+use cargo_ktstr::testing::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
+use cargo_ktstr::testing::cache::key::Capacity;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};

@@ -4,9 +4,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use cargo_ktstr::cache::ensure::{self, EnsureOptions, HostMkfsBuilder};
-use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::cache::ensure::{self, EnsureOptions, HostMkfsBuilder};
+use cargo_ktstr::testing::cache::key::Capacity;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
 use crate::support::{
     FlockHolder, Spawned, current_key, dead_pid, ktstr_cmd, mkfs_image, populate, stderr,

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
 use crate::support::gates::formatter;
 use crate::support::{build_cmd, guest_prerequisites, ktstr, names, stderr};

@@ -11,9 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cargo_ktstr::cache::names::LOCKS_DIR;
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::store::lock::key_lock_path;
+use cargo_ktstr::testing::cache::names::LOCKS_DIR;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::store::lock::key_lock_path;
 use nix::sys::signal::Signal;
 
 use crate::support::users::{ALICE, User};

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use cargo_ktstr::cache::ensure::{EnsureOptions, Ensured, ensure_template};
-use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::guest::builder::GuestBuilder;
-use cargo_ktstr::guest::initramfs::template_initramfs;
-use cargo_ktstr::guest::protocol::TemplateResult;
 use cargo_ktstr::runner::{DeviceDiscovery, GuestRunner, GuestSpec, RunEnd};
+use cargo_ktstr::testing::cache::ensure::{EnsureOptions, Ensured, ensure_template};
+use cargo_ktstr::testing::cache::key::Capacity;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::guest::builder::GuestBuilder;
+use cargo_ktstr::testing::guest::initramfs::template_initramfs;
+use cargo_ktstr::testing::guest::protocol::TemplateResult;
 use serde_json::Value;
 
 use crate::guest::guests;
@@ -34,8 +34,6 @@ fn json(out: &Output) -> Value {
     assert!(out.status.success(), "{}", stderr(out));
     serde_json::from_slice(&out.stdout).unwrap()
 }
-
-/// The names in `root`, sorted.
 
 #[test]
 fn each_filesystem_is_built_in_a_guest_then_found() {
@@ -265,7 +263,8 @@ fn an_init_that_cannot_work_still_reports_and_resets() {
         .unwrap()
         .set_len(64 << 20)
         .unwrap();
-    let mkfs = cargo_ktstr::formatter::fingerprint::find_formatter(Filesystem::Ext4).unwrap();
+    let mkfs =
+        cargo_ktstr::testing::formatter::fingerprint::find_formatter(Filesystem::Ext4).unwrap();
     // No ktstr.fs= on the command line: init cannot know what to format.
     let spec = GuestSpec {
         kernel,
@@ -291,7 +290,7 @@ fn an_init_that_cannot_work_still_reports_and_resets() {
 /// superblock's mount count or time) would make them differ.
 #[test]
 fn verification_mounts_read_only_and_leaves_the_image_as_mkfs_wrote_it() {
-    use cargo_ktstr::guest::protocol::{Verified, Verify, cmdline};
+    use cargo_ktstr::testing::guest::protocol::{Verified, Verify, cmdline};
     use sha2::Digest;
     let Some((kernel, qemu)) = guest_prerequisites() else {
         return;
@@ -307,7 +306,7 @@ fn verification_mounts_read_only_and_leaves_the_image_as_mkfs_wrote_it() {
             .unwrap()
             .set_len(mib << 20)
             .unwrap();
-        let mkfs = cargo_ktstr::formatter::fingerprint::find_formatter(fs).unwrap();
+        let mkfs = cargo_ktstr::testing::formatter::fingerprint::find_formatter(fs).unwrap();
         let spec = GuestSpec {
             kernel: kernel.clone(),
             initramfs: template_initramfs(&bin(), &mkfs, fs, &[]).unwrap(),

@@ -1,7 +1,7 @@
 //! Tests that boot guests: template builds in QEMU and the built-in VMM,
 //! the VMM's own synthetic guests, and the nested-KVM lane.
 
-pub mod build_e2e;
+pub(crate) mod build_e2e;
 #[path = "../../guests/mod.rs"]
 mod guests;
 mod nested;

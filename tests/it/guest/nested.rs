@@ -2,7 +2,7 @@
 //! on a real KVM. QEMU's TCG emulates AMD SVM, so a KVM-host kernel
 //! (`kernel build --kind kvm-host`) booted under it has a /dev/kvm that
 //! boots stock kernels, which this project's PVM machines lack. One outer
-//! boot runs every check in turn ([`cargo_ktstr::guest::checks`]); one test
+//! boot runs every check in turn ([`cargo_ktstr::testing::guest::checks`]); one test
 //! asserts each check's result line, and what the checks left on the outer
 //! guest's disk, read on the host after the run.
 //!
@@ -15,10 +15,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::guest::checks::CheckSpec;
-use cargo_ktstr::guest::nested::{self, NestedRun, NestedSpec, OuterInitramfs, TEMPLATE_KERNEL};
-use cargo_ktstr::kernel::resolve::resolve_kvm_host_from_env;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::guest::checks::CheckSpec;
+use cargo_ktstr::testing::guest::nested::{
+    self, NestedRun, NestedSpec, OuterInitramfs, TEMPLATE_KERNEL,
+};
+use cargo_ktstr::testing::kernel::resolve::resolve_kvm_host_from_env;
 
 use crate::guest::guests;
 use crate::support::loopfs::FsImage;
@@ -268,10 +270,10 @@ fn initramfs(template_kernel: &Path) -> anyhow::Result<Vec<u8>> {
 /// its config, its module indexes and the closure of the modules the
 /// template guest needs; returns the image's path in the outer guest.
 fn add_stock_kernel(outer: &mut OuterInitramfs) -> anyhow::Result<String> {
-    use cargo_ktstr::kernel::modules::GUEST_NEEDS;
-    use cargo_ktstr::kernel::modules::index::ModuleIndex;
-    use cargo_ktstr::kernel::modules::plan::load_order;
-    use cargo_ktstr::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
+    use cargo_ktstr::testing::kernel::modules::GUEST_NEEDS;
+    use cargo_ktstr::testing::kernel::modules::index::ModuleIndex;
+    use cargo_ktstr::testing::kernel::modules::plan::load_order;
+    use cargo_ktstr::testing::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
     let kernel = boot_kernels(BOOT_DIR.as_ref(), MODULES_ROOT.as_ref())
         .into_iter()
         .find(|k| k.has_modules && k.release.starts_with("6.12."))

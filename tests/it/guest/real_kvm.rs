@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cargo_ktstr::cache::ensure::{EnsureOptions, ensure_template};
-use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::guest::builder::GuestBuilder;
 use cargo_ktstr::runner::kvm::KvmRunner;
 use cargo_ktstr::runner::kvm::kvm_boot_support;
 use cargo_ktstr::runner::{GuestRunner, GuestSpec, RunOutcome};
+use cargo_ktstr::testing::cache::ensure::{EnsureOptions, ensure_template};
+use cargo_ktstr::testing::cache::key::Capacity;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::guest::builder::GuestBuilder;
 
 use crate::guest::guests;
 use crate::support::{

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cargo_ktstr::runner::kvm::kvm_boot_support;
 use cargo_ktstr::runner::{RunEnd, RunOutcome};
-use cargo_ktstr::vmm::{self, VmConfig};
+use cargo_ktstr::testing::vmm::{self, VmConfig};
 
 use crate::guest::guests;
 use crate::support::{

@@ -6,12 +6,12 @@ mod unreadable;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cargo_ktstr::kernel::KernelKind;
-use cargo_ktstr::kernel::build::{self, BuildOptions};
-use cargo_ktstr::kernel::key::KeyInputs;
-use cargo_ktstr::kernel::source::Source;
-use cargo_ktstr::kernel::store::KernelStore;
-use cargo_ktstr::progress::Progress;
+use cargo_ktstr::testing::kernel::KernelKind;
+use cargo_ktstr::testing::kernel::build::{self, BuildOptions};
+use cargo_ktstr::testing::kernel::key::KeyInputs;
+use cargo_ktstr::testing::kernel::source::Source;
+use cargo_ktstr::testing::kernel::store::KernelStore;
+use cargo_ktstr::testing::progress::Progress;
 
 use crate::support::{bin, prerequisite, stderr, stdout};
 

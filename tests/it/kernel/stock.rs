@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 use serde_json::Value;
 
 use crate::support::gates::{debian_kernel, qemu_installed};

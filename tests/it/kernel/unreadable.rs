@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cargo_ktstr::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
+use cargo_ktstr::testing::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
 use serde_json::Value;
 use tempfile::TempDir;
 

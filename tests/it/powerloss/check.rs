@@ -10,13 +10,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use cargo_ktstr::cache::clone::{Reflink, clone_file};
-use cargo_ktstr::cache::key::Key;
-use cargo_ktstr::cache::lookup::{Entry, lookup};
-use cargo_ktstr::guest::logwrites::{Log, Torn, check_points, torn_states};
-use cargo_ktstr::guest::powerloss::OpRecord;
-use cargo_ktstr::guest::powerloss::{KERNEL_NAME, KERNELS, TEMPLATES};
-use cargo_ktstr::kernel::store::KernelStore;
+use cargo_ktstr::testing::cache::clone::{Reflink, clone_file};
+use cargo_ktstr::testing::cache::key::Key;
+use cargo_ktstr::testing::cache::lookup::{Entry, lookup};
+use cargo_ktstr::testing::guest::logwrites::{Log, Torn, check_points, torn_states};
+use cargo_ktstr::testing::guest::powerloss::OpRecord;
+use cargo_ktstr::testing::guest::powerloss::{KERNEL_NAME, KERNELS, TEMPLATES};
+use cargo_ktstr::testing::kernel::store::KernelStore;
 use rand::SeedableRng;
 use serde_json::Value;
 
@@ -26,7 +26,7 @@ use crate::support::loopfs::LoopFs;
 
 /// What the replay of one recording checked.
 #[derive(Debug, Default)]
-pub struct Figures {
+pub(super) struct Figures {
     /// States at flushes, FUA writes and marks.
     pub points: usize,
     /// Cuts between flushes.
@@ -116,7 +116,7 @@ impl Model<'_> {
 
 /// Replays `rec` to every check point and `samples` cuts drawn with
 /// `seed`, checking each.
-pub fn replay(rec: &Recorded, samples: usize, seed: u64) -> Figures {
+pub(super) fn replay(rec: &Recorded, samples: usize, seed: u64) -> Figures {
     let start = Instant::now();
     let log = Log::open(&rec.log()).unwrap();
     let marks: Vec<usize> = (rec.records.iter())

@@ -1,25 +1,29 @@
 //! The power-loss lane: the cache's operations recorded under dm-log-writes
-//! in a Debian-kernel guest ([`cargo_ktstr::guest::powerloss`]), then the
+//! in a Debian-kernel guest ([`cargo_ktstr::testing::guest::powerloss`]), then the
 //! disk replayed on the host to every flush, FUA write and mark, and to a
-//! seeded sample of cuts between flushes ([`cargo_ktstr::guest::logwrites`]);
+//! seeded sample of cuts between flushes ([`cargo_ktstr::testing::guest::logwrites`]);
 //! at each state the cache must hold every entry whose publish had returned,
 //! serve only the bytes published under each key, take no debris for an
-//! entry, and `clean` must leave only valid entries ([`check`]).
+//! entry, and `clean` must leave only valid entries ([`check`]). The same
+//! guest also runs a publish and a clone on a failing disk ([`flakey`]).
 //!
 //! Behind a switch, since each recording boots a guest under TCG:
 //! [`SWITCH`]`=1` (`.ci/run` sets it). `KTSTR_POWERLOSS_SEED` replays a
 //! run's sample of cuts (each run prints its seed).
 
 mod check;
+mod flakey;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::guest::powerloss::{OpRecord, Recording, done_from_console};
-use cargo_ktstr::kernel::stock::{BOOT_DIR, GuestKernel, MODULES_ROOT, StockKernel, boot_kernels};
 use cargo_ktstr::runner::GuestRunner;
 use cargo_ktstr::runner::qemu::{Accel, QemuRunner};
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::guest::powerloss::{OpRecord, Recording, done_from_console};
+use cargo_ktstr::testing::kernel::stock::{
+    BOOT_DIR, GuestKernel, MODULES_ROOT, StockKernel, boot_kernels,
+};
 
 use crate::support::{bin, prerequisite};
 
@@ -33,24 +37,24 @@ const LOG_MIB: u64 = 2048;
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A finished recording: its disks, and what each operation did.
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub dir: tempfile::TempDir,
     pub records: Vec<OpRecord>,
     pub secs: f64,
 }
 
 impl Recorded {
-    pub fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.path().join("data.img")
     }
 
-    pub fn log(&self) -> PathBuf {
+    pub(crate) fn log(&self) -> PathBuf {
         self.dir.path().join("log.img")
     }
 }
 
 /// Whether the lane runs; says why not when it does not.
-fn enabled(test: &str) -> bool {
+pub(crate) fn enabled(test: &str) -> bool {
     let on = std::env::var_os(SWITCH).is_some_and(|v| v == "1");
     if !on {
         eprintln!("skipped {test}: the power-loss lane runs with {SWITCH}=1 (.ci/run sets it)");
@@ -74,15 +78,33 @@ fn debian_kernel() -> Option<StockKernel> {
 }
 
 /// Records the run on `fs` (with one fsync removed under `broken`).
-pub fn record(fs: Filesystem, broken: Option<&str>) -> Option<Recorded> {
+pub(crate) fn record(fs: Filesystem, broken: Option<&str>) -> Option<Recorded> {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, log) = (dir.path().join("data.img"), dir.path().join("log.img"));
+    let (console, secs) = boot(fs, &data, Some(&log), broken)?;
+    Some(Recorded {
+        records: OpRecord::all_from_console(&console),
+        dir,
+        secs,
+    })
+}
+
+/// Boots the guest on `fs` with a fresh `data` disk and `log` disk (none:
+/// the failing-disk scenarios); its console and how long it took, once it
+/// said it finished.
+pub(crate) fn boot(
+    fs: Filesystem,
+    data: &Path,
+    log: Option<&Path>,
+    broken: Option<&str>,
+) -> Option<(Vec<u8>, f64)> {
     let kernel = debian_kernel()?;
-    let found = cargo_ktstr::host::find_program("qemu-system-x86_64").is_some();
+    let found = cargo_ktstr::testing::host::find_program("qemu-system-x86_64").is_some();
     if !prerequisite("qemu-system-x86_64", found) {
         return None;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (data, log) = (dir.path().join("data.img"), dir.path().join("log.img"));
-    for (path, mib) in [(&data, DATA_MIB), (&log, LOG_MIB)] {
+    let disks = [Some((data, DATA_MIB)), log.map(|l| (l, LOG_MIB))];
+    for (path, mib) in disks.into_iter().flatten() {
         std::fs::File::create(path)
             .unwrap()
             .set_len(mib << 20)
@@ -92,8 +114,8 @@ pub fn record(fs: Filesystem, broken: Option<&str>) -> Option<Recorded> {
     let recording = Recording {
         kernel: &kernel,
         init: &init,
-        data: &data,
-        log: &log,
+        data,
+        log,
         fs,
         broken,
         timeout: TIMEOUT,
@@ -105,18 +127,14 @@ pub fn record(fs: Filesystem, broken: Option<&str>) -> Option<Recorded> {
     let secs = start.elapsed().as_secs_f64();
     let console = String::from_utf8_lossy(&outcome.console).into_owned();
     match done_from_console(&outcome.console) {
-        Some((true, summary)) => eprintln!("{fs}: recorded in {secs:.1} s: {summary}"),
-        Some((false, why)) => panic!("the {fs} recording failed: {why}\nconsole:\n{console}"),
+        Some((true, summary)) => eprintln!("{fs}: ran in {secs:.1} s: {summary}"),
+        Some((false, why)) => panic!("the {fs} guest failed: {why}\nconsole:\n{console}"),
         None => panic!(
-            "the {fs} recording did not finish ({}):\n{console}",
+            "the {fs} guest did not finish ({}):\n{console}",
             outcome.end
         ),
     }
-    Some(Recorded {
-        records: OpRecord::all_from_console(&outcome.console),
-        dir,
-        secs,
-    })
+    Some((outcome.console, secs))
 }
 
 /// The seed of the sample of cuts: `KTSTR_POWERLOSS_SEED`, else the clock.
@@ -187,7 +205,7 @@ fn powerloss_without_the_root_fsync_a_published_entry_is_lost() {
     if !enabled("powerloss_without_the_root_fsync_a_published_entry_is_lost") {
         return;
     }
-    let broken = Some(cargo_ktstr::guest::powerloss::BREAK_ROOT_FSYNC);
+    let broken = Some(cargo_ktstr::testing::guest::powerloss::BREAK_ROOT_FSYNC);
     let Some(rec) = record(Filesystem::Ext4, broken) else {
         return;
     };

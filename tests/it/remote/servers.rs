@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cargo_ktstr::kernel::KernelKind;
-use cargo_ktstr::kernel::key::{KeyInputs, Toolchain};
-use cargo_ktstr::kernel::source::Source;
-use cargo_ktstr::kernel::store::{
+use cargo_ktstr::testing::kernel::KernelKind;
+use cargo_ktstr::testing::kernel::key::{KeyInputs, Toolchain};
+use cargo_ktstr::testing::kernel::source::Source;
+use cargo_ktstr::testing::kernel::store::{
     CONFIG_FILE, IMAGE_FILE, KernelStore, Provenance, ProvenanceOrigin, VMLINUX_FILE,
 };
 use tempfile::TempDir;

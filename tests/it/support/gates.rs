@@ -4,14 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use cargo_ktstr::formatter::filesystem::Filesystem;
-use cargo_ktstr::formatter::fingerprint::find_formatter;
-use cargo_ktstr::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
 use cargo_ktstr::runner::qemu::{Accel, QemuRunner};
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::formatter::fingerprint::find_formatter;
+use cargo_ktstr::testing::kernel::stock::{BOOT_DIR, MODULES_ROOT, boot_kernels};
 
 /// Whether a test's prerequisite is there. Missing, it skips the test with a
 /// line saying why, except in CI (`CI` set), where it fails.
-pub fn prerequisite(what: &str, available: bool) -> bool {
+pub(crate) fn prerequisite(what: &str, available: bool) -> bool {
     if !available {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -23,14 +23,14 @@ pub fn prerequisite(what: &str, available: bool) -> bool {
 }
 
 /// Whether `/dev/kvm` opens read-write (for the VMM tests).
-pub fn kvm_usable() -> bool {
-    cargo_ktstr::host::open_kvm().is_ok()
+pub(crate) fn kvm_usable() -> bool {
+    cargo_ktstr::testing::host::open_kvm().is_ok()
 }
 
 /// The guest kernel tests boot, resolved as the CLI does ($KTSTR_KERNEL, else
 /// the newest cached kernel); `None` (after [`prerequisite`]) without one.
-pub fn guest_kernel() -> Option<PathBuf> {
-    match cargo_ktstr::kernel::resolve::resolve_from_env(None) {
+pub(crate) fn guest_kernel() -> Option<PathBuf> {
+    match cargo_ktstr::testing::kernel::resolve::resolve_from_env(None) {
         Ok(kernel) => Some(kernel),
         Err(e) => {
             eprintln!("{e:#}");
@@ -41,7 +41,7 @@ pub fn guest_kernel() -> Option<PathBuf> {
 }
 
 /// A kernel and QEMU, or `None` after saying which is missing.
-pub fn guest_prerequisites() -> Option<(PathBuf, QemuRunner)> {
+pub(crate) fn guest_prerequisites() -> Option<(PathBuf, QemuRunner)> {
     let kernel = guest_kernel()?;
     match QemuRunner::find(Accel::Tcg) {
         Ok(qemu) => Some((kernel, qemu)),
@@ -54,7 +54,7 @@ pub fn guest_prerequisites() -> Option<(PathBuf, QemuRunner)> {
 }
 
 /// Debian's kernel of `series` (`6.1.`, `6.12.`) in /boot with its modules.
-pub fn debian_kernel(series: &str) -> Option<PathBuf> {
+pub(crate) fn debian_kernel(series: &str) -> Option<PathBuf> {
     let found = boot_kernels(Path::new(BOOT_DIR), Path::new(MODULES_ROOT))
         .into_iter()
         .find(|k| k.has_modules && k.release.starts_with(series) && k.release.ends_with("-amd64"));
@@ -63,14 +63,14 @@ pub fn debian_kernel(series: &str) -> Option<PathBuf> {
 }
 
 /// Whether QEMU is on PATH.
-pub fn qemu_installed() -> bool {
+pub(crate) fn qemu_installed() -> bool {
     prerequisite(
         "qemu-system-x86_64",
-        cargo_ktstr::host::find_program("qemu-system-x86_64").is_some(),
+        cargo_ktstr::testing::host::find_program("qemu-system-x86_64").is_some(),
     )
 }
 
 /// Whether `fs`'s formatter is installed.
-pub fn formatter(fs: Filesystem) -> bool {
+pub(crate) fn formatter(fs: Filesystem) -> bool {
     prerequisite(fs.mkfs(), find_formatter(fs).is_ok())
 }

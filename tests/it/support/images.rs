@@ -6,16 +6,16 @@ use std::io::{ErrorKind, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::Command;
 
-use cargo_ktstr::cache::ensure::{self, EnsureOptions, Ensured, HostMkfsBuilder};
-use cargo_ktstr::cache::key::Capacity;
-use cargo_ktstr::formatter::filesystem::Filesystem;
+use cargo_ktstr::testing::cache::ensure::{self, EnsureOptions, Ensured, HostMkfsBuilder};
+use cargo_ktstr::testing::cache::key::Capacity;
+use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
 use super::{prerequisite, stderr};
 
 /// Formats `path` as a real `fs` image of `mib` MiB with the host's mkfs.
 /// `false` (after [`prerequisite`]) when the formatter is not installed.
-pub fn mkfs_image(path: &Path, fs: Filesystem, mib: u64) -> bool {
-    let Ok(mkfs) = cargo_ktstr::formatter::fingerprint::find_formatter(fs) else {
+pub(crate) fn mkfs_image(path: &Path, fs: Filesystem, mib: u64) -> bool {
+    let Ok(mkfs) = cargo_ktstr::testing::formatter::fingerprint::find_formatter(fs) else {
         return prerequisite(fs.mkfs(), false);
     };
     std::fs::File::create(path)
@@ -33,7 +33,7 @@ pub fn mkfs_image(path: &Path, fs: Filesystem, mib: u64) -> bool {
 
 /// Writes a sparse image of `mib` MiB carrying `fs`'s superblock magic and
 /// `data` bytes of real data at its start (so it has allocated blocks).
-pub fn magic_image(path: &Path, fs: Filesystem, mib: u64, data: usize) {
+pub(crate) fn magic_image(path: &Path, fs: Filesystem, mib: u64, data: usize) {
     let mut file = std::fs::File::create(path).unwrap();
     file.set_len(mib << 20).unwrap();
     file.write_all(&vec![0xa5; data]).unwrap();
@@ -44,14 +44,14 @@ pub fn magic_image(path: &Path, fs: Filesystem, mib: u64, data: usize) {
 }
 
 /// The installed formatter's key for `fs` and `mib`.
-pub fn current_key(fs: Filesystem, mib: u64) -> String {
-    let fp = cargo_ktstr::formatter::fingerprint::fingerprint(fs).unwrap();
+pub(crate) fn current_key(fs: Filesystem, mib: u64) -> String {
+    let fp = cargo_ktstr::testing::formatter::fingerprint::fingerprint(fs).unwrap();
     format!("{fs}-{mib}m-{}", &fp[..16])
 }
 
 /// Publishes a real template (host mkfs) under `root`, as a cache hit for
 /// the CLI tests.
-pub fn populate(root: &Path, fs: Filesystem, mib: u64) -> Ensured {
+pub(crate) fn populate(root: &Path, fs: Filesystem, mib: u64) -> Ensured {
     let cap = Capacity::from_mib(mib).unwrap();
     ensure::ensure_template(root, fs, cap, &HostMkfsBuilder, &EnsureOptions::default()).unwrap()
 }
@@ -59,7 +59,7 @@ pub fn populate(root: &Path, fs: Filesystem, mib: u64) -> Ensured {
 /// How many of `file`'s first 512 extents exist and how many share their
 /// blocks with another file (FIEMAP, `FIEMAP_EXTENT_SHARED`): a reflink
 /// clone's extents are shared, a real copy's are not.
-pub fn shared_extents(file: &std::fs::File) -> (usize, usize) {
+pub(crate) fn shared_extents(file: &std::fs::File) -> (usize, usize) {
     use std::os::fd::AsRawFd;
     const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
     const FLAG_SYNC: u32 = 1;
@@ -90,7 +90,7 @@ pub fn shared_extents(file: &std::fs::File) -> (usize, usize) {
 }
 
 /// Writes `path` until its filesystem has no block left.
-pub fn fill_disk(path: &Path) {
+pub(crate) fn fill_disk(path: &Path) {
     let mut file = std::fs::File::create(path).unwrap();
     let chunk = vec![0x5au8; 1 << 20];
     loop {

@@ -12,7 +12,7 @@ use crate::support::prerequisite;
 
 /// A mounted filesystem on a loop device; torn down on drop.
 #[derive(Debug)]
-pub struct LoopFs {
+pub(crate) struct LoopFs {
     mnt: PathBuf,
     device: Option<String>,
     mounted: bool,
@@ -24,12 +24,12 @@ impl LoopFs {
     /// A `size_mib` MiB `fs` ("btrfs", "xfs", "ext4") mounted in a new
     /// temporary directory, or `None` (after saying why) where this host
     /// cannot; under CI a missing prerequisite fails the test instead.
-    pub fn new(fs: &str, size_mib: u64) -> Option<LoopFs> {
+    pub(crate) fn new(fs: &str, size_mib: u64) -> Option<LoopFs> {
         FsImage::new(fs, size_mib)?.mount()
     }
 
     /// The mount point.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.mnt
     }
 }
@@ -37,14 +37,14 @@ impl LoopFs {
 /// A sparse backing file formatted as a filesystem, not yet attached, in a
 /// temporary directory of its own: a disk to hand a guest, then mount.
 #[derive(Debug)]
-pub struct FsImage {
+pub(crate) struct FsImage {
     backing: PathBuf,
     dir: tempfile::TempDir,
 }
 
 impl FsImage {
     /// A `size_mib` MiB `fs` image, or `None` (after [`prerequisite`]).
-    pub fn new(fs: &str, size_mib: u64) -> Option<FsImage> {
+    pub(crate) fn new(fs: &str, size_mib: u64) -> Option<FsImage> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let backing = dir.path().join("backing.img");
         std::fs::File::create(&backing)
@@ -58,12 +58,12 @@ impl FsImage {
     }
 
     /// The backing file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.backing
     }
 
     /// Attaches the image to a loop device and mounts it.
-    pub fn mount(self) -> Option<LoopFs> {
+    pub(crate) fn mount(self) -> Option<LoopFs> {
         if !nix::unistd::geteuid().is_root() {
             return missing("root (to mount loop devices)");
         }

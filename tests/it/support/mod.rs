@@ -3,13 +3,13 @@
 //! entries and a full disk ([`images`]); loop-mounted filesystems
 //! ([`loopfs`]); the real unprivileged users ([`users`]).
 
-pub mod gates;
-pub mod images;
-pub mod loopfs;
-pub mod users;
+pub(crate) mod gates;
+pub(crate) mod images;
+pub(crate) mod loopfs;
+pub(crate) mod users;
 
-pub use gates::{guest_kernel, guest_prerequisites, kvm_usable, prerequisite};
-pub use images::{current_key, magic_image, mkfs_image, populate, shared_extents};
+pub(crate) use gates::{guest_kernel, guest_prerequisites, kvm_usable, prerequisite};
+pub(crate) use images::{current_key, magic_image, mkfs_image, populate, shared_extents};
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -19,17 +19,17 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 /// The `cargo-ktstr` binary built for these tests.
-pub fn bin() -> PathBuf {
+pub(crate) fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cargo-ktstr"))
 }
 
-pub fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Runs the binary on the template root `root` with `args`, killing it if it
 /// runs longer than a minute (a sweep that blocks is a failure, not a hang).
-pub fn ktstr(root: &Path, args: &[&str]) -> Output {
+pub(crate) fn ktstr(root: &Path, args: &[&str]) -> Output {
     let mut child = ktstr_cmd(root)
         .args(args)
         .stdout(Stdio::piped())
@@ -48,12 +48,12 @@ pub fn ktstr(root: &Path, args: &[&str]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-pub fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Like [`ktstr`], but the run must succeed; returns its stdout.
-pub fn ktstr_ok(root: &Path, args: &[&str]) -> String {
+pub(crate) fn ktstr_ok(root: &Path, args: &[&str]) -> String {
     let out = ktstr(root, args);
     assert!(
         out.status.success(),
@@ -65,14 +65,14 @@ pub fn ktstr_ok(root: &Path, args: &[&str]) -> String {
 
 /// A live child process (`sleep`), killed and reaped when dropped.
 #[derive(Debug)]
-pub struct LiveProcess(Child);
+pub(crate) struct LiveProcess(Child);
 
 impl LiveProcess {
-    pub fn spawn() -> Self {
+    pub(crate) fn spawn() -> Self {
         LiveProcess(Command::new("sleep").arg("600").spawn().unwrap())
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.0.id()
     }
 }
@@ -85,7 +85,7 @@ impl Drop for LiveProcess {
 }
 
 /// The pid of a child that has exited and been reaped: a real dead owner.
-pub fn dead_pid() -> u32 {
+pub(crate) fn dead_pid() -> u32 {
     let mut child = Command::new("true").spawn().unwrap();
     let pid = child.id();
     child.wait().unwrap();
@@ -95,14 +95,14 @@ pub fn dead_pid() -> u32 {
 /// A child process holding a real flock on a file or directory (util-linux
 /// `flock`), until dropped: then its process group is killed and it is reaped.
 #[derive(Debug)]
-pub struct FlockHolder(Child);
+pub(crate) struct FlockHolder(Child);
 
 impl FlockHolder {
-    pub fn exclusive(path: &Path) -> Self {
+    pub(crate) fn exclusive(path: &Path) -> Self {
         Self::hold(path, "-x")
     }
 
-    pub fn shared(path: &Path) -> Self {
+    pub(crate) fn shared(path: &Path) -> Self {
         Self::hold(path, "-s")
     }
 
@@ -126,7 +126,7 @@ impl FlockHolder {
     }
 
     /// The pid that holds the lock.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.0.id()
     }
 }
@@ -140,7 +140,7 @@ impl Drop for FlockHolder {
 }
 
 /// The binary with `--cache-dir root`, to add arguments to and spawn.
-pub fn ktstr_cmd(root: &Path) -> Command {
+pub(crate) fn ktstr_cmd(root: &Path) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("--cache-dir").arg(root);
     // Fingerprint memos go under the build directory, never into the real
@@ -150,12 +150,12 @@ pub fn ktstr_cmd(root: &Path) -> Command {
 }
 
 /// `$XDG_CACHE_HOME` for the binaries the tests run.
-pub fn test_xdg_cache() -> PathBuf {
+pub(crate) fn test_xdg_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache")
 }
 
 /// `template build --vmm qemu --json` with `args` on the template root `root`.
-pub fn build_cmd(root: &Path, kernel: &Path, args: &[&str]) -> Command {
+pub(crate) fn build_cmd(root: &Path, kernel: &Path, args: &[&str]) -> Command {
     let mut cmd = ktstr_cmd(root);
     cmd.args(["template", "build", "--vmm", "qemu", "--json", "--kernel"])
         .arg(kernel)
@@ -165,7 +165,7 @@ pub fn build_cmd(root: &Path, kernel: &Path, args: &[&str]) -> Command {
 
 /// `template <what> --vmm qemu --fs ext4 --capacity 64M` on `cmd` (the
 /// binary on a root, or as a user): the template most guest tests build.
-pub fn ext4_64m(mut cmd: Command, what: &str) -> Command {
+pub(crate) fn ext4_64m(mut cmd: Command, what: &str) -> Command {
     cmd.args(["template", what, "--vmm", "qemu", "--fs", "ext4"])
         .args(["--capacity", "64M"]);
     cmd
@@ -173,12 +173,12 @@ pub fn ext4_64m(mut cmd: Command, what: &str) -> Command {
 
 /// The environment variable that turns a test of this binary into a child
 /// process's body; see [`child`].
-pub const CHILD_ENV: &str = "KTSTR_IT_CHILD";
+pub(crate) const CHILD_ENV: &str = "KTSTR_IT_CHILD";
 
 /// This test binary running only the test `name`, with `arg` in
 /// [`CHILD_ENV`]: a second process that links the library, as cargo's own
 /// test suite does, so no helper binary is shipped.
-pub fn child(name: &str, arg: &str) -> Command {
+pub(crate) fn child(name: &str, arg: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         name,
@@ -196,14 +196,14 @@ pub fn child(name: &str, arg: &str) -> Command {
 /// A child process, killed (SIGKILL) if still running when dropped, whose
 /// stderr lines arrive on a channel as they are written.
 #[derive(Debug)]
-pub struct Spawned {
+pub(crate) struct Spawned {
     pub child: Child,
     pub stderr: Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Spawned {
-    pub fn new(mut cmd: Command) -> Spawned {
+    pub(crate) fn new(mut cmd: Command) -> Spawned {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -226,12 +226,12 @@ impl Spawned {
         }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Waits up to a minute for a stderr line containing `needle`.
-    pub fn wait_for_stderr(&mut self, needle: &str) -> String {
+    pub(crate) fn wait_for_stderr(&mut self, needle: &str) -> String {
         loop {
             match self.stderr.recv_timeout(Duration::from_secs(60)) {
                 Ok(line) if line.contains(needle) => return line,
@@ -242,7 +242,7 @@ impl Spawned {
     }
 
     /// Waits for the exit; returns the status, stdout and all of stderr.
-    pub fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+    pub(crate) fn finish(mut self) -> (std::process::ExitStatus, String, String) {
         let mut out = String::new();
         use std::io::Read;
         self.child
@@ -269,12 +269,12 @@ impl Drop for Spawned {
 }
 
 /// This process's open file descriptors.
-pub fn open_fds() -> usize {
+pub(crate) fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 /// This process's memory mappings.
-pub fn mappings() -> usize {
+pub(crate) fn mappings() -> usize {
     std::fs::read_to_string("/proc/self/maps")
         .unwrap()
         .lines()
@@ -282,7 +282,7 @@ pub fn mappings() -> usize {
 }
 
 /// The names in directory `dir`, sorted.
-pub fn names(dir: &Path) -> Vec<String> {
+pub(crate) fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -295,7 +295,7 @@ pub fn names(dir: &Path) -> Vec<String> {
 /// alone (for counting fds and mappings that other tests would disturb).
 /// In the parent it runs that child, asserts it passed and printed
 /// "counted", and returns false.
-pub fn in_counting_child(name: &str) -> bool {
+pub(crate) fn in_counting_child(name: &str) -> bool {
     if std::env::var_os(CHILD_ENV).is_some() {
         return true;
     }

@@ -16,12 +16,12 @@ use std::sync::OnceLock;
 use super::{bin, prerequisite};
 
 /// The first and second test users `.ci/run` creates.
-pub const ALICE: &str = "ktstr-alice";
-pub const BOB: &str = "ktstr-bob";
+pub(crate) const ALICE: &str = "ktstr-alice";
+pub(crate) const BOB: &str = "ktstr-bob";
 
 /// A real user to run the binary as.
 #[derive(Debug, Clone)]
-pub struct User {
+pub(crate) struct User {
     pub name: String,
     pub uid: u32,
     pub gid: u32,
@@ -31,7 +31,7 @@ pub struct User {
 impl User {
     /// `name` when it exists and this test runs as root (which running as
     /// another user needs); `None` after [`prerequisite`] otherwise.
-    pub fn get(name: &str) -> Option<User> {
+    pub(crate) fn get(name: &str) -> Option<User> {
         if !prerequisite(
             "root (to run as a test user)",
             nix::unistd::geteuid().is_root(),
@@ -53,7 +53,7 @@ impl User {
     }
 
     /// `program` as this user, in a clean environment.
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
         cmd.env_clear()
             .env("HOME", &self.home)
@@ -75,12 +75,12 @@ impl User {
     }
 
     /// The binary as this user (a world-readable copy of it).
-    pub fn ktstr(&self) -> Command {
+    pub(crate) fn ktstr(&self) -> Command {
         self.command(shared_bin())
     }
 
     /// A directory in this user's home, made (and owned by them) afresh.
-    pub fn fresh_dir(&self, name: &str) -> PathBuf {
+    pub(crate) fn fresh_dir(&self, name: &str) -> PathBuf {
         let dir = self.home.join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -90,7 +90,7 @@ impl User {
 }
 
 /// A copy of the binary every user can run, made once per test process.
-pub fn shared_bin() -> &'static Path {
+pub(crate) fn shared_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("ktstr-it-bin-{}", std::process::id()));

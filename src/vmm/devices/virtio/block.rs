@@ -27,18 +27,19 @@ use vm_memory::{Address, Bytes, GuestAddress};
 use super::VirtioDevice;
 use crate::vmm::memory::GuestMem;
 
-pub const SECTOR_SIZE: u64 = 512;
+pub(crate) const SECTOR_SIZE: u64 = 512;
 const HEADER_LEN: u32 = 16;
 /// Data buffers per request: without it Linux sends one segment at a time.
 /// The queue's 256 descriptors hold this many plus header and status.
 const SEG_MAX: u32 = 126;
-/// What GET_ID returns (NUL-padded to 20 bytes) unless a disk is given
-/// its own ([`Block::with_id`]).
-pub const DISK_ID: &[u8] = b"ktstr-template";
+/// What GET_ID returns (NUL-padded to 20 bytes) for a disk served without
+/// an id of its own (tests).
+#[cfg(test)]
+pub(crate) const DISK_ID: &[u8] = b"ktstr-template";
 
 /// Why a request failed; each maps to a status byte.
 #[derive(Debug, thiserror::Error)]
-pub enum VirtioBlockError {
+pub(crate) enum VirtioBlockError {
     #[error("malformed descriptor chain: {0}")]
     Malformed(&'static str),
     #[error("request past the end of the disk")]
@@ -62,7 +63,7 @@ impl VirtioBlockError {
 
 /// The block device: a file and its size in sectors.
 #[derive(Debug)]
-pub struct Block {
+pub(crate) struct Block {
     disk: File,
     sectors: u64,
     /// The serial the guest reads (`/sys/block/vdX/serial`), NUL-padded.
@@ -71,13 +72,15 @@ pub struct Block {
 
 impl Block {
     /// Serves `disk`; its size (rounded down to whole sectors) is the capacity.
-    pub fn new(disk: File) -> io::Result<Self> {
+    #[cfg(test)]
+    pub(crate) fn new(disk: File) -> io::Result<Self> {
         Block::with_id(disk, DISK_ID)
     }
 
-    /// [`Block::new`] with the serial `id` (at most 20 bytes): with several
+    /// Serves `disk` (its size rounded down to whole sectors is the capacity)
+    /// with the serial `id` (at most 20 bytes): with several
     /// disks the guest tells them apart by it, not by probe order.
-    pub fn with_id(disk: File, id: &[u8]) -> io::Result<Self> {
+    pub(crate) fn with_id(disk: File, id: &[u8]) -> io::Result<Self> {
         let sectors = disk.metadata()?.len() / SECTOR_SIZE;
         let mut padded = [0u8; VIRTIO_BLK_ID_BYTES as usize];
         let Some(room) = padded.get_mut(..id.len()) else {

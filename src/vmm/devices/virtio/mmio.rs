@@ -26,7 +26,7 @@ const QUEUE_MAX_SIZE: u16 = 256;
 
 /// A device behind its MMIO registers.
 #[derive(Debug)]
-pub struct MmioTransport<D> {
+pub(crate) struct MmioTransport<D> {
     device: D,
     mem: GuestMem,
     irq: IrqLine,
@@ -41,7 +41,7 @@ pub struct MmioTransport<D> {
 
 impl<D: VirtioDevice> MmioTransport<D> {
     /// A transport with one queue.
-    pub fn new(device: D, mem: GuestMem, irq: IrqLine) -> Self {
+    pub(crate) fn new(device: D, mem: GuestMem, irq: IrqLine) -> Self {
         MmioTransport {
             device,
             mem,
@@ -57,7 +57,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
     }
 
     /// Reads at `offset` into the window; bad sizes and offsets read zero.
-    pub fn read(&mut self, offset: u64, data: &mut [u8]) {
+    pub(crate) fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0);
         if offset >= u64::from(VIRTIO_MMIO_CONFIG) {
             self.device
@@ -88,7 +88,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
     }
 
     /// Writes at `offset`; the config space and odd sizes are read-only.
-    pub fn write(&mut self, offset: u64, data: &[u8]) {
+    pub(crate) fn write(&mut self, offset: u64, data: &[u8]) {
         let Ok(bytes) = <[u8; 4]>::try_from(data) else {
             return;
         };

@@ -7,11 +7,11 @@ use virtio_queue::Queue;
 
 use crate::vmm::memory::GuestMem;
 
-pub mod block;
-pub mod mmio;
+pub(crate) mod block;
+pub(crate) mod mmio;
 
 /// What the transport needs from a device.
-pub trait VirtioDevice {
+pub(crate) trait VirtioDevice {
     /// The virtio device id (2 for a block device).
     fn device_type(&self) -> u32;
 

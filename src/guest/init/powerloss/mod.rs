@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
+pub(crate) mod flakey;
+
 use super::dm::{self, DmControl, Target};
 use super::helpers::{disk_hash, mount_disk_at, mount_pseudo, print_line, unmount_disk};
 use super::{disks, modules};
@@ -20,6 +22,7 @@ use crate::cache::names;
 use crate::cache::per_test::PerTestImage;
 use crate::formatter::filesystem::Filesystem;
 use crate::formatter::fingerprint;
+use crate::guest::powerloss::flakey::FLAKEY_PARAM;
 use crate::guest::powerloss::{
     BREAK_PARAM, BREAK_ROOT_FSYNC, KERNEL_NAME, KERNELS, OpRecord, Published, TEMPLATE_FS,
     TEMPLATES,
@@ -31,7 +34,7 @@ use crate::kernel::store::{CONFIG_FILE, IMAGE_FILE, KernelStore};
 const DM_NAME: &str = "ktstr-log";
 const DM_NODE: &str = "/dev/ktstr-log";
 /// Where the cache filesystem is mounted, and what is in it.
-pub const MOUNT: &str = "/cache";
+pub(crate) const MOUNT: &str = "/cache";
 const CLONES: &str = "clones";
 /// The pid the debris is made under: dead in the guest, and above the
 /// host's default pid_max (32768) so no host process has it either.
@@ -40,7 +43,7 @@ const DEBRIS_PID: u32 = 4_190_000;
 const OP_PIDS: u32 = 4_100_000;
 /// One operation of the run.
 #[derive(Debug, Clone, Copy)]
-pub enum Op {
+pub(crate) enum Op {
     /// `template build` of an ext4 template of this many MiB (`--force`).
     Publish(u64, bool),
     /// `template clone` of it into a file beside the root.
@@ -62,7 +65,7 @@ pub enum Op {
 /// The run: several keys, one replaced with `--force`, clones and a
 /// per-test image, a kernel published and replaced, debris cleaned, a
 /// budget eviction, and `clean --all`.
-pub const OPS: &[Op] = &[
+pub(crate) const OPS: &[Op] = &[
     Op::Publish(16, false),
     Op::Publish(20, false),
     Op::Publish(24, false),
@@ -95,7 +98,7 @@ impl Op {
 }
 
 /// The value of `param=` on the command line.
-fn param<'a>(cmdline: &'a str, param: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(cmdline: &'a str, param: &str) -> Option<&'a str> {
     cmdline
         .split_whitespace()
         .find_map(|arg| arg.strip_prefix(param)?.strip_prefix('='))
@@ -121,6 +124,9 @@ pub(crate) fn run_in_guest(cmdline: &str) -> Result<String> {
             "cargo-ktstr init: optional module not loaded: {skipped}\n"
         ));
     }
+    if param(cmdline, FLAKEY_PARAM) == Some("1") {
+        return flakey::run_in_guest(fs);
+    }
     let deadline = modules::DISK_DEADLINE;
     let disks = disks::find_disks(Path::new("/sys/block"), 2, deadline)?;
     let dm = DmControl::open()?;
@@ -133,7 +139,7 @@ pub(crate) fn run_in_guest(cmdline: &str) -> Result<String> {
     let dev = dm.create(DM_NAME, &[table])?;
     dm::make_node(Path::new(DM_NODE), dev)?;
     let start = Instant::now();
-    make_filesystem(fs)?;
+    make_filesystem(fs, DM_NODE)?;
     mount_disk_at(DM_NODE, fs.name(), MOUNT)?;
     for dir in [TEMPLATES, KERNELS, CLONES] {
         let path = Path::new(MOUNT).join(dir);
@@ -168,19 +174,19 @@ pub(crate) fn run_in_guest(cmdline: &str) -> Result<String> {
     ))
 }
 
-/// Formats the log-writes device with `fs`.
-fn make_filesystem(fs: Filesystem) -> Result<()> {
+/// Formats device `node` with `fs`.
+pub(super) fn make_filesystem(fs: Filesystem, node: &str) -> Result<()> {
     let mkfs = formatter_path(fs);
     let out = Command::new(&mkfs)
         .args(fs.mkfs_args())
-        .arg(DM_NODE)
+        .arg(node)
         .env_clear()
         .env("PATH", "/sbin:/bin")
         .output()
         .with_context(|| format!("failed to run `{mkfs}`"))?;
     ensure!(
         out.status.success(),
-        "`{mkfs} {DM_NODE}` failed ({}): {}",
+        "`{mkfs} {node}` failed ({}): {}",
         out.status,
         String::from_utf8_lossy(&out.stderr).trim()
     );
@@ -195,7 +201,7 @@ fn mark(dm: &DmControl, record: &OpRecord) -> Result<()> {
 }
 
 /// Runs `f` in a child process with a pid no host process has, and waits.
-fn in_child(n: u32, f: impl FnOnce() -> Result<()>) -> Result<()> {
+pub(super) fn in_child(n: u32, f: impl FnOnce() -> Result<()>) -> Result<()> {
     use nix::sys::wait::{WaitStatus, waitpid};
     use nix::unistd::{ForkResult, fork};
     // Best effort: without it the pid is small, and only debris judging
@@ -225,7 +231,7 @@ fn in_child(n: u32, f: impl FnOnce() -> Result<()>) -> Result<()> {
     }
 }
 
-fn capacity(mib: u64) -> Result<Capacity> {
+pub(super) fn capacity(mib: u64) -> Result<Capacity> {
     Capacity::from_mib(mib).map_err(anyhow::Error::msg)
 }
 
@@ -233,7 +239,7 @@ fn root() -> PathBuf {
     Path::new(MOUNT).join(TEMPLATES)
 }
 
-fn options(force: bool) -> EnsureOptions {
+pub(super) fn options(force: bool) -> EnsureOptions {
     EnsureOptions {
         lock_timeout: Duration::from_secs(60),
         force,
