@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::cache::ensure::{EnsureOptions, TemplateBuilder, ensure_template};
+use crate::cache::ensure::{EnsureOptions, Ensurer, TemplateBuilder};
 use crate::cache::key::Capacity;
 use crate::cache::per_test::PerTestImage;
 use crate::formatter::filesystem::Filesystem;
@@ -165,14 +165,7 @@ impl TemplateCache {
     /// its blocks.
     pub fn ensure(&self, fs: Filesystem, capacity: Capacity) -> Result<PathBuf> {
         let on_miss = self.on_miss();
-        let ensured = ensure_template(
-            &self.root,
-            fs,
-            capacity,
-            self.pick_builder(&on_miss),
-            &self.options,
-        )?;
-        Ok(ensured.path)
+        Ok(self.ensurer(&on_miss).ensure(fs, capacity)?.path)
     }
 
     /// [`TemplateCache::ensure`] for several templates at once: the missing
@@ -182,12 +175,7 @@ impl TemplateCache {
     pub fn ensure_all(&self, wanted: &[(Filesystem, Capacity)]) -> Result<Vec<PathBuf>> {
         let on_miss = self.on_miss();
         let keys = crate::cache::ensure::batch::keys(wanted)?;
-        let items = crate::cache::ensure::ensure_keys(
-            &self.root,
-            &keys,
-            self.pick_builder(&on_miss),
-            &self.options,
-        )?;
+        let items = self.ensurer(&on_miss).ensure_keys(&keys)?;
         let mut paths = std::collections::HashMap::new();
         let mut failed = Vec::new();
         for item in items {
@@ -220,13 +208,7 @@ impl TemplateCache {
     /// and `capacity` (built first if missing): open, removed when dropped.
     pub fn per_test(&self, fs: Filesystem, capacity: Capacity) -> Result<PerTestImage> {
         let on_miss = self.on_miss();
-        PerTestImage::create(
-            &self.root,
-            fs,
-            capacity,
-            self.pick_builder(&on_miss),
-            &self.options,
-        )
+        PerTestImage::create(&self.ensurer(&on_miss), fs, capacity)
     }
 
     /// The guest kernel a build would use: [`TemplateCache::kernel`], else
@@ -240,11 +222,14 @@ impl TemplateCache {
         self.init.resolve()
     }
 
-    fn pick_builder<'a>(&'a self, on_miss: &'a OnMiss) -> &'a dyn TemplateBuilder {
-        match &self.builder {
+    /// The root, the builder ([`TemplateCache::builder`]'s, else `on_miss`)
+    /// and the options, as every step of the lifecycle takes them.
+    fn ensurer<'a>(&'a self, on_miss: &'a OnMiss) -> Ensurer<'a> {
+        let builder: &dyn TemplateBuilder = match &self.builder {
             Some(custom) => custom.as_ref(),
             None => on_miss,
-        }
+        };
+        Ensurer::new(&self.root, builder).with_options(self.options)
     }
 
     /// The CLI's builder, which resolves kernel, runner and init only on a

@@ -8,8 +8,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::{BuildOptions, GlobalArgs, TemplateArg, TemplateSpec};
-use cargo_ktstr::cache::clone::{self, Reflink};
-use cargo_ktstr::cache::ensure::{EnsureOptions, Ensured, batch, ensure_keys, ensure_template};
+use cargo_ktstr::cache::clone::Reflink;
+use cargo_ktstr::cache::ensure::{EnsureOptions, Ensured, Ensurer, batch};
 use cargo_ktstr::cache::key::Capacity;
 use cargo_ktstr::formatter::filesystem::Filesystem;
 use cargo_ktstr::guest::builder::OnMiss;
@@ -209,7 +209,10 @@ fn ensure_many(
         format!("{} templates in `{}`", keys.len(), root.display()),
     );
     let opts = ensure_options(build, force);
-    let items = ensure_keys(root, &keys, &builder_for(global, build), &opts)?;
+    let builder = builder_for(global, build);
+    let items = Ensurer::new(root, &builder)
+        .with_options(opts)
+        .ensure_keys(&keys)?;
     // Interrupted, every item failed for that one reason: main says it once.
     cargo_ktstr::interrupt::check()?;
     let (mut reports, mut ensured) = (Vec::new(), Vec::new());
@@ -306,7 +309,9 @@ fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
     );
     let builder = builder_for(global, &args.build);
     let opts = ensure_options(&args.build, args.force);
-    let ensured = ensure_template(&root, args.spec.fs(), capacity, &builder, &opts)?;
+    let ensured = Ensurer::new(&root, &builder)
+        .with_options(opts)
+        .ensure(args.spec.fs(), capacity)?;
     // A verification that failed is an error by now.
     let verified = ensured.built && args.build.verify;
     if ensured.built {
@@ -463,16 +468,14 @@ fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
         ReflinkMode::Never => Reflink::Never,
     };
     if let Some(pairs) = many {
-        return clone_many(global, &args, &pairs, (&root, &builder, &opts), mode);
+        let at = Ensurer::new(&root, &builder).with_options(opts);
+        return clone_many(global, &args, &pairs, &at, mode);
     }
     let dest = PathBuf::from(&args.dest[0]);
     let capacity = args.spec.capacity_or_default()?;
-    let cloned = clone::clone_template(
-        &root,
+    let cloned = Ensurer::new(&root, &builder).with_options(opts).clone_to(
         args.spec.fs(),
         capacity,
-        &builder,
-        &opts,
         &dest,
         mode,
     )?;
@@ -496,11 +499,11 @@ fn clone_many(
     global: &GlobalArgs,
     args: &CloneArgs,
     pairs: &[(TemplateArg, PathBuf)],
-    (root, builder, opts): (&Path, &OnMiss, &EnsureOptions),
+    at: &Ensurer,
     mode: Reflink,
 ) -> Result<ExitCode> {
     let wanted: Vec<TemplateArg> = pairs.iter().map(|(t, _)| *t).collect();
-    let (_, ensured, mut failed) = ensure_many(global, root, &args.build, &wanted, false)?;
+    let (_, ensured, mut failed) = ensure_many(global, at.root, &args.build, &wanted, false)?;
     let built = |t: &TemplateArg| {
         (ensured.iter().flatten()).any(|e| e.key.fs == t.fs && e.key.capacity == t.capacity)
     };
@@ -508,15 +511,7 @@ fn clone_many(
     // Each a hit now; a template whose build failed was reported above.
     for (template, dest) in pairs.iter().filter(|(t, _)| built(t)) {
         cargo_ktstr::interrupt::check()?;
-        match clone::clone_template(
-            root,
-            template.fs,
-            template.capacity,
-            builder,
-            opts,
-            dest,
-            mode,
-        ) {
+        match at.clone_to(template.fs, template.capacity, dest, mode) {
             Ok(_) => done.push_str(&format!("{}\n", dest.display())),
             Err(err) => failed.note(&err),
         }
