@@ -26,14 +26,15 @@ use crate::store::lock::{self, Mode};
 mod sparse;
 pub use sparse::sparse_copy;
 
-/// How to copy a template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How to copy a template: the CLI's `--reflink`, whose help the variants'
+/// lines are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Reflink {
-    /// FICLONE, else a sparse copy (as `cp --reflink=auto`).
+    /// FICLONE, else a sparse copy.
     Auto,
-    /// FICLONE only.
+    /// FICLONE only; fail where the filesystem cannot.
     Always,
-    /// A sparse copy only.
+    /// A sparse copy of the data extents.
     Never,
 }
 
