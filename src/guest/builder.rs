@@ -83,7 +83,8 @@ impl GuestBuilder {
         self
     }
 
-    /// How long a guest may run before it is stopped (default 120 s).
+    /// How long a guest may run before it is stopped (default
+    /// [`DEFAULT_TIMEOUT`](crate::runner::DEFAULT_TIMEOUT)).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
