@@ -235,6 +235,21 @@ fn remove_unless_held(item: KernelRemoved, mode: Mode, report: &mut KernelCleanR
     }
 }
 
+/// What `cargo ktstr clean` sweeps of the environment's kernel store
+/// (`<ktstr cache>/kernels`): dead builds' scratch, by the rules the
+/// template sweep follows (a dry run removes nothing); kernels never.
+/// `None` when there is no kernel store to sweep.
+pub fn clean_scratch_in_env(dry_run: bool) -> Result<Option<KernelCleanReport>> {
+    let Ok(store) = KernelStore::from_env() else {
+        return Ok(None);
+    };
+    let opts = KernelCleanOptions {
+        dry_run,
+        ..KernelCleanOptions::default()
+    };
+    clean(&store, opts).map(Some)
+}
+
 /// Removes every `.build-<name>.<pid>/` whose pid is dead and whose flock
 /// is free.
 pub fn sweep_scratch(store: &KernelStore, report: &mut KernelCleanReport) {

@@ -4,8 +4,10 @@
 //!
 //! The sweep reads the root once, then judges debris (`debris.rs`: only the
 //! exact names of [`crate::cache::names`], of the right file type), then,
-//! with `--all` or `--stale`, entries (`entries.rs`). Trees are removed by
-//! descriptors, never crossing a mount point (`tree.rs`).
+//! with `--all` or `--stale`, entries (`entries.rs`). Each removal goes
+//! through `sweep.rs`, which records its outcome in the [`CleanReport`], a
+//! value that only holds data. Trees are removed by descriptors, never
+//! crossing a mount point ([`crate::store::tree`]).
 //! Nothing is followed through a symlink and nothing outside the root is
 //! touched. An entry that cannot be removed is a warning and a line of the
 //! report; the sweep goes on. Only an unreadable root is an error.
@@ -16,6 +18,7 @@ pub(crate) mod entries;
 pub mod identity;
 pub mod plan;
 mod report;
+mod sweep;
 
 pub use report::{
     BudgetStatus, CleanReport, FORMAT_VERSION, Failed, ItemKind, Kept, Reason, Removed, Skipped,
@@ -83,8 +86,11 @@ impl CleanOptions {
     }
 }
 
-/// Sweeps `root` as `options` say. A missing root is an empty report.
+/// Sweeps `root` as `options` say. A missing root is an empty report; a
+/// `--min-free` beyond the filesystem's size a usage error, before anything
+/// goes.
 pub fn clean(root: &Path, options: CleanOptions) -> Result<CleanReport> {
+    budget::check(root, &options.budget)?;
     let mut report = CleanReport::new(root, options.mode, options.dry_run);
     let Some(listed) = read_root_inodes(root)? else {
         report.finish(0);
