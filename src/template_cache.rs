@@ -29,10 +29,12 @@ use crate::store::root;
 /// The defaults are the CLI's: the kernel from `$KTSTR_KERNEL`, else the
 /// newest cached kernel, else a stock one in /boot; `--vmm auto`;
 /// [`DEFAULT_TIMEOUT`] per guest, [`DEFAULT_MEMORY_MIB`] of guest memory,
-/// [`DEFAULT_LOCK_TIMEOUT`](crate::cache::ensure::DEFAULT_LOCK_TIMEOUT) of waiting for a peer's build, eviction on a
+/// [`DEFAULT_LOCK_TIMEOUT`] of waiting for a peer's build, eviction on a
 /// full disk unless `$KTSTR_NO_EVICT` is set; no rebuild of a template
 /// that exists; no progress lines; no verification; the guest init found
 /// as [`GuestInit::Find`] says.
+///
+/// [`DEFAULT_LOCK_TIMEOUT`]: crate::cache::ensure::DEFAULT_LOCK_TIMEOUT
 #[derive(Clone)]
 pub struct TemplateCache {
     root: PathBuf,

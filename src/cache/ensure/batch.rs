@@ -4,9 +4,9 @@
 //!
 //! No process waits for a lock while it holds another: the keys' locks are
 //! only tried, in key order; the keys a peer holds are left until ours are
-//! published, then waited for one at a time ([`ensure_key`]), so a key a
-//! peer is building is found, not built twice, and two processes asking for
-//! overlapping sets never wait on each other in a cycle.
+//! published, then waited for one at a time ([`Ensurer::ensure_key`]), so
+//! a key a peer is building is found, not built twice, and two processes
+//! asking for overlapping sets never wait on each other in a cycle.
 
 use std::path::Path;
 use std::time::Instant;
