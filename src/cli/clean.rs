@@ -73,6 +73,7 @@ pub fn run(global: &GlobalArgs, args: CleanArgs) -> Result<ExitCode> {
                 max_size: args.max_size,
                 min_free: args.min_free,
             };
+            budget.check_fits(&root)?;
             let options = CleanOptions {
                 mode,
                 dry_run: args.dry_run,

@@ -64,6 +64,14 @@ impl Budget {
     pub fn is_set(&self) -> bool {
         *self != Budget::default()
     }
+
+    /// Refuses, before anything is removed, a `min_free` more than the whole
+    /// filesystem holding `root`: a user's `--min-free` no removal could
+    /// meet. ([`clean`] itself takes it, removing nothing for it, as a
+    /// build that heals a full disk needs.)
+    pub fn check_fits(&self, root: &Path) -> Result<(), crate::usage::UsageError> {
+        budget::check(root, self)
+    }
 }
 
 /// How [`clean`] sweeps.
@@ -86,11 +94,8 @@ impl CleanOptions {
     }
 }
 
-/// Sweeps `root` as `options` say. A missing root is an empty report; a
-/// `--min-free` beyond the filesystem's size a usage error, before anything
-/// goes.
+/// Sweeps `root` as `options` say. A missing root is an empty report.
 pub fn clean(root: &Path, options: CleanOptions) -> Result<CleanReport> {
-    budget::check(root, &options.budget)?;
     let mut report = CleanReport::new(root, options.mode, options.dry_run);
     let Some(listed) = read_root_inodes(root)? else {
         report.finish(0);
