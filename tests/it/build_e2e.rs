@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cargo_ktstr::runner::qemu::{Accel, QemuRunner};
 use cargo_ktstr::runner::{DeviceDiscovery, GuestRunner, GuestSpec, RunEnd};
-use cargo_ktstr::testing::cache::ensure::{EnsureOptions, Ensured, ensure_template};
+use cargo_ktstr::testing::cache::ensure::{Ensured, Ensurer};
 use cargo_ktstr::testing::cache::key::Capacity;
 use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 use cargo_ktstr::testing::guest::builder::GuestBuilder;
@@ -44,13 +44,7 @@ pub(crate) fn build_cmd(root: &Path, kernel: &Path, args: &[&str]) -> Command {
 /// Ensures the 64 MiB ext4 template in `root` through the library.
 fn ensure_ext4(root: &Path, builder: &GuestBuilder) -> anyhow::Result<Ensured> {
     let cap = Capacity::from_mib(64).unwrap();
-    ensure_template(
-        root,
-        Filesystem::Ext4,
-        cap,
-        builder,
-        &EnsureOptions::default(),
-    )
+    Ensurer::new(root, builder).ensure(Filesystem::Ext4, cap)
 }
 
 fn json(out: &Output) -> Value {
@@ -266,7 +260,7 @@ fn eight_builders_of_one_key_boot_one_guest() {
 }
 
 #[test]
-fn the_library_builder_publishes_through_ensure_template() {
+fn the_library_builder_publishes_through_the_ensurer() {
     let Some((kernel, qemu)) = guest_prerequisites() else {
         return;
     };

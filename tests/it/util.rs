@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use cargo_ktstr::testing::cache::ensure::{self, EnsureOptions, Ensured, HostMkfsBuilder};
+use cargo_ktstr::testing::cache::ensure::{Ensured, Ensurer, HostMkfsBuilder};
 use cargo_ktstr::testing::cache::key::Capacity;
 use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
@@ -201,7 +201,9 @@ pub(crate) fn test_xdg_cache() -> PathBuf {
 /// the CLI tests.
 pub(crate) fn populate(root: &Path, fs: Filesystem, mib: u64) -> Ensured {
     let cap = Capacity::from_mib(mib).unwrap();
-    ensure::ensure_template(root, fs, cap, &HostMkfsBuilder, &EnsureOptions::default()).unwrap()
+    Ensurer::new(root, &HostMkfsBuilder)
+        .ensure(fs, cap)
+        .unwrap()
 }
 
 /// The environment variable that turns a test of this binary into a child
