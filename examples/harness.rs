@@ -16,11 +16,10 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use cargo_ktstr::probe::{Probe, ProbeResult, probe_contents};
-use cargo_ktstr::runner::{RunEnd, select_runner};
+use cargo_ktstr::runner::{DEFAULT_TIMEOUT, RunEnd, select_runner};
 use cargo_ktstr::{Capacity, Filesystem, PerTestImage, TemplateCache, VmmChoice};
 use sha2::Digest;
 
@@ -53,7 +52,7 @@ fn main() -> Result<()> {
                         disk: &disk,
                         fs: FS,
                         name: &name,
-                        timeout: Duration::from_secs(120),
+                        timeout: DEFAULT_TIMEOUT,
                     };
                     let outcome = runner.run(&probe.spec(runner.as_ref())?)?;
                     let result = ProbeResult::from_console(&outcome.console);

@@ -48,6 +48,7 @@
 mod cli;
 mod template_cache;
 
+pub use cache::clone::Reflink;
 pub use cache::ensure::{HostMkfsBuilder, TemplateBuilder};
 pub use cache::key::{Capacity, CapacityError, Key};
 pub use cache::per_test::PerTestImage;

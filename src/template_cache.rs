@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::cache::ensure::{EnsureOptions, TemplateBuilder, ensure_template};
+use crate::cache::clone::{Cloned, Reflink};
+use crate::cache::ensure::{BatchItem, EnsureOptions, Ensured, Ensurer, TemplateBuilder};
 use crate::cache::key::Capacity;
 use crate::cache::per_test::PerTestImage;
 use crate::formatter::filesystem::Filesystem;
@@ -15,31 +16,31 @@ use crate::guest::builder::OnMiss;
 use crate::guest::find_init::GuestInit;
 use crate::guest::protocol::Verify;
 use crate::progress::Progress;
-use crate::runner::VmmChoice;
+use crate::runner::{DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT, VmmChoice};
 use crate::store::root;
 
-/// A template root and how its misses are built: what a harness holds.
+/// A template root and how its misses are built: what a harness holds, and
+/// what the CLI's `template build` and `template clone` go through.
 ///
 /// Cheap to clone and `Send + Sync`: share one across threads. Threads
 /// (and processes) asking for one missing template at once boot one guest
 /// between them; the others wait for it on the key's lock and then find it.
 ///
 /// The defaults are the CLI's: the kernel from `$KTSTR_KERNEL`, else the
-/// newest cached kernel, else a stock one in /boot; `--vmm auto`; 120 s per
-/// guest, 256 MiB of guest memory, 600 s of waiting for a peer's build,
-/// eviction on a full disk unless `$KTSTR_NO_EVICT` is set; no progress
-/// lines; no verification; the guest init found as [`GuestInit::Find`]
-/// says.
+/// newest cached kernel, else a stock one in /boot; `--vmm auto`;
+/// [`DEFAULT_TIMEOUT`] per guest, [`DEFAULT_MEMORY_MIB`] of guest memory,
+/// [`DEFAULT_LOCK_TIMEOUT`] of waiting for a peer's build, eviction on a
+/// full disk unless `$KTSTR_NO_EVICT` is set; no rebuild of a template
+/// that exists; no progress lines; no verification; the guest init found
+/// as [`GuestInit::Find`] says.
+///
+/// [`DEFAULT_LOCK_TIMEOUT`]: crate::cache::ensure::DEFAULT_LOCK_TIMEOUT
 #[derive(Clone)]
 pub struct TemplateCache {
     root: PathBuf,
-    kernel: Option<PathBuf>,
-    vmm: VmmChoice,
-    timeout: Duration,
-    memory_mib: u32,
-    progress: bool,
-    init: GuestInit,
-    verify: bool,
+    /// The guest builder a miss uses unless [`TemplateCache::builder`]
+    /// gave another.
+    on_miss: OnMiss,
     options: EnsureOptions,
     builder: Option<Arc<dyn TemplateBuilder + Send + Sync>>,
 }
@@ -48,13 +49,7 @@ impl fmt::Debug for TemplateCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TemplateCache")
             .field("root", &self.root)
-            .field("kernel", &self.kernel)
-            .field("vmm", &self.vmm)
-            .field("timeout", &self.timeout)
-            .field("memory_mib", &self.memory_mib)
-            .field("progress", &self.progress)
-            .field("init", &self.init)
-            .field("verify", &self.verify)
+            .field("on_miss", &self.on_miss)
             .field("options", &self.options)
             .field("custom_builder", &self.builder.is_some())
             .finish()
@@ -75,13 +70,15 @@ impl TemplateCache {
     pub fn at(root: impl Into<PathBuf>) -> TemplateCache {
         TemplateCache {
             root: root.into(),
-            kernel: None,
-            vmm: VmmChoice::Auto,
-            timeout: crate::runner::DEFAULT_TIMEOUT,
-            memory_mib: crate::runner::DEFAULT_MEMORY_MIB,
-            progress: false,
-            init: GuestInit::Find,
-            verify: false,
+            on_miss: OnMiss {
+                kernel: None,
+                vmm: VmmChoice::Auto,
+                timeout: DEFAULT_TIMEOUT,
+                memory_mib: DEFAULT_MEMORY_MIB,
+                progress: Progress::silent(),
+                init: GuestInit::Find,
+                verify: Verify::Off,
+            },
             options: EnsureOptions::default(),
             builder: None,
         }
@@ -94,19 +91,19 @@ impl TemplateCache {
 
     /// The guest kernel (a bzImage) that builds missing templates.
     pub fn kernel(mut self, kernel: impl Into<PathBuf>) -> Self {
-        self.kernel = Some(kernel.into());
+        self.on_miss.kernel = Some(kernel.into());
         self
     }
 
     /// Which VMM boots the guest (the CLI's `--vmm`).
     pub fn vmm(mut self, vmm: VmmChoice) -> Self {
-        self.vmm = vmm;
+        self.on_miss.vmm = vmm;
         self
     }
 
     /// How long a template guest may run before it is stopped.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.on_miss.timeout = timeout;
         self
     }
 
@@ -117,16 +114,16 @@ impl TemplateCache {
         self
     }
 
-    /// Guest memory in MiB (default 256). A build given less than its
-    /// kernel and initramfs need fails before the boot, saying the minimum.
+    /// Guest memory in MiB. A build given less than its kernel and
+    /// initramfs need fails before the boot, saying the minimum.
     pub fn memory_mib(mut self, mib: u32) -> Self {
-        self.memory_mib = mib;
+        self.on_miss.memory_mib = mib;
         self
     }
 
     /// Whether to print the CLI's progress lines on stderr while building.
     pub fn progress(mut self, on: bool) -> Self {
-        self.progress = on;
+        self.on_miss.progress = Progress::new(!on);
         self
     }
 
@@ -137,9 +134,17 @@ impl TemplateCache {
         self
     }
 
+    /// Whether to build and replace a template even when it exists (the
+    /// CLI's `--force`). Only the first ensure of each template in a call
+    /// rebuilds; a clone then uses what it built.
+    pub fn force(mut self, on: bool) -> Self {
+        self.options.force = on;
+        self
+    }
+
     /// Where the guest's PID 1 comes from; see [`GuestInit`].
     pub fn init(mut self, init: GuestInit) -> Self {
-        self.init = init;
+        self.on_miss.init = init;
         self
     }
 
@@ -148,7 +153,7 @@ impl TemplateCache {
     /// `template build --verify`. A template already in the cache is used
     /// as it is.
     pub fn verify(mut self, on: bool) -> Self {
-        self.verify = on;
+        self.on_miss.verify = if on { Verify::Mount } else { Verify::Off };
         self
     }
 
@@ -164,15 +169,13 @@ impl TemplateCache {
     /// first if it is missing. Read it, never write it: every clone shares
     /// its blocks.
     pub fn ensure(&self, fs: Filesystem, capacity: Capacity) -> Result<PathBuf> {
-        let on_miss = self.on_miss();
-        let ensured = ensure_template(
-            &self.root,
-            fs,
-            capacity,
-            self.pick_builder(&on_miss),
-            &self.options,
-        )?;
-        Ok(ensured.path)
+        Ok(self.entry(fs, capacity)?.path)
+    }
+
+    /// [`TemplateCache::ensure`], saying also the template's key, whether
+    /// this call built it, and how long it took.
+    pub fn entry(&self, fs: Filesystem, capacity: Capacity) -> Result<Ensured> {
+        self.ensurer().ensure(fs, capacity)
     }
 
     /// [`TemplateCache::ensure`] for several templates at once: the missing
@@ -180,14 +183,8 @@ impl TemplateCache {
     /// once for all it needs). The paths in the order asked; an error names
     /// every template that failed, after the others were published.
     pub fn ensure_all(&self, wanted: &[(Filesystem, Capacity)]) -> Result<Vec<PathBuf>> {
-        let on_miss = self.on_miss();
-        let keys = crate::cache::ensure::batch::keys(wanted)?;
-        let items = crate::cache::ensure::ensure_keys(
-            &self.root,
-            &keys,
-            self.pick_builder(&on_miss),
-            &self.options,
-        )?;
+        let items = self.ensure_each(wanted)?;
+        let total = items.len();
         let mut paths = std::collections::HashMap::new();
         let mut failed = Vec::new();
         for item in items {
@@ -200,13 +197,12 @@ impl TemplateCache {
         }
         if !failed.is_empty() {
             anyhow::bail!(
-                "{} of {} templates failed:\n{}",
+                "{} of {total} templates failed:\n{}",
                 failed.len(),
-                keys.len(),
                 failed.join("\n")
             );
         }
-        // `keys` dropped repeats; every pair asked for gets its path.
+        // `ensure_each` dropped repeats; every pair asked for gets its path.
         let by_pair = |(fs, capacity): &(Filesystem, Capacity)| {
             let found = paths
                 .iter()
@@ -216,53 +212,56 @@ impl TemplateCache {
         Ok(wanted.iter().filter_map(by_pair).collect())
     }
 
+    /// [`TemplateCache::entry`] for several templates at once, the missing
+    /// ones built by one guest: one item per template, each asked for once,
+    /// in the order first asked, each with its own result. An error before
+    /// any work when a capacity is below its formatter's minimum or a
+    /// formatter is missing.
+    pub fn ensure_each(&self, wanted: &[(Filesystem, Capacity)]) -> Result<Vec<BatchItem>> {
+        let keys = crate::cache::ensure::batch::keys(wanted)?;
+        self.ensurer().ensure_keys(&keys)
+    }
+
+    /// Gives `dest` (a new file; its directory must exist) its own
+    /// copy-on-write clone of the template for `fs` and `capacity`, built
+    /// first if missing, copied as `mode` says: the CLI's `template clone`.
+    /// On failure `dest` is removed.
+    pub fn clone_to(
+        &self,
+        fs: Filesystem,
+        capacity: Capacity,
+        dest: &Path,
+        mode: Reflink,
+    ) -> Result<Cloned> {
+        self.ensurer().clone_to(fs, capacity, dest, mode)
+    }
+
     /// A test's own writable copy-on-write clone of the template for `fs`
     /// and `capacity` (built first if missing): open, removed when dropped.
     pub fn per_test(&self, fs: Filesystem, capacity: Capacity) -> Result<PerTestImage> {
-        let on_miss = self.on_miss();
-        PerTestImage::create(
-            &self.root,
-            fs,
-            capacity,
-            self.pick_builder(&on_miss),
-            &self.options,
-        )
+        PerTestImage::create(&self.ensurer(), fs, capacity)
     }
 
     /// The guest kernel a build would use: [`TemplateCache::kernel`], else
     /// resolved as the CLI resolves it.
     pub fn resolve_kernel(&self) -> Result<PathBuf> {
-        crate::kernel::resolve::resolve_from_env(self.kernel.as_deref())
+        crate::kernel::resolve::resolve_from_env(self.on_miss.kernel.as_deref())
     }
 
     /// The program a guest would run as its init ([`TemplateCache::init`]).
     pub fn resolve_init(&self) -> Result<PathBuf> {
-        self.init.resolve()
+        self.on_miss.init.resolve()
     }
 
-    fn pick_builder<'a>(&'a self, on_miss: &'a OnMiss) -> &'a dyn TemplateBuilder {
-        match &self.builder {
+    /// The root, the builder ([`TemplateCache::builder`]'s, else the guest
+    /// builder, which resolves kernel, runner and init only on a miss, so a
+    /// hit needs none of them) and the options.
+    fn ensurer(&self) -> Ensurer<'_> {
+        let builder: &dyn TemplateBuilder = match &self.builder {
             Some(custom) => custom.as_ref(),
-            None => on_miss,
-        }
-    }
-
-    /// The CLI's builder, which resolves kernel, runner and init only on a
-    /// miss, so a hit needs none of them.
-    fn on_miss(&self) -> OnMiss {
-        OnMiss {
-            kernel: self.kernel.clone(),
-            vmm: self.vmm,
-            timeout: self.timeout,
-            memory_mib: self.memory_mib,
-            progress: Progress::new(!self.progress),
-            init: self.init.clone(),
-            verify: if self.verify {
-                Verify::Mount
-            } else {
-                Verify::Off
-            },
-        }
+            None => &self.on_miss,
+        };
+        Ensurer::new(&self.root, builder).with_options(self.options)
     }
 }
 

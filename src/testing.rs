@@ -16,14 +16,12 @@ pub mod cache {
     }
     /// What the tests use of `crate::cache::clone`.
     pub mod clone {
-        pub use crate::cache::clone::{
-            Method, Reflink, clone_file, clone_template, with_entry_shared,
-        };
+        pub use crate::cache::clone::{Method, Reflink, clone_file};
     }
     /// What the tests use of `crate::cache::ensure`.
     pub mod ensure {
         pub use crate::cache::ensure::{
-            EnsureOptions, Ensured, HostMkfsBuilder, TemplateBuilder, ensure_keys, ensure_template,
+            EnsureOptions, Ensured, Ensurer, HostMkfsBuilder, TemplateBuilder,
         };
         /// What the tests use of `crate::cache::ensure::batch`.
         pub mod batch {

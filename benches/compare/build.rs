@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use cargo_ktstr::runner::qemu::TCG_CPU;
-use cargo_ktstr::testing::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
+use cargo_ktstr::testing::cache::ensure::{Ensurer, HostMkfsBuilder};
 use cargo_ktstr::testing::cache::key::Capacity;
 use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 use cargo_ktstr::testing::formatter::fingerprint::find_formatter;
@@ -54,15 +54,10 @@ impl Place<'_> {
 
 /// Row 1: a warm hit, the whole process, against `cp` of the image.
 pub(crate) fn warm_hit(b: &Bench, p: &Place) -> Row {
-    let template = ensure_template(
-        &p.root(),
-        p.fs,
-        p.capacity(),
-        &HostMkfsBuilder,
-        &EnsureOptions::default(),
-    )
-    .expect("publish a template")
-    .path;
+    let template = Ensurer::new(&p.root(), &HostMkfsBuilder)
+        .ensure(p.fs, p.capacity())
+        .expect("publish a template")
+        .path;
     let copy = p.mnt.join("copy.img");
     let cp_flag = cp_flag(p.fs);
     let pair = interleave(

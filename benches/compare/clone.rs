@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use cargo_ktstr::testing::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
+use cargo_ktstr::testing::cache::ensure::{Ensurer, HostMkfsBuilder};
 use cargo_ktstr::testing::cache::key::Capacity;
 use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
@@ -27,15 +27,10 @@ pub(crate) fn rows(b: &Bench, fs: Filesystem, mnt: &Path) -> (Vec<Row>, String) 
     for gib in GIB {
         let capacity = Capacity::from_mib(gib << 10).unwrap();
         // Real mkfs output, published through the library as a build would.
-        let template = ensure_template(
-            &root,
-            fs,
-            capacity,
-            &HostMkfsBuilder,
-            &EnsureOptions::default(),
-        )
-        .expect("publish a template")
-        .path;
+        let template = Ensurer::new(&root, &HostMkfsBuilder)
+            .ensure(fs, capacity)
+            .expect("publish a template")
+            .path;
         let size = format!("{gib}G");
         let pair = interleave(
             b.runs,

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use nix::fcntl::Flock;
 
 use super::clone::{self, Reflink};
-use super::ensure::{EnsureOptions, Ensured, TemplateBuilder};
+use super::ensure::{Ensured, Ensurer};
 use super::heal;
 use super::key::{Capacity, Key};
 use super::names;
@@ -37,52 +37,33 @@ enum Backing {
 }
 
 impl PerTestImage {
-    /// Ensures the template for (`fs`, `capacity`) under `root` and clones it
-    /// for one test, holding the key's lock shared while it clones. (Not API:
-    /// a harness calls [`crate::TemplateCache::per_test`].)
+    /// Ensures the template for (`fs`, `capacity`) under the ensurer's root
+    /// and clones it for one test, holding the key's lock shared while it
+    /// clones. (Not API: a harness calls [`crate::TemplateCache::per_test`].)
     #[doc(hidden)]
-    pub fn create(
-        root: &Path,
-        fs: Filesystem,
-        capacity: Capacity,
-        builder: &dyn TemplateBuilder,
-        opts: &EnsureOptions,
-    ) -> Result<Self> {
-        Self::make(root, fs, capacity, builder, opts, false)
+    pub fn create(at: &Ensurer, fs: Filesystem, capacity: Capacity) -> Result<Self> {
+        Self::make(at, fs, capacity, false)
     }
 
     /// Like [`PerTestImage::create`] but always named, for a VMM that needs
     /// a real path.
     #[doc(hidden)]
-    pub fn create_named(
-        root: &Path,
-        fs: Filesystem,
-        capacity: Capacity,
-        builder: &dyn TemplateBuilder,
-        opts: &EnsureOptions,
-    ) -> Result<Self> {
-        Self::make(root, fs, capacity, builder, opts, true)
+    pub fn create_named(at: &Ensurer, fs: Filesystem, capacity: Capacity) -> Result<Self> {
+        Self::make(at, fs, capacity, true)
     }
 
-    fn make(
-        root: &Path,
-        fs: Filesystem,
-        capacity: Capacity,
-        builder: &dyn TemplateBuilder,
-        opts: &EnsureOptions,
-        need_name: bool,
-    ) -> Result<Self> {
+    fn make(at: &Ensurer, fs: Filesystem, capacity: Capacity, need_name: bool) -> Result<Self> {
+        let root = at.root;
         let clone_one = |e: &Ensured| {
             let need = clone::clone_need(&e.path);
-            heal::retry_when_full(root, need, opts.evict, || {
+            heal::retry_when_full(root, need, at.options.evict, || {
                 if !need_name && let Some(file) = unnamed(root, &e.path)? {
                     return Ok(Backing::Unnamed(file));
                 }
                 named(root, &e.path)
             })
         };
-        let (ensured, backing) =
-            clone::with_entry_shared(root, fs, capacity, builder, opts, clone_one)?;
+        let (ensured, backing) = at.with_entry_shared(fs, capacity, clone_one)?;
         Ok(PerTestImage {
             backing,
             key: ensured.key,
@@ -207,13 +188,12 @@ mod tests {
 
     fn small(root: &Path, named: bool) -> PerTestImage {
         let cap = Capacity::from_mib(64).unwrap();
-        let opts = EnsureOptions::default();
         let make = if named {
             PerTestImage::create_named
         } else {
             PerTestImage::create
         };
-        make(root, Filesystem::Ext4, cap, &HostMkfsBuilder, &opts).unwrap()
+        make(&Ensurer::new(root, &HostMkfsBuilder), Filesystem::Ext4, cap).unwrap()
     }
 
     fn root_names(root: &Path) -> Vec<String> {

@@ -1,6 +1,6 @@
 //! `cargo ktstr clean`: parse and call [`crate::cache::cleanup`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -8,16 +8,12 @@ use anyhow::Result;
 use clap::Args;
 
 use super::GlobalArgs;
-use crate::cache::cleanup::{
-    self, Budget, BudgetStatus, CleanMode, CleanOptions, CleanReport, ItemKind, plan,
-};
+use crate::cache::cleanup::{self, Budget, CleanMode, CleanOptions, CleanReport, ItemKind, plan};
 use crate::cache::list::human_age;
 use crate::cache::names;
-use crate::kernel::clean::{self as kernel_clean, KernelCleanOptions};
-use crate::kernel::store::KernelStore;
+use crate::kernel::clean as kernel_clean;
 use crate::store::{root, space};
 use crate::units;
-use crate::usage::UsageError;
 
 #[derive(Debug, Args)]
 pub(crate) struct CleanArgs {
@@ -67,27 +63,15 @@ pub(crate) fn run(global: &GlobalArgs, args: CleanArgs) -> Result<ExitCode> {
         (false, true) => CleanMode::Stale,
         (false, false) => CleanMode::Debris,
     };
-    if let Some(min) = args.min_free {
-        let size = space::filesystem_bytes(&root).unwrap_or(u64::MAX);
-        if min > size {
-            eprintln!(
-                "error: --min-free {} is more than the whole filesystem holding `{}` ({}); \
-                 give at most its size",
-                space::human_bytes(min),
-                root.display(),
-                space::human_bytes(size)
-            );
-            return Ok(ExitCode::from(2));
-        }
-    }
     let report = match &args.plan {
-        Some(path) => plan::apply(&root, &read_plan(path, &root)?),
+        Some(path) => plan::apply(&root, &plan::Plan::read(path, &root)?),
         None => {
             let budget = Budget {
                 older_than: args.older_than,
                 max_size: args.max_size,
                 min_free: args.min_free,
             };
+            budget.check_fits(&root)?;
             let options = CleanOptions {
                 mode,
                 dry_run: args.dry_run,
@@ -96,14 +80,10 @@ pub(crate) fn run(global: &GlobalArgs, args: CleanArgs) -> Result<ExitCode> {
             cleanup::clean(&root, options)?
         }
     };
-    // Dead kernel builds' scratch goes by the same rules; kernels never do.
-    let kernel_opts = KernelCleanOptions {
-        dry_run: report.dry_run,
-        ..KernelCleanOptions::default()
-    };
-    let scratch = match (&args.plan, KernelStore::from_env()) {
-        (None, Ok(store)) => Some(kernel_clean::clean(&store, kernel_opts)?),
-        _ => None,
+    // A plan lists templates only.
+    let scratch = match &args.plan {
+        None => kernel_clean::clean_scratch_in_env(report.dry_run)?,
+        Some(_) => None,
     };
     if args.json {
         let mut doc = serde_json::to_value(&report)?;
@@ -118,48 +98,11 @@ pub(crate) fn run(global: &GlobalArgs, args: CleanArgs) -> Result<ExitCode> {
         }
         super::print_stdout(&text)?;
     }
-    if let Some(budget) = report
-        .budget
-        .as_ref()
-        .filter(|b| b.min_free_short_bytes > 0)
-    {
-        eprintln!("error: {}", min_free_shortfall(&root, budget, &report));
+    if let Some(why) = report.min_free_shortfall() {
+        eprintln!("error: {why}");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Why `--min-free` was not met and what to do; holders are named only when
-/// there are some.
-fn min_free_shortfall(root: &Path, budget: &BudgetStatus, report: &CleanReport) -> String {
-    let short = space::human_bytes(budget.min_free_short_bytes);
-    let in_use = report.totals.kept_in_use;
-    let what = if budget.min_free_unreachable {
-        format!(
-            "`{}` is {short} short of --min-free, more than removing every entry no process \
-             holds would give back, so none was removed",
-            root.display()
-        )
-    } else {
-        format!(
-            "`{}` is still {short} short of --min-free: nothing else can be removed",
-            root.display()
-        )
-    };
-    let holders = match in_use {
-        0 => String::new(),
-        n => format!("stop what holds the {n} kept in use, "),
-    };
-    format!("{what}; {holders}free space elsewhere, or ask for less")
-}
-
-/// The plan at `path`; one that is not a plan for `root` is a usage error
-/// (exit 2), one that cannot be read a runtime failure.
-fn read_plan(path: &Path, root: &Path) -> Result<plan::Plan> {
-    plan::Plan::read(path, root).map_err(|err| match err.root_cause().is::<std::io::Error>() {
-        true => err,
-        false => UsageError(format!("{err:#}")).into(),
-    })
 }
 
 /// The text form: what was (at -v) or would be (a dry run) removed, what was

@@ -12,6 +12,7 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -19,10 +20,11 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use crate::cache::ensure::DEFAULT_LOCK_TIMEOUT;
 use crate::cache::key::Capacity;
 use crate::formatter::filesystem::Filesystem;
 use crate::interrupt;
-use crate::runner::VmmChoice;
+use crate::runner::{DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT, VmmChoice};
 use crate::units;
 
 pub(crate) mod clean;
@@ -288,6 +290,16 @@ pub(crate) const MAX_TIMEOUT_SECS: u64 = 86_400;
 /// starts, at 3 GiB.
 pub(crate) const MAX_MEMORY_MIB: u32 = 3072;
 
+/// `--timeout`'s default as clap shows it: the library's, in seconds.
+static DEFAULT_TIMEOUT_ARG: LazyLock<String> =
+    LazyLock::new(|| format!("{}s", DEFAULT_TIMEOUT.as_secs()));
+/// `--memory`'s default: the library's, as a size.
+static DEFAULT_MEMORY_ARG: LazyLock<String> =
+    LazyLock::new(|| units::format_size(u64::from(DEFAULT_MEMORY_MIB) << 20));
+/// `--lock-timeout`'s default: the library's.
+static DEFAULT_LOCK_TIMEOUT_ARG: LazyLock<String> =
+    LazyLock::new(|| units::format_duration(DEFAULT_LOCK_TIMEOUT));
+
 /// How a missing template gets built.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct BuildOptions {
@@ -301,16 +313,19 @@ pub(crate) struct BuildOptions {
     pub vmm: VmmChoice,
 
     /// How long the guest may run before it is stopped: 1s to 1d.
-    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_timeout)]
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_TIMEOUT_ARG.as_str(),
+          value_parser = parse_timeout)]
     pub timeout: Duration,
 
     /// Guest memory, a whole number of MiB, at most 3G (a bare number is
     /// MiB); a build refuses less than its kernel and initramfs need.
-    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_memory)]
+    #[arg(long, value_name = "SIZE", default_value = DEFAULT_MEMORY_ARG.as_str(),
+          value_parser = parse_memory)]
     pub memory: u32,
 
     /// How long to wait for another process building the same template.
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = units::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_LOCK_TIMEOUT_ARG.as_str(),
+          value_parser = units::parse_duration)]
     pub lock_timeout: Duration,
 
     /// On a full disk, fail instead of removing debris and least recently
@@ -401,9 +416,19 @@ pub(crate) fn print_stdout(text: &str) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// clap's default strings are the library's defaults, named once there.
+    /// clap's defaults are the library's, named once there, and read as
+    /// they always did.
     #[test]
     fn the_flags_defaults_are_the_librarys() {
+        assert_eq!(
+            [
+                &DEFAULT_TIMEOUT_ARG,
+                &DEFAULT_MEMORY_ARG,
+                &DEFAULT_LOCK_TIMEOUT_ARG
+            ]
+            .map(|s| s.as_str()),
+            ["120s", "256M", "10m"]
+        );
         let cli = Cli::try_parse_from(["cargo-ktstr", "template", "build"]).unwrap();
         let Command::Template(template::TemplateCommand::Build(args)) = cli.command else {
             panic!("not a build");

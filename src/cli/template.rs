@@ -8,13 +8,11 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::{BuildOptions, GlobalArgs, TemplateArg, TemplateSpec};
-use crate::cache::clone::{self, Reflink};
-use crate::cache::ensure::{EnsureOptions, Ensured, batch, ensure_keys, ensure_template};
+use crate::TemplateCache;
+use crate::cache::clone::Reflink;
+use crate::cache::ensure::{BatchItem, Ensured};
 use crate::cache::key::Capacity;
 use crate::formatter::filesystem::Filesystem;
-use crate::guest::builder::OnMiss;
-use crate::guest::find_init::GuestInit;
-use crate::guest::protocol::Verify;
 use crate::progress::{Progress, secs};
 use crate::store::root;
 use crate::usage::UsageError;
@@ -62,23 +60,13 @@ pub(crate) struct CloneArgs {
     pub build: BuildOptions,
 
     /// How to copy: FICLONE only, FICLONE else a sparse copy, or a sparse copy.
-    #[arg(long, value_enum, default_value_t = ReflinkMode::Auto)]
-    pub reflink: ReflinkMode,
+    #[arg(long, value_enum, default_value_t = Reflink::Auto)]
+    pub reflink: Reflink,
 
     /// Where the clone goes (must not exist); or FS[:SIZE]=DEST, once per
     /// template, the missing ones built by one guest.
     #[arg(value_name = "DEST", required = true)]
     pub dest: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ReflinkMode {
-    /// FICLONE, else a sparse copy.
-    Auto,
-    /// FICLONE only; fail where the filesystem cannot.
-    Always,
-    /// A sparse copy of the data extents.
-    Never,
 }
 
 #[derive(Debug, Args)]
@@ -119,33 +107,23 @@ pub(crate) fn run(global: &GlobalArgs, cmd: TemplateCommand) -> Result<ExitCode>
     }
 }
 
-/// The builder a miss uses, from `--kernel`, `--vmm`, `--timeout` and
-/// `--memory`.
-fn builder_for(global: &GlobalArgs, opts: &BuildOptions) -> OnMiss {
-    OnMiss {
-        kernel: opts.kernel.clone(),
-        vmm: opts.vmm,
-        timeout: opts.timeout,
-        memory_mib: opts.memory,
-        progress: Progress::new(global.quiet),
-        // This binary called init_if_guest() in main: it is the init.
-        init: GuestInit::Find,
-        verify: if opts.verify {
-            Verify::Mount
-        } else {
-            Verify::Off
-        },
-    }
-}
-
-/// How a miss waits, heals and replaces, from `--lock-timeout`,
-/// `--no-evict` and `--force`.
-fn ensure_options(build: &BuildOptions, force: bool) -> EnsureOptions {
-    EnsureOptions {
-        lock_timeout: build.lock_timeout,
-        evict: !build.no_evict,
-        force,
-    }
+/// The cache `--cache-dir` names, building a miss as `--kernel`, `--vmm`,
+/// `--timeout` and `--memory` say, waiting, healing and verifying as
+/// `--lock-timeout`, `--no-evict` and `--verify` do. Its guest init is this
+/// binary: main called `init_if_guest()`.
+fn cache_for(global: &GlobalArgs, build: &BuildOptions) -> Result<TemplateCache> {
+    let cache = TemplateCache::at(root::template_root(global.cache_dir.clone())?)
+        .vmm(build.vmm)
+        .timeout(build.timeout)
+        .memory_mib(build.memory)
+        .lock_timeout(build.lock_timeout)
+        .evict(!build.no_evict)
+        .verify(build.verify)
+        .progress(!global.quiet);
+    Ok(match &build.kernel {
+        Some(kernel) => cache.kernel(kernel),
+        None => cache,
+    })
 }
 
 /// What `template build --json` prints.
@@ -192,45 +170,48 @@ enum ManyReport {
     },
 }
 
-/// Finds or builds `wanted`, the missing ones in one boot, saying how each
-/// went; the ones that are there, in the order asked, and the failures.
-fn ensure_many(
+/// Finds or builds `wanted` through `cache` (the missing ones in one boot);
+/// says how each went: the reports, the ones that are there (in the order
+/// asked), and the failures.
+fn ensure_each(
     global: &GlobalArgs,
-    root: &Path,
-    build: &BuildOptions,
+    cache: &TemplateCache,
     wanted: &[TemplateArg],
-    force: bool,
+    verify: bool,
 ) -> Result<(Vec<ManyReport>, Vec<Option<Ensured>>, Failures)> {
     let progress = Progress::new(global.quiet);
-    let pairs: Vec<_> = wanted.iter().map(|t| (t.fs, t.capacity)).collect();
-    let keys = batch::keys(&pairs)?;
+    let mut pairs: Vec<_> = Vec::new();
+    for pair in wanted.iter().map(|t| (t.fs, t.capacity)) {
+        if !pairs.contains(&pair) {
+            pairs.push(pair);
+        }
+    }
     progress.step(
         "Looking up",
-        format!("{} templates in `{}`", keys.len(), root.display()),
+        format!("{} templates in `{}`", pairs.len(), cache.root().display()),
     );
-    let opts = ensure_options(build, force);
-    let items = ensure_keys(root, &keys, &builder_for(global, build), &opts)?;
+    let items = cache.ensure_each(&pairs)?;
     // Interrupted, every item failed for that one reason: main says it once.
     crate::interrupt::check()?;
     let (mut reports, mut ensured) = (Vec::new(), Vec::new());
     let mut failed = Failures::default();
-    for item in items {
-        match item.result {
+    for BatchItem { key, result } in items {
+        match result {
             Ok(e) => {
                 let (verb, what) = match e.built {
                     true => ("Published", format!("{} in {}", e.key, secs(e.elapsed))),
                     false => ("Found", e.key.to_string()),
                 };
                 progress.step(verb, what);
-                reports.push(ManyReport::Done(BuildReport::new(&e, build.verify)));
+                reports.push(ManyReport::Done(BuildReport::new(&e, verify)));
                 ensured.push(Some(e));
             }
             Err(err) => {
                 failed.note(&err);
                 reports.push(ManyReport::Failed {
-                    key: item.key.to_string(),
-                    fs: item.key.fs,
-                    capacity: item.key.capacity.to_string(),
+                    key: key.to_string(),
+                    fs: key.fs,
+                    capacity: key.capacity.to_string(),
                     error: format!("{err:#}"),
                 });
                 ensured.push(None);
@@ -274,9 +255,9 @@ fn many_status(failed: Failures, total: usize) -> Result<ExitCode> {
 
 /// `template build FS:SIZE...`.
 fn build_many(global: &GlobalArgs, args: &BuildArgs) -> Result<ExitCode> {
-    let root = root::template_root(global.cache_dir.clone())?;
+    let cache = cache_for(global, &args.build)?.force(args.force);
     let (reports, ensured, failed) =
-        ensure_many(global, &root, &args.build, &args.templates, args.force)?;
+        ensure_each(global, &cache, &args.templates, args.build.verify)?;
     let text = if args.json {
         serde_json::to_string_pretty(&reports)? + "\n"
     } else {
@@ -293,7 +274,7 @@ fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
     if !args.templates.is_empty() {
         return build_many(global, &args);
     }
-    let root = root::template_root(global.cache_dir.clone())?;
+    let cache = cache_for(global, &args.build)?.force(args.force);
     let progress = Progress::new(global.quiet);
     let capacity = args.spec.capacity_or_default()?;
     progress.step(
@@ -301,12 +282,10 @@ fn build(global: &GlobalArgs, args: BuildArgs) -> Result<ExitCode> {
         format!(
             "{} {capacity} template in `{}`",
             args.spec.fs(),
-            root.display()
+            cache.root().display()
         ),
     );
-    let builder = builder_for(global, &args.build);
-    let opts = ensure_options(&args.build, args.force);
-    let ensured = ensure_template(&root, args.spec.fs(), capacity, &builder, &opts)?;
+    let ensured = cache.entry(args.spec.fs(), capacity)?;
     // A verification that failed is an error by now.
     let verified = ensured.built && args.build.verify;
     if ensured.built {
@@ -454,28 +433,13 @@ fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
         Some(pairs) => check_dests(pairs.iter().map(|(_, dest)| dest.as_path()))?,
         None => check_dests([Path::new(&args.dest[0])])?,
     }
-    let root = root::template_root(global.cache_dir.clone())?;
-    let builder = builder_for(global, &args.build);
-    let opts = ensure_options(&args.build, false);
-    let mode = match args.reflink {
-        ReflinkMode::Auto => Reflink::Auto,
-        ReflinkMode::Always => Reflink::Always,
-        ReflinkMode::Never => Reflink::Never,
-    };
+    let cache = cache_for(global, &args.build)?;
     if let Some(pairs) = many {
-        return clone_many(global, &args, &pairs, (&root, &builder, &opts), mode);
+        return clone_many(global, &cache, &pairs, args.reflink);
     }
     let dest = PathBuf::from(&args.dest[0]);
     let capacity = args.spec.capacity_or_default()?;
-    let cloned = clone::clone_template(
-        &root,
-        args.spec.fs(),
-        capacity,
-        &builder,
-        &opts,
-        &dest,
-        mode,
-    )?;
+    let cloned = cache.clone_to(args.spec.fs(), capacity, &dest, args.reflink)?;
     tracing::info!(
         "cloned {} ({:?}, template {})",
         cloned.ensured.key,
@@ -494,13 +458,13 @@ fn clone(global: &GlobalArgs, args: CloneArgs) -> Result<ExitCode> {
 /// ones in one boot), then each DEST its clone.
 fn clone_many(
     global: &GlobalArgs,
-    args: &CloneArgs,
+    cache: &TemplateCache,
     pairs: &[(TemplateArg, PathBuf)],
-    (root, builder, opts): (&Path, &OnMiss, &EnsureOptions),
     mode: Reflink,
 ) -> Result<ExitCode> {
     let wanted: Vec<TemplateArg> = pairs.iter().map(|(t, _)| *t).collect();
-    let (_, ensured, mut failed) = ensure_many(global, root, &args.build, &wanted, false)?;
+    // Only `template build` reports what it verified.
+    let (_, ensured, mut failed) = ensure_each(global, cache, &wanted, false)?;
     let built = |t: &TemplateArg| {
         (ensured.iter().flatten()).any(|e| e.key.fs == t.fs && e.key.capacity == t.capacity)
     };
@@ -508,15 +472,7 @@ fn clone_many(
     // Each a hit now; a template whose build failed was reported above.
     for (template, dest) in pairs.iter().filter(|(t, _)| built(t)) {
         crate::interrupt::check()?;
-        match clone::clone_template(
-            root,
-            template.fs,
-            template.capacity,
-            builder,
-            opts,
-            dest,
-            mode,
-        ) {
+        match cache.clone_to(template.fs, template.capacity, dest, mode) {
             Ok(_) => done.push_str(&format!("{}\n", dest.display())),
             Err(err) => failed.note(&err),
         }

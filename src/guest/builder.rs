@@ -3,8 +3,9 @@
 //!
 //! A build succeeds when the run ended in the guest's reset and the console
 //! carries a successful result line ([`super::protocol`]), which says the
-//! guest read the magic back after a sync; `ensure_template` then checks
-//! the image on the host before it publishes it.
+//! guest read the magic back after a sync;
+//! [`Ensurer::ensure`](crate::cache::ensure::Ensurer::ensure) then checks the
+//! image on the host before it publishes it.
 //! Anything else is an error that quotes the console's last lines; the
 //! caller then removes the staging image.
 
@@ -82,7 +83,8 @@ impl GuestBuilder {
         self
     }
 
-    /// How long a guest may run before it is stopped (default 120 s).
+    /// How long a guest may run before it is stopped (default
+    /// [`DEFAULT_TIMEOUT`](crate::runner::DEFAULT_TIMEOUT)).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -383,7 +385,7 @@ fn check_outcome(
             "the guest shut down instead of resetting: rebuild the kernel with \
              `cargo ktstr kernel build --force`{VMM_HINT}"
         ),
-        // The image itself is checked on the host by `ensure_template`
+        // The image itself is checked on the host by `Ensurer::ensure`
         // before it is published.
         (RunEnd::Reset, Some(_)) => return Ok(verified),
     };
@@ -454,7 +456,7 @@ mod tests {
             assert!(err.contains(next), "{next:?} missing from: {err}");
             assert!(err.contains("Linux version 6.12"), "{err}");
         }
-        // The image itself is ensure_template's to check.
+        // The image itself is `Ensurer::ensure`'s to check.
         assert!(check(RunEnd::Reset, result(0, true)).is_ok());
     }
 

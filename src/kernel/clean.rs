@@ -109,29 +109,6 @@ impl KernelCleanReport {
         }
         line
     }
-
-    /// Removes `path` (a tree, by descriptors) unless this is a dry run.
-    fn remove(&mut self, mut item: KernelRemoved) {
-        item.bytes = space::allocated_bytes(&item.path).unwrap_or(0);
-        if !self.dry_run {
-            match crate::store::tree::remove_tree(&item.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    // An error: the summary points here, and -q keeps errors.
-                    tracing::error!("could not remove `{}`: {e}", item.path.display());
-                    let reason = e.to_string();
-                    return self.failed.push(KernelKept {
-                        name: item.name,
-                        reason,
-                        pid: None,
-                    });
-                }
-            }
-        }
-        self.removed_bytes += item.bytes;
-        self.removed.push(item);
-    }
 }
 
 /// Holds a shared flock on the kernel entry of `image` (a store entry's
@@ -214,7 +191,7 @@ fn remove_unless_held(item: KernelRemoved, mode: Mode, report: &mut KernelCleanR
         }
     };
     match lock::try_lock_file(dir, mode) {
-        Ok(Some(_held)) => report.remove(item),
+        Ok(Some(_held)) => remove(item, report),
         Ok(None) => {
             let pid = lock::holders(&item.path).first().map(|h| h.pid);
             let reason = format!("in use by {}", lock::describe_holders(&item.path));
@@ -233,6 +210,45 @@ fn remove_unless_held(item: KernelRemoved, mode: Mode, report: &mut KernelCleanR
             });
         }
     }
+}
+
+/// Removes `item` (a tree, by descriptors) unless this is a dry run, and
+/// records how it went: the report only holds data.
+fn remove(mut item: KernelRemoved, report: &mut KernelCleanReport) {
+    item.bytes = space::allocated_bytes(&item.path).unwrap_or(0);
+    if !report.dry_run {
+        match crate::store::tree::remove_tree(&item.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                // An error: the summary points here, and -q keeps errors.
+                tracing::error!("could not remove `{}`: {e}", item.path.display());
+                let reason = e.to_string();
+                return report.failed.push(KernelKept {
+                    name: item.name,
+                    reason,
+                    pid: None,
+                });
+            }
+        }
+    }
+    report.removed_bytes += item.bytes;
+    report.removed.push(item);
+}
+
+/// What `cargo ktstr clean` sweeps of the environment's kernel store
+/// (`<ktstr cache>/kernels`): dead builds' scratch, by the rules the
+/// template sweep follows (a dry run removes nothing); kernels never.
+/// `None` when there is no kernel store to sweep.
+pub(crate) fn clean_scratch_in_env(dry_run: bool) -> Result<Option<KernelCleanReport>> {
+    let Ok(store) = KernelStore::from_env() else {
+        return Ok(None);
+    };
+    let opts = KernelCleanOptions {
+        dry_run,
+        ..KernelCleanOptions::default()
+    };
+    clean(&store, opts).map(Some)
 }
 
 /// Removes every `.build-<name>.<pid>/` whose pid is dead and whose flock

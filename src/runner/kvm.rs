@@ -154,8 +154,8 @@ mod tests {
             initramfs: Vec::new(),
             cmdline: String::new(),
             disks: vec!["/nonexistent/disk.img".into()],
-            memory_mib: 256,
-            timeout: Duration::from_secs(120),
+            memory_mib: crate::runner::DEFAULT_MEMORY_MIB,
+            timeout: crate::runner::DEFAULT_TIMEOUT,
             devices: crate::runner::DeviceDiscovery::CommandLine,
             vmlinux: None,
         };

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use cargo_ktstr::{Capacity, Filesystem, HostMkfsBuilder, Key, TemplateBuilder, TemplateCache};
+use cargo_ktstr::{
+    Capacity, Filesystem, HostMkfsBuilder, Key, Reflink, TemplateBuilder, TemplateCache,
+};
 use sha2::Digest;
 
 use crate::support::{CHILD_ENV, bin, child, prerequisite, stdout, test_xdg_cache};
@@ -212,4 +214,51 @@ fn ensure_all_builds_several_templates_in_one_guest_and_then_finds_them() {
     assert_eq!(again, paths);
     let rehashed: Vec<_> = again.iter().map(|p| sha256(p)).collect();
     assert_eq!(rehashed, hashes, "found, not built again");
+}
+
+/// The host's mkfs, except for one filesystem, whose builds fail.
+#[derive(Debug, Clone, Copy)]
+struct FailsFor(Filesystem);
+
+impl TemplateBuilder for FailsFor {
+    fn build(&self, key: &Key, staging: &Path) -> anyhow::Result<()> {
+        anyhow::ensure!(key.fs != self.0, "no {} today", key.fs);
+        HostMkfsBuilder.build(key, staging)
+    }
+}
+
+/// What `template build FS:SIZE...`, `--force` and `template clone` call.
+#[test]
+fn each_template_gets_its_own_result_force_rebuilds_and_a_clone_goes_to_its_dest() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = TemplateCache::at(root.path()).builder(FailsFor(Filesystem::Btrfs));
+    let (ext4, btrfs) = ((Filesystem::Ext4, mib(64)), (Filesystem::Btrfs, mib(256)));
+    let items = cache.ensure_each(&[ext4, btrfs, ext4]).unwrap();
+    assert_eq!(items.len(), 2, "each template once");
+    let built = items[0].result.as_ref().unwrap();
+    assert!(built.built && built.key.fs == Filesystem::Ext4);
+    let err = format!("{:#}", items[1].result.as_ref().unwrap_err());
+    assert!(err.contains("no btrfs today"), "{err}");
+
+    // Found; then, forced, built again: a new image at the same path.
+    let found = cache.entry(ext4.0, ext4.1).unwrap();
+    assert!(!found.built);
+    let inode = |path: &Path| std::fs::metadata(path).unwrap().ino();
+    let old = inode(&found.path);
+    let forced = cache.clone().force(true).entry(ext4.0, ext4.1).unwrap();
+    assert!(forced.built);
+    assert_eq!(forced.path, found.path);
+    assert_ne!(inode(&forced.path), old);
+
+    let dests = tempfile::tempdir().unwrap();
+    let dest = dests.path().join("clone.img");
+    let cloned = cache
+        .clone_to(ext4.0, ext4.1, &dest, Reflink::Never)
+        .unwrap();
+    assert!(!cloned.ensured.built);
+    assert_eq!(sha256(&dest), sha256(&forced.path));
+    let err = cache
+        .clone_to(ext4.0, ext4.1, &dest, Reflink::Auto)
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("already exists"), "{err:#}");
 }

@@ -14,6 +14,26 @@ use std::path::Path;
 use super::entries::{self, Candidate};
 use super::{Budget, BudgetStatus, CleanReport, Reason};
 use crate::store::space;
+use crate::usage::UsageError;
+
+/// Refuses, before anything is removed, a `--min-free` more than the whole
+/// filesystem holding `root`: no removal could meet it.
+pub(super) fn check(root: &Path, budget: &Budget) -> Result<(), UsageError> {
+    let Some(min) = budget.min_free else {
+        return Ok(());
+    };
+    // A root that is not there yet has nothing to remove: the sweep says so.
+    let size = space::filesystem_bytes(root).unwrap_or(u64::MAX);
+    if min <= size {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "--min-free {} is more than the whole filesystem holding `{}` ({}); give at most its size",
+        space::human_bytes(min),
+        root.display(),
+        space::human_bytes(size)
+    )))
+}
 
 /// Applies `budget` to `pool` and says where it stands.
 pub(super) fn apply(

@@ -8,7 +8,7 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::report::{self, EntryRemoval};
+use super::sweep::{self, EntryRemoval};
 use super::{CleanMode, CleanOptions, CleanReport, ItemKind, Reason};
 use crate::cache::key::Key;
 use crate::cache::last_use;
@@ -177,7 +177,7 @@ fn entry_key(root: &Path, name: &str) -> Result<Option<Key>, String> {
     };
     match tree::foreign_file(&root.join(name), crate::cache::names::ENTRY_FILES) {
         Ok(None) => Ok(Some(key)),
-        Ok(Some(foreign)) => Err(report::not_ours(ItemKind::Template, &foreign)),
+        Ok(Some(foreign)) => Err(sweep::not_ours(ItemKind::Template, &foreign)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot list it: {e}; left alone")),
     }
@@ -257,10 +257,11 @@ pub(super) fn remove_if_unchanged(
                 Ok(_) => None,
                 Err(e) => Some(format!("cannot examine it: {e:#}")),
             };
-            let gone = report.remove_entry(EntryRemoval {
+            let removal = EntryRemoval {
                 invalid,
                 ..c.removal(reason)
-            });
+            };
+            let gone = sweep::remove_entry(report, removal);
             drop(held);
             gone
         }

@@ -4,8 +4,10 @@
 //!
 //! The sweep reads the root once, then judges debris (`debris.rs`: only the
 //! exact names of [`crate::cache::names`], of the right file type), then,
-//! with `--all` or `--stale`, entries (`entries.rs`). Trees are removed by
-//! descriptors, never crossing a mount point (`tree.rs`).
+//! with `--all` or `--stale`, entries (`entries.rs`). Each removal goes
+//! through `sweep.rs`, which records its outcome in the [`CleanReport`], a
+//! value that only holds data. Trees are removed by descriptors, never
+//! crossing a mount point ([`crate::store::tree`]).
 //! Nothing is followed through a symlink and nothing outside the root is
 //! touched. An entry that cannot be removed is a warning and a line of the
 //! report; the sweep goes on. Only an unreadable root is an error.
@@ -16,6 +18,7 @@ pub(crate) mod entries;
 pub(crate) mod identity;
 pub(crate) mod plan;
 mod report;
+mod sweep;
 
 pub(crate) use report::{BudgetStatus, CleanReport, FORMAT_VERSION, ItemKind, Reason, Skipped};
 
@@ -57,6 +60,14 @@ pub struct Budget {
 impl Budget {
     pub fn is_set(&self) -> bool {
         *self != Budget::default()
+    }
+
+    /// Refuses, before anything is removed, a `min_free` more than the whole
+    /// filesystem holding `root`: a user's `--min-free` no removal could
+    /// meet. ([`clean`] itself takes it, removing nothing for it, as a
+    /// build that heals a full disk needs.)
+    pub(crate) fn check_fits(&self, root: &Path) -> Result<(), crate::usage::UsageError> {
+        budget::check(root, self)
     }
 }
 

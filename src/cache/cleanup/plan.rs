@@ -21,6 +21,7 @@ use super::{CleanReport, ItemKind, debris, entries};
 use crate::cache::key::Key;
 use crate::cache::names::{self, RootName};
 use crate::store::lock;
+use crate::usage::UsageError;
 
 /// One listed removal, as the dry run's JSON gives it.
 #[derive(Debug, Clone, Deserialize)]
@@ -44,8 +45,16 @@ pub(crate) struct Plan {
 impl Plan {
     /// Reads and checks the plan at `path` for `root`: an error (that has
     /// changed nothing) when it is malformed, of another format version, not
-    /// a dry run's, or for another root.
+    /// a dry run's, or for another root. Those are usage errors (exit 2);
+    /// a plan that cannot be read is a runtime failure.
     pub(crate) fn read(path: &Path, root: &Path) -> Result<Plan> {
+        Self::parse(path, root).map_err(|err| match err.root_cause().is::<io::Error>() {
+            true => err,
+            false => UsageError(format!("{err:#}")).into(),
+        })
+    }
+
+    fn parse(path: &Path, root: &Path) -> Result<Plan> {
         let text = fs::read_to_string(path)
             .with_context(|| format!("failed to read the plan `{}`", path.display()))?;
         let not_a_plan = || {

@@ -1,8 +1,7 @@
-//! The report of one sweep: what went, what stayed and why, the totals and
-//! the one-line summary; and the removal itself, which records its outcome.
+//! The report of one sweep, as data: what went, what stayed and why, the
+//! totals and the one-line summary. It removes nothing: [`super::sweep`]
+//! does, and records each outcome here.
 
-use std::fs;
-use std::io;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -262,7 +261,7 @@ impl CleanReport {
         line
     }
 
-    fn path_of(&self, name: &str) -> PathBuf {
+    pub(super) fn path_of(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
 
@@ -313,47 +312,28 @@ impl CleanReport {
         });
     }
 
-    /// Removes `name` (a directory with [`crate::store::tree::remove_owned_dir`],
-    /// anything else as a link or file), or only records it in a dry run;
-    /// whether it went. `bytes` is
-    /// its allocated size when the caller already knows it, `identity` what
-    /// it was when judged. The caller holds whatever lock makes that safe.
-    pub(super) fn remove(
+    /// Puts the lists in name order, as a sweep that took its pieces in
+    /// another order (by inode) found them.
+    pub(super) fn sort_by_name(&mut self) {
+        self.removed.sort_by(|a, b| a.name.cmp(&b.name));
+        self.kept.sort_by(|a, b| a.name.cmp(&b.name));
+        self.skipped.sort_by(|a, b| a.name.cmp(&b.name));
+        self.failed.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    /// Records `name` as removed (in a dry run, as one that would be) for
+    /// `reason`; `bytes` is its allocated size before, `identity` what it
+    /// was when judged.
+    pub(super) fn record_removed(
         &mut self,
         name: &str,
         kind: ItemKind,
-        is_dir: bool,
-        bytes: Option<u64>,
+        bytes: u64,
         reason: Reason,
         identity: Option<Identity>,
-    ) -> bool {
+    ) {
         let path = self.path_of(name);
-        let bytes = bytes.unwrap_or_else(|| {
-            space::allocated_bytes(&path).unwrap_or_else(|e| {
-                tracing::debug!("cannot size `{}`: {e}", path.display());
-                0
-            })
-        });
         if !self.dry_run {
-            let result = if is_dir {
-                crate::store::tree::remove_owned_dir(&path, crate::cache::names::ENTRY_FILES)
-            } else {
-                fs::remove_file(&path)
-            };
-            match result {
-                Ok(()) => {}
-                // Someone else removed it first: done all the same.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                // A user's file appeared in it since it was judged.
-                Err(ref e) if let Some(foreign) = crate::store::tree::foreign_of(e) => {
-                    self.skip(name, not_ours(kind, foreign));
-                    return false;
-                }
-                Err(e) => {
-                    self.fail(name, kind, with_advice(&e));
-                    return false;
-                }
-            }
             tracing::debug!(
                 "removed {} ({}, {})",
                 path.display(),
@@ -371,85 +351,36 @@ impl CleanReport {
             last_used_secs: None,
             identity,
         });
-        true
     }
+}
 
-    /// Puts the lists in name order, as a sweep that took its pieces in
-    /// another order (by inode) found them.
-    pub(super) fn sort_by_name(&mut self) {
-        self.removed.sort_by(|a, b| a.name.cmp(&b.name));
-        self.kept.sort_by(|a, b| a.name.cmp(&b.name));
-        self.skipped.sort_by(|a, b| a.name.cmp(&b.name));
-        self.failed.sort_by(|a, b| a.name.cmp(&b.name));
-    }
-
-    /// Records `name`, which the caller removed (a dead writer's debris).
-    pub(super) fn removed_by_caller(
-        &mut self,
-        name: &str,
-        kind: ItemKind,
-        bytes: u64,
-        identity: Identity,
-    ) {
-        let path = self.path_of(name);
-        tracing::debug!(
-            "removed {} ({}, {})",
-            path.display(),
-            kind.describe(),
-            space::human_bytes(bytes)
-        );
-        self.removed.push(Removed {
-            name: name.to_owned(),
-            path,
-            kind,
-            bytes,
-            invalid: None,
-            reason: Reason::Debris,
-            last_used_secs: None,
-            identity: Some(identity),
-        });
-    }
-
-    /// Removes the entry directory `name` as [`CleanReport::remove`] does,
-    /// noting why it was invalid, if it was, and when it was last used.
-    pub(super) fn remove_entry(&mut self, entry: EntryRemoval) -> bool {
-        let before = self.removed.len();
-        let identity = super::identity::Identity::of_entry(&self.path_of(&entry.name));
-        let bytes = Some(entry.bytes);
-        let gone = self.remove(
-            &entry.name,
-            ItemKind::Template,
-            true,
-            bytes,
-            entry.reason,
-            identity,
-        );
-        if let Some(removed) = self.removed.get_mut(before) {
-            removed.invalid = entry.invalid;
-            removed.last_used_secs = entry.last_used_secs;
+impl CleanReport {
+    /// Why `--min-free` was not met and what to do, when it was not (the
+    /// caller's exit status then says failure); holders are named only when
+    /// there are some.
+    pub fn min_free_shortfall(&self) -> Option<String> {
+        let budget = self.budget.as_ref()?;
+        if budget.min_free_short_bytes == 0 {
+            return None;
         }
-        gone
+        let short = space::human_bytes(budget.min_free_short_bytes);
+        let root = self.root.display();
+        let what = if budget.min_free_unreachable {
+            format!(
+                "`{root}` is {short} short of --min-free, more than removing every entry no \
+                 process holds would give back, so none was removed"
+            )
+        } else {
+            format!("`{root}` is still {short} short of --min-free: nothing else can be removed")
+        };
+        let holders = match self.totals.kept_in_use {
+            0 => String::new(),
+            n => format!("stop what holds the {n} kept in use, "),
+        };
+        Some(format!(
+            "{what}; {holders}free space elsewhere, or ask for less"
+        ))
     }
-}
-
-/// Why a directory of `kind` that holds `foreign` is skipped.
-pub(super) fn not_ours(kind: ItemKind, foreign: &crate::store::tree::Foreign) -> String {
-    let what = match kind {
-        ItemKind::Template => "an entry",
-        ItemKind::Debris(_) => "debris",
-    };
-    format!("not {what}: it {foreign}; left alone")
-}
-
-/// An entry [`CleanReport::remove_entry`] removes, and what the report says
-/// of it.
-#[derive(Debug)]
-pub(super) struct EntryRemoval {
-    pub name: String,
-    pub bytes: u64,
-    pub reason: Reason,
-    pub invalid: Option<String>,
-    pub last_used_secs: Option<u64>,
 }
 
 impl BudgetStatus {
@@ -479,20 +410,6 @@ impl BudgetStatus {
         }
         line
     }
-}
-
-/// A removal's error with what to do about the usual ones.
-fn with_advice(e: &io::Error) -> String {
-    let advice = match e.raw_os_error() {
-        Some(libc::EBUSY) => "; something is mounted there or using it: unmount it and run again",
-        Some(libc::EACCES | libc::EPERM) => {
-            "; run as the owner of the cache (or as root), and check for an immutable \
-             attribute (lsattr)"
-        }
-        Some(libc::EROFS) => "; the filesystem is read-only: remount it read-write",
-        _ => "",
-    };
-    format!("{e}{advice}")
 }
 
 fn count(n: usize, one: &str, many: &str) -> String {

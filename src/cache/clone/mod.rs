@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::sys::statfs;
 
-use super::ensure::{self, EnsureOptions, Ensured, TemplateBuilder};
+use super::ensure::{Ensured, Ensurer};
 use super::heal;
 use super::key::Capacity;
 use super::lookup;
@@ -27,14 +27,15 @@ use crate::store::readback;
 mod sparse;
 pub(crate) use sparse::sparse_copy;
 
-/// How to copy a template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How to copy a template: the CLI's `--reflink`, whose help the variants'
+/// lines are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Reflink {
-    /// FICLONE, else a sparse copy (as `cp --reflink=auto`).
+    /// FICLONE, else a sparse copy.
     Auto,
-    /// FICLONE only.
+    /// FICLONE only; fail where the filesystem cannot.
     Always,
-    /// A sparse copy only.
+    /// A sparse copy of the data extents.
     Never,
 }
 
@@ -54,30 +55,64 @@ pub struct Cloned {
     pub method: Method,
 }
 
-/// Ensures the template for (`fs`, `capacity`) and clones it to `dest`,
-/// which must not exist, fsynced (and a copy read back from the disk). On
-/// failure `dest` is removed.
-pub fn clone_template(
-    root: &Path,
-    fs: Filesystem,
-    capacity: Capacity,
-    builder: &dyn TemplateBuilder,
-    opts: &EnsureOptions,
-    dest: &Path,
-    mode: Reflink,
-) -> Result<Cloned> {
-    // Fail before a possibly long build; O_EXCL below is the real guard.
-    if dest.symlink_metadata().is_ok() {
-        return Err(dest_exists(dest));
+impl Ensurer<'_> {
+    /// Ensures the template for (`fs`, `capacity`) and clones it to `dest`,
+    /// which must not exist, fsynced (and a copy read back from the disk).
+    /// On failure `dest` is removed.
+    pub fn clone_to(
+        &self,
+        fs: Filesystem,
+        capacity: Capacity,
+        dest: &Path,
+        mode: Reflink,
+    ) -> Result<Cloned> {
+        // Fail before a possibly long build; O_EXCL below is the real guard.
+        if dest.symlink_metadata().is_ok() {
+            return Err(dest_exists(dest));
+        }
+        let root = self.root;
+        let (ensured, method) = self.with_entry_shared(fs, capacity, |e| {
+            // Evicting templates frees space only on the cache's filesystem.
+            let evict = self.options.evict && same_filesystem(root, dest.parent().unwrap_or(dest));
+            heal::retry_when_full(root, clone_need(&e.path), evict, || {
+                clone_durably(&e.path, dest, mode)
+            })
+        })?;
+        Ok(Cloned { ensured, method })
     }
-    let (ensured, method) = with_entry_shared(root, fs, capacity, builder, opts, |e| {
-        // Evicting templates frees space only on the cache's filesystem.
-        let evict = opts.evict && same_filesystem(root, dest.parent().unwrap_or(dest));
-        heal::retry_when_full(root, clone_need(&e.path), evict, || {
-            clone_durably(&e.path, dest, mode)
-        })
-    })?;
-    Ok(Cloned { ensured, method })
+
+    /// Ensures the template, then runs `f` on it while holding its key's lock
+    /// shared, so `clean --all` cannot remove it meanwhile.
+    pub fn with_entry_shared<T>(
+        &self,
+        fs: Filesystem,
+        capacity: Capacity,
+        mut f: impl FnMut(&Ensured) -> Result<T>,
+    ) -> Result<(Ensured, T)> {
+        let mut this = *self;
+        // The entry can vanish between ensure and the shared lock (`clean --all`
+        // won the race); then ensure again.
+        for _ in 0..3 {
+            let ensured = this.ensure(fs, capacity)?;
+            this.options.force = false;
+            let name = ensured.key.to_string();
+            let _shared = lock::lock_with_timeout(
+                &lock::key_lock_path(self.root, &name),
+                Mode::Shared,
+                self.options.lock_timeout,
+                &name,
+            )?;
+            if let Some(path) = lookup::find(self.root, &ensured.key)? {
+                let ensured = Ensured { path, ..ensured };
+                let out = f(&ensured)?;
+                return Ok((ensured, out));
+            }
+        }
+        bail!(
+            "the template for {fs} {capacity} was removed three times before it could be used; \
+             is `cargo ktstr clean --all` running in a loop?"
+        )
+    }
 }
 
 /// What a clone of `template` may need free: its allocated bytes, all of
@@ -100,41 +135,6 @@ fn same_filesystem(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a.dev() == b.dev(),
         _ => false,
     }
-}
-
-/// Ensures the template, then runs `f` on it while holding its key's lock
-/// shared, so `clean --all` cannot remove it meanwhile.
-pub fn with_entry_shared<T>(
-    root: &Path,
-    fs: Filesystem,
-    capacity: Capacity,
-    builder: &dyn TemplateBuilder,
-    opts: &EnsureOptions,
-    mut f: impl FnMut(&Ensured) -> Result<T>,
-) -> Result<(Ensured, T)> {
-    let mut opts = opts.clone();
-    // The entry can vanish between ensure and the shared lock (`clean --all`
-    // won the race); then ensure again.
-    for _ in 0..3 {
-        let ensured = ensure::ensure_template(root, fs, capacity, builder, &opts)?;
-        opts.force = false;
-        let name = ensured.key.to_string();
-        let _shared = lock::lock_with_timeout(
-            &lock::key_lock_path(root, &name),
-            Mode::Shared,
-            opts.lock_timeout,
-            &name,
-        )?;
-        if let Some(path) = lookup::find(root, &ensured.key)? {
-            let ensured = Ensured { path, ..ensured };
-            let out = f(&ensured)?;
-            return Ok((ensured, out));
-        }
-    }
-    bail!(
-        "the template for {fs} {capacity} was removed three times before it could be used; \
-         is `cargo ktstr clean --all` running in a loop?"
-    )
 }
 
 /// Clones `template` to a new file `dest` (O_CREAT|O_EXCL: an existing one

@@ -4,9 +4,9 @@
 //!
 //! No process waits for a lock while it holds another: the keys' locks are
 //! only tried, in key order; the keys a peer holds are left until ours are
-//! published, then waited for one at a time ([`ensure_key`]), so a key a
-//! peer is building is found, not built twice, and two processes asking for
-//! overlapping sets never wait on each other in a cycle.
+//! published, then waited for one at a time ([`Ensurer::ensure_key`]), so
+//! a key a peer is building is found, not built twice, and two processes
+//! asking for overlapping sets never wait on each other in a cycle.
 
 use std::path::Path;
 use std::time::Instant;
@@ -14,8 +14,7 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 
 use super::{
-    EnsureOptions, Ensured, StagingImage, TemplateBuilder, ensure_key, find_other_scheme, identity,
-    publish_staged, when_disk_full,
+    Ensured, Ensurer, StagingImage, find_other_scheme, identity, publish_staged, when_disk_full,
 };
 use crate::cache::key::{Capacity, Key};
 use crate::cache::{heal, lookup};
@@ -49,144 +48,145 @@ pub fn keys(wanted: &[(Filesystem, Capacity)]) -> Result<Vec<Key>> {
     Ok(keys)
 }
 
-/// Finds or builds every key under `root`: hits need no build, the missing
-/// keys no peer holds are built by one [`TemplateBuilder::build_many`],
-/// and the keys a peer holds are waited for afterwards. One item per key,
-/// in the order given; one key failing does not stop the others.
-pub fn ensure_keys(
-    root: &Path,
-    keys: &[Key],
-    builder: &dyn TemplateBuilder,
-    opts: &EnsureOptions,
-) -> Result<Vec<BatchItem>> {
-    let start = Instant::now();
-    std::fs::create_dir_all(root).map_err(|e| {
-        anyhow!(
-            "failed to create the template root `{}`: {e}",
-            root.display()
-        )
-    })?;
-    let mut results: Vec<Option<Result<Ensured>>> = keys.iter().map(|_| None).collect();
-    let done = |key: &Key, path, built| Ensured::used(root, key, path, built, start);
+impl Ensurer<'_> {
+    /// Finds or builds every key: hits need no build, the missing keys no peer
+    /// holds are built by one [`TemplateBuilder::build_many`], and the keys a
+    /// peer holds are waited for afterwards. One item per key, in the order
+    /// given; one key failing does not stop the others.
+    ///
+    /// [`TemplateBuilder::build_many`]: super::TemplateBuilder::build_many
+    pub fn ensure_keys(&self, keys: &[Key]) -> Result<Vec<BatchItem>> {
+        let (root, opts) = (self.root, &self.options);
+        let start = Instant::now();
+        std::fs::create_dir_all(root).map_err(|e| {
+            anyhow!(
+                "failed to create the template root `{}`: {e}",
+                root.display()
+            )
+        })?;
+        let mut results: Vec<Option<Result<Ensured>>> = keys.iter().map(|_| None).collect();
+        let done = |key: &Key, path, built| Ensured::used(root, key, path, built, start);
 
-    // Unlocked first: a hit, under either key scheme, needs no lock.
-    let mut missing = Vec::new();
-    for (i, key) in keys.iter().enumerate() {
-        match lookup::find(root, key) {
-            Ok(Some(path)) if !opts.force => results[i] = Some(Ok(done(key, path, false))),
-            Ok(None) if !opts.force => match find_other_scheme(root, key) {
-                Ok(Some((other, path))) => results[i] = Some(Ok(done(&other, path, false))),
-                Ok(None) => missing.push((i, None)),
-                Err(e) => results[i] = Some(Err(e)),
-            },
-            Ok(seen) => {
-                let seen_id = match &seen {
-                    Some(path) => {
-                        super::check_replaceable(root, path).and_then(|()| identity(path))
+        // Unlocked first: a hit, under either key scheme, needs no lock.
+        let mut missing = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            match lookup::find(root, key) {
+                Ok(Some(path)) if !opts.force => results[i] = Some(Ok(done(key, path, false))),
+                Ok(None) if !opts.force => match find_other_scheme(root, key) {
+                    Ok(Some((other, path))) => results[i] = Some(Ok(done(&other, path, false))),
+                    Ok(None) => missing.push((i, None)),
+                    Err(e) => results[i] = Some(Err(e)),
+                },
+                Ok(seen) => {
+                    let seen_id = match &seen {
+                        Some(path) => {
+                            super::check_replaceable(root, path).and_then(|()| identity(path))
+                        }
+                        None => Ok(None),
+                    };
+                    match seen_id {
+                        Ok(seen_id) => missing.push((i, seen_id)),
+                        Err(e) => results[i] = Some(Err(e)),
                     }
-                    None => Ok(None),
-                };
-                match seen_id {
-                    Ok(seen_id) => missing.push((i, seen_id)),
+                }
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+
+        // Try each lock in key order; look again under it.
+        missing.sort_by_key(|(i, _)| keys[*i].to_string());
+        let mut ours: Vec<(usize, Locked)> = Vec::new();
+        let mut peers = Vec::new();
+        for (i, seen_id) in missing {
+            let key = &keys[i];
+            let name = key.to_string();
+            match lock::try_lock(&lock::key_lock_path(root, &name), Mode::Exclusive) {
+                Ok(Some(held)) => match lookup::lookup(root, key) {
+                    Ok(lookup::Entry::Valid(path)) if !opts.force => {
+                        results[i] = Some(Ok(done(key, path, false)))
+                    }
+                    Ok(lookup::Entry::Valid(path))
+                        if identity(&path).is_ok_and(|id| id != seen_id) =>
+                    {
+                        // Under --force, a peer's fresh build is what was asked.
+                        results[i] = Some(Ok(done(key, path, false)))
+                    }
+                    Ok(_) => ours.push((i, held)),
+                    Err(e) => results[i] = Some(Err(e)),
+                },
+                Ok(None) => peers.push(i),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+
+        // Ours, in one build.
+        let mut full = Vec::new();
+        if !ours.is_empty() {
+            for (i, result) in self.build_ours(keys, &ours) {
+                match result {
+                    Ok(path) => {
+                        tracing::info!(
+                            "built the template {} in {:.1}s",
+                            keys[i],
+                            start.elapsed().as_secs_f64()
+                        );
+                        results[i] = Some(Ok(done(&keys[i], path, true)));
+                    }
+                    // Healed one at a time below, once our locks are let go.
+                    Err(e) if opts.evict && heal::is_disk_full(&e) => full.push(i),
                     Err(e) => results[i] = Some(Err(e)),
                 }
             }
-            Err(e) => results[i] = Some(Err(e)),
         }
+        drop(ours);
+
+        // A peer's keys, and ours that hit a full disk: one at a time, each
+        // waiting for its lock and looking again before it builds.
+        for i in peers.into_iter().chain(full) {
+            results[i] = Some(self.ensure_key(&keys[i], start));
+        }
+        Ok(keys
+            .iter()
+            .zip(results)
+            .map(|(key, result)| BatchItem {
+                key: key.clone(),
+                result: result.expect("every key has a result"),
+            })
+            .collect())
     }
 
-    // Try each lock in key order; look again under it.
-    missing.sort_by_key(|(i, _)| keys[*i].to_string());
-    let mut ours: Vec<(usize, Locked)> = Vec::new();
-    let mut peers = Vec::new();
-    for (i, seen_id) in missing {
-        let key = &keys[i];
-        let name = key.to_string();
-        match lock::try_lock(&lock::key_lock_path(root, &name), Mode::Exclusive) {
-            Ok(Some(held)) => match lookup::lookup(root, key) {
-                Ok(lookup::Entry::Valid(path)) if !opts.force => {
-                    results[i] = Some(Ok(done(key, path, false)))
-                }
-                Ok(lookup::Entry::Valid(path)) if identity(&path).is_ok_and(|id| id != seen_id) => {
-                    // Under --force, a peer's fresh build is what was asked.
-                    results[i] = Some(Ok(done(key, path, false)))
-                }
-                Ok(_) => ours.push((i, held)),
-                Err(e) => results[i] = Some(Err(e)),
-            },
-            Ok(None) => peers.push(i),
-            Err(e) => results[i] = Some(Err(e)),
-        }
-    }
-
-    // Ours, in one build.
-    let mut full = Vec::new();
-    if !ours.is_empty() {
-        for (i, result) in build_ours(root, keys, &ours, builder, opts.force) {
-            match result {
-                Ok(path) => {
-                    tracing::info!(
-                        "built the template {} in {:.1}s",
-                        keys[i],
-                        start.elapsed().as_secs_f64()
-                    );
-                    results[i] = Some(Ok(done(&keys[i], path, true)));
-                }
-                // Healed one at a time below, once our locks are let go.
-                Err(e) if opts.evict && heal::is_disk_full(&e) => full.push(i),
-                Err(e) => results[i] = Some(Err(e)),
+    /// Stages every key of `ours` (whose locks the caller holds), builds them
+    /// with one `build_many`, and publishes each that verifies.
+    fn build_ours(
+        &self,
+        keys: &[Key],
+        ours: &[(usize, Locked)],
+    ) -> Vec<(usize, Result<std::path::PathBuf>)> {
+        let (root, force) = (self.root, self.options.force);
+        let mut out = Vec::new();
+        let mut staged = Vec::new();
+        for (i, _) in ours {
+            match StagingImage::create(root, &keys[*i]) {
+                Ok(staging) => staged.push((*i, staging)),
+                Err(e) => out.push((*i, Err(when_disk_full(root, e)))),
             }
         }
-    }
-    drop(ours);
-
-    // A peer's keys, and ours that hit a full disk: one at a time, each
-    // waiting for its lock and looking again before it builds.
-    for i in peers.into_iter().chain(full) {
-        results[i] = Some(ensure_key(root, &keys[i], builder, opts, start));
-    }
-    Ok(keys
-        .iter()
-        .zip(results)
-        .map(|(key, result)| BatchItem {
-            key: key.clone(),
-            result: result.expect("every key has a result"),
-        })
-        .collect())
-}
-
-/// Stages every key of `ours` (whose locks the caller holds), builds them
-/// with one `build_many`, and publishes each that verifies.
-fn build_ours(
-    root: &Path,
-    keys: &[Key],
-    ours: &[(usize, Locked)],
-    builder: &dyn TemplateBuilder,
-    force: bool,
-) -> Vec<(usize, Result<std::path::PathBuf>)> {
-    let mut out = Vec::new();
-    let mut staged = Vec::new();
-    for (i, _) in ours {
-        match StagingImage::create(root, &keys[*i]) {
-            Ok(staging) => staged.push((*i, staging)),
-            Err(e) => out.push((*i, Err(when_disk_full(root, e)))),
+        let jobs: Vec<(&Key, &Path)> = staged
+            .iter()
+            .map(|(i, s)| (&keys[*i], s.path.as_path()))
+            .collect();
+        let built = self.builder.build_many(&jobs);
+        for ((i, staging), result) in staged.iter().zip(built) {
+            let key = &keys[*i];
+            let result = result
+                .map_err(|e| e.context(format!("failed to build the template {key}")))
+                .and_then(|()| staging.verify(key))
+                .and_then(|()| publish_staged(root, key, staging, force))
+                .map_err(|e| when_disk_full(root, e));
+            out.push((*i, result));
         }
+        out
     }
-    let jobs: Vec<(&Key, &Path)> = staged
-        .iter()
-        .map(|(i, s)| (&keys[*i], s.path.as_path()))
-        .collect();
-    let built = builder.build_many(&jobs);
-    for ((i, staging), result) in staged.iter().zip(built) {
-        let key = &keys[*i];
-        let result = result
-            .map_err(|e| e.context(format!("failed to build the template {key}")))
-            .and_then(|()| staging.verify(key))
-            .and_then(|()| publish_staged(root, key, staging, force))
-            .map_err(|e| when_disk_full(root, e));
-        out.push((*i, result));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -195,8 +195,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::cache::ensure::HostMkfsBuilder;
     use crate::cache::ensure::tests::test_key;
+    use crate::cache::ensure::{HostMkfsBuilder, TemplateBuilder};
 
     /// Records each `build_many` call's keys; fails the keys it is told to.
     #[derive(Default)]
@@ -229,7 +229,7 @@ mod tests {
     }
 
     fn ensure(root: &Path, keys: &[Key], b: &Recording) -> Vec<BatchItem> {
-        ensure_keys(root, keys, b, &EnsureOptions::default()).unwrap()
+        Ensurer::new(root, b).ensure_keys(keys).unwrap()
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::store::space::human_bytes;
 use crate::usage::UsageError;
 
 pub(crate) mod batch;
-pub use batch::ensure_keys;
+pub(crate) use batch::BatchItem;
 
 /// Formats a staging image. The VM runners implement it through the
 /// template-building guest; tests plug in a host-side one.
@@ -69,8 +69,8 @@ impl TemplateBuilder for HostMkfsBuilder {
     }
 }
 
-/// How [`ensure_template`] behaves.
-#[derive(Debug, Clone)]
+/// How an [`Ensurer`] waits, heals and replaces.
+#[derive(Debug, Clone, Copy)]
 pub struct EnsureOptions {
     /// How long to wait for a peer that holds the key's lock.
     pub lock_timeout: Duration,
@@ -123,80 +123,124 @@ impl Ensured {
     }
 }
 
-/// Finds the template for (`fs`, `capacity`) under `root`, or builds it with
-/// `builder` and publishes it. The protocol is told in [`crate::cache`].
-pub fn ensure_template(
-    root: &Path,
-    fs: Filesystem,
-    capacity: Capacity,
-    builder: &dyn TemplateBuilder,
-    opts: &EnsureOptions,
-) -> Result<Ensured> {
-    let start = Instant::now();
-    let formatter = fingerprint::formatter(fs)?;
-    // Before any lock, staging file or guest: the formatter would refuse it.
-    minimum::check(fs, capacity, formatter.version.as_ref()).map_err(UsageError)?;
-    let key = Key::new(fs, capacity, &formatter.fingerprint);
-    ensure_key(root, &key, builder, opts, start)
+/// What every step of the lifecycle works with: the template root, how a
+/// miss is built, and how to wait, heal and replace. Cheap to copy: the
+/// root and builder are borrowed.
+#[derive(Clone, Copy)]
+pub struct Ensurer<'a> {
+    /// The template root, created on first use.
+    pub root: &'a Path,
+    /// Formats a missing template.
+    pub builder: &'a dyn TemplateBuilder,
+    /// How to wait, heal and replace.
+    pub options: EnsureOptions,
 }
 
-/// [`ensure_template`] for a key already computed.
-pub(crate) fn ensure_key(
-    root: &Path,
-    key: &Key,
-    builder: &dyn TemplateBuilder,
-    opts: &EnsureOptions,
-    start: Instant,
-) -> Result<Ensured> {
-    std::fs::create_dir_all(root)
-        .with_context(|| format!("failed to create the template root `{}`", root.display()))?;
-    let name = key.to_string();
-    let done_as =
-        |key: &Key, path: PathBuf, built: bool| Ensured::used(root, key, path, built, start);
-    let done = |path, built| done_as(key, path, built);
-    let seen = lookup::find(root, key)?;
-    if let (Some(path), false) = (&seen, opts.force) {
-        return Ok(done(path.clone(), false));
+impl std::fmt::Debug for Ensurer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ensurer")
+            .field("root", &self.root)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
     }
-    if let (None, false) = (&seen, opts.force)
-        && let Some((other, path)) = find_other_scheme(root, key)?
-    {
-        return Ok(done_as(&other, path, false));
-    }
-    // Under --force, remember which entry we saw (if any) before waiting,
-    // after making sure this user may replace it at all.
-    let seen_id = match &seen {
-        Some(path) => {
-            check_replaceable(root, path)?;
-            identity(path)?
-        }
-        None => None,
-    };
+}
 
-    let _lock = lock::lock_with_timeout(
-        &lock::key_lock_path(root, &name),
-        Mode::Exclusive,
-        opts.lock_timeout,
-        &name,
-    )?;
-    // Look again: a peer may have published while we waited. Under --force,
-    // an entry that is not the one we saw before waiting is a peer's fresh
-    // build, which is what we were asked for.
-    // (Quietly: an invalid entry was already reported.)
-    if let lookup::Entry::Valid(path) = lookup::lookup(root, key)? {
-        if !opts.force || identity(&path)? != seen_id {
-            return Ok(done(path, false));
+impl<'a> Ensurer<'a> {
+    /// `root` built into by `builder`, with [`EnsureOptions::default`].
+    pub fn new(root: &'a Path, builder: &'a dyn TemplateBuilder) -> Self {
+        Ensurer {
+            root,
+            builder,
+            options: EnsureOptions::default(),
         }
     }
 
-    let path = heal::retry_when_full(root, heal::build_need(key), opts.evict, || {
-        build_and_publish(root, key, builder, opts.force)
-    })?;
-    tracing::info!(
-        "built the template {key} in {:.1}s",
-        start.elapsed().as_secs_f64()
-    );
-    Ok(done(path, true))
+    /// The same with `options`.
+    pub fn with_options(self, options: EnsureOptions) -> Self {
+        Ensurer { options, ..self }
+    }
+
+    /// Finds the template for (`fs`, `capacity`), or builds it and
+    /// publishes it. The protocol is told in [`crate::cache`].
+    pub fn ensure(&self, fs: Filesystem, capacity: Capacity) -> Result<Ensured> {
+        let start = Instant::now();
+        let formatter = fingerprint::formatter(fs)?;
+        // Before any lock, staging file or guest: the formatter would refuse it.
+        minimum::check(fs, capacity, formatter.version.as_ref()).map_err(UsageError)?;
+        let key = Key::new(fs, capacity, &formatter.fingerprint);
+        self.ensure_key(&key, start)
+    }
+
+    /// [`Ensurer::ensure`] for a key already computed; `start` is when the
+    /// caller began, for [`Ensured::elapsed`].
+    pub fn ensure_key(&self, key: &Key, start: Instant) -> Result<Ensured> {
+        let (root, opts) = (self.root, &self.options);
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("failed to create the template root `{}`", root.display()))?;
+        let name = key.to_string();
+        let done_as =
+            |key: &Key, path: PathBuf, built: bool| Ensured::used(root, key, path, built, start);
+        let done = |path, built| done_as(key, path, built);
+        let seen = lookup::find(root, key)?;
+        if let (Some(path), false) = (&seen, opts.force) {
+            return Ok(done(path.clone(), false));
+        }
+        if let (None, false) = (&seen, opts.force)
+            && let Some((other, path)) = find_other_scheme(root, key)?
+        {
+            return Ok(done_as(&other, path, false));
+        }
+        // Under --force, remember which entry we saw (if any) before waiting,
+        // after making sure this user may replace it at all.
+        let seen_id = match &seen {
+            Some(path) => {
+                check_replaceable(root, path)?;
+                identity(path)?
+            }
+            None => None,
+        };
+
+        let _lock = lock::lock_with_timeout(
+            &lock::key_lock_path(root, &name),
+            Mode::Exclusive,
+            opts.lock_timeout,
+            &name,
+        )?;
+        // Look again: a peer may have published while we waited. Under --force,
+        // an entry that is not the one we saw before waiting is a peer's fresh
+        // build, which is what we were asked for.
+        // (Quietly: an invalid entry was already reported.)
+        if let lookup::Entry::Valid(path) = lookup::lookup(root, key)? {
+            if !opts.force || identity(&path)? != seen_id {
+                return Ok(done(path, false));
+            }
+        }
+
+        let path = heal::retry_when_full(root, heal::build_need(key), opts.evict, || {
+            self.build_and_publish(key)
+        })?;
+        tracing::info!(
+            "built the template {key} in {:.1}s",
+            start.elapsed().as_secs_f64()
+        );
+        Ok(done(path, true))
+    }
+
+    /// Under the key lock: stage, build, verify and publish `key`'s image
+    /// (replacing a valid entry only under `force`); the entry's image path.
+    fn build_and_publish(&self, key: &Key) -> Result<PathBuf> {
+        let root = self.root;
+        // Each step is judged for a full disk while the staging image still
+        // holds its blocks: a guest sees only an I/O error.
+        let full = |e| super::failing::when_disk_fails(root, when_disk_full(root, e));
+        let staging = StagingImage::create(root, key).map_err(full)?;
+        self.builder
+            .build(key, &staging.path)
+            .with_context(|| format!("failed to build the template {key}"))
+            .and_then(|()| staging.verify(key))
+            .and_then(|()| publish_staged(root, key, &staging, self.options.force))
+            .map_err(full)
+    }
 }
 
 /// The valid entry of `key`'s template under the installed formatter's
@@ -226,26 +270,6 @@ pub(crate) fn check_replaceable(root: &Path, image: &Path) -> Result<()> {
         Some(why) => bail!("cannot rebuild this template: {why}"),
         None => Ok(()),
     }
-}
-
-/// Under the key lock: stage, build, verify and publish `key`'s image
-/// (replacing a valid entry only under `force`); the entry's image path.
-fn build_and_publish(
-    root: &Path,
-    key: &Key,
-    builder: &dyn TemplateBuilder,
-    force: bool,
-) -> Result<PathBuf> {
-    // Each step is judged for a full disk while the staging image still
-    // holds its blocks: a guest sees only an I/O error.
-    let full = |e| super::failing::when_disk_fails(root, when_disk_full(root, e));
-    let staging = StagingImage::create(root, key).map_err(full)?;
-    builder
-        .build(key, &staging.path)
-        .with_context(|| format!("failed to build the template {key}"))
-        .and_then(|()| staging.verify(key))
-        .and_then(|()| publish_staged(root, key, &staging, force))
-        .map_err(full)
 }
 
 /// Publishes a verified staging image (replacing a valid entry only under
@@ -392,7 +416,9 @@ pub(crate) mod tests {
             force,
             ..Default::default()
         };
-        ensure_key(root, key, b, &opts, Instant::now())
+        Ensurer::new(root, b)
+            .with_options(opts)
+            .ensure_key(key, Instant::now())
     }
 
     #[test]
@@ -421,27 +447,23 @@ pub(crate) mod tests {
         std::fs::create_dir(lookup::entry_dir(root.path(), &theirs)).unwrap();
         formatted_image(&theirs, &lookup::image_path(root.path(), &theirs));
         let builder = Counting(0.into());
-        let opts = |force| EnsureOptions {
-            force,
-            ..Default::default()
+        let at = |force| {
+            Ensurer::new(root.path(), &builder).with_options(EnsureOptions {
+                force,
+                ..Default::default()
+            })
         };
-        let found = ensure_template(root.path(), fs, cap, &builder, &opts(false)).unwrap();
+        let found = at(false).ensure(fs, cap).unwrap();
         assert_eq!((found.key, found.built), (theirs.clone(), false));
         assert_eq!(found.path, lookup::image_path(root.path(), &theirs));
         // The same through a key computed beforehand, as a batch does.
-        let items = ensure_keys(
-            root.path(),
-            std::slice::from_ref(&ours),
-            &builder,
-            &opts(false),
-        )
-        .unwrap();
+        let items = at(false).ensure_keys(std::slice::from_ref(&ours)).unwrap();
         assert_eq!(items[0].result.as_ref().unwrap().key, theirs);
         assert_eq!(builder.0.get(), 0);
         // Forced, it builds under our own scheme and leaves theirs.
-        let forced = ensure_template(root.path(), fs, cap, &builder, &opts(true)).unwrap();
+        let forced = at(true).ensure(fs, cap).unwrap();
         assert_eq!((forced.key, forced.built), (ours.clone(), true));
-        let found = ensure_template(root.path(), fs, cap, &builder, &opts(false)).unwrap();
+        let found = at(false).ensure(fs, cap).unwrap();
         assert_eq!(found.key, ours);
         assert!(lookup::image_path(root.path(), &theirs).exists());
     }
@@ -484,15 +506,10 @@ pub(crate) mod tests {
         let root = tempfile::tempdir().unwrap();
         let missing = root.path().join("never-created");
         let cap = Capacity::from_mib(256).unwrap();
-        let err = ensure_template(
-            &missing,
-            Filesystem::Xfs,
-            cap,
-            &Failing,
-            &EnsureOptions::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = Ensurer::new(&missing, &Failing)
+            .ensure(Filesystem::Xfs, cap)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("at least 300 MiB"), "{err}");
         assert!(!missing.exists());
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cargo_ktstr::testing::cache::clone::{self, Method, Reflink};
-use cargo_ktstr::testing::cache::ensure::{EnsureOptions, HostMkfsBuilder};
+use cargo_ktstr::testing::cache::ensure::{Ensurer, HostMkfsBuilder};
 use cargo_ktstr::testing::cache::key::Capacity;
 use cargo_ktstr::testing::cache::per_test::PerTestImage;
 use cargo_ktstr::testing::formatter::filesystem::Filesystem;
@@ -145,8 +145,8 @@ fn per_test_images_on_btrfs_are_unnamed_reflinks() {
     };
     let root = disk.path().join("cache");
     let cap = Capacity::from_mib(256).unwrap();
-    let opts = EnsureOptions::default();
-    let img = PerTestImage::create(&root, Filesystem::Btrfs, cap, &HostMkfsBuilder, &opts).unwrap();
+    let at = Ensurer::new(&root, &HostMkfsBuilder);
+    let img = PerTestImage::create(&at, Filesystem::Btrfs, cap).unwrap();
     assert!(!img.is_named());
     // A reflink: every extent shared with the template, before any write.
     let (extents, shared) = shared_extents(img.file());
@@ -162,8 +162,7 @@ fn per_test_images_on_btrfs_are_unnamed_reflinks() {
     f.sync_all().unwrap();
     let template = root.join(img.key().to_string()).join("template.img");
     assert!(Filesystem::Btrfs.path_has_magic(&template).unwrap());
-    let named =
-        PerTestImage::create_named(&root, Filesystem::Btrfs, cap, &HostMkfsBuilder, &opts).unwrap();
+    let named = PerTestImage::create_named(&at, Filesystem::Btrfs, cap).unwrap();
     assert!(same_bytes(&template, &named.path()));
 }
 

@@ -5,12 +5,12 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use cargo_ktstr::testing::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
+use cargo_ktstr::testing::cache::ensure::{EnsureOptions, Ensurer, HostMkfsBuilder};
 use cargo_ktstr::testing::cache::key::Capacity;
 use cargo_ktstr::testing::cache::lookup::{self, Entry};
 use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
-use cargo_ktstr::testing::cache::clone::{Reflink, clone_template};
+use cargo_ktstr::testing::cache::clone::Reflink;
 
 use crate::support::images::fill_disk;
 use crate::support::loopfs::LoopFs;
@@ -46,12 +46,12 @@ fn a_build_on_a_full_disk_evicts_the_least_recently_used_unheld_entries_and_succ
         fill_disk(&mnt.path().join("filler"));
         let before = names(&root);
 
-        let opts = EnsureOptions {
+        let at = Ensurer::new(&root, &HostMkfsBuilder).with_options(EnsureOptions {
             evict,
             ..EnsureOptions::default()
-        };
+        });
         let cap = Capacity::from_mib(64).unwrap();
-        let built = ensure_template(&root, Filesystem::Ext4, cap, &HostMkfsBuilder, &opts);
+        let built = at.ensure(Filesystem::Ext4, cap);
         if !evict {
             let err = format!("{:#}", built.unwrap_err());
             assert!(err.contains("cargo ktstr clean --min-free"), "{err}");
@@ -166,8 +166,8 @@ fn a_clone_on_a_full_disk_evicts_others_but_never_its_template() {
     let Some(full) = Full::new() else { return };
     let root = full.root();
     let cap = Capacity::from_mib(64).unwrap();
-    let opts = EnsureOptions::default();
-    let built = ensure_template(&root, Filesystem::Ext4, cap, &HostMkfsBuilder, &opts).unwrap();
+    let at = Ensurer::new(&root, &HostMkfsBuilder);
+    let built = at.ensure(Filesystem::Ext4, cap).unwrap();
     // The template is now the most recently used; make it the least.
     let dir = built.path.parent().unwrap();
     fs::File::open(dir)
@@ -176,15 +176,7 @@ fn a_clone_on_a_full_disk_evicts_others_but_never_its_template() {
         .unwrap();
     full.fill();
     let dest = full.mnt.path().join("clone.img");
-    let cloned = clone_template(
-        &root,
-        Filesystem::Ext4,
-        cap,
-        &HostMkfsBuilder,
-        &opts,
-        &dest,
-        Reflink::Auto,
-    );
+    let cloned = at.clone_to(Filesystem::Ext4, cap, &dest, Reflink::Auto);
     let cloned = cloned.unwrap();
     assert_eq!(
         fs::read(&dest).unwrap(),

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cargo_ktstr::testing::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
+use cargo_ktstr::testing::cache::ensure::{Ensurer, HostMkfsBuilder};
 use cargo_ktstr::testing::cache::key::Capacity;
 use cargo_ktstr::testing::cache::per_test::PerTestImage;
 use cargo_ktstr::testing::formatter::filesystem::Filesystem;
@@ -167,10 +167,8 @@ fn our_per_test_names_are_ktstrs_shape() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let opts = EnsureOptions::default();
-    let image =
-        PerTestImage::create_named(root.path(), Filesystem::Ext4, cap, &HostMkfsBuilder, &opts)
-            .unwrap();
+    let at = Ensurer::new(root.path(), &HostMkfsBuilder);
+    let image = PerTestImage::create_named(&at, Filesystem::Ext4, cap).unwrap();
     let after = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -261,12 +259,8 @@ fn an_image_of_the_wrong_size_is_invalid_everywhere() {
     let key = current_key(Filesystem::Btrfs, 256);
     let image = root.join(&key).join("template.img");
     let cap = Capacity::from_mib(256).unwrap();
-    let opts = EnsureOptions::default();
-    assert!(
-        ensure_template(root, Filesystem::Btrfs, cap, &HostMkfsBuilder, &opts)
-            .unwrap()
-            .built
-    );
+    let at = Ensurer::new(root, &HostMkfsBuilder);
+    assert!(at.ensure(Filesystem::Btrfs, cap).unwrap().built);
     let truncate = |len: u64| {
         fs::OpenOptions::new()
             .write(true)
@@ -307,7 +301,7 @@ fn an_image_of_the_wrong_size_is_invalid_everywhere() {
     );
 
     // The next build replaces it.
-    let rebuilt = ensure_template(root, Filesystem::Btrfs, cap, &HostMkfsBuilder, &opts).unwrap();
+    let rebuilt = at.ensure(Filesystem::Btrfs, cap).unwrap();
     assert!(rebuilt.built);
     assert_eq!(fs::metadata(&image).unwrap().len(), 256 * MIB);
 

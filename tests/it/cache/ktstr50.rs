@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cargo_ktstr::testing::cache::ensure::{EnsureOptions, TemplateBuilder};
+use cargo_ktstr::testing::cache::ensure::{Ensurer, TemplateBuilder};
 use cargo_ktstr::testing::cache::key::{Capacity, Key};
 use cargo_ktstr::testing::cache::per_test::PerTestImage;
 use cargo_ktstr::testing::formatter::filesystem::Filesystem;
@@ -185,8 +185,8 @@ fn a_clone_reuses_ktstr50s_entry_without_building() {
 
     // A per-test clone, through the library, with a builder that refuses.
     let cap = Capacity::from_mib(256).unwrap();
-    let opts = EnsureOptions::default();
-    let per_test = PerTestImage::create(root, Filesystem::Btrfs, cap, &NoBuild, &opts).unwrap();
+    let per_test =
+        PerTestImage::create(&Ensurer::new(root, &NoBuild), Filesystem::Btrfs, cap).unwrap();
     assert_eq!(fs::metadata(per_test.path()).unwrap().len(), 256 * MIB);
     drop(per_test);
 

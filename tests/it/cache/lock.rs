@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use cargo_ktstr::testing::cache::clone::{self, Reflink};
-use cargo_ktstr::testing::cache::ensure::{self, EnsureOptions, HostMkfsBuilder, TemplateBuilder};
+use cargo_ktstr::testing::cache::clone::Reflink;
+use cargo_ktstr::testing::cache::ensure::{
+    EnsureOptions, Ensurer, HostMkfsBuilder, TemplateBuilder,
+};
 use cargo_ktstr::testing::cache::key::{Capacity, Key};
 use cargo_ktstr::testing::cache::publish::{self, IfValid};
 use cargo_ktstr::testing::formatter::filesystem::Filesystem;
@@ -63,17 +65,15 @@ fn child_body() {
         .try_init();
     let job: Job = serde_json::from_str(&arg).unwrap();
     let cap = Capacity::from_mib(MIB).unwrap();
-    let opts = EnsureOptions {
+    let builder = Gated(&job);
+    let at = Ensurer::new(&job.root, &builder).with_options(EnsureOptions {
         lock_timeout: Duration::from_secs(120),
         force: job.force,
         ..EnsureOptions::default()
-    };
+    });
     let result = match &job.dest {
-        None => ensure::ensure_template(&job.root, FS, cap, &Gated(&job), &opts),
-        Some(dest) => {
-            clone::clone_template(&job.root, FS, cap, &Gated(&job), &opts, dest, Reflink::Auto)
-                .map(|c| c.ensured)
-        }
+        None => at.ensure(FS, cap),
+        Some(dest) => at.clone_to(FS, cap, dest, Reflink::Auto).map(|c| c.ensured),
     };
     match result {
         Ok(e) => println!("RESULT built={} path={}", e.built, e.path.display()),

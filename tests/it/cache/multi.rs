@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use cargo_ktstr::testing::cache::ensure::{EnsureOptions, batch, ensure_keys};
+use cargo_ktstr::testing::cache::ensure::{Ensurer, batch};
 use cargo_ktstr::testing::cache::key::Capacity;
 use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 use cargo_ktstr::testing::guest::builder::GuestBuilder;
@@ -116,7 +116,9 @@ fn a_failing_formatter_in_a_guest_is_named_and_the_others_still_publish() {
     // `false` runs in the guest as xfs's formatter and exits 1.
     let builder = GuestBuilder::new(Box::new(qemu), kernel, bin())
         .formatter_for(Filesystem::Xfs, "/bin/false".into());
-    let items = ensure_keys(root.path(), &keys, &builder, &EnsureOptions::default()).unwrap();
+    let items = Ensurer::new(root.path(), &builder)
+        .ensure_keys(&keys)
+        .unwrap();
     assert!(items[0].result.as_ref().unwrap().built);
     assert!(items[2].result.as_ref().unwrap().built);
     let err = format!("{:#}", items[1].result.as_ref().unwrap_err());

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use cargo_ktstr::testing::cache::cleanup::{self, CleanMode, CleanOptions};
-use cargo_ktstr::testing::cache::clone::{Reflink, clone_file, with_entry_shared};
-use cargo_ktstr::testing::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
+use cargo_ktstr::testing::cache::clone::{Reflink, clone_file};
+use cargo_ktstr::testing::cache::ensure::{EnsureOptions, Ensurer, HostMkfsBuilder};
 use cargo_ktstr::testing::cache::key::Capacity;
 use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 use rand::rngs::StdRng;
@@ -60,28 +60,20 @@ fn soak_worker() {
 
 fn step(job: &Worker, rng: &mut StdRng, round: usize) -> Result<()> {
     let capacity = Capacity::from_mib(KEYS_MIB[rng.random_range(0..2)]).unwrap();
-    let opts = EnsureOptions {
+    let at = Ensurer::new(&job.root, &HostMkfsBuilder).with_options(EnsureOptions {
         lock_timeout: Duration::from_secs(120),
         force: rng.random_bool(0.2),
         ..EnsureOptions::default()
-    };
+    });
     let sweep = |mode| cleanup::clean(&job.root, CleanOptions::new(mode, false));
     match rng.random_range(0..4) {
-        0 => drop(ensure_template(
-            &job.root,
-            FS,
-            capacity,
-            &HostMkfsBuilder,
-            &opts,
-        )?),
+        0 => drop(at.ensure(FS, capacity)?),
         1 => {
             let dest = job
                 .dests
                 .join(format!("{}-{round}.img", std::process::id()));
             let pause = Duration::from_micros(rng.random_range(0..3000));
-            with_entry_shared(&job.root, FS, capacity, &HostMkfsBuilder, &opts, |e| {
-                clone_in_use(&e.path, &dest, pause)
-            })?;
+            at.with_entry_shared(FS, capacity, |e| clone_in_use(&e.path, &dest, pause))?;
         }
         2 => drop(sweep(CleanMode::Debris)?),
         _ => drop(sweep(CleanMode::All)?),

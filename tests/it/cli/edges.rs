@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use cargo_ktstr::testing::cache::ensure::{self, EnsureOptions, HostMkfsBuilder};
+use cargo_ktstr::testing::cache::ensure::{Ensurer, HostMkfsBuilder};
 use cargo_ktstr::testing::cache::key::Capacity;
 use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
@@ -103,8 +103,8 @@ fn a_capacity_past_the_roots_file_size_limit_says_what_to_do() {
     };
     let root = disk.path().join("cache");
     let cap = Capacity::from_mib(16 << 20).unwrap();
-    let opts = EnsureOptions::default();
-    let err = ensure::ensure_template(&root, Filesystem::Btrfs, cap, &HostMkfsBuilder, &opts)
+    let err = Ensurer::new(&root, &HostMkfsBuilder)
+        .ensure(Filesystem::Btrfs, cap)
         .unwrap_err();
     let err = format!("{err:#}");
     assert!(

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use cargo_ktstr::runner::{DeviceDiscovery, GuestRunner, GuestSpec, RunEnd};
-use cargo_ktstr::testing::cache::ensure::{EnsureOptions, Ensured, ensure_template};
+use cargo_ktstr::testing::cache::ensure::{Ensured, Ensurer};
 use cargo_ktstr::testing::cache::key::Capacity;
 use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 use cargo_ktstr::testing::guest::builder::GuestBuilder;
@@ -21,13 +21,7 @@ use crate::support::{bin, build_cmd, guest_prerequisites, ktstr_cmd, names, prer
 /// Ensures the 64 MiB ext4 template in `root` through the library.
 fn ensure_ext4(root: &Path, builder: &GuestBuilder) -> anyhow::Result<Ensured> {
     let cap = Capacity::from_mib(64).unwrap();
-    ensure_template(
-        root,
-        Filesystem::Ext4,
-        cap,
-        builder,
-        &EnsureOptions::default(),
-    )
+    Ensurer::new(root, builder).ensure(Filesystem::Ext4, cap)
 }
 
 fn json(out: &Output) -> Value {
@@ -241,7 +235,7 @@ fn eight_builders_of_one_key_boot_one_guest() {
 }
 
 #[test]
-fn the_library_builder_publishes_through_ensure_template() {
+fn the_library_builder_publishes_through_the_ensurer() {
     let Some((kernel, qemu)) = guest_prerequisites() else {
         return;
     };

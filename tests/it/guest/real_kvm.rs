@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use cargo_ktstr::runner::kvm::KvmRunner;
 use cargo_ktstr::runner::kvm::kvm_boot_support;
 use cargo_ktstr::runner::{GuestRunner, GuestSpec, RunOutcome};
-use cargo_ktstr::testing::cache::ensure::{EnsureOptions, ensure_template};
+use cargo_ktstr::testing::cache::ensure::{EnsureOptions, Ensurer};
 use cargo_ktstr::testing::cache::key::Capacity;
 use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 use cargo_ktstr::testing::guest::builder::GuestBuilder;
@@ -103,8 +103,9 @@ fn a_hung_formatter_ends_at_the_deadline_in_the_builtin_vmm() {
         .formatter(guests::hanging_formatter())
         .timeout(timeout);
     let cap = Capacity::from_mib(64).unwrap();
-    let opts = EnsureOptions::default();
-    let err = ensure_template(root.path(), Filesystem::Ext4, cap, &builder, &opts).unwrap_err();
+    let err = Ensurer::new(root.path(), &builder)
+        .ensure(Filesystem::Ext4, cap)
+        .unwrap_err();
     let err = format!("{err:#}");
     assert!(err.contains("did not finish within 20 s"), "{err}");
     assert!(err.contains("ktstr-test: the formatter hangs"), "{err}");
@@ -133,12 +134,12 @@ fn twenty_real_kernel_builds_in_one_process_leave_no_fd_or_mapping_behind() {
     let root = tempfile::tempdir().unwrap();
     let builder = builder(kernel).timeout(Duration::from_secs(300));
     let cap = Capacity::from_mib(64).unwrap();
-    let opts = EnsureOptions {
+    let at = Ensurer::new(root.path(), &builder).with_options(EnsureOptions {
         force: true,
         ..EnsureOptions::default()
-    };
+    });
     let build = || {
-        let built = ensure_template(root.path(), Filesystem::Ext4, cap, &builder, &opts).unwrap();
+        let built = at.ensure(Filesystem::Ext4, cap).unwrap();
         assert!(built.built && Filesystem::Ext4.path_has_magic(&built.path).unwrap());
     };
     // The first build settles one-time state (the CPUID cache, the kick

@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::Command;
 
-use cargo_ktstr::testing::cache::ensure::{self, EnsureOptions, Ensured, HostMkfsBuilder};
+use cargo_ktstr::testing::cache::ensure::{Ensured, Ensurer, HostMkfsBuilder};
 use cargo_ktstr::testing::cache::key::Capacity;
 use cargo_ktstr::testing::formatter::filesystem::Filesystem;
 
@@ -53,7 +53,9 @@ pub(crate) fn current_key(fs: Filesystem, mib: u64) -> String {
 /// the CLI tests.
 pub(crate) fn populate(root: &Path, fs: Filesystem, mib: u64) -> Ensured {
     let cap = Capacity::from_mib(mib).unwrap();
-    ensure::ensure_template(root, fs, cap, &HostMkfsBuilder, &EnsureOptions::default()).unwrap()
+    Ensurer::new(root, &HostMkfsBuilder)
+        .ensure(fs, cap)
+        .unwrap()
 }
 
 /// How many of `file`'s first 512 extents exist and how many share their

@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::identity::Identity;
-use super::{CleanReport, ItemKind, Reason};
+use super::{CleanReport, ItemKind, Reason, sweep};
 use crate::cache::names::{self, DebrisKind, RootName};
 use crate::store::lock;
 
@@ -60,7 +60,7 @@ pub(super) fn sweep(root: &Path, names: &[(OsString, u64)], report: &mut CleanRe
             let want_dir = kind == ItemKind::Debris(DebrisKind::StagingDir);
             match fast.remove(&name, *ino, want_dir) {
                 Ok(fast::Outcome::Removed { bytes, identity }) => {
-                    report.removed_by_caller(&name, kind, bytes, identity);
+                    report.record_removed(&name, kind, bytes, Reason::Debris, Some(identity));
                     continue;
                 }
                 Ok(fast::Outcome::Vanished) => continue,
@@ -132,14 +132,8 @@ fn sweep_one(
         // or wake a device. Its name goes; a link's target is untouched.
         tracing::debug!("{name} is a {}", describe_type(&meta));
         let identity = Some(Identity::of_meta(&meta));
-        report.remove(
-            name,
-            kind,
-            false,
-            Some(allocated(&meta)),
-            Reason::Debris,
-            identity,
-        );
+        let bytes = Some(allocated(&meta));
+        sweep::remove(report, name, kind, false, bytes, Reason::Debris, identity);
         return;
     }
     // Our writers make staging directories as directories and the rest as
@@ -159,7 +153,7 @@ fn sweep_one(
     if file_type.is_dir() {
         match crate::store::tree::foreign_file(&path, crate::cache::names::ENTRY_FILES) {
             Ok(None) => {}
-            Ok(Some(foreign)) => return report.skip(name, super::report::not_ours(kind, &foreign)),
+            Ok(Some(foreign)) => return report.skip(name, sweep::not_ours(kind, &foreign)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return,
             Err(e) => return report.fail(name, kind, format!("cannot list it: {e}")),
         }
@@ -197,7 +191,15 @@ fn remove_if_unlocked(
         Ok(true) => {
             let bytes = (!meta.is_dir()).then(|| allocated(meta));
             let identity = Some(Identity::of_meta(meta));
-            report.remove(name, kind, meta.is_dir(), bytes, Reason::Debris, identity);
+            sweep::remove(
+                report,
+                name,
+                kind,
+                meta.is_dir(),
+                bytes,
+                Reason::Debris,
+                identity,
+            );
             // Closing releases the lock, after the removal.
             drop(file);
         }

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{MOUNT, capacity, in_child, make_filesystem, options};
-use crate::cache::clone::{Reflink, clone_template};
-use crate::cache::ensure::{HostMkfsBuilder, ensure_template};
+use super::{MOUNT, capacity, ensurer, in_child, make_filesystem};
+use crate::cache::clone::Reflink;
 use crate::cache::key::Key;
 use crate::cache::lookup::{Entry, lookup};
 use crate::formatter::filesystem::Filesystem;
@@ -175,25 +174,11 @@ fn key(mib: u64) -> Result<Key> {
 fn run_action(action: Action, mib: u64, dest: &Path) -> Result<String> {
     match action {
         Action::Publish => {
-            let ensured = ensure_template(
-                &root(),
-                TEMPLATE_FS,
-                capacity(mib)?,
-                &HostMkfsBuilder,
-                &options(false),
-            )?;
+            let ensured = ensurer(&root(), false).ensure(TEMPLATE_FS, capacity(mib)?)?;
             disk_hash(&ensured.path)
         }
         Action::Clone => {
-            clone_template(
-                &root(),
-                TEMPLATE_FS,
-                capacity(mib)?,
-                &HostMkfsBuilder,
-                &options(false),
-                dest,
-                Reflink::Auto,
-            )?;
+            ensurer(&root(), false).clone_to(TEMPLATE_FS, capacity(mib)?, dest, Reflink::Auto)?;
             disk_hash(dest)
         }
     }

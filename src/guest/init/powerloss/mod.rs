@@ -15,8 +15,8 @@ use super::dm::{self, DmControl, Target};
 use super::helpers::{disk_hash, mount_disk_at, mount_pseudo, print_line, unmount_disk};
 use super::{disks, modules};
 use crate::cache::cleanup::{Budget, CleanMode, CleanOptions, ItemKind, clean};
-use crate::cache::clone::{Reflink, clone_template};
-use crate::cache::ensure::{EnsureOptions, HostMkfsBuilder, ensure_template};
+use crate::cache::clone::Reflink;
+use crate::cache::ensure::{EnsureOptions, Ensurer, HostMkfsBuilder};
 use crate::cache::key::{Capacity, Key};
 use crate::cache::names;
 use crate::cache::per_test::PerTestImage;
@@ -239,12 +239,13 @@ fn root() -> PathBuf {
     Path::new(MOUNT).join(TEMPLATES)
 }
 
-pub(super) fn options(force: bool) -> EnsureOptions {
-    EnsureOptions {
+/// The cache at `root`, built into on the host.
+pub(super) fn ensurer(root: &Path, force: bool) -> Ensurer<'_> {
+    Ensurer::new(root, &HostMkfsBuilder).with_options(EnsureOptions {
         lock_timeout: Duration::from_secs(60),
         force,
         evict: false,
-    }
+    })
 }
 
 /// Runs one operation; what it published and removed.
@@ -253,13 +254,7 @@ fn run_op(n: usize, op: Op) -> Result<OpRecord> {
     let root = root();
     match op {
         Op::Publish(mib, force) => {
-            let ensured = ensure_template(
-                &root,
-                TEMPLATE_FS,
-                capacity(mib)?,
-                &HostMkfsBuilder,
-                &options(force),
-            )?;
+            let ensured = ensurer(&root, force).ensure(TEMPLATE_FS, capacity(mib)?)?;
             ensure!(ensured.built, "{} was not built", ensured.key);
             record.published.push(Published {
                 name: ensured.key.to_string(),
@@ -269,24 +264,10 @@ fn run_op(n: usize, op: Op) -> Result<OpRecord> {
         Op::Clone(mib) => {
             let dest = Path::new(MOUNT).join(CLONES).join(format!("{n}.img"));
             let cap = capacity(mib)?;
-            clone_template(
-                &root,
-                TEMPLATE_FS,
-                cap,
-                &HostMkfsBuilder,
-                &options(false),
-                &dest,
-                Reflink::Auto,
-            )?;
+            ensurer(&root, false).clone_to(TEMPLATE_FS, cap, &dest, Reflink::Auto)?;
         }
         Op::PerTest(mib) => {
-            let image = PerTestImage::create(
-                &root,
-                TEMPLATE_FS,
-                capacity(mib)?,
-                &HostMkfsBuilder,
-                &options(false),
-            )?;
+            let image = PerTestImage::create(&ensurer(&root, false), TEMPLATE_FS, capacity(mib)?)?;
             drop(image);
         }
         Op::Kernel(replace) => record.kernels.push(publish_kernel(n, replace)?),
