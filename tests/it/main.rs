@@ -7,6 +7,5 @@ mod cli;
 mod facade;
 mod guest;
 mod kernel;
-mod powerloss;
 mod remote;
 mod support;
