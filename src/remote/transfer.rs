@@ -277,25 +277,22 @@ impl Remote {
             .chunk(CHUNK as usize)
             .await
             .with_context(|| format!("failed to start writing `{path}`"))?;
-        let mut file =
-            File::open(blob).with_context(|| format!("failed to open `{}`", blob.display()))?;
-        let mut buf = vec![0; CHUNK as usize];
-        loop {
-            let n = file
-                .read(&mut buf)
-                .with_context(|| format!("failed to read `{}`", blob.display()))?;
-            if n == 0 {
-                break;
-            }
-            writer
-                .write(buf[..n].to_vec())
+        let written = match write_file(&mut writer, blob, &path).await {
+            Ok(()) => writer
+                .close()
                 .await
-                .with_context(|| format!("failed to write `{path}`"))?;
+                .map(drop)
+                .with_context(|| format!("failed to finish writing `{path}`")),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            // Aborted, not dropped: a multipart upload's parts are released
+            // on the server, and nothing half-written is left to publish.
+            if let Err(abort) = writer.abort().await {
+                tracing::debug!("aborting the write of `{path}` failed too: {abort}");
+            }
+            return Err(e);
         }
-        writer
-            .close()
-            .await
-            .with_context(|| format!("failed to finish writing `{path}`"))?;
         Ok(true)
     }
 
@@ -326,6 +323,25 @@ impl Remote {
             .await
             .with_context(|| format!("failed to write `{path}`"))?;
         Ok(true)
+    }
+}
+
+/// Streams the file `blob` into `writer` (remote `path`), chunk by chunk.
+async fn write_file(writer: &mut opendal::Writer, blob: &Path, path: &str) -> Result<()> {
+    let mut file =
+        File::open(blob).with_context(|| format!("failed to open `{}`", blob.display()))?;
+    let mut buf = vec![0; CHUNK as usize];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("failed to read `{}`", blob.display()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        writer
+            .write(buf[..n].to_vec())
+            .await
+            .with_context(|| format!("failed to write `{path}`"))?;
     }
 }
 
