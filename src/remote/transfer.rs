@@ -16,7 +16,7 @@ use crate::kernel::key::{KeyInputs, hex};
 use crate::kernel::store::{
     CONFIG_FILE, IMAGE_FILE, KernelStore, Provenance, ProvenanceOrigin, VMLINUX_FILE,
 };
-use crate::progress::Progress;
+use crate::progress::{Progress, Transfer};
 
 /// Bytes per ranged read or multipart chunk.
 const CHUNK: u64 = 8 << 20;
@@ -71,10 +71,11 @@ impl Remote {
             "Pulling",
             format!("kernel {name} ({}) from {}", mib(total), self.spec.url),
         );
+        let mut bar = progress.transfer("Pulling", total);
         let mut bytes = 0;
         for file in &manifest.files {
             let blob = scratch.0.join(format!("{}.zst", file.name));
-            self.block_on(self.fetch_blob(file, &blob))?;
+            self.block_on(self.fetch_blob(file, &blob, &mut bar))?;
             unpack_blob(file, &blob, &entry.join(&file.name))?;
             bytes += file.blob_size;
         }
@@ -86,6 +87,7 @@ impl Remote {
             toolchain: manifest.toolchain.clone(),
         }
         .write(&entry)?;
+        drop(bar);
         let image = store.publish(&entry, name)?;
         let elapsed = start.elapsed();
         progress.step(
@@ -127,7 +129,7 @@ impl Remote {
     }
 
     /// Downloads `file`'s blob to `dest`, checking its size and hash.
-    async fn fetch_blob(&self, file: &FileEntry, dest: &Path) -> Result<()> {
+    async fn fetch_blob(&self, file: &FileEntry, dest: &Path, bar: &mut Transfer) -> Result<()> {
         let path = blob_path(&file.blob);
         let meta = self
             .op
@@ -161,6 +163,7 @@ impl Remote {
                 offset + buf.len() as u64,
                 file.blob_size
             );
+            bar.add(buf.len() as u64);
             for chunk in buf {
                 hasher.update(&chunk);
                 out.write_all(&chunk)
@@ -219,19 +222,28 @@ impl Remote {
         let mut files = Vec::new();
         for file_name in [IMAGE_FILE, VMLINUX_FILE, CONFIG_FILE] {
             let src = dir.join(file_name);
-            if !src.exists() {
-                continue;
+            if src.exists() {
+                let blob = scratch.0.join(format!("{file_name}.zst"));
+                files.push((pack_blob(file_name, &src, &blob)?, blob));
             }
-            let blob = scratch.0.join(format!("{file_name}.zst"));
-            let entry = pack_blob(file_name, &src, &blob)?;
-            if self.block_on(self.upload_blob(&entry, &blob))? {
+        }
+        let total = files.iter().map(|(f, _)| f.blob_size).sum();
+        progress.step(
+            "Pushing",
+            format!("kernel {name} ({}) to {}", mib(total), self.spec.url),
+        );
+        let mut bar = progress.transfer("Pushing", total);
+        for (entry, blob) in &files {
+            if self.block_on(self.upload_blob(entry, blob, &mut bar))? {
                 report.blobs_uploaded += 1;
                 report.bytes_uploaded += entry.blob_size;
             } else {
                 report.blobs_present += 1;
+                bar.add(entry.blob_size);
             }
-            files.push(entry);
         }
+        drop(bar);
+        let files = files.into_iter().map(|(f, _)| f).collect();
         let manifest = Manifest {
             format: FORMAT.to_owned(),
             key: prov.key.clone(),
@@ -261,7 +273,12 @@ impl Remote {
 
     /// Uploads a blob unless one of its name and size is there; whether it
     /// uploaded.
-    async fn upload_blob(&self, entry: &FileEntry, blob: &Path) -> Result<bool> {
+    async fn upload_blob(
+        &self,
+        entry: &FileEntry,
+        blob: &Path,
+        bar: &mut Transfer,
+    ) -> Result<bool> {
         let path = blob_path(&entry.blob);
         match self.op.stat(&path).await {
             // Named by its hash: one of the same size is the same blob
@@ -277,7 +294,7 @@ impl Remote {
             .chunk(CHUNK as usize)
             .await
             .with_context(|| format!("failed to start writing `{path}`"))?;
-        let written = match write_file(&mut writer, blob, &path).await {
+        let written = match write_file(&mut writer, blob, &path, bar).await {
             Ok(()) => writer
                 .close()
                 .await
@@ -327,7 +344,12 @@ impl Remote {
 }
 
 /// Streams the file `blob` into `writer` (remote `path`), chunk by chunk.
-async fn write_file(writer: &mut opendal::Writer, blob: &Path, path: &str) -> Result<()> {
+async fn write_file(
+    writer: &mut opendal::Writer,
+    blob: &Path,
+    path: &str,
+    bar: &mut Transfer,
+) -> Result<()> {
     let mut file =
         File::open(blob).with_context(|| format!("failed to open `{}`", blob.display()))?;
     let mut buf = vec![0; CHUNK as usize];
@@ -342,6 +364,7 @@ async fn write_file(writer: &mut opendal::Writer, blob: &Path, path: &str) -> Re
             .write(buf[..n].to_vec())
             .await
             .with_context(|| format!("failed to write `{path}`"))?;
+        bar.add(n as u64);
     }
 }
 

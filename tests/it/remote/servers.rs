@@ -509,17 +509,8 @@ fn killed_mid_pull_is_a_bounded_miss(kind: Kind) {
     let Some(mut server) = Server::start_limited(kind, Some("256k")) else {
         return;
     };
-    // 2 MiB that zstd cannot shrink: the blob takes 8 s at 256 KiB/s.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let image = (0..2 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    let fx = Fixture::with_image(image);
+    // The blob takes 8 s at 256 KiB/s.
+    let fx = Fixture::with_image(incompressible_image());
     fx.push(&server);
     let empty = tempfile::tempdir().unwrap();
     let mut cmd = ktstr(empty.path());
@@ -543,6 +534,78 @@ fn killed_mid_pull_is_a_bounded_miss(kind: Kind) {
     assert_eq!(status.code(), Some(1), "{err}");
     assert_eq!(err.matches(PULL_WARNING).count(), 1, "{err}");
     assert!(!fx.entry(empty.path()).exists(), "published: {err}");
+}
+
+/// 2 MiB that zstd cannot shrink.
+fn incompressible_image() -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..2 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A pull that takes seconds draws a bar with bytes and rate on a terminal
+/// (a pseudo-terminal from `script`), never into a pipe, and nothing under
+/// `-q`.
+fn a_slow_pull_draws_a_bar_only_on_a_terminal(kind: Kind) {
+    let Some(server) = Server::start_limited(kind, Some("1m")) else {
+        return;
+    };
+    if !prerequisite("script (util-linux)", which("script")) {
+        return;
+    }
+    let fx = Fixture::with_image(incompressible_image());
+    fx.push(&server);
+    let pull = |quiet: bool, tty: bool| {
+        let empty = tempfile::tempdir().unwrap();
+        let mut cmd = ktstr(empty.path());
+        let line = format!(
+            "{} {} kernel build --source {} --remote '{}'",
+            bin().display(),
+            if quiet { "-q" } else { "" },
+            fx.tarball.display(),
+            server.url
+        );
+        if tty {
+            // script's terminal gets stdout and stderr; the log file is
+            // what was drawn there.
+            let mut script = Command::new("script");
+            script.args(["-qec", &line, "/dev/null"]);
+            for (k, v) in cmd.get_envs() {
+                match v {
+                    Some(v) => script.env(k, v),
+                    None => script.env_remove(k),
+                };
+            }
+            let out = run(&mut script);
+            (out, empty)
+        } else {
+            let out = run(cmd
+                .args(quiet.then_some("-q"))
+                .args(["kernel", "build", "--source"])
+                .arg(&fx.tarball)
+                .arg("--remote")
+                .arg(&server.url));
+            (out, empty)
+        }
+    };
+    let (out, empty) = pull(false, true);
+    let drawn = stdout(&out);
+    assert!(out.status.success(), "{drawn}");
+    assert!(fx.entry(empty.path()).join(IMAGE_FILE).is_file(), "{drawn}");
+    assert!(drawn.contains("Pulling ["), "no bar: {drawn}");
+    assert!(drawn.contains("/s"), "no rate: {drawn}");
+    let (out, _) = pull(true, true);
+    assert!(!stdout(&out).contains("Pulling"), "{}", stdout(&out));
+    let (out, _) = pull(false, false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("Pulling ["), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Pulled"), "{}", stderr(&out));
 }
 
 fn eight_concurrent_pushes_then_a_pull(kind: Kind) {
@@ -648,6 +711,7 @@ macro_rules! every_scenario {
                 remote_check_reports_read_write_list,
                 eight_concurrent_pushes_then_a_pull,
                 killed_mid_pull_is_a_bounded_miss,
+                a_slow_pull_draws_a_bar_only_on_a_terminal,
             ]
         );)*
     };
