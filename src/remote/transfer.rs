@@ -481,7 +481,7 @@ fn mib(bytes: u64) -> String {
 fn rate(bytes: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(1e-3);
     format!(
-        "{} in {:.2} s, {:.0} MiB/s",
+        "{} in {:.3} s, {:.0} MiB/s",
         mib(bytes),
         secs,
         bytes as f64 / (1 << 20) as f64 / secs
