@@ -83,7 +83,7 @@ impl Progress {
             bar,
             verb: verb.to_owned(),
             start,
-            pending: !self.quiet && terminal,
+            pending: Cell::new(!self.quiet && terminal),
             heartbeat: (!self.quiet && !terminal).then(|| Cell::new(start)),
         }
     }
@@ -96,17 +96,17 @@ pub struct Transfer {
     verb: String,
     start: Instant,
     /// On a terminal, until the bar is shown.
-    pending: bool,
+    pending: Cell<bool>,
     /// Off a terminal: when we last printed.
     heartbeat: Option<Cell<Instant>>,
 }
 
 impl Transfer {
-    /// Counts `bytes` more moved.
-    pub fn add(&mut self, bytes: u64) {
+    /// Counts `bytes` more moved (by any of several concurrent writers).
+    pub fn add(&self, bytes: u64) {
         self.bar.inc(bytes);
-        if self.pending && self.start.elapsed() >= BAR_DELAY {
-            self.pending = false;
+        if self.pending.get() && self.start.elapsed() >= BAR_DELAY {
+            self.pending.set(false);
             self.bar.set_draw_target(ProgressDrawTarget::stderr());
         }
         if let Some(last) = &self.heartbeat {

@@ -23,6 +23,8 @@ const CHUNK: u64 = 8 << 20;
 /// zstd level: level 3 packs a tinyconfig kernel about as well as 19 in a
 /// fraction of the time.
 const ZSTD_LEVEL: i32 = 3;
+/// zstd's compression threads per blob.
+const ZSTD_WORKERS: u32 = 2;
 
 /// What a push did.
 #[derive(Debug, Clone, Serialize)]
@@ -71,11 +73,11 @@ impl Remote {
             "Pulling",
             format!("kernel {name} ({}) from {}", mib(total), self.spec.url),
         );
-        let mut bar = progress.transfer("Pulling", total);
+        let bar = progress.transfer("Pulling", total);
         let mut bytes = 0;
         for file in &manifest.files {
             let blob = scratch.0.join(format!("{}.zst", file.name));
-            self.block_on(self.fetch_blob(file, &blob, &mut bar))?;
+            self.block_on(self.fetch_blob(file, &blob, &bar))?;
             unpack_blob(file, &blob, &entry.join(&file.name))?;
             bytes += file.blob_size;
         }
@@ -129,7 +131,7 @@ impl Remote {
     }
 
     /// Downloads `file`'s blob to `dest`, checking its size and hash.
-    async fn fetch_blob(&self, file: &FileEntry, dest: &Path, bar: &mut Transfer) -> Result<()> {
+    async fn fetch_blob(&self, file: &FileEntry, dest: &Path, bar: &Transfer) -> Result<()> {
         let path = blob_path(&file.blob);
         let meta = self
             .op
@@ -219,27 +221,52 @@ impl Remote {
             bytes_uploaded: 0,
             elapsed_ms: 0,
         };
-        let mut files = Vec::new();
-        for file_name in [IMAGE_FILE, VMLINUX_FILE, CONFIG_FILE] {
-            let src = dir.join(file_name);
-            if src.exists() {
-                let blob = scratch.0.join(format!("{file_name}.zst"));
-                files.push((pack_blob(file_name, &src, &blob)?, blob));
-            }
-        }
+        // Packed side by side: compressing vmlinux is most of a push.
+        let present: Vec<_> = [IMAGE_FILE, VMLINUX_FILE, CONFIG_FILE]
+            .into_iter()
+            .filter(|f| dir.join(f).exists())
+            .collect();
+        let packed: Vec<Result<(FileEntry, PathBuf)>> = std::thread::scope(|scope| {
+            let packers: Vec<_> = present
+                .iter()
+                .map(|&file_name| {
+                    let (src, blob) = (
+                        dir.join(file_name),
+                        scratch.0.join(format!("{file_name}.zst")),
+                    );
+                    scope.spawn(move || Ok((pack_blob(file_name, &src, &blob)?, blob)))
+                })
+                .collect();
+            packers
+                .into_iter()
+                .map(|p| {
+                    p.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        let files = packed.into_iter().collect::<Result<Vec<_>>>()?;
         let total = files.iter().map(|(f, _)| f.blob_size).sum();
         progress.step(
             "Pushing",
             format!("kernel {name} ({}) to {}", mib(total), self.spec.url),
         );
-        let mut bar = progress.transfer("Pushing", total);
-        for (entry, blob) in &files {
-            if self.block_on(self.upload_blob(entry, blob, &mut bar))? {
+        let bar = progress.transfer("Pushing", total);
+        // The blobs side by side: one stream per blob leaves a link (and
+        // a server writing each to disk) idle between requests.
+        let uploads = files.iter().map(|(entry, blob)| async {
+            let uploaded = self.upload_blob(entry, blob, &bar).await?;
+            if !uploaded {
+                bar.add(entry.blob_size);
+            }
+            anyhow::Ok((uploaded, entry.blob_size))
+        });
+        for (uploaded, size) in self.block_on(futures::future::try_join_all(uploads))? {
+            if uploaded {
                 report.blobs_uploaded += 1;
-                report.bytes_uploaded += entry.blob_size;
+                report.bytes_uploaded += size;
             } else {
                 report.blobs_present += 1;
-                bar.add(entry.blob_size);
             }
         }
         drop(bar);
@@ -273,12 +300,7 @@ impl Remote {
 
     /// Uploads a blob unless one of its name and size is there; whether it
     /// uploaded.
-    async fn upload_blob(
-        &self,
-        entry: &FileEntry,
-        blob: &Path,
-        bar: &mut Transfer,
-    ) -> Result<bool> {
+    async fn upload_blob(&self, entry: &FileEntry, blob: &Path, bar: &Transfer) -> Result<bool> {
         let path = blob_path(&entry.blob);
         match self.op.stat(&path).await {
             // Named by its hash: one of the same size is the same blob
@@ -348,7 +370,7 @@ async fn write_file(
     writer: &mut opendal::Writer,
     blob: &Path,
     path: &str,
-    bar: &mut Transfer,
+    bar: &Transfer,
 ) -> Result<()> {
     let mut file =
         File::open(blob).with_context(|| format!("failed to open `{}`", blob.display()))?;
@@ -383,6 +405,12 @@ fn pack_blob(name: &str, src: &Path, blob: &Path) -> Result<FileEntry> {
     };
     let mut encoder = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)
         .context("failed to start a zstd encoder")?;
+    // zstd's multithreaded mode: a large file's jobs compress on several
+    // cores. Its output depends on the job size, not on the worker count,
+    // so every machine makes the same blob (and finds a peer's).
+    encoder
+        .multithread(ZSTD_WORKERS)
+        .context("failed to start zstd's workers")?;
     io::copy(&mut input, &mut encoder)
         .with_context(|| format!("failed to compress `{}`", src.display()))?;
     let out = encoder

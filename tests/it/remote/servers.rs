@@ -572,8 +572,8 @@ fn a_slow_pull_draws_a_bar_only_on_a_terminal(kind: Kind) {
             server.url
         );
         if tty {
-            // script's terminal gets stdout and stderr; the log file is
-            // what was drawn there.
+            // What was drawn on script's terminal (stdout and stderr
+            // both) comes out of script's stdout.
             let mut script = Command::new("script");
             script.args(["-qec", &line, "/dev/null"]);
             for (k, v) in cmd.get_envs() {
@@ -601,6 +601,7 @@ fn a_slow_pull_draws_a_bar_only_on_a_terminal(kind: Kind) {
     assert!(drawn.contains("Pulling ["), "no bar: {drawn}");
     assert!(drawn.contains("/s"), "no rate: {drawn}");
     let (out, _) = pull(true, true);
+    assert!(out.status.success(), "{}", stdout(&out));
     assert!(!stdout(&out).contains("Pulling"), "{}", stdout(&out));
     let (out, _) = pull(false, false);
     assert!(out.status.success(), "{}", stderr(&out));
