@@ -6,7 +6,7 @@
 //! are real: btrfs, xfs and ext4, each on a loop device this benchmark makes
 //! and tears down, so it needs root.
 //!
-//! `cargo bench --bench compare -- [--runs N] [--rows 1,2,3,4,5,6,7,8,9,10,11] [--fs btrfs,xfs,ext4]`
+//! `cargo bench --bench compare -- [--runs N] [--rows 1,2,3,4,5,6,7,8,9,10,11,12] [--fs btrfs,xfs,ext4]`
 //!
 //! Row 7 boots the nested-KVM lane's outer guest once and needs its KVM-host
 //! kernel (`cargo ktstr kernel build --kind kvm-host`). Row 8 needs Debian's
@@ -14,7 +14,9 @@
 //! it measures Debian's against that kernel and against row 10's fixture,
 //! the tinyconfig kernel of the day row 8's goal was set. Rows 8 and 10
 //! build the fixture fragment's kernel once (minutes) from
-//! `$KTSTR_KERNEL_SOURCE` or Debian's linux-source-6.12.
+//! `$KTSTR_KERNEL_SOURCE` or Debian's linux-source-6.12. Row 12, the remote
+//! kernel cache against rclone, builds that source once more (minutes) and
+//! needs `--features remote` and rclone.
 
 mod boot;
 mod build;
@@ -22,6 +24,7 @@ mod clean;
 mod clone;
 mod measure;
 mod nested;
+mod remote;
 mod table;
 mod tcg;
 mod vmm;
@@ -65,7 +68,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         runs: 10,
-        rows: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        rows: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
         filesystems: Filesystem::ALL.to_vec(),
     };
     let mut it = std::env::args().skip(1);
@@ -173,6 +176,13 @@ fn main() {
                     fixture.as_deref().unwrap(),
                 )),
                 11 => rows.push(boot::many_in_one_boot(&bench, &place, &kernel())),
+                // Loopback S3: no filesystem of ours is involved.
+                12 => {
+                    let (got, note) = remote::rows(&bench, &boot::source());
+                    rows.extend(got);
+                    notes.push(note);
+                    break;
+                }
                 other => panic!("no row {other}"),
             }
         }

@@ -10,7 +10,7 @@
 //!   store's rename. Any failure is a miss: the caller builds locally.
 //!
 //! Every call has a timeout and is retried with jitter; a remote is read-only
-//! unless asked otherwise ([`url::RemoteSpec`]).
+//! unless asked otherwise ([`crate::remote::RemoteSpec`]).
 
 pub(crate) mod check;
 pub(crate) mod format;
