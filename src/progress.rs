@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// How long a transfer runs before its bar is drawn.
-pub const BAR_DELAY: Duration = Duration::from_millis(400);
+pub(crate) const BAR_DELAY: Duration = Duration::from_millis(400);
 
 /// Where progress goes: stderr, or nowhere under `-q`.
 #[derive(Debug, Clone, Copy)]

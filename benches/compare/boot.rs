@@ -24,7 +24,7 @@ const FIXTURE: &str = include_str!("fixtures/template-a941d90.config");
 
 /// The kernel source both kernels come from (`$KTSTR_KERNEL_SOURCE`, else
 /// Debian's linux-source-6.12).
-pub fn source() -> PathBuf {
+pub(crate) fn source() -> PathBuf {
     std::env::var_os("KTSTR_KERNEL_SOURCE")
         .map_or_else(|| "/usr/src/linux-source-6.12.tar.xz".into(), PathBuf::from)
 }

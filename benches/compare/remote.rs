@@ -117,7 +117,8 @@ fn ktstr(b: &Bench, base: &Path) -> Command {
 /// The bench's source-built kernel: its base, the build's time and where
 /// that figure comes from; built (minutes) when absent.
 fn source_build(b: &Bench, src: &str) -> (PathBuf, Duration, String) {
-    let kernels = cargo_ktstr::kernel::store::KernelStore::from_env().expect("the kernel cache");
+    let kernels =
+        cargo_ktstr::testing::kernel::store::KernelStore::from_env().expect("the kernel cache");
     let base = kernels.dir().with_file_name("bench-remote");
     let record = base.join("build-seconds");
     // `SECONDS ORIGIN...`: the build's time and how it was measured.
@@ -154,7 +155,7 @@ fn entry_name(base: &Path) -> String {
 }
 
 /// The three rows, and a note on the source build.
-pub fn rows(b: &Bench, source: &Path) -> (Vec<Row>, String) {
+pub(crate) fn rows(b: &Bench, source: &Path) -> (Vec<Row>, String) {
     let server = S3Server::start();
     let work = tempfile::tempdir().unwrap();
     let src = source.to_str().unwrap().to_owned();
@@ -272,7 +273,7 @@ pub fn rows(b: &Bench, source: &Path) -> (Vec<Row>, String) {
          the pulls and pushes {} times each, interleaved with rclone.",
         build_time.as_secs_f64(),
         source.display(),
-        cargo_ktstr::host::cores(),
+        cargo_ktstr::testing::host::cores(),
         built_when,
         b.runs
     );
