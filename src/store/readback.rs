@@ -8,6 +8,7 @@
 //! are clean), read it again (the disk) and compare. A page the cache had
 //! already dropped reads from the disk both times, so the check is as good
 //! as the page cache is warm, which it is right after a build or a copy.
+//! A kernel built without fadvise gets no check.
 
 use std::fs::File;
 use std::io;
@@ -59,7 +60,20 @@ pub(crate) fn check_on_disk(file: &File, path: &Path) -> io::Result<()> {
         while at < hole {
             let want = cached.len().min((hole - at) as usize);
             file.read_exact_at(&mut cached[..want], at)?;
-            drop_cached(file, at, want)?;
+            match drop_cached(file, at, want) {
+                Ok(()) => {}
+                // A kernel without fadvise (CONFIG_ADVISE_SYSCALLS=n, as the
+                // nested lane's KVM host) cannot reach the disk past the
+                // cache: comparing the cache with itself would prove nothing.
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                    tracing::debug!(
+                        "not reading `{}` back: this kernel has no fadvise",
+                        path.display()
+                    );
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
             file.read_exact_at(&mut read[..want], at)?;
             if cached[..want] != read[..want] {
                 return Err(io::Error::other(NotAsWritten {
