@@ -3,7 +3,7 @@
 mod stock;
 mod unreadable;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use cargo_ktstr::testing::kernel::KernelKind;
@@ -13,7 +13,7 @@ use cargo_ktstr::testing::kernel::source::Source;
 use cargo_ktstr::testing::kernel::store::KernelStore;
 use cargo_ktstr::testing::progress::Progress;
 
-use crate::support::{bin, prerequisite, stderr, stdout};
+use crate::support::{bin, prerequisite, stderr, stdout, tiny_tarball};
 
 /// Debian's kernel source package, which CI installs.
 const DEBIAN_SOURCE: &str = "/usr/src/linux-source-6.12.tar.xz";
@@ -27,28 +27,6 @@ fn ktstr_in(cache: &Path) -> Command {
         .env("KTSTR_BOOT_DIR", cache.join("no-boot"))
         .env_remove("KTSTR_KERNEL");
     cmd
-}
-
-/// A tarball holding only a kernel-like top Makefile.
-fn tiny_tarball(dir: &Path) -> PathBuf {
-    let tree = dir.join("linux-9.9.9");
-    std::fs::create_dir_all(&tree).unwrap();
-    std::fs::write(
-        tree.join("Makefile"),
-        "VERSION = 9\nPATCHLEVEL = 9\nSUBLEVEL = 9\n",
-    )
-    .unwrap();
-    let tarball = dir.join("linux.tar.gz");
-    let ok = Command::new("tar")
-        .arg("-czf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(dir)
-        .arg("linux-9.9.9")
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    tarball
 }
 
 #[test]
@@ -66,7 +44,7 @@ fn a_source_without_a_makefile_is_refused() {
 #[test]
 fn missing_build_tools_are_named_with_their_packages() {
     let (cache, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let tarball = tiny_tarball(work.path());
+    let tarball = tiny_tarball(work.path(), "9.9.9");
     // A PATH with what reading a tarball needs, and no compiler tools.
     let bin_dir = path_with(work.path(), &["sh", "tar", "head", "gzip"]);
     let out = ktstr_in(cache.path())
@@ -93,7 +71,7 @@ fn missing_build_tools_are_named_with_their_packages() {
 #[test]
 fn a_tarball_whose_decompressor_is_missing_names_its_package() {
     let (cache, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let gz = tiny_tarball(work.path());
+    let gz = tiny_tarball(work.path(), "9.9.9");
     let tarball = work.path().join("linux.tar.xz");
     let converted = Command::new("sh")
         .arg("-c")

@@ -22,7 +22,7 @@ use cargo_ktstr::testing::kernel::store::{
 };
 use tempfile::TempDir;
 
-use crate::support::{Spawned, bin, prerequisite, stderr, stdout};
+use crate::support::{Spawned, bin, prerequisite, stderr, stdout, tiny_tarball};
 
 /// A 20-character access key and a 40-character secret, as AWS issues them.
 const ACCESS_KEY: &str = "AKIAKTSTRTESTKEY0001";
@@ -237,7 +237,7 @@ impl Fixture {
 
     fn with_image(image: Vec<u8>) -> Fixture {
         let work = tempfile::tempdir().unwrap();
-        let tarball = tiny_tarball(work.path());
+        let tarball = tiny_tarball(work.path(), "9.9.7");
         let kind = KernelKind::Template;
         let inputs = KeyInputs::compute(&Source::open(&tarball).unwrap(), kind.fragments())
             .expect("key inputs of the tiny tarball");
@@ -325,29 +325,6 @@ impl Fixture {
             .collect();
         assert!(left.is_empty(), "pull scratch left behind: {left:?}");
     }
-}
-
-/// A tarball holding only a kernel-like top Makefile: make fails on it at
-/// once, so a pull that misses cannot turn into a long build.
-fn tiny_tarball(dir: &Path) -> PathBuf {
-    let tree = dir.join("linux-9.9.7");
-    std::fs::create_dir_all(&tree).unwrap();
-    std::fs::write(
-        tree.join("Makefile"),
-        "VERSION = 9\nPATCHLEVEL = 9\nSUBLEVEL = 7\n",
-    )
-    .unwrap();
-    let tarball = dir.join("linux.tar.gz");
-    let ok = Command::new("tar")
-        .arg("-czf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(dir)
-        .arg("linux-9.9.7")
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    tarball
 }
 
 /// The binary on ktstr base `base`, with the S3 keys, no remote or mode

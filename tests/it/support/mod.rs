@@ -305,3 +305,25 @@ pub(crate) fn in_counting_child(name: &str) -> bool {
     assert!(text.contains("counted"), "the child ran nothing: {text}");
     false
 }
+
+/// A tarball of `linux-<version>` holding only a kernel-like top Makefile:
+/// make fails on it at once, so a build (or a pull that missed) is quick.
+pub(crate) fn tiny_tarball(dir: &Path, version: &str) -> PathBuf {
+    let top = format!("linux-{version}");
+    let tree = dir.join(&top);
+    std::fs::create_dir_all(&tree).unwrap();
+    let [v, p, s]: [&str; 3] = version.split('.').collect::<Vec<_>>().try_into().unwrap();
+    let makefile = format!("VERSION = {v}\nPATCHLEVEL = {p}\nSUBLEVEL = {s}\n");
+    std::fs::write(tree.join("Makefile"), makefile).unwrap();
+    let tarball = dir.join("linux.tar.gz");
+    let ok = Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(dir)
+        .arg(&top)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    tarball
+}
