@@ -12,6 +12,7 @@
 //! Every call has a timeout and is retried with jitter; a remote is read-only
 //! unless asked otherwise ([`crate::remote::RemoteSpec`]).
 
+mod blob;
 pub(crate) mod check;
 pub(crate) mod format;
 pub(crate) mod transfer;
