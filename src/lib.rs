@@ -45,11 +45,8 @@
 // a contributor) follows them; the public docs show their text.
 #![allow(rustdoc::private_intra_doc_links)]
 
-mod cli;
-mod template_cache;
-
-pub use cache::clone::Reflink;
-pub use cache::ensure::{HostMkfsBuilder, TemplateBuilder};
+pub use cache::clone::{Cloned, Method, Reflink};
+pub use cache::ensure::{BatchItem, Ensured, HostMkfsBuilder, TemplateBuilder};
 pub use cache::key::{Capacity, CapacityError, Key};
 pub use cache::per_test::PerTestImage;
 pub use cli::main as cli_main;
@@ -58,29 +55,31 @@ pub use guest::find_init::{GuestInit, init_if_guest};
 pub use runner::VmmChoice;
 pub use template_cache::TemplateCache;
 
-pub mod probe;
-pub mod runner;
-pub mod units;
-
-// Foundations: they import nothing from the domains below.
+// Bottom-up. Foundations: they import nothing from the domains above them
+// (tests/it/architecture.rs checks it).
 mod elf;
 mod formatter;
+mod host;
+mod interrupt;
+mod outcome;
+mod progress;
 mod store;
+pub mod units;
+mod usage;
 // Domains.
 mod cache;
 mod guest;
-mod host;
-mod interrupt;
 mod kernel;
-mod outcome;
-mod progress;
+pub mod probe;
 /// The remote kernel cache (the `remote` feature): S3, WebDAV, a shared
 /// filesystem or the GitHub Actions cache.
 #[cfg(feature = "remote")]
 mod remote;
-mod usage;
+pub mod runner;
 mod vmm;
-
+// The front doors: the facade, the command line, and the tests' own.
+mod cli;
+mod template_cache;
 pub mod testing;
 #[cfg(test)]
 mod testutil;

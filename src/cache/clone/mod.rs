@@ -51,7 +51,9 @@ pub enum Method {
 /// A finished `template clone`.
 #[derive(Debug, Clone)]
 pub struct Cloned {
+    /// The template it was cloned from.
     pub ensured: Ensured,
+    /// How the bytes were copied.
     pub method: Method,
 }
 

@@ -24,7 +24,7 @@ use crate::store::space::human_bytes;
 use crate::usage::UsageError;
 
 pub(crate) mod batch;
-pub(crate) use batch::BatchItem;
+pub use batch::BatchItem;
 
 /// Formats a staging image. The VM runners implement it through the
 /// template-building guest; tests plug in a host-side one.
