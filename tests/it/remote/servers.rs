@@ -419,10 +419,30 @@ fn push_then_pull_is_byte_identical(kind: Kind) {
         stdout(&out)
     );
     assert!(image_blob(&server).is_file());
-    let empty = tempfile::tempdir().unwrap();
-    let out = fx.pull(empty.path(), &server);
+    // A second machine: an empty cache, and no compiler on its PATH.
+    let (empty, tools) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out = run(ktstr(empty.path())
+        .args(["kernel", "build", "--source"])
+        .arg(&fx.tarball)
+        .arg("--remote")
+        .arg(&server.url)
+        .env("PATH", no_compiler(tools.path())));
     fx.assert_pulled(empty.path(), &out);
     assert!(stderr(&out).contains("Pulled"), "{}", stderr(&out));
+}
+
+/// A PATH in `dir` of a machine with no compiler, linker or make: only
+/// what reading a source tarball takes.
+fn no_compiler(dir: &Path) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap();
+    for tool in ["sh", "head", "tar", "gzip"] {
+        let found = std::env::split_paths(&path)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("no `{tool}` on PATH"));
+        std::os::unix::fs::symlink(found, dir.join(tool)).unwrap();
+    }
+    dir.to_owned()
 }
 
 fn damaged_blobs_are_misses(kind: Kind) {
